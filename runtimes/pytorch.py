@@ -1,0 +1,74 @@
+"""PyTorch reference runner: fp32 on CUDA where present, else CPU.
+
+This is the full-precision reference every build is checked against; it is only
+available where torch is installed (never required on the device).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import DependencyError, DeviceError
+
+from .base import Runner
+
+
+def _torch():
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        raise DependencyError("torch", extra="torch", purpose="the PyTorch reference runtime") from exc
+    return torch
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' where a GPU is usable, else 'cpu'; 'gpu' is an alias of 'cuda'."""
+    torch = _torch()
+    device = device.lower()
+    if device == "gpu":
+        device = "cuda"
+    has_cuda = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        if not has_cuda:
+            raise DeviceError(f"device {device!r} asked for, but torch sees no CUDA GPU; available: cpu")
+        return device
+    raise DeviceError(f"the PyTorch runtime has no device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+class TorchRunner(Runner):
+    backend = "pytorch"
+
+    def __init__(self, model: Any, *, input_names: tuple[str, ...], output_names: tuple[str, ...], device: str = "auto"):
+        super().__init__()
+        torch = _torch()
+        self.device = resolve_device(device)
+        self._torch = torch
+        self._model = model.to(self.device).eval()
+        self._inputs = tuple(input_names)
+        self._outputs = tuple(output_names)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device) for n in self._inputs]
+            out = self._model(*args)
+        if isinstance(out, torch.Tensor):
+            out = (out,)
+        return {name: t.float().cpu().numpy() for name, t in zip(self._outputs, out)}
+
+    def close(self) -> None:
+        self._model = None
+        super().close()

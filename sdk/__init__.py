@@ -1,0 +1,31 @@
+"""MaskGate SDK: masked-face pipeline for turnstile cameras.
+
+Importing ``sdk`` needs only numpy and OpenCV; torch and the runtimes are imported
+when a model is built or a backend is used.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .align import AlignedFace, align_face, eye_roll_degrees
+from .detector import FaceDetector
+from .errors import (
+    DependencyError,
+    DeviceError,
+    InputError,
+    MaskGateError,
+    ModelError,
+    SourceError,
+    WeightsError,
+)
+from .pipeline import AlignConfig, FaceResult, Pipeline
+from .postprocess import Detections
+from .registry import create_model, get_spec, list_models, register
+from .specs import DetectionDefaults, InputSpec, ModelSpec, PriorSpec
+
+__all__ = [
+    "AlignConfig", "AlignedFace", "DependencyError", "DetectionDefaults", "Detections", "DeviceError",
+    "FaceDetector", "FaceResult", "InputError", "InputSpec", "MaskGateError", "ModelError", "ModelSpec",
+    "Pipeline", "PriorSpec", "SourceError", "WeightsError", "__version__", "align_face", "create_model",
+    "eye_roll_degrees", "get_spec", "list_models", "register",
+]

@@ -1,0 +1,38 @@
+"""The ``maskgate`` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MaskGateError
+from . import evaluate, models, run
+
+COMMANDS = (run, models, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras")
+    parser.add_argument("--version", action="version", version=f"maskgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MaskGateError as exc:
+        print(f"maskgate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maskgate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

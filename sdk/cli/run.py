@@ -1,0 +1,101 @@
+"""``maskgate run SOURCE``: faces, landmarks and aligned crops from images, videos, cameras."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+
+from ..draw import annotate
+from ..errors import SourceError
+from ..pipeline import AlignConfig, Pipeline
+from ..sources import IMAGE_SUFFIXES, iter_frames
+from .options import add_detector_options, size
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run the pipeline on an image, a folder, a video or a camera index")
+    p.add_argument("source", help="image file, folder of images, video file, or camera index (0, 1, ...)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per face on stdout")
+    p.add_argument("--save", metavar="DIR", help="write annotated images (and aligned crops with --save-crops) here")
+    p.add_argument("--save-crops", action="store_true", help="with --save, also write each aligned face crop")
+    p.add_argument("--align", choices=("eye_roll", "similarity"), default="eye_roll", help="alignment method (default eye_roll)")
+    p.add_argument("--crop-size", type=size, default=(128, 128), help="aligned crop WIDTHxHEIGHT (default 128x128)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames of a video or camera")
+    add_detector_options(p)
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    save_dir = Path(args.save) if args.save else None
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+
+    def on_skip(err: SourceError) -> None:
+        skipped.append(str(err))
+        print(f"maskgate: skipped {err}", file=sys.stderr)
+
+    frames = iter_frames(args.source, on_skip=on_skip)
+    first = next(frames, None)  # open the source before loading the model: bad input fails fast
+    if first is None:
+        raise SourceError(f"{args.source}: no frames")
+    pipeline = Pipeline.reference(
+        detector=args.detector,
+        weights=args.weights,
+        device=args.device,
+        score_threshold=args.min_score,
+        input_size=args.input_size,
+        align=AlignConfig(method=args.align, size=args.crop_size),
+    )
+    if not args.json:
+        print(f"detector {args.detector} on {pipeline.device}, canvas "
+              f"{pipeline.detector.spec.input.size[0]}x{pipeline.detector.spec.input.size[1]}, "
+              f"min score {pipeline.detector.options.score_threshold}")
+    n_frames = n_faces = 0
+    with pipeline:
+        for frame in _chain(first, frames):
+            if args.max_frames is not None and n_frames >= args.max_frames:
+                break
+            faces = pipeline(frame.image)
+            n_frames += 1
+            n_faces += len(faces)
+            if args.json:
+                for face in faces:
+                    print(json.dumps({"source": frame.source, "frame": frame.index, **face.to_dict()}), flush=True)
+            else:
+                _print_summary(frame, faces, pipeline.detector.runner.last_inference_ms)
+            if save_dir is not None:
+                _save(save_dir, frame, faces, crops=args.save_crops)
+    if not args.json:
+        print(f"{n_frames} frame(s), {n_faces} face(s)" + (f", {len(skipped)} unreadable file(s) skipped" if skipped else ""))
+    return 1 if skipped else 0
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _print_summary(frame, faces, ms) -> None:
+    where = frame.source if frame.index == 0 and not frame.source.startswith("camera:") else f"{frame.source}#{frame.index}"
+    print(f"{where}: {len(faces)} face(s) [{ms:.1f} ms]")
+    for i, face in enumerate(faces, 1):
+        x1, y1, x2, y2 = face.box
+        print(f"  {i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) {x2 - x1:.0f}x{y2 - y1:.0f}px score={face.score:.3f} roll={face.roll_degrees:+.1f}deg")
+
+
+def _save(save_dir: Path, frame, faces, *, crops: bool) -> None:
+    is_image = Path(frame.source).suffix.lower() in IMAGE_SUFFIXES
+    stem = Path(frame.source).stem if is_image else f"{Path(frame.source.replace(':', '')).stem}_{frame.index:06d}"
+    _write(save_dir / f"{stem}.jpg", annotate(frame.image, faces))
+    if crops:
+        for i, face in enumerate(faces):
+            if face.crop is not None:
+                _write(save_dir / f"{stem}_face{i}.jpg", face.crop)
+
+
+def _write(path: Path, image) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise SourceError(f"{path}: could not be written (is the folder writable and the name valid?)")

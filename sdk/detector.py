@@ -1,0 +1,76 @@
+"""Face detector: a detector spec, a runner, and the shared pre/post-processing."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.base import Runner
+
+from .errors import ModelError
+from .postprocess import Detections, decode_detections
+from .preprocess import letterbox, to_tensor
+from .registry import create_model, get_spec
+from .specs import DetectionDefaults, ModelSpec
+
+DEFAULT_DETECTOR = "retinaface_mnet025"
+
+
+class FaceDetector:
+    """Frame (BGR uint8) -> Detections in frame pixels.
+
+    The runner may be any backend; the letterboxing and decoding here are the same for
+    all of them, so a build differs from the reference only by what its runner computes.
+    """
+
+    def __init__(self, spec: ModelSpec, runner: Runner, *, options: DetectionDefaults | None = None):
+        if spec.task != "face_detection" or spec.priors is None:
+            raise ModelError(f"{spec.name} is a {spec.task} model, not a face detector")
+        self.spec = spec
+        self.runner = runner
+        self.options = options or spec.detection or DetectionDefaults()
+
+    @classmethod
+    def reference(
+        cls,
+        name: str = DEFAULT_DETECTOR,
+        *,
+        weights: str | Path | None = None,
+        device: str = "auto",
+        input_size: tuple[int, int] | None = None,
+        score_threshold: float | None = None,
+    ) -> FaceDetector:
+        """The PyTorch fp32 reference detector from the registry (needs torch)."""
+        from runtimes.pytorch import TorchRunner
+
+        spec = get_spec(name)
+        if input_size is not None:
+            spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(input_size)))
+        model = create_model(name, weights=weights)
+        runner = TorchRunner(model, input_names=(spec.input.name,), output_names=spec.outputs, device=device)
+        options = spec.detection or DetectionDefaults()
+        if score_threshold is not None:
+            options = dataclasses.replace(options, score_threshold=float(score_threshold))
+        return cls(spec, runner, options=options)
+
+    def detect(self, frame: np.ndarray, *, score_threshold: float | None = None) -> Detections:
+        canvas, box = letterbox(frame, self.spec.input)
+        outputs = self.runner.infer({self.spec.input.name: to_tensor(canvas, self.spec.input)})
+        options = self.options
+        if score_threshold is not None:
+            options = dataclasses.replace(options, score_threshold=float(score_threshold))
+        loc, conf, landmarks = (outputs[n][0] for n in self.spec.outputs)
+        found = decode_detections(
+            loc, conf, landmarks, priors=self.spec.priors, canvas_size=self.spec.input.size, options=options
+        )
+        return Detections(
+            boxes=box.to_frame(found.boxes),
+            scores=found.scores,
+            landmarks=box.to_frame(found.landmarks),
+        )
+
+    __call__ = detect
+
+    def close(self) -> None:
+        self.runner.close()

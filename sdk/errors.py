@@ -1,0 +1,42 @@
+"""Typed errors of the SDK.
+
+Every error names what was wrong (a file, a device, a value), what was expected, and
+how to fix it, so a firmware developer reads one line instead of a runtime traceback.
+"""
+from __future__ import annotations
+
+
+class MaskGateError(Exception):
+    """Base class of every error the SDK raises on purpose."""
+
+
+class InputError(MaskGateError, ValueError):
+    """A frame, image or argument has the wrong type, shape or value."""
+
+
+class SourceError(MaskGateError):
+    """An image, folder, video or camera cannot be read."""
+
+
+class ModelError(MaskGateError):
+    """A model name is unknown, or its weights cannot be found or do not fit."""
+
+
+class WeightsError(ModelError):
+    """A weights file is missing, corrupt or has the wrong layout."""
+
+
+class DependencyError(MaskGateError, ImportError):
+    """An optional dependency needed for this call is not installed."""
+
+    def __init__(self, package: str, *, extra: str, purpose: str):
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the Python package '{package}', which is not installed. "
+            f"Install it with: pip install 'maskgate[{extra}]'"
+        )
+
+
+class DeviceError(MaskGateError):
+    """The requested device is not available."""

@@ -1,0 +1,1 @@
+"""Framework model definitions (PyTorch). Imported only when a model is built."""

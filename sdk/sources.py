@@ -1,0 +1,92 @@
+"""Frame sources for ``maskgate run``: an image, a folder of images, a video, a camera."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import SourceError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+
+
+@dataclass(frozen=True)
+class Frame:
+    source: str  # image path as found, or the video path / "camera:N"
+    index: int  # frame number within a video or camera; 0 for images
+    image: np.ndarray  # BGR uint8
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as BGR uint8, or raise a SourceError naming it."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"{path}: not a readable image (empty, truncated or not an image format OpenCV decodes)")
+    return image
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)
+    if not files:
+        raise SourceError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def iter_frames(source: str, *, on_skip: Callable[[SourceError], None] | None = None) -> Iterator[Frame]:
+    """Frames of ``source``. In a folder, an unreadable image is passed to ``on_skip``
+    (and skipped) when given, else raised; a single bad file or source always raises."""
+    if re.fullmatch(r"\d+", source):
+        yield from _iter_video(int(source), name=f"camera:{source}")
+        return
+    path = Path(source)
+    if not path.exists():
+        raise SourceError(f"{source}: no such file or folder (give an image, a folder of images, a video or a camera index)")
+    if path.is_dir():
+        for file in list_images(path):
+            try:
+                image = read_image(file)
+            except SourceError as exc:
+                if on_skip is None:
+                    raise
+                on_skip(exc)
+                continue
+            yield Frame(str(file), 0, image)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        yield Frame(str(path), 0, read_image(path))
+    else:
+        yield from _iter_video(str(path), name=str(path))
+
+
+def _iter_video(target: int | str, *, name: str) -> Iterator[Frame]:
+    cap = cv2.VideoCapture(target)
+    try:
+        if not cap.isOpened():
+            what = "camera does not open (is it connected and free?)" if isinstance(target, int) else (
+                "not an image or a video that OpenCV can open"
+            )
+            raise SourceError(f"{name}: {what}")
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            yield Frame(name, index, image)
+            index += 1
+        if index == 0:
+            raise SourceError(f"{name}: opened, but no frame could be read (empty or corrupt stream)")
+    finally:
+        cap.release()
+
+
+def _natural(path: Path) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name))

@@ -1,0 +1,88 @@
+"""Model specs: what a model expects and returns, independent of any framework.
+
+A spec travels with the model (as timm's pretrained config does), so the training
+recipe, the reference pipeline, every converter and every runtime read the same
+preprocessing and cannot drift apart. This module imports no framework.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Layout = Literal["NCHW", "NHWC"]
+ColorOrder = Literal["BGR", "RGB"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a frame becomes the model's input tensor.
+
+    ``size`` is (width, height). ``mean`` and ``std`` are per channel, in ``color``
+    order and in pixel units (0..255): ``x = (pixel - mean) / std``.
+    """
+
+    size: tuple[int, int]
+    color: ColorOrder = "BGR"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: Layout = "NCHW"
+    dtype: str = "float32"
+    name: str = "input"
+
+    def __post_init__(self):
+        w, h = self.size
+        if w <= 0 or h <= 0:
+            raise ValueError(f"input size must be positive, got {self.size}")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be NCHW or NHWC, got {self.layout!r}")
+        if self.color not in ("BGR", "RGB"):
+            raise ValueError(f"color must be BGR or RGB, got {self.color!r}")
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """Tensor shape for a batch of one."""
+        w, h = self.size
+        return (1, 3, h, w) if self.layout == "NCHW" else (1, h, w, 3)
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Anchor layout of an SSD-style detector head (RetinaFace's PriorBox)."""
+
+    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
+    steps: tuple[int, ...] = (8, 16, 32)
+    variances: tuple[float, float] = (0.1, 0.2)
+    clip: bool = False
+
+
+@dataclass(frozen=True)
+class DetectionDefaults:
+    """Post-processing defaults of a detector; every call may override them."""
+
+    score_threshold: float = 0.5
+    nms_iou: float = 0.4
+    pre_nms_top_k: int = 5000
+    max_detections: int = 750
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the SDK knows about one registered model.
+
+    ``factory`` is ``"module:function"``: the framework code is imported only when a
+    model is built, so reading specs never imports torch.
+    """
+
+    name: str
+    task: Literal["face_detection", "classification"]
+    input: InputSpec
+    outputs: tuple[str, ...]
+    factory: str
+    description: str
+    weights: str | None = None  # where pretrained weights come from, for people
+    priors: PriorSpec | None = None
+    detection: DetectionDefaults | None = None
+    class_names: tuple[str, ...] = ()
+    # Export validation tolerance against the fp32 reference (Optimum's ATOL_FOR_VALIDATION).
+    atol: float = 1e-4
+    tags: tuple[str, ...] = field(default=())
