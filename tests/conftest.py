@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is absent (the shared data set sits beside the checkout)")
+    no_gpu = pytest.mark.skip(reason="no CUDA GPU visible to torch on this machine")
+    has_data = SHARED_DATA.is_dir()
+    has_gpu = _torch_cuda() if any("gpu" in i.keywords for i in items) else False
+    for item in items:
+        if "shared_data" in item.keywords and not has_data:
+            item.add_marker(no_data)
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(no_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from sdk import FaceDetector
+
+    return FaceDetector.reference(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[Path]:
+    return sorted((ROOT / "examples" / "images").glob("*.jpg"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,112 @@
+"""``maskgate run`` and friends: outputs, files written, and errors on bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from sdk.cli import main
+
+
+def test_run_json_on_the_sample_images(sample_images, capsys):
+    assert main(["run", str(sample_images[0].parent), "--json", "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) >= 10
+    assert {line["source"] for line in lines} == {str(p) for p in sample_images}
+    for face in lines:
+        assert set(face) >= {"source", "frame", "box", "score", "landmarks", "mask", "pose"}
+        assert face["frame"] == 0 and face["mask"] is None and face["pose"] is None
+        x1, y1, x2, y2 = face["box"]
+        assert x2 > x1 and y2 > y1 and 0.5 < face["score"] <= 1.0
+        assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
+        (lex, _), (rex, _) = face["landmarks"][:2]
+        assert lex < rex  # left eye as seen in the image comes first
+
+
+def test_run_summary_and_saved_files(sample_images, tmp_path, capsys):
+    image = sample_images[0]
+    assert main(["run", str(image), "--save", str(tmp_path), "--save-crops", "--min-score", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert f"{image}:" in out and "face(s)" in out and "min score 0.9" in out
+    assert (tmp_path / f"{image.stem}.jpg").is_file()
+    crops = sorted(tmp_path.glob(f"{image.stem}_face*.jpg"))
+    assert crops and cv2.imread(str(crops[0])).shape == (128, 128, 3)
+
+
+def test_run_on_a_video(sample_images, tmp_path, capsys):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (400, 300))
+    assert writer.isOpened()
+    for path in sample_images:
+        writer.write(cv2.resize(cv2.imread(str(path)), (400, 300)))
+    writer.release()
+    assert main(["run", str(video), "--json", "--max-frames", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {line["frame"] for line in lines} == {0, 1, 2}
+    assert all(line["source"] == str(video) for line in lines)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.jpg", "missing.jpg: no such file or folder"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "empty: no images found"),
+        (lambda d: (d / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg") and d / "bad.jpg", "bad.jpg: not a readable image"),
+        (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "notes.txt: not an image or a video"),
+        (lambda d: "97", "camera:97: camera does not open"),
+    ],
+)
+def test_bad_sources_exit_2_with_one_clear_line(tmp_path, capsys, make, message):
+    assert main(["run", str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unreadable_file_in_a_folder_is_skipped_and_reported(sample_images, tmp_path, capsys):
+    shutil.copy(sample_images[0], tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes(b"truncated")
+    assert main(["run", str(tmp_path), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "b.jpg" in captured.err
+    assert all(json.loads(line)["source"].endswith("a.jpg") for line in captured.out.splitlines())
+
+
+def test_bad_options_and_weights(tmp_path, sample_images, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", str(sample_images[0]), "--input-size", "big"])
+    with pytest.raises(SystemExit):
+        main(["run", str(sample_images[0]), "--min-score", "3"])
+    assert main(["run", str(sample_images[0]), "--weights", str(tmp_path / "none.pth")]) == 2
+    assert "none.pth does not exist" in capsys.readouterr().err
+    assert main(["run", str(sample_images[0]), "--detector", "yolo"]) == 2
+    assert "unknown model 'yolo'" in capsys.readouterr().err
+
+
+def test_models_lists_the_registry(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    mnet = next(r for r in rows if r["name"] == "retinaface_mnet025")
+    assert mnet["input"] == {"size": [640, 480], "color": "BGR", "mean": [104.0, 117.0, 123.0], "std": [1.0, 1.0, 1.0], "layout": "NCHW"}
+
+
+def test_pipeline_accepts_gray_and_bgra_and_refuses_bad_frames(detector, sample_images):
+    from sdk import InputError, Pipeline
+
+    pipeline = Pipeline(detector)
+    image = cv2.imread(str(sample_images[0]))
+    color = pipeline(image)
+    assert color and all(f.crop.shape == (128, 128, 3) for f in color)
+    assert len(pipeline(cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))) == len(color)
+    assert len(pipeline(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))) >= 1
+    assert pipeline(np.ascontiguousarray(image[:, ::-1]))  # mirrored, non-contiguous view made contiguous
+    for bad, match in [
+        (image.astype(np.float32), "uint8"),
+        (image[:, :, :2], "HxWx3"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        ([[1, 2, 3]], "numpy array"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            pipeline(bad)

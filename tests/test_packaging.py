@@ -1,0 +1,64 @@
+"""The core imports without torch; README, .ci/run and the registry agree."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+BLOCK_TORCH = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_import_sdk_without_torch():
+    code = BLOCK_TORCH + """
+import sdk, runtimes
+from sdk import list_models, get_spec, create_model, DependencyError
+assert "retinaface_mnet025" in list_models()
+assert get_spec("retinaface_mnet025").input.size == (640, 480)
+try:
+    create_model("retinaface_mnet025")
+except DependencyError as exc:
+    assert "pip install 'maskgate[torch]'" in str(exc), exc
+else:
+    raise AssertionError("create_model worked without torch")
+assert "torch" not in sys.modules
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_readme_first_lines_and_ci_agree():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    block = readme[readme.index("```bash") + 1 : readme.index("```bash") + 3]
+    install_and_run, test_command = block
+    assert readme.index("```bash") < 4  # the commands come first
+    assert "maskgate run examples/images" in install_and_run and "pip install" in install_and_run
+    assert "pytest" in test_command
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci.splitlines()
+    assert re.search(r'"\$rc" -eq 5', ci)  # no tests collected fails CI
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    from sdk import ModelError, get_spec, register
+
+    with pytest.raises(ModelError, match="already registered"):
+        register(get_spec("retinaface_mnet025"))
+    with pytest.raises(ModelError, match="registered models: retinaface_mnet025"):
+        get_spec("nope")
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(["maskgate", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("maskgate ")
