@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from sdk.errors import InputError
+
 
 class Runner(ABC):
     #: backend name, e.g. "pytorch", "onnxruntime"
@@ -37,7 +39,7 @@ class Runner(ABC):
             raise RuntimeError(f"{type(self).__name__} is closed")
         missing = set(self.input_names) - set(feed)
         if missing:
-            raise KeyError(f"feed lacks input(s) {sorted(missing)}; the model takes {list(self.input_names)}")
+            raise InputError(f"feed lacks input(s) {sorted(missing)}; the model takes {list(self.input_names)}")
         start = time.perf_counter()
         out = self._infer(feed)
         self.last_inference_ms = (time.perf_counter() - start) * 1e3

