@@ -39,7 +39,7 @@ class AlignedFace:
 
 def eye_roll_degrees(landmarks: np.ndarray) -> float:
     """Angle of the line from the left to the right eye, in degrees (image y points down)."""
-    pts = _five_points(landmarks)
+    pts = five_points(landmarks)
     dx, dy = pts[1] - pts[0]
     return float(np.degrees(np.arctan2(dy, dx)))
 
@@ -61,7 +61,7 @@ def eye_roll_matrix(box: np.ndarray, landmarks: np.ndarray, size: tuple[int, int
 
 def similarity_matrix(landmarks: np.ndarray, size: tuple[int, int], template: np.ndarray = FACE_TEMPLATE_112) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, shift) of the landmarks onto the template."""
-    src = _five_points(landmarks)
+    src = five_points(landmarks)
     dst = np.asarray(template, np.float64) * (np.asarray(size, np.float64) / 112.0)
     return umeyama_similarity(src, dst)
 
@@ -106,7 +106,7 @@ def align_face(
     return AlignedFace(image=crop, matrix=matrix, roll_degrees=eye_roll_degrees(landmarks))
 
 
-def _five_points(landmarks: np.ndarray) -> np.ndarray:
+def five_points(landmarks: np.ndarray) -> np.ndarray:
     pts = np.asarray(landmarks, np.float64)
     if pts.size != 10:
         raise InputError(f"expected five (x, y) landmarks, got an array of shape {pts.shape}")

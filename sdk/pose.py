@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .align import five_points
 from .errors import InputError
 
 # Generic adult face, millimetres, camera axes (x right, y down, z away from the camera),
@@ -40,12 +41,9 @@ def estimate_yaw(landmarks: np.ndarray) -> float:
     the estimate is averaged with the negated estimate of the mirrored landmarks: a
     mirrored face then gets exactly the negated yaw and the mirrored class.
     """
-    pts = np.asarray(landmarks, np.float64)
-    if pts.size != 10:
-        raise InputError(f"expected five (x, y) landmarks, got shape {np.shape(landmarks)}")
-    pts = pts.reshape(5, 2)
-    mirrored = pts[list(MIRROR_ORDER)] * (-1.0, 1.0)
-    return 0.5 * (_pnp_yaw(pts) - _pnp_yaw(mirrored))
+    pts = five_points(landmarks)
+    # The yaw ignores where the face is, so mirroring about x = 0 (width 1) is enough.
+    return 0.5 * (_pnp_yaw(pts) - _pnp_yaw(mirror_landmarks(pts, 1)))
 
 
 def _pnp_yaw(pts: np.ndarray) -> float:
@@ -65,7 +63,7 @@ def _pnp_yaw(pts: np.ndarray) -> float:
 
 def mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
     """Landmarks of the horizontally flipped image (x -> width - 1 - x, left/right swapped)."""
-    pts = np.asarray(landmarks, np.float64).reshape(5, 2).copy()
+    pts = five_points(landmarks).copy()
     pts[:, 0] = (width - 1) - pts[:, 0]
     return pts[list(MIRROR_ORDER)]
 
