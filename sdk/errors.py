@@ -29,13 +29,11 @@ class WeightsError(ModelError):
 class DependencyError(MaskGateError, ImportError):
     """An optional dependency needed for this call is not installed."""
 
-    def __init__(self, package: str, *, extra: str, purpose: str):
+    def __init__(self, package: str, *, extra: str | None, purpose: str, install: str | None = None):
         self.package = package
         self.extra = extra
-        super().__init__(
-            f"{purpose} needs the Python package '{package}', which is not installed. "
-            f"Install it with: pip install 'maskgate[{extra}]'"
-        )
+        how = install or (f"pip install 'maskgate[{extra}]'" if extra else f"pip install {package}")
+        super().__init__(f"{purpose} needs the Python package '{package}', which is not installed. Install it with: {how}")
 
 
 class DeviceError(MaskGateError):

@@ -83,3 +83,40 @@ class RecallBySize:
             label = f"{lo:g}-{hi:g} px" if np.isfinite(hi) else f">= {lo:g} px"
             out.append({"bucket": label, "faces": int(t), "found": int(f), "recall": float(f / t) if t else None})
         return out
+
+
+# --- classification ---------------------------------------------------------------
+
+
+def roc_curve(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates over all score thresholds (ties handled together)."""
+    positive = np.asarray(positive, bool)
+    scores = np.asarray(scores, np.float64)
+    order = np.argsort(-scores, kind="stable")
+    s, p = scores[order], positive[order]
+    last_of_tie = np.r_[np.diff(s) != 0, True]
+    tp = np.cumsum(p)[last_of_tie]
+    fp = np.cumsum(~p)[last_of_tie]
+    pos, neg = max(int(p.sum()), 1), max(int((~p).sum()), 1)
+    return np.r_[0.0, fp / neg], np.r_[0.0, tp / pos]
+
+
+def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    positive = np.asarray(positive, bool)
+    if positive.all() or not positive.any():
+        raise ValueError("ROC AUC needs both classes among the labels")
+    fpr, tpr = roc_curve(positive, scores)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    out = np.zeros((classes, classes), np.int64)
+    np.add.at(out, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
+    return out
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
+    """Per-class accuracy (recall of each class, the pose paper's CA); None for an absent class."""
+    totals = confusion.sum(1)
+    return [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(len(confusion))]

@@ -46,16 +46,25 @@ def estimate_yaw(landmarks: np.ndarray) -> float:
     return 0.5 * (_pnp_yaw(pts) - _pnp_yaw(mirror_landmarks(pts, 1)))
 
 
-def _pnp_yaw(pts: np.ndarray) -> float:
-    # Camera at the landmarks' centre, focal length eight times the face scale (about a
-    # face 50 cm from a normal lens); both are unchanged by mirroring.
+def fit_head_pose(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PnP fit of FACE_MODEL_3D to five landmarks: (rvec, tvec, camera matrix).
+
+    The camera sits at the landmarks' centre with a focal length eight times the face
+    scale (about a face 50 cm from a normal lens); both are unchanged by mirroring.
+    """
+    pts = five_points(landmarks)
     center = (pts.min(0) + pts.max(0)) / 2
     scale = max(float(np.linalg.norm(pts[1] - pts[0])), 0.25 * float(np.ptp(pts[:, 1])), 1e-3)
     focal = 8.0 * scale
     camera = np.array([[focal, 0, center[0]], [0, focal, center[1]], [0, 0, 1]], np.float64)
-    ok, rvec, _ = cv2.solvePnP(FACE_MODEL_3D, pts, camera, None, flags=cv2.SOLVEPNP_SQPNP)
+    ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_3D, pts, camera, None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         raise InputError(f"solvePnP found no pose for landmarks {pts.tolist()}")
+    return rvec, tvec, camera
+
+
+def _pnp_yaw(pts: np.ndarray) -> float:
+    rvec, _, _ = fit_head_pose(pts)
     rotation, _ = cv2.Rodrigues(rvec)
     forward = rotation @ np.array([0.0, 0.0, -1.0])  # from the face towards the camera
     return float(np.degrees(np.arctan2(forward[0], -forward[2])))

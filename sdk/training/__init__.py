@@ -1,0 +1,1 @@
+"""Training recipes for the classifiers (needs the [torch] and [train] extras)."""
