@@ -1,7 +1,6 @@
-"""The per-frame pipeline: detect faces, align and crop each one.
+"""The per-frame pipeline: detect faces, align and crop each one, classify the crop.
 
-The mask and head-pose classifiers of later steps plug in here; until then ``mask``
-and ``pose`` stay None.
+Mask and head-pose classifiers are optional: without them ``mask`` and ``pose`` stay None.
 """
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .align import AlignMethod, align_face, eye_roll_degrees
+from .classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL, CropClassifier, mask_result, pose_result
 from .detector import DEFAULT_DETECTOR, FaceDetector
 from .preprocess import as_bgr_frame
 
@@ -46,9 +46,20 @@ class FaceResult:
 class Pipeline:
     """BGR uint8 frame -> list of FaceResult, largest score first."""
 
-    def __init__(self, detector: FaceDetector, *, align: AlignConfig | None = AlignConfig()):
+    def __init__(
+        self,
+        detector: FaceDetector,
+        *,
+        align: AlignConfig | None = AlignConfig(),
+        mask: CropClassifier | None = None,
+        pose: CropClassifier | None = None,
+    ):
+        if (mask is not None or pose is not None) and align is None:
+            raise ValueError("the classifiers read aligned crops: pass an AlignConfig (align=None only without classifiers)")
         self.detector = detector
         self.align = align
+        self.mask = mask
+        self.pose = pose
 
     @classmethod
     def reference(
@@ -60,12 +71,21 @@ class Pipeline:
         score_threshold: float | None = None,
         input_size: tuple[int, int] | None = None,
         align: AlignConfig | None = AlignConfig(),
+        mask_model: str | None = DEFAULT_MASK_MODEL,
+        mask_weights: str | Path | None = None,
+        pose_model: str | None = DEFAULT_POSE_MODEL,
+        pose_weights: str | Path | None = None,
     ) -> Pipeline:
-        """The PyTorch fp32 reference pipeline (needs the [torch] extra)."""
+        """The PyTorch fp32 reference pipeline (needs the [torch] extra).
+
+        ``mask_model=None`` / ``pose_model=None`` leave that classifier out.
+        """
         det = FaceDetector.reference(
             detector, weights=weights, device=device, input_size=input_size, score_threshold=score_threshold
         )
-        return cls(det, align=align)
+        mask = CropClassifier.reference(mask_model, weights=mask_weights, device=device) if mask_model else None
+        pose = CropClassifier.reference(pose_model, weights=pose_weights, device=device) if pose_model else None
+        return cls(det, align=align, mask=mask, pose=pose)
 
     def __call__(self, frame: np.ndarray) -> list[FaceResult]:
         frame = as_bgr_frame(frame)
@@ -83,9 +103,17 @@ class Pipeline:
                     landmarks=tuple((float(x), float(y)) for x, y in points),
                     roll_degrees=roll,
                     crop=crop,
+                    mask=self._classify(self.mask, crop, mask_result),
+                    pose=self._classify(self.pose, crop, pose_result),
                 )
             )
         return results
+
+    @staticmethod
+    def _classify(classifier: CropClassifier | None, crop: np.ndarray | None, result) -> dict | None:
+        if classifier is None or crop is None:
+            return None
+        return result(classifier.probabilities(crop), classifier.spec.class_names)
 
     @property
     def device(self) -> str:
@@ -93,6 +121,9 @@ class Pipeline:
 
     def close(self) -> None:
         self.detector.close()
+        for classifier in (self.mask, self.pose):
+            if classifier is not None:
+                classifier.close()
 
     def __enter__(self) -> Pipeline:
         return self

@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import crops, evaluate, models, run, synth, train
+from . import crops, evaluate, evaluate_classifiers, models, run, synth, train
 
-COMMANDS = (run, models, evaluate, crops, synth, train)
+COMMANDS = (run, models, evaluate_classifiers, evaluate, crops, synth, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 
+from ..classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL
 from ..draw import annotate
 from ..errors import SourceError
 from ..pipeline import AlignConfig, Pipeline
@@ -23,6 +24,10 @@ def add_parser(sub) -> None:
     p.add_argument("--align", choices=("eye_roll", "similarity"), default="eye_roll", help="alignment method (default eye_roll)")
     p.add_argument("--crop-size", type=size, default=(128, 128), help="aligned crop WIDTHxHEIGHT (default 128x128)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames of a video or camera")
+    p.add_argument("--mask-model", default=DEFAULT_MASK_MODEL, help=f"mask classifier (default {DEFAULT_MASK_MODEL}; 'none' to skip)")
+    p.add_argument("--mask-weights", help="a state dict from 'maskgate train mask' instead of the shipped weights")
+    p.add_argument("--pose-model", default=DEFAULT_POSE_MODEL, help=f"yaw classifier (default {DEFAULT_POSE_MODEL}; 'none' to skip)")
+    p.add_argument("--pose-weights", help="a state dict from 'maskgate train pose' instead of the shipped weights")
     add_detector_options(p)
     p.set_defaults(func=main)
 
@@ -48,6 +53,10 @@ def main(args) -> int:
         score_threshold=args.min_score,
         input_size=args.input_size,
         align=AlignConfig(method=args.align, size=args.crop_size),
+        mask_model=None if args.mask_model == "none" else args.mask_model,
+        mask_weights=args.mask_weights,
+        pose_model=None if args.pose_model == "none" else args.pose_model,
+        pose_weights=args.pose_weights,
     )
     if not args.json:
         print(f"detector {args.detector} on {pipeline.device}, canvas "
@@ -83,7 +92,12 @@ def _print_summary(frame, faces, ms) -> None:
     print(f"{where}: {len(faces)} face(s) [{ms:.1f} ms]")
     for i, face in enumerate(faces, 1):
         x1, y1, x2, y2 = face.box
-        print(f"  {i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) {x2 - x1:.0f}x{y2 - y1:.0f}px score={face.score:.3f} roll={face.roll_degrees:+.1f}deg")
+        extra = ""
+        if face.mask:
+            extra += f" {face.mask['label']} ({face.mask['prob']:.2f})"
+        if face.pose:
+            extra += f" {face.pose['label']} ({face.pose['probs'][face.pose['yaw_bin']]:.2f})"
+        print(f"  {i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) {x2 - x1:.0f}x{y2 - y1:.0f}px score={face.score:.3f} roll={face.roll_degrees:+.1f}deg{extra}")
 
 
 def _save(save_dir: Path, frame, faces, *, crops: bool) -> None:
