@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .align import AlignedFace, align_face, eye_roll_degrees
+from .classifier import CropClassifier
 from .detector import FaceDetector
 from .errors import (
     DependencyError,
@@ -21,11 +22,12 @@ from .errors import (
 from .pipeline import AlignConfig, FaceResult, Pipeline
 from .postprocess import Detections
 from .registry import create_model, get_spec, list_models, register
-from .specs import DetectionDefaults, InputSpec, ModelSpec, PriorSpec
+from .pose import YawBins, estimate_yaw
+from .specs import ClassifierSpec, DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
 __all__ = [
-    "AlignConfig", "AlignedFace", "DependencyError", "DetectionDefaults", "Detections", "DeviceError",
+    "AlignConfig", "AlignedFace", "ClassifierSpec", "CropClassifier", "DependencyError", "DetectionDefaults", "Detections", "DeviceError",
     "FaceDetector", "FaceResult", "InputError", "InputSpec", "MaskGateError", "ModelError", "ModelSpec",
     "Pipeline", "PriorSpec", "SourceError", "WeightsError", "__version__", "align_face", "create_model",
-    "eye_roll_degrees", "get_spec", "list_models", "register",
+    "YawBins", "estimate_yaw", "eye_roll_degrees", "get_spec", "list_models", "register",
 ]

@@ -18,12 +18,23 @@ def test_run_json_on_the_sample_images(sample_images, capsys):
     assert {line["source"] for line in lines} == {str(p) for p in sample_images}
     for face in lines:
         assert set(face) >= {"source", "frame", "box", "score", "landmarks", "mask", "pose"}
-        assert face["frame"] == 0 and face["mask"] is None and face["pose"] is None
+        assert face["frame"] == 0
+        assert face["mask"]["label"] in ("mask", "no_mask") and 0.5 <= face["mask"]["prob"] <= 1.0
+        pose = face["pose"]
+        assert 0 <= pose["yaw_bin"] < 6 and len(pose["probs"]) == 6 and abs(sum(pose["probs"]) - 1) < 1e-3
+        assert pose["label"].startswith("yaw[") and max(pose["probs"]) == pose["probs"][pose["yaw_bin"]]
         x1, y1, x2, y2 = face["box"]
         assert x2 > x1 and y2 > y1 and 0.5 < face["score"] <= 1.0
         assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
         (lex, _), (rex, _) = face["landmarks"][:2]
         assert lex < rex  # left eye as seen in the image comes first
+
+
+def test_run_without_classifiers_leaves_mask_and_pose_empty(sample_images, capsys):
+    args = ["run", str(sample_images[0]), "--json", "--device", "cpu", "--mask-model", "none", "--pose-model", "none"]
+    assert main(args) == 0
+    faces = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert faces and all(f["mask"] is None and f["pose"] is None for f in faces)
 
 
 def test_run_summary_and_saved_files(sample_images, tmp_path, capsys):

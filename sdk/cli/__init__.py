@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import crops, evaluate, evaluate_classifiers, models, run, synth, train
+from . import compare, crops, evaluate, evaluate_classifiers, models, run, synth, train
 
-COMMANDS = (run, models, evaluate_classifiers, evaluate, crops, synth, train)
+COMMANDS = (run, models, evaluate_classifiers, evaluate, crops, synth, train, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except MaskGateError as exc:
         print(f"maskgate: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head, say; not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("maskgate: interrupted", file=sys.stderr)
         return 130

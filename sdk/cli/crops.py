@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from ..datasets.crops import CropOptions, build_crops
@@ -32,6 +33,7 @@ def main(args) -> int:
     start = time.perf_counter()
     crops = build_crops(args.data, detector, options=options, progress=lambda it: progress(it, desc="crops", unit="img"))
     crops.info["seconds"] = round(time.perf_counter() - start, 1)
+    crops.info["command"] = " ".join(["maskgate", *sys.argv[1:]]) if sys.argv[0].endswith("maskgate") else None
     path = crops.save(args.out)
     print(json.dumps({"path": str(path), **crops.summary(), "counts": crops.info["counts"]}, indent=1))
     return 0

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                    help="imagenet: ImageNet backbone; synthetic: ImageNet, then semi-synthetic masked faces, then real; none: random")
     p.add_argument("--init-weights", help="torchvision checkpoint of the backbone to start from instead of the packaged ImageNet one")
     p.add_argument("--templates", help="mask template folder (masks.cfg + templates/), for --init synthetic")
-    p.add_argument("--epochs", type=int, default=4, help="epochs on the real crops (default 4)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs on the real crops (default: mask 4, pose 6)")
     p.add_argument("--source-epochs", type=int, default=2, help="epochs on the synthetic source (default 2)")
     p.add_argument("--freeze-stages", type=int, default=None,
                    help="backbone stages (shallow first) kept fixed on the real crops (default: 2 after a synthetic source, else 1)")
@@ -76,7 +76,7 @@ def main(args) -> int:
         model=args.model,
         init=args.init,
         init_weights=args.init_weights,
-        target=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, freeze_stages=freeze, seed=args.seed, show_progress=show),
+        target=TrainConfig(epochs=args.epochs or (4 if args.task == "mask" else 6), batch_size=args.batch_size, lr=args.lr, freeze_stages=freeze, seed=args.seed, show_progress=show),
         source=TrainConfig(epochs=args.source_epochs, batch_size=args.batch_size, lr=args.lr, freeze_stages=args.source_freeze_stages, seed=args.seed, show_progress=show),
         templates=args.templates,
         min_face_px=args.min_face_px if args.min_face_px is not None else (20.0 if args.task == "pose" else 0.0),

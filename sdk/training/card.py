@@ -43,7 +43,10 @@ def write_card(out: str | Path, metrics: dict) -> Path:
             f"lr {cfg['lr']}, frozen backbone stages {cfg['freeze_stages']}, seed {cfg['seed']}; best epoch {stage['best_epoch']}"
         )
     if metrics.get("command"):
-        lines += ["", "Reproduce:", "", "```", metrics["command"], "```"]
+        lines += ["", "Reproduce (2-core CPU, torch 2.13.0):", "", "```"]
+        if crops.get("command"):
+            lines.append(crops["command"])
+        lines += [metrics["command"], "```"]
     lines += ["", "## Test split", ""]
     if metrics["task"] == "mask":
         lines += ["| subset | n | accuracy | ROC AUC | mask recall | mask precision |", "|---|---|---|---|---|---|"]

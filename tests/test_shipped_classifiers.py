@@ -1,0 +1,80 @@
+"""The shipped classifiers: load, fill the pipeline's results, and are accurate on held-out data.
+
+The full figures (whole test split, all scenes) are in the model cards and the closing
+notes; these checks use slices so that CI stays fast.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from sdk import Pipeline
+
+    with Pipeline.reference(device="cpu") as p:
+        yield p
+
+
+def test_pipeline_fills_mask_and_pose(pipeline, sample_images):
+    from sdk.sources import read_image
+    from sdk.zoo import POSE_CLASSES
+
+    faces = [f for path in sample_images for f in pipeline(read_image(path))]
+    assert len(faces) >= 10
+    for face in faces:
+        assert face.mask["label"] in ("mask", "no_mask") and 0.5 <= face.mask["prob"] <= 1
+        assert face.pose["label"] == POSE_CLASSES[face.pose["yaw_bin"]]
+        assert sum(face.pose["probs"]) == pytest.approx(1, abs=1e-3)
+    # The sample scenes show both masked and unmasked people.
+    assert {f.mask["label"] for f in faces} == {"mask", "no_mask"}
+
+
+def test_classifier_resamples_crops_of_another_size(pipeline):
+    from sdk.classifier import CropClassifier  # noqa: F401  (type of pipeline.mask)
+
+    crop = np.full((128, 128, 3), 120, np.uint8)
+    big = np.full((200, 200, 3), 120, np.uint8)
+    np.testing.assert_allclose(pipeline.mask.probabilities(crop), pipeline.mask.probabilities(big), atol=1e-4)
+    from sdk.errors import InputError
+
+    with pytest.raises(InputError, match="aligned BGR crop"):
+        pipeline.mask.probabilities(np.zeros((128, 128), np.uint8))
+
+
+@pytest.mark.shared_data
+def test_mask_accuracy_on_test_split_faces(shared_data, detector, pipeline):
+    """Photos of the untouched test split (by path hash) that the training never saw."""
+    from sdk.align import align_face
+    from sdk.datasets.crops import split_of
+    from sdk.sources import list_images, read_image
+
+    correct = total = 0
+    for label, folder in enumerate(("with_mask", "without_mask")):
+        paths = [p for p in list_images(shared_data / "faces" / folder) if split_of(p.relative_to(shared_data).as_posix()) == "test"]
+        for path in paths[:30]:
+            frame = read_image(path)
+            found = detector.detect(frame, score_threshold=0.3)
+            if not len(found.boxes):
+                continue
+            i = int(np.argmax(found.boxes[:, 2] - found.boxes[:, 0]))
+            crop = align_face(frame, found.boxes[i], found.landmarks[i], size=(128, 128)).image
+            total += 1
+            correct += int(np.argmax(pipeline.mask.probabilities(crop)) == label)
+    assert total >= 50
+    assert correct / total >= 0.95, (correct, total)
+
+
+@pytest.mark.shared_data
+def test_mask_end_to_end_on_test_scenes(shared_data, pipeline):
+    from sdk.classifier_eval import scenes_end_to_end
+    from sdk.datasets.crops import split_of
+    from sdk.voc import read_voc_folder
+
+    scenes = [s for s in read_voc_folder(shared_data / "scenes") if split_of(s.image_path.relative_to(shared_data).as_posix()) == "test"]
+    result = scenes_end_to_end(pipeline, scenes[:40], min_width=32)
+    assert result.found >= 25
+    assert result.accuracy_of_found >= 0.9, result.to_dict()
