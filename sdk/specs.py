@@ -75,7 +75,7 @@ class ClassifierSpec:
     ``checkpoint`` names the trained state dict shipped in ``sdk/weights``.
     """
 
-    backbone: Literal["mobilenet_v2", "resnet18", "resnet50", "vgg16"]
+    backbone: Literal["mobilenet_v2", "mobilenet_v1_025", "resnet18", "resnet50", "vgg16"]
     head: Literal["linear", "mlp", "skip"]
     hidden: int = 256
     projection: int = 128

@@ -61,12 +61,15 @@ MASK_CLASSES = ("mask", "no_mask")
 POSE_CLASSES = YawBins().names  # six landmark-derived yaw classes, see sdk.pose
 
 
-def _classifier(name: str, *, task_classes: tuple[str, ...], arch: ClassifierSpec, description: str, tags: tuple[str, ...]) -> ModelSpec:
+def _classifier(
+    name: str, *, task_classes: tuple[str, ...], arch: ClassifierSpec, description: str, tags: tuple[str, ...],
+    input_spec: InputSpec = CLASSIFIER_INPUT,
+) -> ModelSpec:
     return register(
         ModelSpec(
             name=name,
             task="classification",
-            input=CLASSIFIER_INPUT,
+            input=input_spec,
             outputs=("probs",),
             factory="sdk.models.classifier:build_classifier",
             description=description,
@@ -91,6 +94,17 @@ _classifier(
     arch=ClassifierSpec("mobilenet_v2", "skip", checkpoint="pose_mobilenetv2_skip.pt"),
     description="six yaw classes (landmark-derived labels); MobileNetV2 with the skip-connected head",
     tags=("default", "edge", "pose"),
+)
+# The detector's own MobileNetV1-0.25 body as a classifier backbone: the "face weights"
+# initialisation (face-detection training) of the comparison. It keeps the detector's
+# preprocessing, which its first layers were trained on.
+_classifier(
+    "mask_mnet025",
+    task_classes=MASK_CLASSES,
+    arch=ClassifierSpec("mobilenet_v1_025", "linear"),
+    description="mask / no_mask; RetinaFace's MobileNetV1-0.25 body (0.2 M params), for the face-weights comparison",
+    tags=("mask", "comparison"),
+    input_spec=InputSpec(size=(128, 128), color="BGR", mean=_RETINAFACE_MEAN),
 )
 # Same-data comparison and users' own backbones: definitions without shipped weights.
 _classifier(

@@ -100,3 +100,16 @@ def test_pose_flips_relabel_to_the_mirrored_class():
     plain = to_input(images, spec)
     assert torch.allclose(x[flipped], plain[flipped].flip(3), atol=1e-4)
     assert torch.allclose(x[~flipped], plain[~flipped], atol=1e-4)
+
+
+def test_face_init_takes_the_detector_body():
+    from sdk.training.recipes import RecipeOptions, build_model
+
+    spec, model = build_model(RecipeOptions(task="mask", model="mask_mnet025", init="face"))
+    detector = create_model("retinaface_mnet025")
+    assert torch.equal(model.backbone.body.stage1[0][0].weight, detector.body.stage1[0][0].weight)
+    assert spec.input.color == "BGR" and spec.input.mean == (104.0, 117.0, 123.0)  # the detector's preprocessing
+    from sdk.errors import InputError
+
+    with pytest.raises(InputError, match="mask_mnet025"):
+        build_model(RecipeOptions(task="mask", init="face"))

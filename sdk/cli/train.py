@@ -27,8 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="a crop set folder (from 'maskgate crops'), or a data folder with faces/ and scenes/ to crop first")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="registered classifier (default mask_mobilenetv2 / pose_mobilenetv2_skip)")
-    p.add_argument("--init", choices=("imagenet", "none", "synthetic"), default="imagenet",
-                   help="imagenet: ImageNet backbone; synthetic: ImageNet, then semi-synthetic masked faces, then real; none: random")
+    p.add_argument("--init", choices=("imagenet", "none", "synthetic", "face"), default="imagenet",
+                   help="imagenet: ImageNet backbone; synthetic: ImageNet, then semi-synthetic masked faces, then real; "
+                   "face: the detector's body (with --model mask_mnet025); none: random")
     p.add_argument("--init-weights", help="torchvision checkpoint of the backbone to start from instead of the packaged ImageNet one")
     p.add_argument("--templates", help="mask template folder (masks.cfg + templates/), for --init synthetic")
     p.add_argument("--epochs", type=int, default=None, help="epochs on the real crops (default: mask 4, pose 6)")

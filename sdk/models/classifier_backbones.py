@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbones import Bottleneck
+from .backbones import Bottleneck, MobileNetV1Body
 
 
 class TappedBackbone(nn.Module):
@@ -191,11 +191,33 @@ class VGG16Features(TappedBackbone):
         return taps
 
 
+class MobileNetV1FaceFeatures(TappedBackbone):
+    """RetinaFace's MobileNetV1-0.25 body (biubug6 keys under ``body.``); taps at /8, /16, /32.
+
+    Its weights can come from the detector itself (face-detection training on WIDER FACE),
+    the installable "face weights" of this project.
+    """
+
+    tap_channels = MobileNetV1Body.out_channels
+
+    def __init__(self):
+        super().__init__()
+        self.body = MobileNetV1Body()
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        return [[self.body.stage1], [self.body.stage2], [self.body.stage3]]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.body(x)
+
+
 def build_backbone(name: str) -> TappedBackbone:
+    if name == "mobilenet_v1_025":
+        return MobileNetV1FaceFeatures()
     if name == "mobilenet_v2":
         return MobileNetV2Features()
     if name in ("resnet18", "resnet50"):
         return ResNetFeatures(int(name[len("resnet"):]))
     if name == "vgg16":
         return VGG16Features()
-    raise ValueError(f"unknown classifier backbone {name!r}; choose mobilenet_v2, resnet18, resnet50 or vgg16")
+    raise ValueError(f"unknown classifier backbone {name!r}; choose mobilenet_v2, mobilenet_v1_025, resnet18, resnet50 or vgg16")

@@ -56,3 +56,12 @@ def load_backbone_weights(backbone_module: torch.nn.Module, path: str | Path) ->
             f"{len(wrong)} wrong shape (e.g. {wrong[:3]}); is it a torchvision checkpoint of the same network?"
         )
     backbone_module.load_state_dict(kept)
+
+
+def load_face_detector_body(backbone_module: torch.nn.Module) -> None:
+    """Initialise a ``mobilenet_v1_025`` backbone from the packaged RetinaFace detector's body."""
+    from ..registry import create_model
+
+    detector = create_model("retinaface_mnet025")
+    body = {k: v for k, v in detector.state_dict().items() if k.startswith("body.")}
+    backbone_module.load_state_dict(body, strict=True)

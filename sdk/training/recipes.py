@@ -5,6 +5,8 @@
 semi-synthetic source (masks pasted onto unmasked faces, labels from the unmasked
 landmarks), then fine-tuned on the real crops with the shallow, general stages frozen
 (``target.freeze_stages``) and the deep, source-specific ones re-trained.
+``init="face"``: the packaged face detector's body (face-detection weights; only for the
+``mobilenet_v1_025`` backbone, model ``mask_mnet025``).
 ``init="none"``: random initialisation, for the comparison table.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from . import report
 from .loop import TrainConfig, fit, predict
 
 Task = Literal["mask", "pose"]
-Init = Literal["imagenet", "none", "synthetic"]
+Init = Literal["imagenet", "none", "synthetic", "face"]
 DEFAULT_MODELS = {"mask": "mask_mobilenetv2", "pose": "pose_mobilenetv2_skip"}
 
 
@@ -71,7 +73,7 @@ def _split(crops: CropSet, labels: np.ndarray, split: str, limit: int | None = N
 
 
 def build_model(options: RecipeOptions):
-    from ..models.imagenet import imagenet_checkpoint, load_backbone_weights
+    from ..models.imagenet import imagenet_checkpoint, load_backbone_weights, load_face_detector_body
 
     spec = get_spec(options.model_name)
     if spec.classifier is None:
@@ -80,7 +82,11 @@ def build_model(options: RecipeOptions):
     if not spec.name.startswith(expected):
         raise InputError(f"{spec.name} is not a {expected} model; use --model {DEFAULT_MODELS[options.task]} or another {expected}_* model")
     model = create_model(spec.name, pretrained=False)
-    if options.init in ("imagenet", "synthetic"):
+    if options.init == "face":
+        if spec.classifier.backbone != "mobilenet_v1_025":
+            raise InputError(f"--init face loads the detector's MobileNetV1-0.25 body; use --model mask_mnet025, not {spec.name}")
+        load_face_detector_body(model.backbone)
+    elif options.init in ("imagenet", "synthetic"):
         path = options.init_weights or imagenet_checkpoint(spec.classifier.backbone)
         load_backbone_weights(model.backbone, path)
     return spec, model
@@ -178,7 +184,9 @@ def _test_scores(options: RecipeOptions, test: CropSet, labels: np.ndarray, prob
 
 def _plots(out: Path, spec, options: RecipeOptions, stages: list[dict], test: CropSet, labels: np.ndarray, probs: np.ndarray, metrics: dict) -> None:
     rows = [dict(r, epoch=i + 1) for i, r in enumerate(r for s in stages for r in s["history"])]
-    report.plot_curves(rows, out / "curves.png", title=f"{spec.name} ({options.init} init)")
+    starts = tuple(np.cumsum([len(s["history"]) for s in stages])[:-1] + 0.5)
+    title = f"{spec.name} ({options.init} init" + (", synthetic source then real target)" if len(stages) > 1 else ")")
+    report.plot_curves(rows, out / "curves.png", title=title, stage_starts=starts)
     if options.task == "mask":
         auc = metrics["test"]["all"]["roc_auc"]
         if auc is not None:

@@ -49,12 +49,17 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history_rows: list[dict], path: Path, *, title: str) -> Path:
+def plot_curves(history_rows: list[dict], path: Path, *, title: str, stage_starts: tuple[float, ...] = ()) -> Path:
+    """Loss and validation accuracy by epoch; dashed lines where a new training stage starts."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history_rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     a.plot(epochs, [r["train_loss"] for r in history_rows], "o-", label="train loss")
     a.plot(epochs, [r["val_loss"] for r in history_rows], "o-", label="val loss")
+    for axis in (a, b):
+        axis.set_xticks(epochs)
+        for start in stage_starts:
+            axis.axvline(start, ls="--", color="gray", lw=1)
     a.set_xlabel("epoch"), a.legend(), a.grid(alpha=0.3)
     b.plot(epochs, [r["val_accuracy"] for r in history_rows], "o-", color="C2")
     b.set_xlabel("epoch"), b.set_ylabel("val accuracy"), b.grid(alpha=0.3)
@@ -72,8 +77,11 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path
     for name, (positive, scores, auc) in curves.items():
         fpr, tpr = roc_curve(positive, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.4f})")
-    ax.plot([0, 1], [0, 1], ":", color="gray")
-    ax.set_xlabel("false positive rate (no_mask called mask)")
+    ax.plot([1e-3, 1], [1e-3, 1], ":", color="gray")
+    # Log scale: at AUCs near 1 the interesting part is the first percent of false positives.
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_xlabel("false positive rate (no_mask called mask), log scale")
     ax.set_ylabel("true positive rate (mask found)")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
