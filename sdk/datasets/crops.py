@@ -27,6 +27,7 @@ SPLITS = ("train", "val", "test")
 _FOLDER_LABELS = {"with_mask": 0, "without_mask": 1}
 _VOC_LABELS = {"with_mask": 0, "without_mask": 1, "mask_weared_incorrect": 2}
 CROPS_FILE = "crops.npz"
+_COLUMNS = ("images", "mask", "yaw", "landmarks", "face_px", "outside", "split", "origin", "source")
 
 
 def split_of(key: str, *, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> str:
@@ -56,10 +57,7 @@ class CropSet:
 
     def select(self, keep: np.ndarray) -> CropSet:
         keep = np.asarray(keep)
-        return CropSet(
-            self.images[keep], self.mask[keep], self.yaw[keep], self.landmarks[keep], self.face_px[keep],
-            self.outside[keep], self.split[keep], self.origin[keep], self.source[keep], dict(self.info),
-        )
+        return CropSet(**{c: getattr(self, c)[keep] for c in _COLUMNS}, info=dict(self.info))
 
     def where(self, *, split: str | None = None, origin: str | None = None, mask: Iterable[int] | None = None) -> CropSet:
         keep = np.ones(len(self), bool)
@@ -76,8 +74,7 @@ class CropSet:
         parts = [p for p in parts if len(p)]
         if not parts:
             raise SourceError("no crops to join: every part is empty")
-        cols = ("images", "mask", "yaw", "landmarks", "face_px", "outside", "split", "origin", "source")
-        return CropSet(*(np.concatenate([getattr(p, c) for p in parts]) for c in cols), info=dict(parts[0].info))
+        return CropSet(**{c: np.concatenate([getattr(p, c) for p in parts]) for c in _COLUMNS}, info=dict(parts[0].info))
 
     def save(self, folder: str | Path) -> Path:
         """Write ``folder/crops.npz`` atomically (a half-written set is never left behind)."""
@@ -85,11 +82,7 @@ class CropSet:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / CROPS_FILE
         tmp = folder / (CROPS_FILE + ".partial.npz")
-        np.savez(
-            tmp, images=self.images, mask=self.mask, yaw=self.yaw, landmarks=self.landmarks, face_px=self.face_px,
-            outside=self.outside, split=self.split.astype(str), origin=self.origin.astype(str), source=self.source.astype(str),
-            info=np.array(json.dumps(self.info)),
-        )
+        np.savez(tmp, **{c: getattr(self, c) for c in _COLUMNS}, info=np.array(json.dumps(self.info)))
         os.replace(tmp, path)
         return path
 
@@ -101,10 +94,7 @@ class CropSet:
             raise SourceError(f"{path}: no crop set here; build one with `maskgate crops --data DATA --out {folder}`")
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(
-                    z["images"], z["mask"], z["yaw"], z["landmarks"], z["face_px"], z["outside"], z["split"], z["origin"],
-                    z["source"], json.loads(str(z["info"])),
-                )
+                return cls(**{c: z[c] for c in _COLUMNS}, info=json.loads(str(z["info"])))
         except (OSError, ValueError, KeyError) as exc:
             raise SourceError(f"{path}: not a readable crop set ({exc}); rebuild it with `maskgate crops`") from exc
 
@@ -124,34 +114,24 @@ class CropOptions:
     match_iou: float = 0.4
 
 
-def _empty() -> dict[str, list]:
-    return {k: [] for k in ("images", "mask", "yaw", "landmarks", "face_px", "outside", "split", "origin", "source")}
-
-
-def _append(rows: dict, face: dict, label: int, split: str, origin: str, source: str) -> None:
-    rows["images"].append(face["crop"])
-    rows["mask"].append(label)
-    rows["yaw"].append(face["yaw"])
-    rows["landmarks"].append(face["crop_landmarks"])
-    rows["face_px"].append(face["width"])
-    rows["outside"].append(face["outside"])
-    rows["split"].append(split)
-    rows["origin"].append(origin)
-    rows["source"].append(source)
-
-
 def _face(frame: np.ndarray, box: np.ndarray, points: np.ndarray, options: CropOptions) -> dict:
+    """One aligned crop and its per-face columns."""
     from ..align import align_face
 
     aligned = align_face(frame, box, points, size=options.size, margin=options.margin)
     inside = cv2.warpAffine(np.ones(frame.shape[:2], np.uint8), aligned.matrix, options.size, flags=cv2.INTER_NEAREST)
     return {
-        "outside": 1.0 - float(inside.mean()),
-        "crop": aligned.image,
+        "images": aligned.image,
         "yaw": estimate_yaw(points),
-        "crop_landmarks": aligned.to_crop(points).astype(np.float32),
-        "width": float(box[2] - box[0]),
+        "landmarks": aligned.to_crop(points).astype(np.float32),
+        "face_px": float(box[2] - box[0]),
+        "outside": 1.0 - float(inside.mean()),
     }
+
+
+def _append(rows: dict[str, list], face: dict, *, mask: int, split: str, origin: str, source: str) -> None:
+    for key, value in {**face, "mask": mask, "split": split, "origin": origin, "source": source}.items():
+        rows[key].append(value)
 
 
 def build_crops(
@@ -171,7 +151,7 @@ def build_crops(
     from ..voc import read_voc_folder
 
     root = Path(data_root)
-    rows = _empty()
+    rows: dict[str, list] = {k: [] for k in _COLUMNS}
     counts = {"faces_images": 0, "faces_without_detection": 0, "scenes_boxes": 0, "scenes_boxes_missed": 0, "unreadable": 0}
     jobs: list[tuple[str, Path, object]] = []
     for folder, label in _FOLDER_LABELS.items():
@@ -199,7 +179,7 @@ def build_crops(
                 continue
             widths = found.boxes[:, 2] - found.boxes[:, 0]
             i = int(np.argmax(widths))
-            _append(rows, _face(frame, found.boxes[i], found.landmarks[i], options), label, split, origin, rel)
+            _append(rows, _face(frame, found.boxes[i], found.landmarks[i], options), mask=label, split=split, origin=origin, source=rel)
         else:
             voc = label
             counts["scenes_boxes"] += len(voc.boxes)
@@ -209,7 +189,7 @@ def build_crops(
                     counts["scenes_boxes_missed"] += int(p < 0)
                     continue
                 face = _face(frame, found.boxes[p], found.landmarks[p], options)
-                _append(rows, face, _VOC_LABELS[voc.labels[g]], split, origin, rel)
+                _append(rows, face, mask=_VOC_LABELS[voc.labels[g]], split=split, origin=origin, source=rel)
 
     if not rows["images"]:
         raise SourceError(f"{root}: the detector found no labelled face; check the folder layout")
