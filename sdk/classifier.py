@@ -38,13 +38,7 @@ class CropClassifier:
         return cls(spec, TorchRunner(model, input_names=(spec.input.name,), output_names=spec.outputs, device=device))
 
     def tensor(self, crop_bgr: np.ndarray) -> np.ndarray:
-        if crop_bgr is None or crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3:
-            raise InputError(f"{self.spec.name} expects an aligned BGR crop (H, W, 3), got {getattr(crop_bgr, 'shape', None)}")
-        w, h = self.spec.input.size
-        if crop_bgr.shape[:2] != (h, w):
-            # Crops cut at another --crop-size are resampled to what the model was trained on.
-            crop_bgr = cv2.resize(crop_bgr, (w, h), interpolation=cv2.INTER_AREA if crop_bgr.shape[1] > w else cv2.INTER_LINEAR)
-        return to_tensor(crop_bgr, self.spec.input)
+        return crop_to_tensor(crop_bgr, self.spec)
 
     def probabilities(self, crop_bgr: np.ndarray) -> np.ndarray:
         out = self.runner.infer({self.spec.input.name: self.tensor(crop_bgr)})
@@ -52,6 +46,17 @@ class CropClassifier:
 
     def close(self) -> None:
         self.runner.close()
+
+
+def crop_to_tensor(crop_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """An aligned BGR crop -> the classifier's input tensor (any backend, calibration too)."""
+    if crop_bgr is None or crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3:
+        raise InputError(f"{spec.name} expects an aligned BGR crop (H, W, 3), got {getattr(crop_bgr, 'shape', None)}")
+    w, h = spec.input.size
+    if crop_bgr.shape[:2] != (h, w):
+        # Crops cut at another --crop-size are resampled to what the model was trained on.
+        crop_bgr = cv2.resize(crop_bgr, (w, h), interpolation=cv2.INTER_AREA if crop_bgr.shape[1] > w else cv2.INTER_LINEAR)
+    return to_tensor(crop_bgr, spec.input)
 
 
 def mask_result(probs: np.ndarray, names: tuple[str, ...]) -> dict:

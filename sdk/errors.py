@@ -38,3 +38,15 @@ class DependencyError(MaskGateError, ImportError):
 
 class DeviceError(MaskGateError):
     """The requested device is not available."""
+
+
+class CalibrationError(MaskGateError):
+    """A calibration or verification set is missing, empty or unusable."""
+
+
+class ConversionError(MaskGateError):
+    """Exporting or quantizing a model failed; names the model, format and precision."""
+
+
+class BundleError(MaskGateError):
+    """A build bundle is incomplete, corrupt, or its manifest does not match its files."""
