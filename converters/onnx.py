@@ -1,0 +1,113 @@
+"""ONNX builds: torch.onnx (dynamo) export, fp16 with float I/O, static int8 in QDQ form."""
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+from sdk.errors import ConversionError, DependencyError
+
+from .targets import Artifact, ConversionJob, TensorInfo
+
+MODEL_FILE = "model.onnx"
+
+
+def _onnx():
+    try:
+        import onnx
+    except ModuleNotFoundError as exc:
+        raise DependencyError("onnx", extra="export", purpose="ONNX export") from exc
+    return onnx
+
+
+def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify: bool = True) -> list[str]:
+    """The fp32 export every ONNX and OpenVINO build starts from; returns notes."""
+    import torch
+
+    onnx = _onnx()
+    notes = []
+    x = torch.zeros(*spec.input.shape)
+    kwargs = {"opset_version": opset} if opset else {}
+    try:
+        # The exporter narrates every step on stdout; a build shows its own progress instead.
+        with contextlib.redirect_stdout(io.StringIO()):
+            program = torch.onnx.export(module, (x,), dynamo=True, input_names=[spec.input.name],
+                                        output_names=list(spec.outputs), verbose=False, **kwargs)
+        program.save(str(path))
+    except Exception as exc:  # the exporter raises many types; say which model failed
+        raise ConversionError(f"{spec.name}: torch.onnx.export (dynamo) failed: {exc}; "
+                              "is onnxscript installed (pip install 'maskgate[export]')?") from exc
+    if simplify:
+        try:
+            import onnxsim
+        except ModuleNotFoundError:
+            notes.append("onnxsim not installed: graph not simplified")
+        else:
+            model, ok = onnxsim.simplify(onnx.load(str(path)))
+            if ok:
+                onnx.save(model, str(path))
+            else:
+                notes.append("onnxsim could not validate the simplified graph: kept the exporter's graph")
+    return notes
+
+
+def convert(job: ConversionJob, out: Path) -> Artifact:
+    onnx = _onnx()
+    target, options = job.target, job.options.onnx
+    dst = out / MODEL_FILE
+    quantizer = None
+    if target.precision == "fp32":
+        shutil.copyfile(job.onnx_fp32, dst)
+    elif target.precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # Float I/O kept: the shared pre/post-processing stays float32 for every build.
+        onnx.save(convert_float_to_float16(onnx.load(str(job.onnx_fp32)), keep_io_types=True), str(dst))
+        quantizer = {"tool": "onnxruntime.transformers.float16", "keep_io_types": True}
+    else:
+        quantizer = _quantize_int8(job, dst)
+    model = onnx.load(str(dst))
+    onnx.helper.set_model_props(model, dict(job.metadata))
+    onnx.save(model, str(dst))
+    inputs, outputs = _io(dst)
+    return Artifact(files=[MODEL_FILE], inputs=inputs, outputs=outputs, layout=job.spec.input.layout, quantizer=quantizer)
+
+
+def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from calibration.adapters import ort_reader
+
+    options = job.options.onnx
+    if job.calibration is None:
+        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.calibration_method]
+    prepared = dst.with_name("prepared.onnx")
+    try:
+        quant_pre_process(str(job.onnx_fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(dst), ort_reader(job.calibration), quant_format=QuantFormat.QDQ,
+                        per_channel=options.per_channel, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=method)
+    finally:
+        prepared.unlink(missing_ok=True)
+        for leftover in dst.parent.glob("augmented_model*.onnx"):
+            leftover.unlink()
+    return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
+            "per_channel": options.per_channel, "activations": "int8", "weights": "int8",
+            "calibration_method": options.calibration_method, "samples": len(job.calibration)}
+
+
+def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dtype = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
+
+    def info(v):
+        return TensorInfo(v.name, tuple(int(d) if isinstance(d, int) else -1 for d in v.shape), dtype.get(v.type, v.type))
+
+    return [info(v) for v in session.get_inputs()], [info(v) for v in session.get_outputs()]

@@ -1,0 +1,81 @@
+"""OpenVINO IR builds from the fp32 ONNX export: fp32, fp16 weights, int8 with NNCF."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sdk.errors import ConversionError, DependencyError
+
+from .targets import Artifact, ConversionJob, TensorInfo
+
+MODEL_FILE = "model.xml"
+WEIGHTS_FILE = "model.bin"
+
+
+def _ov():
+    try:
+        import openvino
+    except ModuleNotFoundError as exc:
+        raise DependencyError("openvino", extra="export", purpose="OpenVINO conversion") from exc
+    return openvino
+
+
+def convert(job: ConversionJob, out: Path, *, validation=None) -> Artifact:
+    """``validation``: (items, score) for accuracy control only: held-out items and
+    ``score(compiled_model, item) -> float`` (1 = agrees with the fp32 reference)."""
+    ov = _ov()
+    model = ov.convert_model(str(job.onnx_fp32))
+    quantizer = None
+    if job.target.precision == "int8":
+        model, quantizer = _quantize_int8(job, model, validation)
+    elif job.target.precision == "fp16":
+        quantizer = {"tool": "openvino.save_model", "compress_to_fp16": True}
+    for key, value in job.metadata.items():
+        model.set_rt_info(value, ["maskgate", key])
+    ov.save_model(model, str(out / MODEL_FILE), compress_to_fp16=job.target.precision == "fp16")
+    return Artifact(files=[MODEL_FILE, WEIGHTS_FILE], inputs=_io(model.inputs), outputs=_io(model.outputs),
+                    layout=job.spec.input.layout, quantizer=quantizer)
+
+
+def _quantize_int8(job: ConversionJob, model, validation):
+    import nncf
+
+    from calibration.adapters import nncf_dataset
+
+    options = job.options.openvino
+    if job.calibration is None:
+        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    names = [n for n in options.ignored_scope if not n.startswith("re:")]
+    patterns = [n[3:] for n in options.ignored_scope if n.startswith("re:")]
+    scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False) if options.ignored_scope else None
+    preset = nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    dataset = nncf_dataset(job.calibration)
+    settings = {"tool": "nncf", "version": nncf.__version__, "preset": options.preset,
+                "ignored_scope": list(options.ignored_scope), "samples": len(job.calibration),
+                "accuracy_control": options.accuracy_control}
+    common = {"subset_size": len(job.calibration), "preset": preset}
+    if scope is not None:
+        common["ignored_scope"] = scope
+    if not options.accuracy_control:
+        return nncf.quantize(model, dataset, **common), settings
+    if validation is None:
+        raise ConversionError(f"{job.target.name}: accuracy control needs a verification set and metric")
+    items, score = validation
+
+    def validate(compiled, data) -> tuple[float, list[float]]:
+        # NNCF ranks layers by the per-item values, so return them with the mean.
+        values = [float(score(compiled, item)) for item in data]
+        return (sum(values) / len(values) if values else 0.0), values
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model, calibration_dataset=dataset, validation_dataset=nncf.Dataset(items), validation_fn=validate,
+        max_drop=options.max_drop, drop_type=nncf.DropType.ABSOLUTE, **common)
+    settings["max_drop"] = options.max_drop
+    return quantized, settings
+
+
+def _io(ports) -> list[TensorInfo]:
+    out = []
+    for port in ports:
+        shape = tuple(int(d.get_length()) if d.is_static else -1 for d in port.get_partial_shape())
+        out.append(TensorInfo(port.get_any_name(), shape, port.get_element_type().to_dtype().name))
+    return out

@@ -1,0 +1,130 @@
+"""What a build is: a model, a format, a precision, and the options of its converter.
+
+Plain data, no framework imports: the CLI, the build planner and the manifests all read
+these, and a finished bundle can be matched against a request without loading anything.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Format = Literal["onnx", "openvino", "tflite"]
+Precision = Literal["fp32", "fp16", "int8"]
+FORMATS: tuple[str, ...] = ("onnx", "openvino", "tflite")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """ONNX Runtime static int8 (QDQ) settings; dynamic and QOperator int8 were 5-10x
+    slower on CPU here, so they are not offered as defaults."""
+
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = True
+    opset: int | None = None  # the exporter's default when None
+    simplify: bool = True
+
+    def __post_init__(self):
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration_method must be one of {CALIBRATION_METHODS}, got {self.calibration_method!r}")
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions:
+    """NNCF post-training quantization of the OpenVINO model.
+
+    ``ignored_scope``: node names (or regexes, prefixed ``re:``) kept in float.
+    ``accuracy_control``: NNCF's quantize_with_accuracy_control, reverting layers to float
+    until the metric on the verification set drops by at most ``max_drop``.
+    """
+
+    ignored_scope: tuple[str, ...] = ()
+    accuracy_control: bool = False
+    max_drop: float = 0.01
+    preset: Literal["performance", "mixed"] = "performance"
+
+
+@dataclass(frozen=True)
+class TfliteOptions:
+    """``channel_last_io``: NHWC input (many NPUs and camera buffers are NHWC); else NCHW
+    with the transpose inside the model, as litert-torch does by default."""
+
+    channel_last_io: bool = False
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    onnx: OnnxOptions = field(default_factory=OnnxOptions)
+    openvino: OpenVinoOptions = field(default_factory=OpenVinoOptions)
+    tflite: TfliteOptions = field(default_factory=TfliteOptions)
+
+    def for_format(self, fmt: str) -> dict[str, Any]:
+        return asdict(getattr(self, fmt))
+
+
+@dataclass(frozen=True)
+class Target:
+    model: str
+    format: str
+    precision: str
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.format}-{self.precision}"
+
+
+@dataclass
+class TensorInfo:
+    """One input or output of a built model, as its runtime sees it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name
+    quantization: tuple[float, int] | None = None  # (scale, zero point) of an int8 tensor
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "quantization": list(self.quantization) if self.quantization else None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TensorInfo:
+        q = d.get("quantization")
+        return cls(d["name"], tuple(d["shape"]), d["dtype"], (float(q[0]), int(q[1])) if q else None)
+
+
+@dataclass
+class Artifact:
+    """What a converter wrote into the bundle folder."""
+
+    files: list[str]  # relative to the bundle folder; the first is the model file
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    layout: str  # input layout of the built model, NCHW or NHWC
+    quantizer: dict[str, Any] | None = None  # tool, version and settings; None for fp32
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConversionJob:
+    """Everything one converter call needs."""
+
+    target: Target
+    spec: Any  # sdk.specs.ModelSpec (with the build's input size)
+    module: Any  # the torch module (eval mode, on CPU)
+    onnx_fp32: Path  # the shared fp32 ONNX export of this model (OpenVINO reads it)
+    calibration: Any | None  # calibration.CalibrationSet for int8
+    metadata: dict[str, str]  # stamped into the artifact
+    options: ConvertOptions = field(default_factory=ConvertOptions)
+
+    def sample_input(self) -> np.ndarray:
+        return np.zeros(self.spec.input.shape, np.float32)

@@ -1,0 +1,144 @@
+"""TFLite (LiteRT) builds: litert-torch conversion, fp16 weights, int8 with ai-edge-quantizer.
+
+int8 uses the ``static_wi8_ai8`` recipe (int8 weights and activations, per-channel
+weights), which kept the detector closer to fp32 than PT2E quantization here. Its input
+and output tensors are int8 with a (scale, zero point) each, recorded in the manifest;
+the runtime quantizes and dequantizes at the boundary.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from sdk.errors import ConversionError, DependencyError
+
+from .targets import Artifact, ConversionJob, TensorInfo
+
+MODEL_FILE = "model.tflite"
+METADATA_NAME = "maskgate"
+
+
+def _require(module: str, purpose: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise DependencyError(module.split(".")[0].replace("_", "-"), extra="export", purpose=purpose) from exc
+
+
+def export_fp32(job: ConversionJob, path: Path) -> None:
+    import torch
+
+    litert_torch = _require("litert_torch", "TFLite conversion")
+    module = job.module
+    if job.options.tflite.channel_last_io:
+        module = litert_torch.to_channel_last_io(module, args=[0])
+    x = torch.zeros(*job.spec.input.shape)
+    if job.options.tflite.channel_last_io:
+        x = x.permute(0, 2, 3, 1).contiguous()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            litert_torch.convert(module.eval(), (x,)).export(str(path))
+    except Exception as exc:
+        raise ConversionError(f"{job.target.name}: litert-torch conversion failed: {exc}") from exc
+
+
+def convert(job: ConversionJob, out: Path, *, fp32_file: Path) -> Artifact:
+    """``fp32_file``: this model's fp32 TFLite conversion (made once, shared by precisions)."""
+    dst = out / MODEL_FILE
+    quantizer = None
+    data = fp32_file.read_bytes()
+    if job.target.precision != "fp32":
+        data, quantizer = _quantize(job, fp32_file)
+    dst.write_bytes(stamp_metadata(data, job.metadata))
+    inputs, outputs = _io(dst)
+    layout = "NHWC" if job.options.tflite.channel_last_io else "NCHW"
+    return Artifact(files=[MODEL_FILE], inputs=inputs, outputs=outputs, layout=layout, quantizer=quantizer)
+
+
+def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
+    aeq = _require("ai_edge_quantizer", "TFLite quantization")
+    from ai_edge_quantizer import quantizer, recipe, recipe_manager
+    from ai_edge_quantizer.qtyping import TFLOperationName as Op
+
+    version = getattr(aeq, "__version__", None) or _dist_version("ai-edge-quantizer")
+    if job.target.precision == "fp16":
+        manager = recipe_manager.RecipeManager()
+        for op in (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED, Op.CONV_2D_TRANSPOSE):
+            manager.add_weight_only_config(regex=".*", operation_name=op, num_bits=16,
+                                           algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
+        q = quantizer.Quantizer(str(fp32_file), manager.get_quantization_recipe())
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = q.quantize(enable_progress_bar=False, enable_progress_report=False)
+        return bytes(result.quantized_model), {"tool": "ai-edge-quantizer", "version": version,
+                                               "recipe": "fp16 weights (float casting), fp32 compute"}
+    if job.calibration is None:
+        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    from calibration.adapters import litert_calibration
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_path=str(fp32_file)).get_signature_list()
+    signature = next(iter(signatures))
+    input_name = signatures[signature]["inputs"][0]
+    layout = "NHWC" if job.options.tflite.channel_last_io else "NCHW"
+    data = litert_calibration(job.calibration.to_layout(layout), signature=signature, input_name=input_name)
+    q = quantizer.Quantizer(str(fp32_file), recipe.static_wi8_ai8())
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        result = q.quantize(q.calibrate(data, num_threads=2), enable_progress_bar=False, enable_progress_report=False)
+    return bytes(result.quantized_model), {"tool": "ai-edge-quantizer", "version": version, "recipe": "static_wi8_ai8",
+                                           "weights": "int8 per channel", "activations": "int8",
+                                           "samples": len(job.calibration)}
+
+
+def stamp_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
+    """Add a ``maskgate`` metadata entry (JSON) to the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    # Quantized models keep constants after the flatbuffer (offset buffers): resolve them
+    # into the object before packing it again, or the offsets point past the new file.
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
+    obj.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(obj.buffers) - 1
+    obj.metadata = [m for m in (obj.metadata or []) if m.name != METADATA_NAME.encode()] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+    for entry in obj.metadata or []:
+        if entry.name in (METADATA_NAME, METADATA_NAME.encode()):
+            return json.loads(bytes(obj.buffers[entry.buffer].data).decode())
+    return {}
+
+
+def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+
+    def info(d):
+        scale, zero = d["quantization"]
+        q = (float(scale), int(zero)) if scale else None
+        return TensorInfo(d["name"], tuple(int(v) for v in d["shape"]), d["dtype"].__name__, q)
+
+    return ([info(d) for d in interpreter.get_input_details()], [info(d) for d in interpreter.get_output_details()])
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

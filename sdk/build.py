@@ -1,0 +1,358 @@
+"""``sdk.build``: reference models -> verified build bundles, for every format and precision.
+
+For each model: the torch reference is built once, exported to fp32 ONNX (which the
+OpenVINO builds read) and fp32 TFLite once, calibrated once (frames for the detector,
+detected and aligned crops for the classifiers), and every requested format x precision
+is converted into a bundle (see ``converters.bundle``). Each bundle is then run on
+held-out inputs beside the fp32 reference for its fidelity and timed. A bundle whose
+build key (inputs, options, versions) matches a finished one on disk is reused.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converters.targets import ConvertOptions
+
+from . import __version__
+from .errors import BundleError, ConversionError, MaskGateError
+from .progress import progress as progress_bar
+from .registry import create_model, get_spec
+from .specs import ModelSpec
+
+DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
+GOLDEN_SAMPLES = {"face_detection": 2, "classification": 8}
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    models: tuple[str, ...] = DEFAULT_MODELS
+    formats: tuple[str, ...] = ("onnx", "openvino", "tflite")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    out: Path = Path("build")
+    calib: Path | None = None  # None: the shipped default set; a data folder uses its train split
+    verify: Path | None = None  # None: the shipped held-out set; a data folder uses its test split
+    samples: int = 128  # calibration samples per model
+    verify_samples: int = 300  # held-out inputs per model for the fidelity figures
+    detector_size: tuple[int, int] = (640, 480)  # fixed detector input (NPUs need static shapes)
+    weights: dict[str, str] = field(default_factory=dict)  # model name -> checkpoint replacing the shipped one
+    reference_device: str = "auto"  # GPU where present, else CPU; recorded in every manifest
+    latency_threads: int = 1
+    force: bool = False
+    options: ConvertOptions = field(default_factory=ConvertOptions)
+
+
+@dataclass
+class BuildResult:
+    target: str
+    model: str
+    format: str
+    precision: str
+    path: str
+    status: str  # built | reused | failed
+    size_bytes: int = 0
+    seconds: float = 0.0
+    fidelity: dict | None = None
+    latency: dict | None = None
+    error: str | None = None
+
+
+def build(config: BuildConfig | None = None, *, progress: bool = True, **overrides) -> list[BuildResult]:
+    """Build every requested bundle; keyword overrides replace BuildConfig fields."""
+    from converters.targets import FORMATS, PRECISIONS, Target
+
+    config = dataclasses.replace(config or BuildConfig(), **overrides)
+    for fmt in config.formats:
+        Target(DEFAULT_MODELS[0], fmt, "fp32")  # validates names before any work
+    for precision in config.precisions:
+        Target(DEFAULT_MODELS[0], "onnx", precision)
+    specs = [_spec(name, config) for name in config.models]
+    order = {n: i for i, n in enumerate(FORMATS)}, {n: i for i, n in enumerate(PRECISIONS)}
+    formats = sorted(set(config.formats), key=order[0].get)
+    precisions = sorted(set(config.precisions), key=order[1].get)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    session = _Session(config, progress=progress)
+    plan = [Target(spec.name, fmt, precision) for spec in specs for fmt in formats for precision in precisions]
+    by_name = {spec.name: spec for spec in specs}
+    results: list[BuildResult] = []
+    model = None
+    try:
+        bar = progress_bar(plan, desc="build", total=len(plan), enabled=progress, unit="bundle")
+        for target in bar:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(target.name)
+            if model is None or model.spec.name != target.model:
+                if model is not None:
+                    session.release(model.spec.name)
+                model = session.model(by_name[target.model])
+            with quiet_converters():
+                results.append(session.build_one(model, target))
+    finally:
+        session.close()
+    return results
+
+
+@contextlib.contextmanager
+def quiet_converters():
+    """The exporters log and warn at length about things that do not affect these models
+    (missing torchvision ops, deprecations); a build shows its own progress instead."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "torch.utils._pytree",
+                                              "nncf", "absl")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _spec(name: str, config: BuildConfig) -> ModelSpec:
+    spec = get_spec(name)
+    if spec.task == "face_detection":
+        spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(config.detector_size)))
+    return spec
+
+
+class _Model:
+    """One reference model and everything its bundles share."""
+
+    def __init__(self, spec: ModelSpec, module, weights_sha: str, work: Path):
+        self.spec = spec
+        self.module = module
+        self.weights_sha = weights_sha
+        self.work = work
+        self.onnx_fp32: Path | None = None
+        self.tflite_fp32: dict[bool, Path] = {}
+        self.calibration = None
+        self.verify_tensors: list[np.ndarray] | None = None
+        self.verify_images: list[np.ndarray] | None = None
+        self.references: list[dict[str, np.ndarray]] | None = None
+        self.notes: list[str] = []
+
+
+class _Session:
+    def __init__(self, config: BuildConfig, *, progress: bool):
+        from calibration import default_frames
+        from calibration.frames import FrameSet
+
+        self.config = config
+        self.progress = progress
+        self.work = Path(tempfile.mkdtemp(prefix=".work-", dir=config.out))
+        self.calib_frames = (FrameSet.from_path(config.calib, split=_split(config.calib, "train"))
+                             if config.calib else default_frames("calibrate"))
+        self.verify_frames = (FrameSet.from_path(config.verify, split=_split(config.verify, "test"))
+                              if config.verify else default_frames("verify"))
+        self._models: dict[str, _Model] = {}
+        self._detector = None
+        self._reference_runners: dict[str, object] = {}
+
+    # -- shared pieces, made on first use -------------------------------------------------
+    def model(self, spec: ModelSpec) -> _Model:
+        from .models.weights import state_dict_sha256
+
+        module = create_model(spec.name, weights=self.config.weights.get(spec.name)).eval().cpu()
+        m = _Model(spec, module, state_dict_sha256(module.state_dict()), self.work / spec.name)
+        m.work.mkdir(parents=True, exist_ok=True)
+        self._models[spec.name] = m
+        return m
+
+    def release(self, name: str) -> None:
+        self._models.pop(name, None)
+        self._reference_runners.pop(name, None)
+
+    def detector(self):
+        """The fp32 reference detector that cuts classifier crops (default detector, build size)."""
+        if self._detector is None:
+            from .detector import FaceDetector
+
+            self._detector = FaceDetector.reference(device="cpu", input_size=self.config.detector_size)
+        return self._detector
+
+    def reference_runner(self, m: _Model):
+        from runtimes.pytorch import TorchRunner
+
+        if m.spec.name not in self._reference_runners:
+            self._reference_runners[m.spec.name] = TorchRunner(
+                m.module, input_names=(m.spec.input.name,), output_names=m.spec.outputs, device=self.config.reference_device)
+        return self._reference_runners[m.spec.name]
+
+    def calibration(self, m: _Model):
+        from calibration import calibration_set
+
+        if m.calibration is None:
+            m.calibration = calibration_set(m.spec, self.calib_frames, detector=self.detector(), limit=self.config.samples)
+        return m.calibration
+
+    def verification(self, m: _Model) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+        from calibration import calibration_set
+
+        if m.references is None:
+            held_out = calibration_set(m.spec, self.verify_frames, detector=self.detector(), limit=self.config.verify_samples)
+            m.verify_tensors = held_out.tensors
+            runner = self.reference_runner(m)
+            m.references = [runner.infer({m.spec.input.name: x}) for x in m.verify_tensors]
+        return m.verify_tensors, m.references
+
+    def onnx_fp32(self, m: _Model) -> Path:
+        from converters.onnx import export_fp32
+
+        if m.onnx_fp32 is None:
+            path = m.work / "fp32.onnx"
+            options = self.config_options().onnx
+            m.notes += export_fp32(m.module, m.spec, path, opset=options.opset, simplify=options.simplify)
+            m.onnx_fp32 = path
+        return m.onnx_fp32
+
+    def tflite_fp32(self, m: _Model, job) -> Path:
+        from converters.tflite import export_fp32
+
+        nhwc = job.options.tflite.channel_last_io
+        if nhwc not in m.tflite_fp32:
+            path = m.work / f"fp32{'-nhwc' if nhwc else ''}.tflite"
+            export_fp32(job, path)
+            m.tflite_fp32[nhwc] = path
+        return m.tflite_fp32[nhwc]
+
+    def config_options(self) -> ConvertOptions:
+        return self.config.options
+
+    # -- one bundle ----------------------------------------------------------------------
+    def build_one(self, m: _Model, target) -> BuildResult:
+        import time
+
+        from converters.bundle import verify_bundle
+
+        folder = Path(self.config.out) / target.name
+        result = BuildResult(target.name, target.model, target.format, target.precision, str(folder), "failed")
+        start = time.perf_counter()
+        try:
+            calibration = self.calibration(m) if target.precision == "int8" else None
+            key = self._build_key(m, target, calibration)
+            reuse = False
+            if not self.config.force and (folder / "manifest.json").is_file():
+                try:
+                    reuse = verify_bundle(folder).get("build_key") == key
+                except BundleError:
+                    reuse = False
+            if reuse:
+                result.status = "reused"
+            else:
+                self._convert(m, target, calibration, key, folder)
+                result.status = "built"
+            manifest = verify_bundle(folder)
+            result.size_bytes = sum((folder / f).stat().st_size for f in manifest["files"] if not f.endswith(".npz"))
+            result.fidelity, result.latency = self._measure(m, folder, manifest)
+        except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _build_key(self, m: _Model, target, calibration) -> str:
+        from .build_manifest import tool_versions
+
+        record = {"sdk": __version__, "target": target.name, "weights": m.weights_sha,
+                  "input": dataclasses.asdict(m.spec.input), "options": self.config_options().for_format(target.format),
+                  "calibration": calibration.sha256() if calibration is not None else None,
+                  "verify": self.verify_frames.sha256(), "tools": tool_versions(target.format)}
+        return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _convert(self, m: _Model, target, calibration, key: str, folder: Path) -> None:
+        from converters.bundle import staging, write_manifest
+        from converters.targets import ConversionJob
+
+        from .build_manifest import golden_data, manifest_for
+
+        options = self.config_options()
+        metadata = {"maskgate_model": m.spec.name, "maskgate_task": m.spec.task, "maskgate_precision": target.precision,
+                    "maskgate_sdk_version": __version__, "maskgate_build_key": key,
+                    "maskgate_class_names": json.dumps(list(m.spec.class_names)),
+                    "maskgate_input": json.dumps(dataclasses.asdict(m.spec.input))}
+        job = ConversionJob(target, m.spec, m.module, self.onnx_fp32(m), calibration, metadata, options)
+        with staging(folder) as tmp:
+            try:
+                artifact = self._run_converter(m, job, tmp)
+            except MaskGateError:
+                raise
+            except Exception as exc:  # a converter's own error types: name the build that failed
+                raise ConversionError(f"{target.name}: {type(exc).__name__}: {exc}") from exc
+            tensors, references = self.verification(m)
+            golden = golden_data(m.spec, tensors, references, layout=artifact.layout, count=GOLDEN_SAMPLES[m.spec.task])
+            np.savez_compressed(tmp / "golden.npz", **golden)
+            manifest = manifest_for(m, target, artifact, calibration, key, reference=self.reference_runner(m).describe())
+            manifest["files"] = artifact.files + ["golden.npz"]
+            write_manifest(tmp, manifest)
+
+    def _run_converter(self, m: _Model, job, tmp: Path):
+        fmt = job.target.format
+        if fmt == "onnx":
+            from converters import onnx as converter
+
+            return converter.convert(job, tmp)
+        if fmt == "openvino":
+            from converters import openvino as converter
+
+            validation = None
+            if job.options.openvino.accuracy_control and job.target.precision == "int8":
+                validation = self._ov_validation(m)
+            return converter.convert(job, tmp, validation=validation)
+        from converters import tflite as converter
+
+        return converter.convert(job, tmp, fp32_file=self.tflite_fp32(m, job))
+
+    def _ov_validation(self, m: _Model):
+        from .fidelity import sample_agreement
+
+        tensors, references = self.verification(m)
+
+        def score(compiled, item) -> float:
+            x, ref = item
+            result = compiled(x)
+            outputs = {name: np.asarray(result[port]) for name, port in zip(m.spec.outputs, compiled.outputs)}
+            return sample_agreement(m.spec, outputs, ref)
+
+        return list(zip(tensors, references)), score
+
+    def _measure(self, m: _Model, folder: Path, manifest: dict) -> tuple[dict, dict]:
+        from runtimes.bundles import runner_for
+
+        from .fidelity import compare, latency_ms
+
+        tensors, references = self.verification(m)
+        spec = m.spec
+        if manifest["input"]["layout"] == "NHWC":
+            tensors = [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in tensors]
+        with runner_for(folder, manifest) as runner:
+            fidelity = compare(spec, runner, tensors, references).to_dict()
+        with runner_for(folder, manifest, threads=self.config.latency_threads) as runner:
+            latency = latency_ms(runner, spec, tensors[0])
+        latency["threads"] = self.config.latency_threads
+        return fidelity, latency
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _split(path: Path, split: str) -> str | None:
+    """A data folder (faces/ + scenes/) is narrowed to one split; a plain folder is used whole."""
+    path = Path(path)
+    return split if (path / "faces").is_dir() and (path / "scenes").is_dir() else None

@@ -1,0 +1,77 @@
+"""The manifest and golden data of one bundle, and the tool versions in its build key."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+
+from . import __version__
+
+_TOOLS = {
+    "onnx": ("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime"),
+    "openvino": ("torch", "onnx", "onnxscript", "openvino", "nncf"),
+    "tflite": ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
+}
+
+
+def tool_versions(fmt: str) -> dict[str, str | None]:
+    found = {}
+    for name in _TOOLS[fmt]:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def manifest_for(model, target, artifact, calibration, key: str, *, reference: str) -> dict:
+    """Everything a runtime or a person needs to use the bundle without the SDK's source."""
+    spec = model.spec
+    inp = spec.input
+    layout = artifact.layout
+    shape = list(inp.shape) if layout == inp.layout else ([1, inp.size[1], inp.size[0], 3] if layout == "NHWC"
+                                                         else [1, 3, inp.size[1], inp.size[0]])
+    outputs = [{"name": logical, **_tensor(t)} for logical, t in zip(spec.outputs, artifact.outputs)]
+    inputs = [{"name": inp.name, **_tensor(t)} for t in artifact.inputs[:1]]
+    return {
+        "sdk_version": __version__,
+        "name": target.name,
+        "model": spec.name,
+        "task": spec.task,
+        "format": target.format,
+        "precision": target.precision,
+        "quantizer": artifact.quantizer,
+        "input": {"name": inp.name, "shape": shape, "layout": layout, "dtype": "float32", "color": inp.color,
+                  "mean": list(inp.mean), "std": list(inp.std), "size": list(inp.size),
+                  "resize": "letterbox, top-left, mean padding" if spec.task == "face_detection" else "aligned face crop"},
+        "inputs": inputs,
+        "outputs": outputs,
+        "class_names": list(spec.class_names),
+        "detection": dataclasses.asdict(spec.detection) if spec.detection else None,
+        "priors": dataclasses.asdict(spec.priors) if spec.priors else None,
+        "files": [],
+        "calibration": calibration.record() if calibration is not None else None,
+        "source_weights_sha256": model.weights_sha,
+        "reference": {"runtime": reference, "precision": "fp32", "golden": "golden.npz",
+                      "note": "golden outputs are the fp32 PyTorch reference's on the golden inputs"},
+        "build_key": key,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tools": tool_versions(target.format),
+        "notes": list(model.notes) + list(artifact.notes),
+    }
+
+
+def _tensor(t) -> dict:
+    d = t.to_dict()
+    return {"tensor": d["name"], "shape": d["shape"], "dtype": d["dtype"], "quantization": d["quantization"]}
+
+
+def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[str, np.ndarray]:
+    """The first ``count`` held-out inputs (in the bundle's layout) and the reference outputs."""
+    picked = tensors[:count]
+    golden = {"inputs": np.concatenate([x if layout == "NCHW" else x.transpose(0, 2, 3, 1) for x in picked])}
+    for name in spec.outputs:
+        golden[f"output_{name}"] = np.concatenate([r[name] for r in references[:count]]).astype(np.float32)
+    return golden

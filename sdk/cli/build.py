@@ -1,0 +1,93 @@
+"""``maskgate build``: the reference models -> verified bundles for every format and precision."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .options import size
+
+
+def _names(choices: tuple[str, ...]):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            import argparse
+
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
+        return items
+    return parse
+
+
+def add_parser(sub) -> None:
+    from converters.targets import CALIBRATION_METHODS, FORMATS, PRECISIONS
+
+    from ..build import DEFAULT_MODELS
+
+    p = sub.add_parser(
+        "build", help="export and quantize the models to ONNX / OpenVINO / TFLite bundles, each checked against fp32",
+        description="Builds one bundle per model x format x precision (default: 3 x 3 x 3 = 27) under --out, each with "
+        "manifest.json (sha256 of every file) and golden reference data, then runs every bundle on held-out inputs "
+        "beside the fp32 PyTorch reference. Finished bundles with unchanged inputs are reused. Writes report.json and "
+        "report.html.")
+    p.add_argument("--models", type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()), default=DEFAULT_MODELS,
+                   help=f"comma list of registered models (default {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--formats", type=_names(FORMATS), default=FORMATS, help=f"comma list of {','.join(FORMATS)}")
+    p.add_argument("--precisions", type=_names(PRECISIONS), default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)}")
+    p.add_argument("--calib", type=Path, help="calibration images: a folder (recursive), a video, or a data folder with "
+                   "faces/ and scenes/ (its train split); default: the set shipped in calibration/default")
+    p.add_argument("--verify", type=Path, help="held-out images for the fidelity figures (a data folder: its test split); "
+                   "default: the shipped held-out set")
+    p.add_argument("--out", type=Path, default=Path("build"), help="output folder (default ./build)")
+    p.add_argument("--samples", type=int, default=128, help="calibration samples per model (default 128)")
+    p.add_argument("--verify-samples", type=int, default=300, help="held-out inputs per model (default 300)")
+    p.add_argument("--detector-size", type=size, default=(640, 480), help="fixed detector input WIDTHxHEIGHT (default 640x480)")
+    p.add_argument("--mask-weights", help="a mask classifier state dict from 'maskgate train' instead of the shipped one")
+    p.add_argument("--pose-weights", help="a pose classifier state dict from 'maskgate train' instead of the shipped one")
+    p.add_argument("--detector-weights", help="a biubug6 RetinaFace checkpoint (.pth) for the detector")
+    p.add_argument("--onnx-calibration", choices=CALIBRATION_METHODS, default="minmax", help="ONNX int8 calibration method")
+    p.add_argument("--ov-ignored-scope", default="", help="comma list of OpenVINO node names (re:REGEX for patterns) kept in float")
+    p.add_argument("--ov-accuracy-control", action="store_true",
+                   help="OpenVINO int8 with NNCF accuracy control (reverts layers until agreement drops by at most --ov-max-drop)")
+    p.add_argument("--ov-max-drop", type=float, default=0.01)
+    p.add_argument("--tflite-nhwc", action="store_true", help="TFLite builds take NHWC input (default NCHW)")
+    p.add_argument("--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)")
+    p.add_argument("--force", action="store_true", help="rebuild bundles even when a finished one matches")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from converters.targets import ConvertOptions, OnnxOptions, OpenVinoOptions, TfliteOptions
+
+    from ..build import BuildConfig, build
+    from ..build_report import table, write_report
+    from ..registry import get_spec
+
+    weights = {}
+    for model in args.models:
+        spec = get_spec(model)  # unknown names fail here, before any work
+        given = args.detector_weights if spec.task == "face_detection" else (
+            args.mask_weights if "mask" in spec.tags else args.pose_weights if "pose" in spec.tags else None)
+        if given:
+            weights[model] = given
+    options = ConvertOptions(
+        onnx=OnnxOptions(calibration_method=args.onnx_calibration),
+        openvino=OpenVinoOptions(ignored_scope=tuple(s for s in args.ov_ignored_scope.split(",") if s),
+                                 accuracy_control=args.ov_accuracy_control, max_drop=args.ov_max_drop),
+        tflite=TfliteOptions(channel_last_io=args.tflite_nhwc))
+    config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
+                         calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
+                         detector_size=args.detector_size, weights=weights, reference_device=args.reference_device,
+                         force=args.force, options=options)
+    start = time.perf_counter()
+    results = build(config, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    print(table(results))
+    json_path, html_path = write_report(args.out, results, config=config, seconds=seconds)
+    built = sum(r.status == "built" for r in results)
+    reused = sum(r.status == "reused" for r in results)
+    failed = sum(r.error is not None for r in results)
+    print(f"\n{len(results)} bundles in {args.out} ({built} built, {reused} reused, {failed} failed) in {seconds:.0f} s; "
+          f"report: {html_path}")
+    return 1 if failed else 0

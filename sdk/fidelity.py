@@ -1,0 +1,106 @@
+"""How far a build is from the fp32 reference: basic figures computed at build time.
+
+Classifiers: top-1 agreement with the reference on held-out aligned crops, and the
+largest probability difference. Detector: the share of the reference's detections that
+the build also finds (IoU >= 0.5, greedy), and the largest raw-output difference. The
+inputs are identical for both sides (the same preprocessed tensors), so any difference
+is the build's. The full checker (``maskgate check``) builds on these.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .metrics import match_greedy
+from .postprocess import decode_detections
+from .specs import ModelSpec
+
+DETECTION_IOU = 0.5
+
+
+@dataclass
+class Fidelity:
+    samples: int
+    max_abs_diff: float
+    top1_agreement: float | None = None  # classifiers
+    detections_reference: int | None = None  # detector
+    detections_found: int | None = None
+    detections_extra: int | None = None  # the build's detections matching no reference one
+
+    @property
+    def detection_recall(self) -> float | None:
+        if not self.detections_reference:
+            return None if self.detections_reference is None else 1.0
+        return self.detections_found / self.detections_reference
+
+    @property
+    def headline(self) -> float | None:
+        return self.top1_agreement if self.top1_agreement is not None else self.detection_recall
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["detection_recall"] = self.detection_recall
+        return d
+
+
+def reference_outputs(runner, spec: ModelSpec, tensors: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    return [runner.infer({spec.input.name: x}) for x in tensors]
+
+
+def detections_of(outputs: dict[str, np.ndarray], spec: ModelSpec, *, score_threshold: float | None = None):
+    loc, conf, landmarks = (np.asarray(outputs[n])[0] for n in spec.outputs)
+    options = spec.detection
+    if score_threshold is not None:
+        import dataclasses
+
+        options = dataclasses.replace(options, score_threshold=score_threshold)
+    return decode_detections(loc, conf, landmarks, priors=spec.priors, canvas_size=spec.input.size, options=options)
+
+
+def sample_agreement(spec: ModelSpec, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
+    """1 when a build's outputs for one input agree with the reference's, less when not."""
+    if spec.task == "classification":
+        name = spec.outputs[0]
+        return float(np.argmax(outputs[name]) == np.argmax(reference[name]))
+    ref, got = detections_of(reference, spec), detections_of(outputs, spec)
+    if not len(ref.boxes):
+        return 1.0
+    matched = match_greedy(ref.boxes, got.boxes, got.scores, DETECTION_IOU)
+    return float((matched >= 0).mean())
+
+
+def compare(spec: ModelSpec, runner, tensors: list[np.ndarray], references: list[dict[str, np.ndarray]]) -> Fidelity:
+    max_diff, agree = 0.0, 0
+    ref_n = found = extra = 0
+    for x, ref in zip(tensors, references):
+        out = runner.infer({spec.input.name: x})
+        for name in spec.outputs:
+            max_diff = max(max_diff, float(np.max(np.abs(np.asarray(out[name], np.float32) - ref[name]))))
+        if spec.task == "classification":
+            agree += int(np.argmax(out[spec.outputs[0]]) == np.argmax(ref[spec.outputs[0]]))
+        else:
+            r, g = detections_of(ref, spec), detections_of(out, spec)
+            matched = match_greedy(r.boxes, g.boxes, g.scores, DETECTION_IOU)
+            ref_n += len(r.boxes)
+            found += int((matched >= 0).sum())
+            extra += len(g.boxes) - int((matched >= 0).sum())
+    n = len(tensors)
+    if spec.task == "classification":
+        return Fidelity(samples=n, max_abs_diff=max_diff, top1_agreement=agree / n if n else None)
+    return Fidelity(samples=n, max_abs_diff=max_diff, detections_reference=ref_n, detections_found=found,
+                    detections_extra=extra)
+
+
+def latency_ms(runner, spec: ModelSpec, x: np.ndarray, *, runs: int = 20, warmup: int = 3) -> dict:
+    """Median and p90 of single-input inference, after warm-up runs."""
+    feed = {spec.input.name: x}
+    for _ in range(warmup):
+        runner.infer(feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner.infer(feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
