@@ -1,0 +1,101 @@
+"""Bundle manifests: schema, sha256 verification, atomic writes, and builds of the real models."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from converters.bundle import read_manifest, staging, validate_manifest, verify_bundle, write_manifest
+from sdk.errors import BundleError
+
+
+def _manifest(**over) -> dict:
+    m = {"sdk_version": "0", "name": "m-onnx-fp32", "model": "m", "task": "classification", "format": "onnx",
+         "precision": "fp32", "quantizer": None,
+         "input": {"name": "input", "shape": [1, 3, 8, 8], "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                   "mean": [0, 0, 0], "std": [1, 1, 1], "size": [8, 8]},
+         "inputs": [{"name": "input", "tensor": "input", "shape": [1, 3, 8, 8], "dtype": "float32"}],
+         "outputs": [{"name": "probs", "tensor": "probs", "shape": [1, 2], "dtype": "float32"}],
+         "class_names": ["a", "b"], "files": ["model.onnx"], "calibration": None, "source_weights_sha256": "x" * 64,
+         "reference": {"runtime": "pytorch/cpu"}, "build_key": "k", "created": "now"}
+    m.update(over)
+    return m
+
+
+def test_schema_names_every_problem():
+    with pytest.raises(BundleError) as err:
+        validate_manifest({"schema_version": 1, "name": 3, "files": {}})
+    text = str(err.value)
+    assert "missing 'model'" in text and "'name' should be str" in text and "'files' is empty" in text
+    with pytest.raises(BundleError, match="newer than this SDK"):
+        validate_manifest({**_manifest(files={"model.onnx": "a" * 64}), "schema_version": 99})
+    with pytest.raises(BundleError, match="plain name"):
+        validate_manifest({**_manifest(files={"../x": "a" * 64}), "schema_version": 1})
+
+
+def test_sha256_is_recorded_and_verified(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"weights")
+    manifest = write_manifest(tmp_path, _manifest())
+    assert len(manifest["files"]["model.onnx"]) == 64
+    assert verify_bundle(tmp_path)["name"] == "m-onnx-fp32"
+    (tmp_path / "model.onnx").write_bytes(b"changed")
+    with pytest.raises(BundleError, match="does not match"):
+        verify_bundle(tmp_path)
+    (tmp_path / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        verify_bundle(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not JSON"):
+        read_manifest(tmp_path)
+
+
+def test_interrupted_write_leaves_no_bundle(tmp_path):
+    final = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        with staging(final) as tmp:
+            (tmp / "model.onnx").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(BundleError, match="no manifest"):
+        with staging(final) as tmp:
+            (tmp / "model.onnx").write_bytes(b"all")
+    assert not final.exists()
+    with staging(final) as tmp:
+        (tmp / "model.onnx").write_bytes(b"all")
+        write_manifest(tmp, _manifest())
+    assert verify_bundle(final)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    from sdk.build import build
+
+    out = tmp_path_factory.mktemp("build")
+    return out, build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32", "int8"), out=out,
+                      progress=False, samples=32, verify_samples=40)
+
+
+def test_build_real_classifier_makes_verified_bundles(built):
+    out, results = built
+    assert [r.status for r in results] == ["built", "built"], [r.error for r in results]
+    for r in results:
+        manifest = verify_bundle(r.path)
+        assert manifest["class_names"] == ["mask", "no_mask"] and manifest["input"]["size"] == [128, 128]
+        assert r.fidelity["samples"] == 40 and r.fidelity["top1_agreement"] >= 0.95
+    int8 = verify_bundle(results[1].path)
+    assert int8["quantizer"]["format"] == "QDQ" and int8["calibration"]["samples"] == 32
+    assert int8["source_weights_sha256"] == verify_bundle(results[0].path)["source_weights_sha256"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no work or partial folders left
+
+
+def test_unchanged_build_is_reused_and_a_corrupt_one_rebuilt(built):
+    from sdk.build import build
+
+    out, results = built
+    path = results[0].path
+    (out / "mask_mobilenetv2-onnx-fp32" / "model.onnx").write_bytes(b"corrupt")
+    again = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32", "int8"), out=out,
+                  progress=False, samples=32, verify_samples=40)
+    assert [r.status for r in again] == ["built", "reused"]
+    assert json.loads((out / "mask_mobilenetv2-onnx-fp32" / "manifest.json").read_text())["name"] in path
