@@ -84,7 +84,7 @@ def _plot(results) -> str | None:
     fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6), squeeze=False)
     for col, model in enumerate(models):
         mine = [r for r in ok if r.model == model]
-        labels = [f"{r.format}\n{r.precision}" for r in mine]
+        labels = [f"{ {'openvino': 'OV'}.get(r.format, r.format)}\n{r.precision}" for r in mine]
         colours = [{"fp32": "#4c72b0", "fp16": "#55a868", "int8": "#c44e52"}[r.precision] for r in mine]
         axes[0, col].bar(range(len(mine)), [r.latency["median_ms"] for r in mine], color=colours)
         axes[0, col].set_title(model, fontsize=9)

@@ -1,0 +1,24 @@
+"""The build summary: table, report.json and report.html (with its plot where matplotlib is)."""
+import json
+
+from sdk.build import BuildConfig, BuildResult
+from sdk.build_report import table, write_report
+
+
+def _results():
+    ok = BuildResult("m-onnx-int8", "m", "onnx", "int8", "p", "built", size_bytes=2_500_000, seconds=1.0,
+                     fidelity={"samples": 10, "max_abs_diff": 0.1, "top1_agreement": 0.9},
+                     latency={"median_ms": 1.5, "p90_ms": 2.0, "runs": 20, "threads": 1})
+    bad = BuildResult("m-tflite-int8", "m", "tflite", "int8", "q", "failed", error="ConversionError: boom")
+    return [ok, bad]
+
+
+def test_table_and_reports(tmp_path):
+    text = table(_results())
+    assert "top-1 90.00% (n=10)" in text and "2.50 MB" in text and "FAILED" in text and "boom" in text
+    json_path, html_path = write_report(tmp_path, _results(), config=BuildConfig(out=tmp_path), seconds=12.0)
+    data = json.loads(json_path.read_text())
+    assert [b["status"] for b in data["bundles"]] == ["built", "failed"] and data["config"]["out"] == str(tmp_path)
+    page = html_path.read_text()
+    assert "m-tflite-int8: ConversionError: boom" in page and "<table>" in page
+    assert not list(tmp_path.glob(".*partial"))
