@@ -23,13 +23,17 @@ class Runner(ABC):
         self.last_inference_ms: float | None = None
         self._closed = False
 
-    @property
-    @abstractmethod
-    def input_names(self) -> tuple[str, ...]: ...
+    # Every backend sets these in __init__: the model's input and output names.
+    _inputs: tuple[str, ...] = ()
+    _outputs: tuple[str, ...] = ()
 
     @property
-    @abstractmethod
-    def output_names(self) -> tuple[str, ...]: ...
+    def input_names(self) -> tuple[str, ...]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
 
     @abstractmethod
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

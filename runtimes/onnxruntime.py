@@ -32,14 +32,6 @@ class OnnxRuntimeRunner(Runner):
         self._outputs = tuple(output_names or actual)
         self._actual = actual
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
         return dict(zip(self._outputs, out))

@@ -36,14 +36,6 @@ class OpenVinoRunner(Runner):
         self._outputs = tuple(output_names or (p.get_any_name() for p in self._ports))
         self._request = self._compiled.create_infer_request()
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self._request.infer({n: feed[n] for n in self._inputs})
         return {name: np.asarray(result[port]) for name, port in zip(self._outputs, self._ports)}

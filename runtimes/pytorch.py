@@ -52,14 +52,6 @@ class TorchRunner(Runner):
         self._inputs = tuple(input_names)
         self._outputs = tuple(output_names)
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():

@@ -49,14 +49,6 @@ class TfliteRunner(Runner):
         if len(self._outputs) != len(outs):
             raise ModelError(f"{path}: has {len(outs)} outputs, expected {len(self._outputs)} ({list(self._outputs)})")
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, detail in zip(self._inputs, self._in):
             self._interpreter.set_tensor(detail["index"], _quantize(np.asarray(feed[name]), detail))
