@@ -26,6 +26,25 @@ class TappedBackbone(nn.Module):
         raise NotImplementedError
 
 
+class SequentialTapped(TappedBackbone):
+    """A backbone that is one ``features`` Sequential (torchvision's MobileNetV2 and VGG
+    layouts), tapped after the layers whose indices are in ``_TAPS``."""
+
+    _TAPS: tuple[int, ...] = ()
+    features: nn.Sequential
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        return _split_by_taps(self.features, self._TAPS)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        taps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._TAPS:
+                taps.append(x)
+        return taps
+
+
 def _conv_bn_relu6(inp: int, oup: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
     # torchvision's Conv2dNormActivation: keys .0 (conv) and .1 (BatchNorm).
     return nn.Sequential(
@@ -54,7 +73,7 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_residual else self.conv(x)
 
 
-class MobileNetV2Features(TappedBackbone):
+class MobileNetV2Features(SequentialTapped):
     """MobileNetV2 (width 1.0) ``features``; taps at strides 4, 8, 16 and the 1280-ch end."""
 
     # (expand t, channels c, repeats n, first stride s), as in the MobileNetV2 paper.
@@ -73,17 +92,6 @@ class MobileNetV2Features(TappedBackbone):
                 inp = c
         layers.append(_conv_bn_relu6(inp, 1280, kernel=1))
         self.features = nn.Sequential(*layers)
-
-    def stage_modules(self) -> list[list[nn.Module]]:
-        return _split_by_taps(self.features, self._TAPS)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self._TAPS:
-                taps.append(x)
-        return taps
 
 
 def _split_by_taps(features: nn.Sequential, taps: tuple[int, ...]) -> list[list[nn.Module]]:
@@ -160,7 +168,7 @@ class ResNetFeatures(TappedBackbone):
         return taps
 
 
-class VGG16Features(TappedBackbone):
+class VGG16Features(SequentialTapped):
     """VGG16 ``features`` (no BatchNorm, torchvision indices); taps after pools 2..5."""
 
     _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -178,17 +186,6 @@ class VGG16Features(TappedBackbone):
                 layers += [nn.Conv2d(inp, v, 3, padding=1), nn.ReLU(inplace=True)]
                 inp = v
         self.features = nn.Sequential(*layers)
-
-    def stage_modules(self) -> list[list[nn.Module]]:
-        return _split_by_taps(self.features, self._TAPS)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self._TAPS:
-                taps.append(x)
-        return taps
 
 
 class MobileNetV1FaceFeatures(TappedBackbone):
