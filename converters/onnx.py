@@ -6,26 +6,19 @@ import io
 import shutil
 from pathlib import Path
 
-from sdk.errors import ConversionError, DependencyError
+from sdk.errors import ConversionError
 
+from . import require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.onnx"
-
-
-def _onnx():
-    try:
-        import onnx
-    except ModuleNotFoundError as exc:
-        raise DependencyError("onnx", extra="export", purpose="ONNX export") from exc
-    return onnx
 
 
 def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify: bool = True) -> list[str]:
     """The fp32 export every ONNX and OpenVINO build starts from; returns notes."""
     import torch
 
-    onnx = _onnx()
+    onnx = require("onnx", purpose="ONNX export")
     notes = []
     x = torch.zeros(*spec.input.shape)
     kwargs = {"opset_version": opset} if opset else {}
@@ -53,7 +46,7 @@ def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify:
 
 
 def convert(job: ConversionJob, out: Path) -> Artifact:
-    onnx = _onnx()
+    onnx = require("onnx", purpose="ONNX export")
     target, options = job.target, job.options.onnx
     dst = out / MODEL_FILE
     quantizer = None

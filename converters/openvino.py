@@ -3,26 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdk.errors import ConversionError, DependencyError
+from sdk.errors import ConversionError
 
+from . import require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 
 
-def _ov():
-    try:
-        import openvino
-    except ModuleNotFoundError as exc:
-        raise DependencyError("openvino", extra="export", purpose="OpenVINO conversion") from exc
-    return openvino
-
-
 def convert(job: ConversionJob, out: Path, *, validation=None) -> Artifact:
     """``validation``: (items, score) for accuracy control only: held-out items and
     ``score(compiled_model, item) -> float`` (1 = agrees with the fp32 reference)."""
-    ov = _ov()
+    ov = require("openvino", purpose="OpenVINO conversion")
     model = ov.convert_model(str(job.onnx_fp32))
     quantizer = None
     if job.target.precision == "int8":

@@ -12,27 +12,19 @@ import io
 import json
 from pathlib import Path
 
-from sdk.errors import ConversionError, DependencyError
+from sdk.errors import ConversionError
 
+from . import require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.tflite"
 METADATA_NAME = "maskgate"
 
 
-def _require(module: str, purpose: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise DependencyError(module.split(".")[0].replace("_", "-"), extra="export", purpose=purpose) from exc
-
-
 def export_fp32(job: ConversionJob, path: Path) -> None:
     import torch
 
-    litert_torch = _require("litert_torch", "TFLite conversion")
+    litert_torch = require("litert_torch", purpose="TFLite conversion")
     module = job.module
     if job.options.tflite.channel_last_io:
         module = litert_torch.to_channel_last_io(module, args=[0])
@@ -60,7 +52,7 @@ def convert(job: ConversionJob, out: Path, *, fp32_file: Path) -> Artifact:
 
 
 def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
-    aeq = _require("ai_edge_quantizer", "TFLite quantization")
+    aeq = require("ai_edge_quantizer", purpose="TFLite quantization")
     from ai_edge_quantizer import quantizer, recipe, recipe_manager
     from ai_edge_quantizer.qtyping import TFLOperationName as Op
 
