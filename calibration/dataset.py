@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -49,6 +50,11 @@ class CalibrationSet:
 
     def sha256(self) -> str:
         """Hash of the tensors themselves: changes with the frames and the preprocessing."""
+        return self._sha256
+
+    @cached_property
+    def _sha256(self) -> str:
+        # The tensors are not changed after the set is made (to_layout makes a new set).
         digest = hashlib.sha256()
         for x in self.tensors:
             digest.update(np.ascontiguousarray(x).tobytes())
@@ -62,8 +68,13 @@ class CalibrationSet:
         """The same samples for a model whose input is NHWC (channel-last TFLite builds)."""
         if layout == "NCHW":
             return self
-        return CalibrationSet(self.input_name, [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in self.tensors],
+        return CalibrationSet(self.input_name, [in_layout(x, layout) for x in self.tensors],
                               self.source, self.source_sha256, list(self.keys))
+
+
+def in_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """An NCHW tensor as the given layout (NHWC for channel-last builds)."""
+    return x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 def frames_for_detector(frames: FrameSet, spec: InputSpec, *, limit: int = DEFAULT_SAMPLES,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,11 @@ class FrameSet:
                 return
 
     def sha256(self) -> str:
-        """Hash of the relative names and bytes of every file, in order."""
+        """Hash of the relative names and bytes of every file, in order (read once)."""
+        return self._sha256
+
+    @cached_property
+    def _sha256(self) -> str:
         digest = hashlib.sha256()
         for p in (self.paths if self.video is None else (self.video,)):
             digest.update(p.relative_to(self.root).as_posix().encode() + b"\0")

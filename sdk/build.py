@@ -80,7 +80,7 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
     precisions = sorted(set(config.precisions), key=order[1].get)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    session = _Session(config, progress=progress)
+    session = _Session(config)
     plan = [Target(spec.name, fmt, precision) for spec in specs for fmt in formats for precision in precisions]
     by_name = {spec.name: spec for spec in specs}
     results: list[BuildResult] = []
@@ -143,18 +143,16 @@ class _Model:
         self.tflite_fp32: dict[bool, Path] = {}
         self.calibration = None
         self.verify_tensors: list[np.ndarray] | None = None
-        self.verify_images: list[np.ndarray] | None = None
         self.references: list[dict[str, np.ndarray]] | None = None
         self.notes: list[str] = []
 
 
 class _Session:
-    def __init__(self, config: BuildConfig, *, progress: bool):
+    def __init__(self, config: BuildConfig):
         from calibration import default_frames
         from calibration.frames import FrameSet
 
         self.config = config
-        self.progress = progress
         self.work = Path(tempfile.mkdtemp(prefix=".work-", dir=config.out))
         self.calib_frames = (FrameSet.from_path(config.calib, split=_split(config.calib, "train"))
                              if config.calib else default_frames("calibrate"))
@@ -331,14 +329,14 @@ class _Session:
         return list(zip(tensors, references)), score
 
     def _measure(self, m: _Model, folder: Path, manifest: dict) -> tuple[dict, dict]:
+        from calibration.dataset import in_layout
         from runtimes.bundles import runner_for
 
         from .fidelity import compare, latency_ms
 
         tensors, references = self.verification(m)
         spec = m.spec
-        if manifest["input"]["layout"] == "NHWC":
-            tensors = [np.ascontiguousarray(x.transpose(0, 2, 3, 1)) for x in tensors]
+        tensors = [in_layout(x, manifest["input"]["layout"]) for x in tensors]
         with runner_for(folder, manifest) as runner:
             fidelity = compare(spec, runner, tensors, references).to_dict()
         with runner_for(folder, manifest, threads=self.config.latency_threads) as runner:

@@ -70,8 +70,9 @@ def _tensor(t) -> dict:
 
 def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[str, np.ndarray]:
     """The first ``count`` held-out inputs (in the bundle's layout) and the reference outputs."""
-    picked = tensors[:count]
-    golden = {"inputs": np.concatenate([x if layout == "NCHW" else x.transpose(0, 2, 3, 1) for x in picked])}
+    from calibration.dataset import in_layout
+
+    golden = {"inputs": np.concatenate([in_layout(x, layout) for x in tensors[:count]])}
     for name in spec.outputs:
         golden[f"output_{name}"] = np.concatenate([r[name] for r in references[:count]]).astype(np.float32)
     return golden
