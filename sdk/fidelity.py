@@ -45,10 +45,6 @@ class Fidelity:
         return d
 
 
-def reference_outputs(runner, spec: ModelSpec, tensors: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    return [runner.infer({spec.input.name: x}) for x in tensors]
-
-
 def detections_of(outputs: dict[str, np.ndarray], spec: ModelSpec, *, score_threshold: float | None = None):
     loc, conf, landmarks = (np.asarray(outputs[n])[0] for n in spec.outputs)
     options = spec.detection
@@ -64,11 +60,15 @@ def sample_agreement(spec: ModelSpec, outputs: dict[str, np.ndarray], reference:
     if spec.task == "classification":
         name = spec.outputs[0]
         return float(np.argmax(outputs[name]) == np.argmax(reference[name]))
+    wanted, found, _ = _match_detections(spec, outputs, reference)
+    return found / wanted if wanted else 1.0
+
+
+def _match_detections(spec: ModelSpec, outputs, reference) -> tuple[int, int, int]:
+    """(reference detections, of those found by the build, the build's unmatched extras)."""
     ref, got = detections_of(reference, spec), detections_of(outputs, spec)
-    if not len(ref.boxes):
-        return 1.0
-    matched = match_greedy(ref.boxes, got.boxes, got.scores, DETECTION_IOU)
-    return float((matched >= 0).mean())
+    found = int((match_greedy(ref.boxes, got.boxes, got.scores, DETECTION_IOU) >= 0).sum())
+    return len(ref.boxes), found, len(got.boxes) - found
 
 
 def compare(spec: ModelSpec, runner, tensors: list[np.ndarray], references: list[dict[str, np.ndarray]]) -> Fidelity:
@@ -81,11 +81,8 @@ def compare(spec: ModelSpec, runner, tensors: list[np.ndarray], references: list
         if spec.task == "classification":
             agree += int(np.argmax(out[spec.outputs[0]]) == np.argmax(ref[spec.outputs[0]]))
         else:
-            r, g = detections_of(ref, spec), detections_of(out, spec)
-            matched = match_greedy(r.boxes, g.boxes, g.scores, DETECTION_IOU)
-            ref_n += len(r.boxes)
-            found += int((matched >= 0).sum())
-            extra += len(g.boxes) - int((matched >= 0).sum())
+            counts = _match_detections(spec, out, ref)
+            ref_n, found, extra = ref_n + counts[0], found + counts[1], extra + counts[2]
     n = len(tensors)
     if spec.task == "classification":
         return Fidelity(samples=n, max_abs_diff=max_diff, top1_agreement=agree / n if n else None)
