@@ -45,25 +45,32 @@ def test_classifier_resamples_crops_of_another_size(pipeline):
         pipeline.mask.probabilities(np.zeros((128, 128), np.uint8))
 
 
-@pytest.mark.shared_data
-def test_mask_accuracy_on_test_split_faces(shared_data, detector, pipeline):
-    """Photos of the untouched test split (by path hash) that the training never saw."""
+def _test_split_faces(shared_data, detector, *, per_folder: int = 30):
+    """(mask label, aligned crop, box, landmarks) of the largest face in the first test-split
+    photos of each faces folder: photos the training never saw."""
     from sdk.align import align_face
     from sdk.datasets.crops import split_of
     from sdk.sources import list_images, read_image
 
-    correct = total = 0
     for label, folder in enumerate(("with_mask", "without_mask")):
         paths = [p for p in list_images(shared_data / "faces" / folder) if split_of(p.relative_to(shared_data).as_posix()) == "test"]
-        for path in paths[:30]:
+        for path in paths[:per_folder]:
             frame = read_image(path)
             found = detector.detect(frame, score_threshold=0.3)
             if not len(found.boxes):
                 continue
             i = int(np.argmax(found.boxes[:, 2] - found.boxes[:, 0]))
             crop = align_face(frame, found.boxes[i], found.landmarks[i], size=(128, 128)).image
-            total += 1
-            correct += int(np.argmax(pipeline.mask.probabilities(crop)) == label)
+            yield label, crop, found.boxes[i], found.landmarks[i]
+
+
+@pytest.mark.shared_data
+def test_mask_accuracy_on_test_split_faces(shared_data, detector, pipeline):
+    """Photos of the untouched test split (by path hash) that the training never saw."""
+    correct = total = 0
+    for label, crop, _, _ in _test_split_faces(shared_data, detector):
+        total += 1
+        correct += int(np.argmax(pipeline.mask.probabilities(crop)) == label)
     assert total >= 50
     assert correct / total >= 0.95, (correct, total)
 
@@ -83,31 +90,20 @@ def test_mask_end_to_end_on_test_scenes(shared_data, pipeline):
 @pytest.mark.shared_data
 def test_pose_agrees_with_landmark_yaw_and_mirrors(shared_data, detector, pipeline):
     """Against landmark-derived yaw labels (not measured pose) on test-split photos."""
-    from sdk.align import align_face
-    from sdk.datasets.crops import split_of
     from sdk.pose import YawBins, estimate_yaw
-    from sdk.sources import list_images, read_image
 
     bins = YawBins()
     exact = near = mirrored = total = 0
-    for folder in ("with_mask", "without_mask"):
-        paths = [p for p in list_images(shared_data / "faces" / folder) if split_of(p.relative_to(shared_data).as_posix()) == "test"]
-        for path in paths[:30]:
-            frame = read_image(path)
-            found = detector.detect(frame, score_threshold=0.3)
-            if not len(found.boxes):
-                continue
-            i = int(np.argmax(found.boxes[:, 2] - found.boxes[:, 0]))
-            if found.boxes[i, 2] - found.boxes[i, 0] < 20:
-                continue
-            crop = align_face(frame, found.boxes[i], found.landmarks[i], size=(128, 128)).image
-            label = bins.classify(estimate_yaw(found.landmarks[i]))
-            k = int(np.argmax(pipeline.pose.probabilities(crop)))
-            k_flipped = int(np.argmax(pipeline.pose.probabilities(crop[:, ::-1].copy())))
-            total += 1
-            exact += int(k == label)
-            near += int(abs(k - label) <= 1)
-            mirrored += int(abs(k_flipped - (bins.count - 1 - k)) <= 1)
+    for _, crop, box, landmarks in _test_split_faces(shared_data, detector):
+        if box[2] - box[0] < 20:
+            continue
+        label = bins.classify(estimate_yaw(landmarks))
+        k = int(np.argmax(pipeline.pose.probabilities(crop)))
+        k_flipped = int(np.argmax(pipeline.pose.probabilities(crop[:, ::-1].copy())))
+        total += 1
+        exact += int(k == label)
+        near += int(abs(k - label) <= 1)
+        mirrored += int(abs(k_flipped - (bins.count - 1 - k)) <= 1)
     assert total >= 50
     # Test-split figures in the model card: 71 % exact, 97 % within one class.
     assert exact / total >= 0.5 and near / total >= 0.85, (exact, near, total)
