@@ -80,18 +80,42 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.calibration_method]
     prepared = dst.with_name("prepared.onnx")
+    source = job.onnx_int8_source or job.onnx_fp32
     try:
-        quant_pre_process(str(job.onnx_fp32), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        keep_float = float_nodes(prepared, options.keep_float, leading_convs=job.spec.int8_float_leading_convs)
         quantize_static(str(prepared), str(dst), ort_reader(job.calibration), quant_format=QuantFormat.QDQ,
                         per_channel=options.per_channel, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=method)
+                        weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=keep_float)
     finally:
         prepared.unlink(missing_ok=True)
         for leftover in dst.parent.glob("augmented_model*.onnx"):
             leftover.unlink()
     return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
             "per_channel": options.per_channel, "activations": "int8", "weights": "int8",
-            "calibration_method": options.calibration_method, "samples": len(job.calibration)}
+            "calibration_method": options.calibration_method, "samples": len(job.calibration),
+            "equalized": job.onnx_int8_source is not None, "float_nodes": keep_float}
+
+
+def float_nodes(path: Path, patterns: tuple[str, ...], *, leading_convs: int = 0) -> list[str]:
+    """Graph nodes left in float: the first ``leading_convs`` Conv nodes in graph order
+    (the model's hint) and those named by ``patterns`` (exact, or ``re:`` regexes)."""
+    import re
+
+    onnx = require("onnx", purpose="ONNX export")
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    names = [n.name for n in nodes]
+    chosen = [n.name for n in nodes if n.op_type == "Conv"][:leading_convs]
+    for pattern in patterns:
+        if pattern.startswith("re:"):
+            matched = [n for n in names if re.fullmatch(pattern[3:], n)]
+        else:
+            matched = [pattern] if pattern in names else []
+        if not matched:
+            raise ConversionError(f"keep_float {pattern!r} matches no node of {path.name}; "
+                                  f"node names look like {names[:3]}")
+        chosen += [n for n in matched if n not in chosen]
+    return chosen
 
 
 def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:

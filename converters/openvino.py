@@ -13,8 +13,8 @@ WEIGHTS_FILE = "model.bin"
 
 
 def convert(job: ConversionJob, out: Path, *, validation=None) -> Artifact:
-    """``validation``: (items, score) for accuracy control only: held-out items and
-    ``score(compiled_model, item) -> float`` (1 = agrees with the fp32 reference)."""
+    """``validation``: (items, score) for accuracy control only: inputs with their fp32
+    reference outputs, and ``score(compiled_model, item) -> float`` (1 = agrees)."""
     ov = require("openvino", purpose="OpenVINO conversion")
     model = ov.convert_model(str(job.onnx_fp32))
     quantizer = None
@@ -39,13 +39,20 @@ def _quantize_int8(job: ConversionJob, model, validation):
         raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
     names = [n for n in options.ignored_scope if not n.startswith("re:")]
     patterns = [n[3:] for n in options.ignored_scope if n.startswith("re:")]
-    scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False) if options.ignored_scope else None
+    leading = job.spec.int8_float_leading_convs
+    if leading:  # the model's hint: its first convolutions stay in float
+        convs = [op.get_friendly_name() for op in model.get_ordered_ops()
+                 if op.get_type_name() in ("Convolution", "GroupConvolution")]
+        names += [n for n in convs[:leading] if n not in names]
+    scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False) if names or patterns else None
     preset = nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     dataset = nncf_dataset(job.calibration)
     settings = {"tool": "nncf", "version": nncf.__version__, "preset": options.preset,
-                "ignored_scope": list(options.ignored_scope), "samples": len(job.calibration),
+                "bias_correction": options.bias_correction,
+                "ignored_scope": names + [f"re:{p}" for p in patterns], "samples": len(job.calibration),
                 "accuracy_control": options.accuracy_control}
-    common = {"subset_size": len(job.calibration), "preset": preset}
+    common = {"subset_size": len(job.calibration), "preset": preset,
+              "fast_bias_correction": options.bias_correction == "fast"}
     if scope is not None:
         common["ignored_scope"] = scope
     if not options.accuracy_control:

@@ -21,10 +21,17 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 @dataclass(frozen=True)
 class OnnxOptions:
     """ONNX Runtime static int8 (QDQ) settings; dynamic and QOperator int8 were 5-10x
-    slower on CPU here, so they are not offered as defaults."""
+    slower on CPU here, so they are not offered as defaults.
 
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    ``equalize``: cross-layer equalization of the torch model before the int8 export
+    (``converters.equalize``). ``keep_float``: node names of the exported graph (or
+    regexes, prefixed ``re:``) left unquantized, added to the model's own hints.
+    """
+
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "percentile"
     per_channel: bool = True
+    equalize: bool = True
+    keep_float: tuple[str, ...] = ()
     opset: int | None = None  # the exporter's default when None
     simplify: bool = True
 
@@ -39,13 +46,24 @@ class OpenVinoOptions:
 
     ``ignored_scope``: node names (or regexes, prefixed ``re:``) kept in float.
     ``accuracy_control``: NNCF's quantize_with_accuracy_control, reverting layers to float
-    until the metric on the verification set drops by at most ``max_drop``.
+    until the agreement with the fp32 reference on the calibration inputs drops by at
+    most ``max_drop``. ``preset``: ``mixed`` quantizes activations asymmetrically (the
+    LeakyReLU outputs are mostly positive); ``bias_correction``: ``full`` corrects layer
+    by layer (slower than ``fast``). Measured on the detector: performance + fast found
+    94.6 % of the reference detections, mixed + full 98.5 %.
     """
 
     ignored_scope: tuple[str, ...] = ()
     accuracy_control: bool = False
     max_drop: float = 0.01
-    preset: Literal["performance", "mixed"] = "performance"
+    preset: Literal["performance", "mixed"] = "mixed"
+    bias_correction: Literal["fast", "full"] = "full"
+
+    def __post_init__(self):
+        if self.preset not in ("performance", "mixed"):
+            raise ValueError(f"preset must be performance or mixed, got {self.preset!r}")
+        if self.bias_correction not in ("fast", "full"):
+            raise ValueError(f"bias_correction must be fast or full, got {self.bias_correction!r}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,7 @@ class ConversionJob:
     calibration: Any | None  # calibration.CalibrationSet for int8
     metadata: dict[str, str]  # stamped into the artifact
     options: ConvertOptions = field(default_factory=ConvertOptions)
+    onnx_int8_source: Path | None = None  # the fp32 ONNX that ONNX int8 quantizes (equalized); onnx_fp32 if None
 
     def sample_input(self) -> np.ndarray:
         return np.zeros(self.spec.input.shape, np.float32)

@@ -104,4 +104,6 @@ class ModelSpec:
     classifier: ClassifierSpec | None = None
     # Export validation tolerance against the fp32 reference (Optimum's ATOL_FOR_VALIDATION).
     atol: float = 1e-4
+    # int8 hint: how many leading convolutions stay in float (see the zoo entry for why).
+    int8_float_leading_convs: int = 0
     tags: tuple[str, ...] = field(default=())

@@ -63,7 +63,7 @@ POSE_CLASSES = YawBins().names  # six landmark-derived yaw classes, see sdk.pose
 
 def _classifier(
     name: str, *, task_classes: tuple[str, ...], arch: ClassifierSpec, description: str, tags: tuple[str, ...],
-    input_spec: InputSpec = CLASSIFIER_INPUT,
+    input_spec: InputSpec = CLASSIFIER_INPUT, int8_float_leading_convs: int = 0,
 ) -> ModelSpec:
     return register(
         ModelSpec(
@@ -77,6 +77,7 @@ def _classifier(
             class_names=task_classes,
             classifier=arch,
             tags=tags,
+            int8_float_leading_convs=int8_float_leading_convs,
         )
     )
 
@@ -94,6 +95,10 @@ _classifier(
     arch=ClassifierSpec("mobilenet_v2", "skip", checkpoint="pose_mobilenetv2_skip.pt"),
     description="six yaw classes (landmark-derived labels); MobileNetV2 with the skip-connected head",
     tags=("default", "edge", "pose"),
+    # The skip head pools the shallow stages straight into the MLP, so their int8 noise
+    # is not averaged away: ONNX int8 agreed with fp32 on 96.0 % of 300 held-out crops
+    # fully quantized, 98.3 % with the first 10 convs in float (and ran faster: 2.4 vs 4.0 ms).
+    int8_float_leading_convs=10,
 )
 # The detector's own MobileNetV1-0.25 body as a classifier backbone: the "face weights"
 # initialisation (face-detection training) of the comparison. It keeps the detector's

@@ -45,11 +45,19 @@ def add_parser(sub) -> None:
     p.add_argument("--mask-weights", help="a mask classifier state dict from 'maskgate train' instead of the shipped one")
     p.add_argument("--pose-weights", help="a pose classifier state dict from 'maskgate train' instead of the shipped one")
     p.add_argument("--detector-weights", help="a biubug6 RetinaFace checkpoint (.pth) for the detector")
-    p.add_argument("--onnx-calibration", choices=CALIBRATION_METHODS, default="minmax", help="ONNX int8 calibration method")
+    p.add_argument("--onnx-calibration", choices=CALIBRATION_METHODS, default="percentile",
+                   help="ONNX int8 calibration method (default percentile)")
+    p.add_argument("--onnx-no-equalize", action="store_true",
+                   help="quantize the ONNX model as exported, without cross-layer equalization")
+    p.add_argument("--onnx-keep-float", default="", help="comma list of ONNX node names (re:REGEX for patterns) kept in float")
     p.add_argument("--ov-ignored-scope", default="", help="comma list of OpenVINO node names (re:REGEX for patterns) kept in float")
     p.add_argument("--ov-accuracy-control", action="store_true",
                    help="OpenVINO int8 with NNCF accuracy control (reverts layers until agreement drops by at most --ov-max-drop)")
     p.add_argument("--ov-max-drop", type=float, default=0.01)
+    p.add_argument("--ov-preset", choices=("mixed", "performance"), default="mixed",
+                   help="NNCF preset: mixed = asymmetric activations (default), performance = symmetric")
+    p.add_argument("--ov-bias-correction", choices=("full", "fast"), default="full",
+                   help="NNCF bias correction: full (layer by layer, default) or fast")
     p.add_argument("--tflite-nhwc", action="store_true", help="TFLite builds take NHWC input (default NCHW)")
     p.add_argument("--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)")
     p.add_argument("--force", action="store_true", help="rebuild bundles even when a finished one matches")
@@ -72,9 +80,11 @@ def main(args) -> int:
         if given:
             weights[model] = given
     options = ConvertOptions(
-        onnx=OnnxOptions(calibration_method=args.onnx_calibration),
-        openvino=OpenVinoOptions(ignored_scope=tuple(s for s in args.ov_ignored_scope.split(",") if s),
-                                 accuracy_control=args.ov_accuracy_control, max_drop=args.ov_max_drop),
+        onnx=OnnxOptions(calibration_method=args.onnx_calibration, equalize=not args.onnx_no_equalize,
+                         keep_float=_comma_list(args.onnx_keep_float)),
+        openvino=OpenVinoOptions(ignored_scope=_comma_list(args.ov_ignored_scope), accuracy_control=args.ov_accuracy_control,
+                                 max_drop=args.ov_max_drop, preset=args.ov_preset,
+                                 bias_correction=args.ov_bias_correction),
         tflite=TfliteOptions(channel_last_io=args.tflite_nhwc))
     config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
                          calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
@@ -91,3 +101,7 @@ def main(args) -> int:
     print(f"\n{len(results)} bundles in {args.out} ({built} built, {reused} reused, {failed} failed) in {seconds:.0f} s; "
           f"report: {html_path}")
     return 1 if failed else 0
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
