@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .align import AlignedFace, align_face, eye_roll_degrees
+from .build import BuildConfig, BuildResult, build
 from .classifier import CropClassifier
 from .detector import FaceDetector
 from .errors import (
@@ -26,7 +27,7 @@ from .pose import YawBins, estimate_yaw
 from .specs import ClassifierSpec, DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
 __all__ = [
-    "AlignConfig", "AlignedFace", "ClassifierSpec", "CropClassifier", "DependencyError", "DetectionDefaults", "Detections", "DeviceError",
+    "AlignConfig", "AlignedFace", "BuildConfig", "BuildResult", "build", "ClassifierSpec", "CropClassifier", "DependencyError", "DetectionDefaults", "Detections", "DeviceError",
     "FaceDetector", "FaceResult", "InputError", "InputSpec", "MaskGateError", "ModelError", "ModelSpec",
     "Pipeline", "PriorSpec", "SourceError", "WeightsError", "__version__", "align_face", "create_model",
     "YawBins", "estimate_yaw", "eye_roll_degrees", "get_spec", "list_models", "register",

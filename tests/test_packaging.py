@@ -43,7 +43,7 @@ def test_readme_first_lines_and_ci_agree():
     block = readme[readme.index("```bash") + 1 : readme.index("```bash") + 3]
     install_and_run, test_command = block
     assert readme.index("```bash") < 4  # the commands come first
-    assert "maskgate run examples/images" in install_and_run and "pip install" in install_and_run
+    assert install_and_run.endswith("maskgate build") and "pip install" in install_and_run
     assert "pytest" in test_command
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
