@@ -229,11 +229,10 @@ class _Session:
         from converters.onnx import export_fp32
 
         if m.onnx_equalized is None:
-            module, pairs = equalize(m.module)
+            module, _ = equalize(m.module)
             path = m.work / "fp32-equalized.onnx"
             options = self.config_options().onnx
-            m.notes += export_fp32(module, m.spec, path, opset=options.opset, simplify=options.simplify)
-            m.notes.append(f"int8 ONNX: {len(pairs)} conv pairs equalized")
+            export_fp32(module, m.spec, path, opset=options.opset, simplify=options.simplify)
             m.onnx_equalized = path
         return m.onnx_equalized
 
@@ -286,6 +285,7 @@ class _Session:
 
         record = {"sdk": __version__, "target": target.name, "weights": m.weights_sha,
                   "input": dataclasses.asdict(m.spec.input), "options": self.config_options().for_format(target.format),
+                  "int8_float_leading_convs": m.spec.int8_float_leading_convs,
                   "calibration": calibration.sha256() if calibration is not None else None,
                   "verify": self.verify_frames.sha256(), "tools": tool_versions(target.format)}
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
