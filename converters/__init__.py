@@ -12,3 +12,13 @@ def require(module: str, *, purpose: str, package: str | None = None):
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise DependencyError(package or module.split(".")[0].replace("_", "-"), extra="export", purpose=purpose) from exc
+
+
+def dist_version(name: str) -> str | None:
+    """The installed version of a distribution (pip name), or None when it is absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sdk.errors import ConversionError
 
-from . import require
+from . import dist_version, require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.tflite"
@@ -56,7 +56,7 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
     from ai_edge_quantizer import quantizer, recipe, recipe_manager
     from ai_edge_quantizer.qtyping import TFLOperationName as Op
 
-    version = getattr(aeq, "__version__", None) or _dist_version("ai-edge-quantizer")
+    version = getattr(aeq, "__version__", None) or dist_version("ai-edge-quantizer")
     if job.target.precision == "fp16":
         manager = recipe_manager.RecipeManager()
         for op in (Op.CONV_2D, Op.DEPTHWISE_CONV_2D, Op.FULLY_CONNECTED, Op.CONV_2D_TRANSPOSE):
@@ -126,11 +126,3 @@ def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
 
     return ([info(d) for d in interpreter.get_input_details()], [info(d) for d in interpreter.get_output_details()])
 
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None

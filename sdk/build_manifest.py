@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
+
+from converters import dist_version
 
 from . import __version__
 
@@ -17,13 +18,7 @@ _TOOLS = {
 
 
 def tool_versions(fmt: str) -> dict[str, str | None]:
-    found = {}
-    for name in _TOOLS[fmt]:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return {name: dist_version(name) for name in _TOOLS[fmt]}
 
 
 def manifest_for(model, target, artifact, calibration, key: str, *, reference: str) -> dict:
