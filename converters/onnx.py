@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sdk.errors import ConversionError
 
-from . import require
+from . import hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.onnx"
@@ -83,7 +83,8 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     source = job.onnx_int8_source or job.onnx_fp32
     try:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        keep_float = float_nodes(prepared, options.keep_float, leading_convs=job.spec.int8_float_leading_convs)
+        keep_float = float_nodes(prepared, options.keep_float, leading_convs=job.spec.int8_float_leading_convs,
+                                 head=job.spec.int8_float_head)
         quantize_static(str(prepared), str(dst), ort_reader(job.calibration), quant_format=QuantFormat.QDQ,
                         per_channel=options.per_channel, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=keep_float)
@@ -97,15 +98,16 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
             "equalized": job.onnx_int8_source is not None, "float_nodes": keep_float}
 
 
-def float_nodes(path: Path, patterns: tuple[str, ...], *, leading_convs: int = 0) -> list[str]:
-    """Graph nodes left in float: the first ``leading_convs`` Conv nodes in graph order
-    (the model's hint) and those named by ``patterns`` (exact, or ``re:`` regexes)."""
+def float_nodes(path: Path, patterns: tuple[str, ...], *, leading_convs: int = 0, head: bool = False) -> list[str]:
+    """Graph nodes left in float: the model's hint (see ``hinted_float_ops``; graph order
+    is topological) and the nodes named by ``patterns`` (exact, or ``re:`` regexes)."""
     import re
 
     onnx = require("onnx", purpose="ONNX export")
     nodes = onnx.load(str(path), load_external_data=False).graph.node
     names = [n.name for n in nodes]
-    chosen = [n.name for n in nodes if n.op_type == "Conv"][:leading_convs]
+    chosen = hinted_float_ops([(n.name, n.op_type) for n in nodes], leading_convs=leading_convs, head=head,
+                              conv_types=("Conv",))
     for pattern in patterns:
         if pattern.startswith("re:"):
             matched = [n for n in names if re.fullmatch(pattern[3:], n)]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sdk.errors import ConversionError
 
-from . import require
+from . import hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.xml"
@@ -39,11 +39,12 @@ def _quantize_int8(job: ConversionJob, model, validation):
         raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
     names = [n for n in options.ignored_scope if not n.startswith("re:")]
     patterns = [n[3:] for n in options.ignored_scope if n.startswith("re:")]
-    leading = job.spec.int8_float_leading_convs
-    if leading:  # the model's hint: its first convolutions stay in float
-        convs = [op.get_friendly_name() for op in model.get_ordered_ops()
-                 if op.get_type_name() in ("Convolution", "GroupConvolution")]
-        names += [n for n in convs[:leading] if n not in names]
+    if job.spec.int8_float_leading_convs or job.spec.int8_float_head:  # the model's hint
+        ops = [(op.get_friendly_name(), op.get_type_name()) for op in model.get_ordered_ops()
+               if op.get_type_name() not in ("Parameter", "Constant", "Result")]
+        hinted = hinted_float_ops(ops, leading_convs=job.spec.int8_float_leading_convs, head=job.spec.int8_float_head,
+                                  conv_types=("Convolution", "GroupConvolution"))
+        names += [n for n in hinted if n not in names]
     scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False) if names or patterns else None
     preset = nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     dataset = nncf_dataset(job.calibration)

@@ -69,9 +69,21 @@ class OpenVinoOptions:
 @dataclass(frozen=True)
 class TfliteOptions:
     """``channel_last_io``: NHWC input (many NPUs and camera buffers are NHWC); else NCHW
-    with the transpose inside the model, as litert-torch does by default."""
+    with the transpose inside the model, as litert-torch does by default.
+
+    ``calibration``: how int8 activation ranges are gathered over the calibration set.
+    ``minmax`` keeps the widest range seen; ai-edge-quantizer's own default,
+    ``moving_average`` (smoothing 0.95), mostly remembers the last ~20 samples and clips
+    the rest. Measured on the pose classifier (300 held-out crops): 99.0 % top-1
+    agreement with minmax, 98.0 % with moving_average.
+    """
 
     channel_last_io: bool = False
+    calibration: Literal["minmax", "moving_average"] = "minmax"
+
+    def __post_init__(self):
+        if self.calibration not in ("minmax", "moving_average"):
+            raise ValueError(f"calibration must be minmax or moving_average, got {self.calibration!r}")
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 from sdk.errors import ConversionError
 
-from . import dist_version, require
+from . import dist_version, hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
 
 MODEL_FILE = "model.tflite"
@@ -78,12 +79,64 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
     input_name = signatures[signature]["inputs"][0]
     layout = "NHWC" if job.options.tflite.channel_last_io else "NCHW"
     data = litert_calibration(job.calibration.to_layout(layout), signature=signature, input_name=input_name)
-    q = quantizer.Quantizer(str(fp32_file), recipe.static_wi8_ai8())
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe.static_wi8_ai8())
+    float_ops = _hinted_ops(fp32_file, job.spec)
+    if float_ops:  # the model's hint; a later, narrower scope wins over ".*"
+        scopes = "|".join(re.escape(scope) for scope in float_ops)
+        manager.add_quantization_config(regex=f"^(?:{scopes})$", operation_name=Op.ALL_SUPPORTED,
+                                        algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+    ranges = _calibrate(fp32_file, data, manager, method=job.options.tflite.calibration)
+    q = quantizer.Quantizer(str(fp32_file), manager.get_quantization_recipe())
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        result = q.quantize(q.calibrate(data, num_threads=2), enable_progress_bar=False, enable_progress_report=False)
+        result = q.quantize(ranges, enable_progress_bar=False, enable_progress_report=False)
     return bytes(result.quantized_model), {"tool": "ai-edge-quantizer", "version": version, "recipe": "static_wi8_ai8",
                                            "weights": "int8 per channel", "activations": "int8",
-                                           "samples": len(job.calibration)}
+                                           "calibration": job.options.tflite.calibration,
+                                           "samples": len(job.calibration), "float_ops": len(float_ops)}
+
+
+def _calibrate(fp32_file: Path, data: dict, manager, *, method: str) -> dict:
+    """Activation ranges ({tensor: min/max}) over the calibration data."""
+    import warnings
+
+    from ai_edge_quantizer import calibrator
+    from ai_edge_quantizer.utils import qsv_utils
+
+    update = {"minmax": qsv_utils.min_max_update, "moving_average": qsv_utils.moving_average_update}[method]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "preserve_all_tensors is for debugging": it is how ranges are read
+        calib = calibrator.Calibrator(Path(fp32_file).read_bytes(), num_threads=2, qsv_update_func=update)
+        calib.calibrate(data, manager)
+    return calib.get_model_qsvs()
+
+
+def _hinted_ops(path: Path, spec) -> list[str]:
+    """The quantizer's scope names (output tensor names, ';'-terminated) of the ops that
+    the model's int8 hint keeps in float."""
+    if not (spec.int8_float_leading_convs or spec.int8_float_head):
+        return []
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+    graph = model.subgraphs[0]
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    conv_types = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+    def scope(op) -> str:
+        names = [graph.tensors[i].name for i in op.outputs if i != -1]
+        names = [n.decode() if isinstance(n, bytes) else n for n in names if n]
+        return ";".join(names) + ";" if names else ""
+
+    ops = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        ops.append((scope(op), codes.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")))
+    hinted = hinted_float_ops(ops, leading_convs=spec.int8_float_leading_convs, head=spec.int8_float_head,
+                              conv_types=conv_types)
+    return [name for name in hinted if name]
 
 
 def stamp_metadata(model: bytes, metadata: dict[str, str]) -> bytes:

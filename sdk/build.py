@@ -285,7 +285,7 @@ class _Session:
 
         record = {"sdk": __version__, "target": target.name, "weights": m.weights_sha,
                   "input": dataclasses.asdict(m.spec.input), "options": self.config_options().for_format(target.format),
-                  "int8_float_leading_convs": m.spec.int8_float_leading_convs,
+                  "int8_float": [m.spec.int8_float_leading_convs, m.spec.int8_float_head],
                   "calibration": calibration.sha256() if calibration is not None else None,
                   "verify": self.verify_frames.sha256(), "tools": tool_versions(target.format)}
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()

@@ -6,6 +6,7 @@ differs from the reference only by what its runner computes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -14,8 +15,10 @@ from .errors import InputError, ModelError
 from .pose import YawBins
 from .preprocess import to_tensor
 from .registry import create_model, get_spec
-from runtimes.base import Runner
 from .specs import ModelSpec
+
+if TYPE_CHECKING:  # runtimes imports sdk.errors: a top-level import here would be circular
+    from runtimes.base import Runner
 
 DEFAULT_MASK_MODEL = "mask_mobilenetv2"
 DEFAULT_POSE_MODEL = "pose_mobilenetv2_skip"

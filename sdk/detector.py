@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from runtimes.base import Runner
 
 from .errors import ModelError
 from .postprocess import Detections, decode_detections
 from .preprocess import letterbox, to_tensor
 from .registry import create_model, get_spec
 from .specs import DetectionDefaults, ModelSpec
+
+if TYPE_CHECKING:  # runtimes imports sdk.errors: a top-level import here would be circular
+    from runtimes.base import Runner
 
 DEFAULT_DETECTOR = "retinaface_mnet025"
 

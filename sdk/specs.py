@@ -104,6 +104,8 @@ class ModelSpec:
     classifier: ClassifierSpec | None = None
     # Export validation tolerance against the fp32 reference (Optimum's ATOL_FOR_VALIDATION).
     atol: float = 1e-4
-    # int8 hint: how many leading convolutions stay in float (see the zoo entry for why).
+    # int8 hint (see the zoo entry for why): the first convs, with the ops between them,
+    # stay in float; with int8_float_head, so do the ops after the last conv.
     int8_float_leading_convs: int = 0
+    int8_float_head: bool = False
     tags: tuple[str, ...] = field(default=())

@@ -124,3 +124,49 @@ def test_tflite_channel_last_io(tiny, tmp_path):
         got = runner.infer({"input": np.ascontiguousarray(x.transpose(0, 2, 3, 1))})["probs"]
     assert np.abs(got - expected).max() < 1e-4
     assert json.dumps(artifact.inputs[0].to_dict())
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "tflite"])
+def test_int8_hint_keeps_first_conv_and_head_in_float(tiny, fmt, tmp_path):
+    """The model's int8 hint (first conv and the ops after the last conv stay float) reaches each quantizer."""
+    import dataclasses
+
+    for module_name in _NEEDS[fmt]:
+        pytest.importorskip(module_name)
+    module, onnx_path, cal, work = tiny
+    spec = dataclasses.replace(SPEC, int8_float_leading_convs=1, int8_float_head=True)
+    job = ConversionJob(Target("tiny", fmt, "int8"), spec, module, onnx_path, cal, {}, ConvertOptions())
+    out = tmp_path / "b"
+    out.mkdir()
+    if fmt == "onnx":
+        import onnx
+
+        from converters import onnx as conv
+
+        artifact = conv.convert(job, out)
+        graph = onnx.load(str(out / "model.onnx")).graph
+        quantized_weights = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+        layers = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+        assert [n.input[1] in quantized_weights for n in layers] == [False, True] + [False] * (len(layers) - 2)
+        assert artifact.quantizer["float_nodes"]
+    elif fmt == "openvino":
+        from converters import openvino as conv
+
+        artifact = conv.convert(job, out)
+        scope = artifact.quantizer["ignored_scope"]
+        assert scope[0].lower().startswith("node_conv") and "node_relu" in scope  # the first conv and its activation
+        assert "node_mean" in scope  # the head (pooling onwards)
+        assert not any(n.startswith("node_conv2d_1/") for n in scope), scope  # the last conv itself is quantized
+    else:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from converters import tflite as conv
+
+        fp32 = work / "fp32-False.tflite"
+        if not fp32.exists():
+            conv.export_fp32(job, fp32)
+        artifact = conv.convert(job, out, fp32_file=fp32)
+        assert artifact.quantizer["float_ops"] > 0
+        kernels = {tuple(d["shape"]): d["dtype"] for d in Interpreter(model_path=str(out / "model.tflite")).get_tensor_details()
+                   if len(d["shape"]) == 4 and d["shape"][1:3].tolist() == [3, 3]}
+        assert kernels[(8, 3, 3, 3)] == np.float32 and kernels[(16, 3, 3, 8)] == np.int8, kernels

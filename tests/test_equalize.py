@@ -70,8 +70,25 @@ def test_float_nodes_picks_leading_convs_and_patterns(tmp_path):
     onnx = pytest.importorskip("onnx")
     path = tmp_path / "m.onnx"
     torch.onnx.export(_chain(), (torch.zeros(1, 3, 16, 16),), str(path), dynamo=True, input_names=["input"])
-    convs = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
-    assert float_nodes(path, (), leading_convs=2) == convs[:2]
+    nodes = onnx.load(str(path)).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    names = [n.name for n in nodes]
+    # The first two convs and the activations after them: everything before the third conv.
+    assert float_nodes(path, (), leading_convs=2) == names[:names.index(convs[2])]
+    assert float_nodes(path, (), head=True) == names[names.index(convs[-1]) + 1:]
     assert float_nodes(path, (convs[3], "re:" + convs[0]), leading_convs=0) == [convs[3], convs[0]]
     with pytest.raises(ConversionError, match="matches no node"):
         float_nodes(path, ("no_such_node",))
+
+
+def test_hinted_float_ops_takes_leading_stretch_and_head():
+    from converters import hinted_float_ops
+
+    ops = [("t", "Transpose"), ("c1", "Conv"), ("r1", "Relu"), ("c2", "Conv"), ("r2", "Relu"), ("c3", "Conv"),
+           ("pool", "ReduceMean"), ("fc", "Gemm"), ("sm", "Softmax")]
+    hint = dict(conv_types=("Conv",))
+    assert hinted_float_ops(ops, leading_convs=0, head=False, **hint) == []
+    assert hinted_float_ops(ops, leading_convs=1, head=False, **hint) == ["t", "c1", "r1"]
+    assert hinted_float_ops(ops, leading_convs=2, head=True, **hint) == ["t", "c1", "r1", "c2", "r2", "pool", "fc", "sm"]
+    assert hinted_float_ops(ops, leading_convs=9, head=False, **hint) == [name for name, _ in ops]  # more than there are
+    assert hinted_float_ops([("fc", "Gemm")], leading_convs=2, head=True, **hint) == []  # no convs: nothing to anchor on

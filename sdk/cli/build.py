@@ -59,6 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("--ov-bias-correction", choices=("full", "fast"), default="full",
                    help="NNCF bias correction: full (layer by layer, default) or fast")
     p.add_argument("--tflite-nhwc", action="store_true", help="TFLite builds take NHWC input (default NCHW)")
+    p.add_argument("--tflite-calibration", choices=("minmax", "moving_average"), default="minmax",
+                   help="TFLite int8 activation ranges: widest seen (default) or ai-edge-quantizer's moving average")
     p.add_argument("--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)")
     p.add_argument("--force", action="store_true", help="rebuild bundles even when a finished one matches")
     p.add_argument("--no-progress", action="store_true")
@@ -85,7 +87,7 @@ def main(args) -> int:
         openvino=OpenVinoOptions(ignored_scope=_comma_list(args.ov_ignored_scope), accuracy_control=args.ov_accuracy_control,
                                  max_drop=args.ov_max_drop, preset=args.ov_preset,
                                  bias_correction=args.ov_bias_correction),
-        tflite=TfliteOptions(channel_last_io=args.tflite_nhwc))
+        tflite=TfliteOptions(channel_last_io=args.tflite_nhwc, calibration=args.tflite_calibration))
     config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
                          calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
                          detector_size=args.detector_size, weights=weights, reference_device=args.reference_device,
