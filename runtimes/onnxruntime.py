@@ -1,19 +1,26 @@
-"""ONNX Runtime runner for ONNX bundles."""
+"""ONNX Runtime: runner for ONNX bundles, and the backend that maps device kinds to
+execution providers (only those ``get_available_providers()`` lists)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import DependencyError, ModelError
+from sdk.errors import DependencyError, DeviceError, ModelError
 
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, not_installed
 from .base import Runner
+from .devices import TABLE
+
+# Providers that need options to pick the accelerator kind they were listed for.
+_PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"}}
 
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, threads: int | None = None,
+                 providers: list | None = None, graph_optimization: str = "all"):
         super().__init__()
         try:
             import onnxruntime as ort
@@ -22,11 +29,20 @@ class OnnxRuntimeRunner(Runner):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        options.graph_optimization_level = levels[graph_optimization]
         options.log_severity_level = 3
+        providers = providers or ["CPUExecutionProvider"]
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise ModelError(f"{path}: ONNX Runtime cannot load it ({exc}); is it a complete ONNX file?") from exc
+            raise ModelError(f"{path}: ONNX Runtime cannot load it with {_names(providers)} ({exc}); "
+                             "is it a complete ONNX file?") from exc
+        wanted = _names(providers)[0]
+        if wanted not in self._session.get_providers():  # ORT falls back silently: say so instead
+            raise DeviceError(f"{path}: ONNX Runtime did not enable {wanted} (session has {self._session.get_providers()})")
+        self.device = wanted.removesuffix("ExecutionProvider").lower()
         self._inputs = tuple(i.name for i in self._session.get_inputs())
         actual = tuple(o.name for o in self._session.get_outputs())
         self._outputs = tuple(output_names or actual)
@@ -39,3 +55,50 @@ class OnnxRuntimeRunner(Runner):
     def close(self) -> None:
         self._session = None
         super().close()
+
+
+def _names(providers: list) -> list[str]:
+    return [p[0] if isinstance(p, tuple) else p for p in providers]
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    formats = ("onnx",)
+
+    def status(self) -> BackendStatus:
+        try:
+            import onnxruntime as ort
+        except ModuleNotFoundError:
+            return not_installed(self.name, self.formats, "onnxruntime", "onnx")
+        available = set(ort.get_available_providers())
+        accelerators = []
+        for kind, providers in TABLE[self.name].items():
+            for provider in providers:
+                usable = provider in available
+                reason = "" if usable else (f"not in onnxruntime.get_available_providers() of this onnxruntime "
+                                            f"build ({ort.__version__}); it needs a package built with it, e.g. "
+                                            f"{_PACKAGE_HINT.get(provider, 'a vendor onnxruntime build')}")
+                accelerators.append(Accelerator(kind, provider, usable, reason))
+        return BackendStatus(self.name, self.formats, True, ort.__version__, tuple(accelerators))
+
+    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        from .bundles import MODEL_FILES
+
+        provider_options = _PROVIDER_OPTIONS.get((accelerator.kind, accelerator.name))
+        primary = (accelerator.name, provider_options) if provider_options else accelerator.name
+        # CPU stays listed after an accelerator for the ops it does not take (ORT's own partitioning).
+        providers = [primary] + ([] if accelerator.name == "CPUExecutionProvider" else ["CPUExecutionProvider"])
+        outputs = tuple(t["name"] for t in manifest["outputs"])
+        return OnnxRuntimeRunner(Path(bundle) / MODEL_FILES["onnx"], output_names=outputs, threads=options.threads,
+                                 providers=providers, graph_optimization=options.extra.get("graph_optimization", "all"))
+
+
+_PACKAGE_HINT = {
+    "CUDAExecutionProvider": "onnxruntime-gpu with CUDA 12 and cuDNN 9",
+    "TensorrtExecutionProvider": "onnxruntime-gpu with TensorRT libraries",
+    "DmlExecutionProvider": "onnxruntime-directml (Windows)",
+    "CoreMLExecutionProvider": "onnxruntime on macOS",
+    "QNNExecutionProvider": "onnxruntime-qnn (Qualcomm NPUs)",
+    "VitisAIExecutionProvider": "the AMD Ryzen AI onnxruntime build",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino (Intel NPUs)",
+}

@@ -1,4 +1,5 @@
-"""OpenVINO runner for OpenVINO IR bundles (CPU here; the device layer picks others)."""
+"""OpenVINO: runner for OpenVINO IR bundles, and the backend listing the devices that
+``Core().available_devices`` reports (CPU, GPU, NPU)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,9 @@ import numpy as np
 
 from sdk.errors import DependencyError, ModelError
 
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, not_installed
 from .base import Runner
+from .devices import TABLE
 
 
 class OpenVinoRunner(Runner):
@@ -21,10 +24,12 @@ class OpenVinoRunner(Runner):
         except ModuleNotFoundError as exc:
             raise DependencyError("openvino", extra="openvino", purpose="running OpenVINO builds") from exc
         core = ov.Core()
-        # CPUs with bf16 units run f32 models in bf16 by default: ask for f32, so an fp32
-        # build computes in fp32 and a build's error is its own, not the plugin's choice.
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if not device.upper().startswith("NPU"):
+            # CPUs with bf16 units and GPUs run f32 models at lower precision by default: ask
+            # for f32, so a build's error is its own, not the plugin's choice. (NPUs are fp16 only.)
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if threads and device.upper().startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
             self._compiled = core.compile_model(str(path), device, config)
@@ -44,3 +49,35 @@ class OpenVinoRunner(Runner):
         self._request = None
         self._compiled = None
         super().close()
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    formats = ("openvino",)
+
+    def status(self) -> BackendStatus:
+        try:
+            import openvino as ov
+        except ModuleNotFoundError:
+            return not_installed(self.name, self.formats, "openvino", "openvino")
+        try:
+            found = list(ov.Core().available_devices)
+        except Exception as exc:  # a broken plugin install
+            return BackendStatus(self.name, self.formats, True, ov.__version__, reason=f"Core() failed: {exc}")
+        accelerators = []
+        for kind, devices in TABLE[self.name].items():
+            for device in devices:
+                matches = [d for d in found if d == device or d.startswith(device + ".")]
+                for match in matches:
+                    accelerators.append(Accelerator(kind, match, True))
+                if not matches:
+                    accelerators.append(Accelerator(kind, device, False, f"OpenVINO reports devices {found}: no {device} "
+                                                    f"plugin device (driver or plugin not installed?)"))
+        return BackendStatus(self.name, self.formats, True, ov.__version__, tuple(accelerators))
+
+    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        from .bundles import MODEL_FILES
+
+        outputs = tuple(t["name"] for t in manifest["outputs"])
+        return OpenVinoRunner(Path(bundle) / MODEL_FILES["openvino"], output_names=outputs, device=accelerator.name,
+                              threads=options.threads)

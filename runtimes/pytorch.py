@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import DependencyError, DeviceError
+from sdk.errors import DependencyError, DeviceError, ModelError
 
+from .backend import Accelerator, Backend, BackendStatus
 from .base import Runner
 
 
@@ -64,3 +65,27 @@ class TorchRunner(Runner):
     def close(self) -> None:
         self._model = None
         super().close()
+
+
+class TorchBackend(Backend):
+    """The fp32 reference: listed by ``maskgate backends``; it runs models, not bundles."""
+
+    name = "pytorch"
+    formats = ()
+
+    def status(self) -> BackendStatus:
+        try:
+            torch = _torch()
+        except DependencyError:
+            return BackendStatus(self.name, self.formats, False,
+                                 reason="torch is not installed (not needed on the device; pip install 'maskgate[torch]' "
+                                        "for the reference)")
+        cuda = torch.cuda.is_available()
+        gpu_reason = "" if cuda else (f"torch.cuda.is_available() is False (torch {torch.__version__}"
+                                      f"{', a CPU-only build' if torch.version.cuda is None else ''})")
+        name = torch.cuda.get_device_name(0) if cuda else "cuda"
+        accelerators = (Accelerator("gpu", name, cuda, gpu_reason), Accelerator("cpu", "cpu", True))
+        return BackendStatus(self.name, self.formats, True, torch.__version__, accelerators)
+
+    def open(self, bundle, manifest, accelerator, *, options) -> Runner:
+        raise ModelError(f"{bundle}: the PyTorch backend runs reference models (TorchRunner), not build bundles")

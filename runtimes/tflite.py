@@ -13,32 +13,48 @@ import numpy as np
 
 from sdk.errors import DependencyError, ModelError
 
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions
 from .base import Runner
+from .devices import TABLE
+
+#: an extra delegate library (a vendor NPU's), offered as an npu accelerator
+ENV_DELEGATE = "MASKGATE_TFLITE_DELEGATE"
 
 
-def _interpreter_class():
+def _interpreter_module():
+    """``ai_edge_litert.interpreter``, or ``tflite_runtime.interpreter`` where that is what is installed."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import interpreter
     except ModuleNotFoundError:
         try:
-            from tflite_runtime.interpreter import Interpreter
+            from tflite_runtime import interpreter
         except ModuleNotFoundError as exc:
             raise DependencyError("ai-edge-litert", extra="tflite", purpose="running TFLite builds") from exc
-    return Interpreter
+    return interpreter
 
 
 class TfliteRunner(Runner):
     backend = "tflite"
 
     def __init__(self, path: str | Path, *, input_names: tuple[str, ...] | None = None,
-                 output_names: tuple[str, ...] | None = None, threads: int | None = None):
+                 output_names: tuple[str, ...] | None = None, threads: int | None = None, delegate: str | None = None):
+        """``delegate``: a delegate library (GPU, Edge TPU, any external one) by name or path;
+        None runs on the CPU (XNNPACK)."""
         super().__init__()
-        Interpreter = _interpreter_class()
+        module = _interpreter_module()
+        delegates = []
+        if delegate:
+            try:
+                delegates = [module.load_delegate(delegate)]
+            except (ValueError, OSError) as exc:
+                raise ModelError(f"{path}: TFLite delegate {delegate!r} cannot be loaded ({exc})") from exc
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self._interpreter = module.Interpreter(model_path=str(path), num_threads=threads,
+                                                   experimental_delegates=delegates or None)
             self._interpreter.allocate_tensors()
         except Exception as exc:
             raise ModelError(f"{path}: the TFLite interpreter cannot load it ({exc}); is it a complete .tflite file?") from exc
+        self.device = Path(delegate).name if delegate else "xnnpack"
         ins = self._interpreter.get_input_details()
         # Outputs in signature order (output_0, output_1, ...), whatever order the graph lists them.
         outs = sorted(self._interpreter.get_output_details(), key=lambda d: _output_index(d["name"]))
@@ -79,3 +95,56 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
         scale, zero = detail["quantization"]
         return (y.astype(np.float32) - zero) * np.float32(scale)
     return y.astype(np.float32, copy=False)
+
+
+class TfliteBackend(Backend):
+    name = "tflite"
+    formats = ("tflite",)
+
+    def status(self) -> BackendStatus:
+        import os
+
+        try:
+            module = _interpreter_module()
+        except DependencyError:
+            return BackendStatus(self.name, self.formats, False,
+                                 reason="neither ai-edge-litert nor tflite-runtime is installed (pip install 'maskgate[tflite]')")
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        package = module.__name__.split(".")[0]
+        try:
+            version = dist_version("ai-edge-litert" if package == "ai_edge_litert" else "tflite-runtime")
+        except PackageNotFoundError:
+            version = None
+        accelerators = [Accelerator("cpu", "xnnpack", True)]
+        libraries = [(kind, lib) for kind in ("npu", "gpu") for lib in TABLE[self.name][kind]]
+        if os.environ.get(ENV_DELEGATE):
+            libraries.insert(0, ("npu", os.environ[ENV_DELEGATE]))
+        for kind, library in libraries:
+            reason = _delegate_problem(module, library)
+            accelerators.append(Accelerator(kind, library, reason is None, reason or ""))
+        return BackendStatus(self.name, self.formats, True, f"{package} {version or ''}".strip(), tuple(accelerators))
+
+    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        from .bundles import MODEL_FILES
+
+        inputs = tuple(t["name"] for t in manifest["inputs"])
+        outputs = tuple(t["name"] for t in manifest["outputs"])
+        delegate = None if accelerator.name == "xnnpack" else accelerator.name
+        return TfliteRunner(Path(bundle) / MODEL_FILES["tflite"], input_names=inputs, output_names=outputs,
+                            threads=options.threads, delegate=delegate)
+
+
+def _delegate_problem(module, library: str) -> str | None:
+    """Why a delegate library cannot be used here, or None when it loads."""
+    import ctypes
+
+    try:  # the dynamic loader first: LiteRT's load_delegate leaves a broken object behind when this fails
+        ctypes.CDLL(library)
+    except OSError as exc:
+        return f"delegate library cannot be loaded: {exc}"
+    try:
+        module.load_delegate(library)
+    except (ValueError, OSError) as exc:  # present, but no device behind it (an unplugged Edge TPU)
+        return f"delegate library loads but the delegate does not start: {exc}"
+    return None

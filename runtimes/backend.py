@@ -1,0 +1,70 @@
+"""The backend contract: what a runtime can run here, and how it opens a bundle.
+
+A backend (ONNX Runtime, OpenVINO, LiteRT, a third-party plugin) reports its version
+and, for each device kind, the accelerators it knows and whether each is usable, with
+the reason where not. ``open`` loads a bundle on one of them and returns a ``Runner``.
+Third-party backends subclass ``Backend`` and register under the ``maskgate.runtimes``
+entry-point group (see ``runtimes.registry``).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .base import Runner
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    kind: str  # npu | gpu | cpu
+    name: str  # an execution provider, an OpenVINO device, a delegate library
+    usable: bool
+    reason: str = ""  # why it is not usable
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    formats: tuple[str, ...]
+    installed: bool
+    version: str | None = None
+    accelerators: tuple[Accelerator, ...] = ()
+    reason: str = ""  # why the backend is not installed or failed to load
+    plugin: str | None = None  # the entry point it came from, for third-party backends
+
+    def usable(self, kind: str) -> list[Accelerator]:
+        return [a for a in self.accelerators if a.kind == kind and a.usable]
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass
+class OpenOptions:
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)  # backend-specific (session options, delegate options)
+
+
+class Backend(ABC):
+    #: registry name, e.g. "onnxruntime"
+    name: str = ""
+    #: bundle formats this backend runs (manifest "format")
+    formats: tuple[str, ...] = ()
+    #: "name = module:object" of the entry point it came from (set by the registry for plugins)
+    plugin: str | None = None
+
+    @abstractmethod
+    def status(self) -> BackendStatus:
+        """What is installed and usable here; never raises for a missing package."""
+
+    @abstractmethod
+    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        """Load the bundle's model on ``accelerator``; raise a ``MaskGateError`` when it cannot."""
+
+
+def not_installed(name: str, formats: tuple[str, ...], package: str, extra: str) -> BackendStatus:
+    return BackendStatus(name, formats, installed=False,
+                         reason=f"Python package '{package}' is not installed (pip install 'maskgate[{extra}]')")

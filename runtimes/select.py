@@ -1,0 +1,187 @@
+"""Pick the best build and backend for a model on this device, falling back when one fails.
+
+Candidates are (bundle, backend, accelerator) triples: the bundles of the model in a
+builds folder, the backends that run their format, and the accelerators those backends
+report usable. They are tried in preference order (device kind, then the kind's
+precision and format order from ``runtimes.devices``). A candidate is taken when its
+files match the manifest's checksums, it loads, and it runs the bundle's first golden
+input to finite outputs; otherwise the reason is logged and the next one is tried.
+The preference lists device kinds; without ``strict`` the kinds it leaves out follow in
+the default order (asking for npu on a machine without one still runs, on the CPU, and
+logs why). ``strict=True`` keeps to the listed kinds and raises instead of falling back.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sdk.errors import BundleError, DeviceError, MaskGateError
+
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions
+from .base import Runner
+from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, TABLE, parse_preference
+
+log = logging.getLogger(__name__)
+
+
+class NoUsableBuildError(DeviceError):
+    """No build of the model could be run on the preferred devices; names what is available."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    bundle: Path
+    manifest: dict
+    backend: Backend
+    accelerator: Accelerator
+
+    def describe(self) -> str:
+        return (f"{self.manifest['format']} {self.manifest['precision']} on {self.backend.name}/"
+                f"{self.accelerator.name} ({self.accelerator.kind})")
+
+
+@dataclass
+class Selection:
+    """The runner chosen for a model, what it is, and what was tried before it."""
+
+    runner: Runner
+    model: str
+    backend: str
+    device_kind: str
+    device: str
+    format: str
+    precision: str
+    bundle: Path
+    manifest: dict
+    fallbacks: list[str] = field(default_factory=list)  # "candidate: reason" for each one passed over
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "backend": self.backend, "device_kind": self.device_kind, "device": self.device,
+                "format": self.format, "precision": self.precision, "bundle": str(self.bundle),
+                "fallbacks": list(self.fallbacks)}
+
+    def describe(self) -> str:
+        return f"{self.model}: {self.format} {self.precision} on {self.backend}/{self.device} ({self.device_kind})"
+
+
+def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
+    """The bundles of ``model`` under ``builds`` (a folder of bundles, or one bundle), unverified."""
+    builds = Path(builds)
+    if not builds.is_dir():
+        raise BundleError(f"{builds}: no such builds folder; run 'maskgate build --out {builds}' first")
+    folders = [builds] if (builds / "manifest.json").is_file() else sorted(p for p in builds.iterdir() if p.is_dir())
+    found = []
+    for folder in folders:
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue  # not a bundle, or a broken one: verify_bundle names it if it is chosen
+        if isinstance(manifest, dict) and manifest.get("model") == model:
+            found.append((folder, manifest))
+    return found
+
+
+def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, BackendStatus]],
+               preference: tuple[str, ...]) -> list[Candidate]:
+    out = []
+    for kind in preference:
+        precision_rank = {p: i for i, p in enumerate(PRECISION_ORDER[kind])}
+        format_rank = {f: i for i, f in enumerate(FORMAT_ORDER[kind])}
+        ranked = sorted(bundles, key=lambda b: (precision_rank.get(b[1].get("precision"), 9),
+                                                format_rank.get(b[1].get("format"), 9)))
+        for folder, manifest in ranked:
+            for backend, status in backends:
+                if manifest.get("format") not in backend.formats:
+                    continue
+                for accelerator in status.usable(kind):
+                    out.append(Candidate(folder, manifest, backend, accelerator))
+    return out
+
+
+def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
+              threads: int | None = None, backends: list[Backend] | None = None) -> Selection:
+    """Open the best runnable build of ``model``; see the module docstring for the order."""
+    from converters.bundle import verify_bundle
+
+    from .registry import all_backends
+
+    preference = parse_preference(prefer, model=model)
+    if not strict:
+        preference += tuple(k for k in DEFAULT_PREFERENCE if k not in preference)
+    bundles = model_bundles(builds, model)
+    if not bundles:
+        raise BundleError(f"{builds}: no bundle of {model!r}; build one with 'maskgate build --models {model}'")
+    probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())]
+    tried: list[str] = []
+    for candidate in candidates(bundles, probed, preference):
+        try:
+            verify_bundle(candidate.bundle)  # checksums before the file reaches a runtime
+            runner = candidate.backend.open(candidate.bundle, candidate.manifest, candidate.accelerator,
+                                            options=OpenOptions(threads=threads))
+            try:
+                _smoke_test(runner, candidate)
+            except Exception:
+                runner.close()
+                raise
+        except Exception as exc:  # a backend's own error types too: the next candidate may work
+            reason = f"{candidate.describe()}: {type(exc).__name__}: {exc}"
+            if strict:
+                raise NoUsableBuildError(f"{model}: {reason} (strict mode: no fallback)") from exc
+            log.warning("falling back: %s", reason)
+            tried.append(reason)
+            continue
+        manifest = candidate.manifest
+        kind = candidate.accelerator.kind
+        skipped = [f"no usable {k}: {_why_not(k, probed)}" for k in preference[:preference.index(kind)]]
+        selection = Selection(runner, model, candidate.backend.name, kind, candidate.accelerator.name,
+                              manifest["format"], manifest["precision"], candidate.bundle, manifest, skipped + tried)
+        for reason in skipped:
+            log.warning("%s: %s; falling back", model, reason)
+        log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
+        return selection
+    raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried))
+
+
+def _smoke_test(runner: Runner, candidate: Candidate) -> None:
+    """The first golden input through the runner: outputs present and finite."""
+    golden = candidate.bundle / "golden.npz"
+    layout = candidate.manifest["input"].get("layout", "NCHW")
+    if golden.is_file():
+        with np.load(golden) as data:
+            x = data["inputs"][:1].astype(np.float32)
+    else:
+        x = np.zeros(candidate.manifest["input"]["shape"], np.float32)
+    if layout == "NHWC" and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    out = runner.infer({candidate.manifest["input"]["name"]: x})
+    for name, value in out.items():
+        if not np.all(np.isfinite(value)):
+            raise MaskGateError(f"output {name!r} is not finite on the bundle's golden input")
+
+
+def _why_not(kind: str, probed: list[tuple[Backend, BackendStatus]]) -> str:
+    reasons = [f"{s.name} {a.name} ({a.reason})" for _, s in probed for a in s.accelerators if a.kind == kind and not a.usable]
+    reasons += [f"{s.name} not installed" for _, s in probed if not s.installed]
+    return "; ".join(reasons) or "no backend offers one"
+
+
+def _nothing_usable(model, preference, bundles, probed, tried) -> str:
+    have = sorted({f"{m['format']} {m['precision']}" for _, m in bundles})
+    usable = [f"{s.name}: {', '.join(f'{a.kind}/{a.name}' for a in s.accelerators if a.usable) or 'none'}"
+              for _, s in probed if s.installed]
+    missing = [f"{s.name} ({s.reason})" for _, s in probed if not s.installed]
+    lines = [f"{model}: no build runs on {' > '.join(preference)}.", f"  bundles: {', '.join(have)}",
+             f"  usable accelerators: {'; '.join(usable) or 'none'}"]
+    if missing:
+        lines.append(f"  not installed: {'; '.join(missing)}")
+    wanted = [k for k in preference if not any(s.usable(k) for _, s in probed)]
+    for kind in wanted:
+        names = sorted({n for table in TABLE.values() for n in table[kind]})
+        lines.append(f"  no usable {kind} here (looked for {', '.join(names) or 'none'}); allow a fallback, "
+                     f"e.g. prefer='{kind},cpu'")
+    lines += [f"  tried {t}" for t in tried]
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+"""A small real runtime plugin: it runs ONNX bundles through ONNX Runtime's CPU provider
+but presents itself as a vendor NPU, so the selector (npu first) must find and pick it.
+Set MASKGATE_TESTVENDOR_FAIL=load to make it fail when opening a bundle."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runtimes.backend import Accelerator, Backend, BackendStatus, OpenOptions
+from runtimes.onnxruntime import OnnxRuntimeRunner
+
+
+class TestVendorBackend(Backend):
+    name = "testvendor"
+    formats = ("onnx",)
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(self.name, self.formats, True, "0.1.0", (Accelerator("npu", "TestVendorNPU", True),))
+
+    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions):
+        if os.environ.get("MASKGATE_TESTVENDOR_FAIL") == "load":
+            raise RuntimeError("TestVendorNPU: firmware did not answer")
+        runner = OnnxRuntimeRunner(Path(bundle) / "model.onnx", output_names=tuple(t["name"] for t in manifest["outputs"]),
+                                   threads=options.threads)
+        runner.backend = self.name
+        runner.device = accelerator.name
+        return runner

@@ -1,0 +1,147 @@
+"""The runtime layer: backends report what is usable here, the selector picks a build,
+falls back with a logged reason, refuses corrupt files, and finds third-party plugins."""
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtimes.devices import parse_preference
+from sdk.errors import InputError
+
+MODEL = "mask_mobilenetv2"
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("openvino")
+    from sdk.build import build
+
+    out = tmp_path_factory.mktemp("builds")
+    results = build(models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",), out=out, progress=False,
+                    verify_samples=8)
+    assert all(r.status == "built" for r in results), [r.error for r in results]
+    return out
+
+
+def _usable(kind: str) -> bool:
+    from runtimes.registry import statuses
+
+    return any(s.usable(kind) for s in statuses())
+
+
+def test_backends_report_cpu_and_say_why_others_are_not_usable():
+    from runtimes.registry import statuses
+
+    found = {s.name: s for s in statuses()}
+    for name in ("onnxruntime", "openvino", "tflite"):
+        if not found[name].installed:
+            assert "not installed" in found[name].reason
+            continue
+        assert found[name].usable("cpu"), found[name]
+        assert found[name].version
+    for status in found.values():
+        for accelerator in status.accelerators:
+            assert accelerator.usable or accelerator.reason, accelerator  # every "no" comes with a why
+
+
+def test_backends_command_lists_cpu_for_each_runtime(capsys):
+    from sdk.cli import main
+
+    assert main(["backends"]) == 0
+    text = capsys.readouterr().out
+    for line in ("cpu yes CPUExecutionProvider", "cpu yes CPU", "cpu yes xnnpack"):
+        assert line in text, text
+    if not _usable("gpu"):
+        assert "gpu no " in text
+
+
+def test_preference_from_argument_environment_and_default(monkeypatch):
+    monkeypatch.delenv("MASKGATE_DEVICE", raising=False)
+    assert parse_preference(None) == ("npu", "gpu", "cpu")
+    assert parse_preference("GPU, cpu") == ("gpu", "cpu")
+    monkeypatch.setenv("MASKGATE_DEVICE", "cpu")
+    monkeypatch.setenv("MASKGATE_DEVICE_MASK_MOBILENETV2", "gpu,cpu")
+    assert parse_preference(None) == ("cpu",)
+    assert parse_preference(None, model=MODEL) == ("gpu", "cpu")  # per model beats global
+    assert parse_preference("npu", model=MODEL) == ("npu",)  # the argument beats both
+    with pytest.raises(InputError, match="MASKGATE_DEVICE_MASK_MOBILENETV2"):
+        monkeypatch.setenv("MASKGATE_DEVICE_MASK_MOBILENETV2", "tpu")
+        parse_preference(None, model=MODEL)
+
+
+def test_npu_preference_falls_back_to_cpu_with_a_logged_reason(builds, caplog):
+    if _usable("npu"):
+        pytest.skip("this machine has a usable NPU")
+    from runtimes.select import open_best
+
+    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+        selection = open_best(builds, MODEL, prefer="npu")
+    with selection.runner:
+        assert selection.device_kind == "cpu" and selection.precision == "fp32"
+        assert selection.format == "openvino"  # the CPU's first format (runtimes.devices.FORMAT_ORDER)
+    assert any("no usable npu" in r.getMessage() for r in caplog.records)
+    assert any("no usable npu" in reason for reason in selection.fallbacks)
+
+
+def test_strict_npu_raises_a_typed_error_naming_what_is_available(builds):
+    if _usable("npu"):
+        pytest.skip("this machine has a usable NPU")
+    from runtimes.select import NoUsableBuildError, open_best
+    from sdk.errors import DeviceError
+
+    with pytest.raises(NoUsableBuildError, match=r"usable accelerators: .*cpu/CPU") as err:
+        open_best(builds, MODEL, prefer="npu", strict=True)
+    assert isinstance(err.value, DeviceError)
+    assert "onnx fp32" in str(err.value) and "no usable npu" in str(err.value)
+
+
+def test_corrupt_model_is_refused_before_the_runtime_and_the_next_build_is_used(builds, tmp_path, caplog):
+    from runtimes.select import NoUsableBuildError, open_best
+
+    copy = tmp_path / "builds"
+    shutil.copytree(builds, copy)
+    weights = copy / f"{MODEL}-openvino-fp32" / "model.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+        selection = open_best(copy, MODEL, prefer="cpu")
+    with selection.runner:
+        assert selection.format == "onnx" and selection.backend == "onnxruntime"
+    assert any("does not match the manifest" in r for r in selection.fallbacks), selection.fallbacks
+    with pytest.raises(NoUsableBuildError, match="does not match the manifest"):
+        open_best(copy, MODEL, prefer="cpu", strict=True)
+
+
+def test_installed_plugin_is_found_and_used(builds, tmp_path, monkeypatch):
+    """pip-installs tests/plugins/testvendor (an 'NPU' backend for ONNX bundles) into a
+    folder on sys.path; the registry finds it through its entry point and the selector,
+    npu first, picks it; when it fails to load, the selector falls back to the CPU."""
+    site = tmp_path / "site"
+    source = Path(__file__).parent / "plugins" / "testvendor"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(source)], check=True)
+    monkeypatch.syspath_prepend(str(site))
+    import importlib
+
+    importlib.invalidate_caches()
+    from runtimes.registry import statuses
+    from runtimes.select import open_best
+
+    status = {s.name: s for s in statuses()}["testvendor"]
+    assert status.plugin == "testvendor = maskgate_testvendor:TestVendorBackend" and status.usable("npu")
+    selection = open_best(builds, MODEL)
+    with selection.runner:
+        assert (selection.backend, selection.device, selection.device_kind) == ("testvendor", "TestVendorNPU", "npu")
+        assert selection.runner.describe() == "testvendor/TestVendorNPU"
+    monkeypatch.setenv("MASKGATE_TESTVENDOR_FAIL", "load")
+    selection = open_best(builds, MODEL)
+    with selection.runner:
+        assert selection.device_kind == "cpu"
+    assert any("firmware did not answer" in r for r in selection.fallbacks)
