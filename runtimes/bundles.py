@@ -1,27 +1,25 @@
-"""Open a build bundle with the runner of its format (CPU; device choice is the device layer's)."""
+"""Open a build bundle on the CPU with the built-in backend of its format (the selector,
+``runtimes.select``, is what picks devices and falls back)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from sdk.errors import BundleError
+
+from .backend import Accelerator, OpenOptions
 from .base import Runner
 
 MODEL_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "tflite": "model.tflite"}
 
 
 def runner_for(bundle: str | Path, manifest: dict, *, threads: int | None = None) -> Runner:
-    """A runner whose input and output names are the model spec's logical names."""
-    path = Path(bundle) / MODEL_FILES[manifest["format"]]
-    inputs = tuple(t["name"] for t in manifest["inputs"])
-    outputs = tuple(t["name"] for t in manifest["outputs"])
-    fmt = manifest["format"]
-    if fmt == "onnx":
-        from .onnxruntime import OnnxRuntimeRunner
+    """A CPU runner whose input and output names are the model spec's logical names."""
+    from .devices import TABLE
+    from .registry import builtin_backends
 
-        return OnnxRuntimeRunner(path, output_names=outputs, threads=threads)
-    if fmt == "openvino":
-        from .openvino import OpenVinoRunner
-
-        return OpenVinoRunner(path, output_names=outputs, threads=threads)
-    from .tflite import TfliteRunner
-
-    return TfliteRunner(path, input_names=inputs, output_names=outputs, threads=threads)
+    fmt = manifest.get("format")
+    backend = next((b for b in builtin_backends() if fmt in b.formats), None)
+    if backend is None:
+        raise BundleError(f"{bundle}: format {fmt!r} has no built-in runtime; expected one of {sorted(MODEL_FILES)}")
+    cpu = Accelerator("cpu", TABLE[backend.name]["cpu"][0], True)
+    return backend.open(Path(bundle), manifest, cpu, options=OpenOptions(threads=threads))

@@ -57,15 +57,19 @@ class Selection:
     precision: str
     bundle: Path
     manifest: dict
-    fallbacks: list[str] = field(default_factory=list)  # "candidate: reason" for each one passed over
+    fallbacks: list[str] = field(default_factory=list)  # "candidate: reason" for each build that failed
+    skipped_kinds: list[str] = field(default_factory=list)  # "npu: why not" for preferred kinds with nothing usable
 
     def to_dict(self) -> dict:
         return {"model": self.model, "backend": self.backend, "device_kind": self.device_kind, "device": self.device,
                 "format": self.format, "precision": self.precision, "bundle": str(self.bundle),
-                "fallbacks": list(self.fallbacks)}
+                "fallbacks": list(self.fallbacks), "skipped_kinds": list(self.skipped_kinds)}
 
     def describe(self) -> str:
-        return f"{self.model}: {self.format} {self.precision} on {self.backend}/{self.device} ({self.device_kind})"
+        return f"{self.model}: {self.describe_runtime()}"
+
+    def describe_runtime(self) -> str:
+        return f"{self.format} {self.precision} on {self.backend}/{self.device} ({self.device_kind})"
 
 
 def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
@@ -103,18 +107,24 @@ def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, B
 
 
 def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
-              threads: int | None = None, backends: list[Backend] | None = None) -> Selection:
-    """Open the best runnable build of ``model``; see the module docstring for the order."""
+              threads: int | None = None, backends: list[Backend] | None = None,
+              formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None) -> Selection:
+    """Open the best runnable build of ``model``; see the module docstring for the order.
+    ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32)."""
     from converters.bundle import verify_bundle
 
     from .registry import all_backends
 
     preference = parse_preference(prefer, model=model)
+    # The user's own choice: not meeting it is worth a warning (the default's absent kinds are not).
+    asked = set(preference) if preference != DEFAULT_PREFERENCE else set()
     if not strict:
         preference += tuple(k for k in DEFAULT_PREFERENCE if k not in preference)
-    bundles = model_bundles(builds, model)
+    bundles = [(folder, m) for folder, m in model_bundles(builds, model)
+               if (formats is None or m.get("format") in formats) and (precisions is None or m.get("precision") in precisions)]
     if not bundles:
-        raise BundleError(f"{builds}: no bundle of {model!r}; build one with 'maskgate build --models {model}'")
+        narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
+        raise BundleError(f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'")
     probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())]
     tried: list[str] = []
     for candidate in candidates(bundles, probed, preference):
@@ -136,11 +146,11 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
             continue
         manifest = candidate.manifest
         kind = candidate.accelerator.kind
-        skipped = [f"no usable {k}: {_why_not(k, probed)}" for k in preference[:preference.index(kind)]]
+        skipped = [f"{k}: {_why_not(k, probed)}" for k in preference[:preference.index(kind)]]
         selection = Selection(runner, model, candidate.backend.name, kind, candidate.accelerator.name,
-                              manifest["format"], manifest["precision"], candidate.bundle, manifest, skipped + tried)
-        for reason in skipped:
-            log.warning("%s: %s; falling back", model, reason)
+                              manifest["format"], manifest["precision"], candidate.bundle, manifest, tried, skipped)
+        for k, reason in zip(preference, skipped):
+            log.log(logging.WARNING if k in asked else logging.INFO, "%s: no usable %s; falling back", model, reason)
         log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
         return selection
     raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried))

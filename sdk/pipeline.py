@@ -31,8 +31,11 @@ class FaceResult:
     crop: np.ndarray | None = field(default=None, repr=False)  # aligned BGR crop
     mask: dict | None = None
     pose: dict | None = None
+    # What ran each model: {"detector": "openvino int8 on openvino/CPU (cpu)", ...}
+    runtime: dict | None = None
 
     def to_dict(self) -> dict:
+        extra = {"runtime": self.runtime} if self.runtime else {}
         return {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 5),
@@ -40,6 +43,7 @@ class FaceResult:
             "roll": round(self.roll_degrees, 2),
             "mask": self.mask,
             "pose": self.pose,
+            **extra,
         }
 
 
@@ -53,13 +57,18 @@ class Pipeline:
         align: AlignConfig | None = AlignConfig(),
         mask: CropClassifier | None = None,
         pose: CropClassifier | None = None,
+        selections: dict | None = None,
     ):
+        """``selections``: what the runtime layer chose per model (``runtimes.select.Selection``),
+        for pipelines opened from builds; every result then records it."""
         if (mask is not None or pose is not None) and align is None:
             raise ValueError("the classifiers read aligned crops: pass an AlignConfig (align=None only without classifiers)")
         self.detector = detector
         self.align = align
         self.mask = mask
         self.pose = pose
+        self.selections = dict(selections or {})
+        self._runtime = {role: sel.describe_runtime() for role, sel in self.selections.items()} or None
 
     @classmethod
     def reference(
@@ -87,6 +96,46 @@ class Pipeline:
         pose = CropClassifier.reference(pose_model, weights=pose_weights, device=device) if pose_model else None
         return cls(det, align=align, mask=mask, pose=pose)
 
+    @classmethod
+    def from_builds(
+        cls,
+        builds: str | Path,
+        *,
+        detector: str = DEFAULT_DETECTOR,
+        mask_model: str | None = DEFAULT_MASK_MODEL,
+        pose_model: str | None = DEFAULT_POSE_MODEL,
+        prefer: str | tuple[str, ...] | None = None,
+        strict: bool = False,
+        threads: int | None = None,
+        score_threshold: float | None = None,
+        align: AlignConfig | None = AlignConfig(),
+        formats: tuple[str, ...] | None = None,
+        precisions: tuple[str, ...] | None = None,
+    ) -> Pipeline:
+        """The pipeline from the bundles under ``builds`` (``maskgate build --out``), each model
+        on the best build and device the runtime layer finds (``runtimes.select``): device
+        preference ``prefer`` (default npu > gpu > cpu, or ``MASKGATE_DEVICE``), falling back
+        with a logged reason unless ``strict``; ``formats`` / ``precisions`` narrow the
+        bundles considered. Needs no torch."""
+        from .deployed import open_classifier, open_detector
+
+        select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions}
+        opened: list = []
+        try:
+            det, det_sel = open_detector(builds, detector, score_threshold=score_threshold, **select)
+            opened.append(det)
+            selections = {"detector": det_sel}
+            classifiers = {}
+            for role, name in (("mask", mask_model), ("pose", pose_model)):
+                if name:
+                    classifiers[role], selections[role] = open_classifier(builds, name, **select)
+                    opened.append(classifiers[role])
+        except BaseException:
+            for model in opened:  # no half-open pipeline: free what did load
+                model.close()
+            raise
+        return cls(det, align=align, mask=classifiers.get("mask"), pose=classifiers.get("pose"), selections=selections)
+
     def __call__(self, frame: np.ndarray) -> list[FaceResult]:
         frame = as_bgr_frame(frame)
         found = self.detector.detect(frame)
@@ -105,6 +154,7 @@ class Pipeline:
                     crop=crop,
                     mask=self._classify(self.mask, crop, mask_result),
                     pose=self._classify(self.pose, crop, pose_result),
+                    runtime=self._runtime,
                 )
             )
         return results

@@ -85,8 +85,8 @@ def test_npu_preference_falls_back_to_cpu_with_a_logged_reason(builds, caplog):
     with selection.runner:
         assert selection.device_kind == "cpu" and selection.precision == "fp32"
         assert selection.format == "openvino"  # the CPU's first format (runtimes.devices.FORMAT_ORDER)
-    assert any("no usable npu" in r.getMessage() for r in caplog.records)
-    assert any("no usable npu" in reason for reason in selection.fallbacks)
+    assert any("no usable npu" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert any(reason.startswith("npu: ") for reason in selection.skipped_kinds)
 
 
 def test_strict_npu_raises_a_typed_error_naming_what_is_available(builds):

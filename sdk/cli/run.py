@@ -28,6 +28,12 @@ def add_parser(sub) -> None:
     p.add_argument("--mask-weights", help="a state dict from 'maskgate train mask' instead of the shipped weights")
     p.add_argument("--pose-model", default=DEFAULT_POSE_MODEL, help=f"yaw classifier (default {DEFAULT_POSE_MODEL}; 'none' to skip)")
     p.add_argument("--pose-weights", help="a state dict from 'maskgate train pose' instead of the shipped weights")
+    p.add_argument("--builds", metavar="DIR", help="run the bundles in DIR (from 'maskgate build --out DIR') instead of "
+                   "the PyTorch reference; each model on the best build and device found (no torch needed)")
+    p.add_argument("--prefer", metavar="KINDS", help="with --builds: device preference, e.g. npu,gpu,cpu (the default; "
+                   "or MASKGATE_DEVICE); kinds left out follow unless --strict")
+    p.add_argument("--strict", action="store_true", help="with --builds: only the preferred device kinds, no fallback")
+    p.add_argument("--threads", type=int, help="with --builds: CPU threads per model")
     add_detector_options(p)
     p.set_defaults(func=main)
 
@@ -46,22 +52,18 @@ def main(args) -> int:
     first = next(frames, None)  # open the source before loading the model: bad input fails fast
     if first is None:
         raise SourceError(f"{args.source}: no frames")
-    pipeline = Pipeline.reference(
-        detector=args.detector,
-        weights=args.weights,
-        device=args.device,
-        score_threshold=args.min_score,
-        input_size=args.input_size,
-        align=AlignConfig(method=args.align, size=args.crop_size),
-        mask_model=None if args.mask_model == "none" else args.mask_model,
-        mask_weights=args.mask_weights,
-        pose_model=None if args.pose_model == "none" else args.pose_model,
-        pose_weights=args.pose_weights,
-    )
+    pipeline = _open_pipeline(args)
     if not args.json:
-        print(f"detector {args.detector} on {pipeline.device}, canvas "
-              f"{pipeline.detector.spec.input.size[0]}x{pipeline.detector.spec.input.size[1]}, "
+        where = (", ".join(f"{role} {sel.describe_runtime()}" for role, sel in pipeline.selections.items())
+                 if pipeline.selections else f"{args.detector} on {pipeline.device}")
+        print(f"{where}; canvas {pipeline.detector.spec.input.size[0]}x{pipeline.detector.spec.input.size[1]}, "
               f"min score {pipeline.detector.options.score_threshold}")
+        skipped = sorted({r.split(":")[0] for sel in pipeline.selections.values() for r in sel.skipped_kinds})
+        if skipped:
+            print(f"  no usable {', '.join(skipped)} on this machine ('maskgate backends' says why)")
+        for sel in pipeline.selections.values():
+            for reason in sel.fallbacks:
+                print(f"  {sel.model}: passed over {reason}")
     n_frames = n_faces = 0
     with pipeline:
         for frame in _chain(first, frames):
@@ -80,6 +82,28 @@ def main(args) -> int:
     if not args.json:
         print(f"{n_frames} frame(s), {n_faces} face(s)" + (f", {len(skipped)} unreadable file(s) skipped" if skipped else ""))
     return 1 if skipped else 0
+
+
+def _open_pipeline(args) -> Pipeline:
+    align = AlignConfig(method=args.align, size=args.crop_size)
+    mask_model = None if args.mask_model == "none" else args.mask_model
+    pose_model = None if args.pose_model == "none" else args.pose_model
+    if args.builds:
+        return Pipeline.from_builds(args.builds, detector=args.detector, mask_model=mask_model, pose_model=pose_model,
+                                    prefer=args.prefer, strict=args.strict, threads=args.threads,
+                                    score_threshold=args.min_score, align=align)
+    return Pipeline.reference(
+        detector=args.detector,
+        weights=args.weights,
+        device=args.device,
+        score_threshold=args.min_score,
+        input_size=args.input_size,
+        align=align,
+        mask_model=mask_model,
+        mask_weights=args.mask_weights,
+        pose_model=pose_model,
+        pose_weights=args.pose_weights,
+    )
 
 
 def _chain(first, rest):
