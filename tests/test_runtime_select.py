@@ -145,3 +145,13 @@ def test_installed_plugin_is_found_and_used(builds, tmp_path, monkeypatch):
     with selection.runner:
         assert selection.device_kind == "cpu"
     assert any("firmware did not answer" in r for r in selection.fallbacks)
+
+
+def test_run_refuses_reference_options_with_builds_and_selector_options_without(capsys):
+    from sdk.cli import main
+
+    picture = str(Path(__file__).resolve().parents[1] / "examples" / "images" / "scene_5.jpg")
+    assert main(["run", picture, "--builds", "nowhere", "--weights", "w.pth"]) == 2
+    assert "--weights does not apply to --builds" in capsys.readouterr().err
+    assert main(["run", picture, "--prefer", "npu", "--threads", "2"]) == 2
+    assert "--prefer, --threads do not apply without --builds" in capsys.readouterr().err

@@ -58,9 +58,9 @@ def main(args) -> int:
                  if pipeline.selections else f"{args.detector} on {pipeline.device}")
         print(f"{where}; canvas {pipeline.detector.spec.input.size[0]}x{pipeline.detector.spec.input.size[1]}, "
               f"min score {pipeline.detector.options.score_threshold}")
-        skipped = sorted({r.split(":")[0] for sel in pipeline.selections.values() for r in sel.skipped_kinds})
-        if skipped:
-            print(f"  no usable {', '.join(skipped)} on this machine ('maskgate backends' says why)")
+        absent = sorted({r.split(":")[0] for sel in pipeline.selections.values() for r in sel.skipped_kinds})
+        if absent:
+            print(f"  no usable {', '.join(absent)} on this machine ('maskgate backends' says why)")
         for sel in pipeline.selections.values():
             for reason in sel.fallbacks:
                 print(f"  {sel.model}: passed over {reason}")
@@ -85,6 +85,17 @@ def main(args) -> int:
 
 
 def _open_pipeline(args) -> Pipeline:
+    from ..errors import InputError
+
+    # A bundle fixes its weights and input size; the selector's options need bundles.
+    reference_only = {"--weights": args.weights, "--mask-weights": args.mask_weights, "--pose-weights": args.pose_weights,
+                      "--input-size": args.input_size, "--device": None if args.device == "auto" else args.device}
+    builds_only = {"--prefer": args.prefer, "--strict": args.strict or None, "--threads": args.threads}
+    clash = [flag for flag, value in (reference_only if args.builds else builds_only).items() if value is not None]
+    if clash:
+        raise InputError(f"{', '.join(clash)} {'do' if len(clash) > 1 else 'does'} not apply "
+                         + ("to --builds (a bundle fixes its weights and input size; build again with them, or use "
+                            "--prefer for the device)" if args.builds else "without --builds (the PyTorch reference)"))
     align = AlignConfig(method=args.align, size=args.crop_size)
     mask_model = None if args.mask_model == "none" else args.mask_model
     pose_model = None if args.pose_model == "none" else args.pose_model
