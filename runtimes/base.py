@@ -26,6 +26,15 @@ class Runner(ABC):
     # Every backend sets these in __init__: the model's input and output names.
     _inputs: tuple[str, ...] = ()
     _outputs: tuple[str, ...] = ()
+    # Set by a backend opening a bundle: {input name: (shape, dtype)} from the manifest,
+    # so a wrong tensor is refused here with a clear message, not deep inside a runtime.
+    input_spec: dict[str, tuple[tuple[int, ...], str]] | None = None
+
+    def expect_inputs(self, manifest: dict) -> None:
+        """Check every feed against the manifest's input spec from now on."""
+        spec = manifest.get("input") or {}
+        if spec.get("name") and spec.get("shape"):
+            self.input_spec = {spec["name"]: (tuple(int(d) for d in spec["shape"]), spec.get("dtype", "float32"))}
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -44,6 +53,14 @@ class Runner(ABC):
         missing = set(self.input_names) - set(feed)
         if missing:
             raise InputError(f"feed lacks input(s) {sorted(missing)}; the model takes {list(self.input_names)}")
+        for name, (shape, dtype) in (self.input_spec or {}).items():
+            value = feed.get(name)
+            if value is None:
+                raise InputError(f"feed lacks input {name!r}; the model takes {list(self.input_spec)}")
+            value = np.asarray(value)
+            if tuple(value.shape) != shape or value.dtype != np.dtype(dtype):
+                raise InputError(f"input {name!r} is {value.dtype}{list(value.shape)}, the build expects "
+                                 f"{dtype}{list(shape)} (its manifest's input spec); preprocess with the model's spec")
         start = time.perf_counter()
         out = self._infer(feed)
         self.last_inference_ms = (time.perf_counter() - start) * 1e3

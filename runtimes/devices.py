@@ -15,6 +15,9 @@ DEVICE_KINDS = ("npu", "gpu", "cpu")
 DEFAULT_PREFERENCE = ("npu", "gpu", "cpu")
 #: environment variables: the preference for every model, or for one (``MASKGATE_DEVICE_MASK_MOBILENETV2``)
 ENV_PREFERENCE = "MASKGATE_DEVICE"
+#: a config file (TOML, or JSON) with a ``[devices]`` table: ``default = "gpu,cpu"`` and per-model keys;
+#: ``maskgate.toml`` in the working directory is read when this is not set
+ENV_CONFIG = "MASKGATE_CONFIG"
 
 TABLE: dict[str, dict[str, tuple[str, ...]]] = {
     "onnxruntime": {
@@ -44,13 +47,20 @@ FORMAT_ORDER = {"npu": ("openvino", "tflite", "onnx"), "gpu": ("onnx", "openvino
 
 def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: str | None = None) -> tuple[str, ...]:
     """A device preference from an argument ("npu,gpu,cpu", "cpu", ("gpu", "cpu")), else the
-    environment (per model first, then global), else the default npu > gpu > cpu."""
+    environment (per model, then global), else the config file (per model, then its
+    ``default``), else the built-in npu > gpu > cpu."""
     source = "argument"
     if text is None and model:
         key = f"{ENV_PREFERENCE}_{re.sub(r'[^A-Za-z0-9]', '_', model).upper()}"
         text, source = os.environ.get(key), key
     if text is None:
         text, source = os.environ.get(ENV_PREFERENCE), ENV_PREFERENCE
+    if text is None:
+        path, table = config_devices()
+        for key in ([model] if model else []) + ["default"]:
+            if key in table:
+                text, source = table[key], f"{path} [devices] {key}"
+                break
     if text is None:
         return DEFAULT_PREFERENCE
     kinds = tuple(k.strip().lower() for k in (text.split(",") if isinstance(text, str) else text) if k.strip())
@@ -59,3 +69,30 @@ def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: s
         raise InputError(f"device preference {text!r} (from {source}) must list some of {', '.join(DEVICE_KINDS)}, "
                          f"e.g. 'npu,gpu,cpu'; got {unknown or 'nothing'}")
     return tuple(dict.fromkeys(kinds))
+
+
+def config_devices() -> tuple[str | None, dict]:
+    """(path, the ``[devices]`` table) of the config file, or (None, {}) when there is none."""
+    from pathlib import Path
+
+    path = os.environ.get(ENV_CONFIG) or ("maskgate.toml" if Path("maskgate.toml").is_file() else None)
+    if path is None:
+        return None, {}
+    path = Path(path)
+    try:
+        text = path.read_text()
+        if path.suffix.lower() == ".json":
+            import json
+
+            data = json.loads(text)
+        else:
+            import tomllib  # Python 3.11+; on 3.10 use a .json config
+
+            data = tomllib.loads(text)
+    except (OSError, ValueError, ModuleNotFoundError) as exc:
+        raise InputError(f"{path}: cannot read the MaskGate config ({type(exc).__name__}: {exc}); expected TOML "
+                         f"(or .json) with a [devices] table, e.g. default = \"gpu,cpu\"") from exc
+    table = data.get("devices", {}) if isinstance(data, dict) else None
+    if not isinstance(table, dict) or not all(isinstance(v, (str, list)) for v in table.values()):
+        raise InputError(f"{path}: [devices] must map 'default' or a model name to a preference like \"npu,gpu,cpu\"")
+    return str(path), table

@@ -89,8 +89,10 @@ class OnnxRuntimeBackend(Backend):
         # CPU stays listed after an accelerator for the ops it does not take (ORT's own partitioning).
         providers = [primary] + ([] if accelerator.name == "CPUExecutionProvider" else ["CPUExecutionProvider"])
         outputs = tuple(t["name"] for t in manifest["outputs"])
-        return OnnxRuntimeRunner(Path(bundle) / MODEL_FILES["onnx"], output_names=outputs, threads=options.threads,
+        runner = OnnxRuntimeRunner(Path(bundle) / MODEL_FILES["onnx"], output_names=outputs, threads=options.threads,
                                  providers=providers, graph_optimization=options.extra.get("graph_optimization", "all"))
+        runner.expect_inputs(manifest)
+        return runner
 
 
 _PACKAGE_HINT = {

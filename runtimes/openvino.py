@@ -79,5 +79,7 @@ class OpenVinoBackend(Backend):
         from .bundles import MODEL_FILES
 
         outputs = tuple(t["name"] for t in manifest["outputs"])
-        return OpenVinoRunner(Path(bundle) / MODEL_FILES["openvino"], output_names=outputs, device=accelerator.name,
+        runner = OpenVinoRunner(Path(bundle) / MODEL_FILES["openvino"], output_names=outputs, device=accelerator.name,
                               threads=options.threads)
+        runner.expect_inputs(manifest)
+        return runner

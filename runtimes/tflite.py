@@ -131,8 +131,10 @@ class TfliteBackend(Backend):
         inputs = tuple(t["name"] for t in manifest["inputs"])
         outputs = tuple(t["name"] for t in manifest["outputs"])
         delegate = None if accelerator.name == "xnnpack" else accelerator.name
-        return TfliteRunner(Path(bundle) / MODEL_FILES["tflite"], input_names=inputs, output_names=outputs,
+        runner = TfliteRunner(Path(bundle) / MODEL_FILES["tflite"], input_names=inputs, output_names=outputs,
                             threads=options.threads, delegate=delegate)
+        runner.expect_inputs(manifest)
+        return runner
 
 
 def _delegate_problem(module, library: str) -> str | None:

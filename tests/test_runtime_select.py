@@ -155,3 +155,37 @@ def test_run_refuses_reference_options_with_builds_and_selector_options_without(
     assert "--weights does not apply to --builds" in capsys.readouterr().err
     assert main(["run", picture, "--prefer", "npu", "--threads", "2"]) == 2
     assert "--prefer, --threads do not apply without --builds" in capsys.readouterr().err
+
+
+def test_a_build_runner_refuses_a_wrong_tensor_with_the_expected_spec(builds):
+    import numpy as np
+
+    from runtimes.select import open_best
+    from sdk.errors import InputError
+
+    selection = open_best(builds, MODEL, prefer="cpu", formats=("onnx",))
+    with selection.runner as runner:
+        with pytest.raises(InputError, match=r"expects float32\[1, 3, 128, 128\]"):
+            runner.infer({"input": np.zeros((1, 3, 64, 64), np.float32)})
+        with pytest.raises(InputError, match="is float64"):
+            runner.infer({"input": np.zeros((1, 3, 128, 128))})
+        assert runner.infer({"input": np.zeros((1, 3, 128, 128), np.float32)})["probs"].shape == (1, 2)
+
+
+def test_preference_from_a_config_file_ranks_below_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("MASKGATE_DEVICE", raising=False)
+    monkeypatch.delenv("MASKGATE_DEVICE_MASK_MOBILENETV2", raising=False)
+    config = tmp_path / "maskgate.toml"
+    config.write_text('[devices]\ndefault = "gpu,cpu"\nmask_mobilenetv2 = ["npu", "cpu"]\n')
+    monkeypatch.setenv("MASKGATE_CONFIG", str(config))
+    assert parse_preference(None) == ("gpu", "cpu")
+    assert parse_preference(None, model=MODEL) == ("npu", "cpu")
+    monkeypatch.setenv("MASKGATE_DEVICE", "cpu")
+    assert parse_preference(None, model=MODEL) == ("cpu",)
+    monkeypatch.delenv("MASKGATE_DEVICE")
+    config.write_text('[devices]\ndefault = "fpga"\n')
+    with pytest.raises(InputError, match=r"maskgate.toml \[devices\] default"):
+        parse_preference(None)
+    config.write_text("[devices\n")
+    with pytest.raises(InputError, match="cannot read the MaskGate config"):
+        parse_preference(None)
