@@ -8,7 +8,8 @@ files match the manifest's checksums, it loads, and it runs the bundle's first g
 input to finite outputs; otherwise the reason is logged and the next one is tried.
 The preference lists device kinds; without ``strict`` the kinds it leaves out follow in
 the default order (asking for npu on a machine without one still runs, on the CPU, and
-logs why). ``strict=True`` keeps to the listed kinds and raises instead of falling back.
+logs why). ``strict=True`` keeps to the listed kinds: when none of their candidates
+works it raises ``NoUsableBuildError`` instead of falling back to another kind.
 """
 from __future__ import annotations
 
@@ -139,9 +140,7 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
                 raise
         except Exception as exc:  # a backend's own error types too: the next candidate may work
             reason = f"{candidate.describe()}: {type(exc).__name__}: {exc}"
-            if strict:
-                raise NoUsableBuildError(f"{model}: {reason} (strict mode: no fallback)") from exc
-            log.warning("falling back: %s", reason)
+            log.warning("%s: passing over %s", model, reason)
             tried.append(reason)
             continue
         manifest = candidate.manifest
