@@ -13,7 +13,6 @@ works it raises ``NoUsableBuildError`` instead of falling back to another kind.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +73,9 @@ class Selection:
 
 
 def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
-    """The bundles of ``model`` under ``builds`` (a folder of bundles, or one bundle), unverified."""
+    """The bundles of ``model`` under ``builds`` (a folder of bundles, or one bundle)."""
+    from converters.bundle import read_manifest
+
     builds = Path(builds)
     if not builds.is_dir():
         raise BundleError(f"{builds}: no such builds folder; run 'maskgate build --out {builds}' first")
@@ -82,10 +83,11 @@ def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
     found = []
     for folder in folders:
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError):
-            continue  # not a bundle, or a broken one: verify_bundle names it if it is chosen
-        if isinstance(manifest, dict) and manifest.get("model") == model:
+            manifest = read_manifest(folder)  # schema checked; the files' checksums when one is chosen
+        except BundleError as exc:
+            log.info("%s: not a usable bundle, skipped: %s", folder, exc)
+            continue
+        if manifest.get("model") == model:
             found.append((folder, manifest))
     return found
 
@@ -126,7 +128,10 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     if not bundles:
         narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
         raise BundleError(f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'")
-    probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())]
+    # Only the backends that run these bundles' formats are probed (the PyTorch one would import torch).
+    present = {m.get("format") for _, m in bundles}
+    probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())
+              if present & set(b.formats)]
     tried: list[str] = []
     for candidate in candidates(bundles, probed, preference):
         try:
