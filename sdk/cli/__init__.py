@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import backends, build, compare, crops, evaluate, evaluate_classifiers, models, run, synth, train
+from . import backends, build, check, compare, crops, evaluate, evaluate_classifiers, models, run, synth, train
 
-COMMANDS = (run, build, backends, models, evaluate_classifiers, evaluate, crops, synth, train, compare)
+COMMANDS = (run, build, check, backends, models, evaluate_classifiers, evaluate, crops, synth, train, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,176 @@
+"""Check one bundle, or every bundle of a builds folder, against its fp32 reference."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MaskGateError
+from . import compare, gates as gating
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass
+class BundleCheck:
+    """Everything measured for one bundle; truthy when it passed every gate."""
+
+    bundle: str
+    name: str | None = None
+    model: str | None = None
+    task: str | None = None
+    format: str | None = None
+    precision: str | None = None
+    integrity: str = "not checked"  # "ok", or what is wrong
+    runtime: str | None = None  # what ran it: format, precision, backend/device
+    samples: int = 0
+    outputs: dict = field(default_factory=dict)  # output name -> TensorError dict
+    top1_agreement: float | None = None
+    detections: dict | None = None  # DetectionAgreement dict
+    latency_ms: dict | None = None  # p50, p90, p99, runs, threads
+    size_bytes: int = 0
+    gates: list = field(default_factory=list)  # GateResult dicts
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.integrity == "ok" and bool(self.gates) and all(g["passed"] for g in self.gates)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def failures(self) -> list[str]:
+        if self.error:
+            return [self.error]
+        return [gating.GateResult(**g).describe() for g in self.gates if not g["passed"]]
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {**asdict(self), "passed": self.passed}
+
+
+def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None = None, runs: int = 50,
+                 warmup: int = 5, threads: int | None = None) -> BundleCheck:
+    """Integrity, fidelity on the golden samples, latency and gates for one bundle.
+    ``gate_overrides``: Gate fields replacing the precision's defaults (None values ignored)."""
+    from converters.bundle import verify_bundle
+    from runtimes.select import open_best
+
+    bundle = Path(bundle)
+    result = BundleCheck(str(bundle))
+    try:
+        manifest = verify_bundle(bundle)
+    except MaskGateError as exc:
+        result.integrity = str(exc)
+        result.error = f"integrity: {exc}"
+        return result
+    result.integrity = "ok"
+    result.name, result.model, result.task = manifest["name"], manifest["model"], manifest["task"]
+    result.format, result.precision = manifest["format"], manifest["precision"]
+    result.size_bytes = sum((bundle / f).stat().st_size for f in manifest["files"] if f != "golden.npz")
+    try:
+        selection = open_best(bundle, manifest["model"], prefer=prefer, threads=threads,
+                              formats=(manifest["format"],), precisions=(manifest["precision"],))
+        with selection.runner as runner:
+            result.runtime = selection.describe_runtime()
+            _fidelity(result, runner, bundle, manifest)
+            result.latency_ms = _latency(runner, bundle, manifest, runs=runs, warmup=warmup)
+            result.latency_ms["threads"] = threads
+    except MaskGateError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+    gate = gating.DEFAULT_GATES.get(result.precision, gating.DEFAULT_GATES["int8"]).with_overrides(**(gate_overrides or {}))
+    # A detector's raw outputs are mostly background anchors whose regressions nobody reads:
+    # it is gated on what comes out of post-processing; classifiers on their probabilities too.
+    cosine = min((o["cosine"] for o in result.outputs.values()), default=None) if result.task == "classification" else None
+    det = result.detections or {}
+    result.gates = [g.to_dict() for g in gating.apply(gate, cosine=cosine, top1=result.top1_agreement,
+                                                       recall=det.get("recall"), landmark_nme=det.get("landmark_nme"))]
+    return result
+
+
+def check_builds(builds: str | Path, *, progress: bool = False, **options) -> list[BundleCheck]:
+    """Every bundle directly under ``builds`` (or ``builds`` itself when it is one);
+    ``options``: those of ``check_bundle``."""
+    from ..progress import progress as progress_bar
+
+    builds = Path(builds)
+    if (builds / "manifest.json").is_file():
+        folders = [builds]
+    else:
+        folders = sorted(p for p in builds.iterdir() if (p / "manifest.json").is_file()) if builds.is_dir() else []
+    if not folders:
+        from ..errors import BundleError
+
+        raise BundleError(f"{builds}: no bundle here (a bundle is a folder with manifest.json); "
+                          "run 'maskgate build' first or point at its --out folder")
+    return [check_bundle(folder, **options)
+            for folder in progress_bar(folders, desc="check", total=len(folders), enabled=progress, unit="bundle")]
+
+
+def _golden(bundle: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    from ..errors import BundleError
+
+    try:
+        with np.load(bundle / "golden.npz") as data:
+            inputs = data["inputs"].astype(np.float32)
+            outputs = {o["name"]: data[f"output_{o['name']}"] for o in manifest["outputs"]}
+    except (OSError, KeyError, ValueError) as exc:
+        raise BundleError(f"{bundle / 'golden.npz'}: unreadable or incomplete golden data ({exc}); rebuild the bundle") from exc
+    if not len(inputs):
+        raise BundleError(f"{bundle / 'golden.npz'}: holds no samples; rebuild the bundle")
+    return inputs, outputs
+
+
+def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: dict) -> None:
+    from ..deployed import spec_from_manifest
+
+    spec = spec_from_manifest(manifest, source=bundle / "manifest.json")
+    inputs, reference = _golden(bundle, manifest)
+    input_name = manifest["input"]["name"]
+    errors: dict[str, list] = {name: [] for name in reference}
+    got_all: dict[str, list] = {name: [] for name in reference}
+    detections = []
+    for k in range(len(inputs)):
+        got = runner.infer({input_name: inputs[k:k + 1]})
+        for name in reference:
+            errors[name].append(compare.tensor_error(got[name], reference[name][k:k + 1]))
+            got_all[name].append(np.asarray(got[name], np.float32))
+        if spec.task == "face_detection":
+            detections.append(_detections(spec, got, {n: v[k:k + 1] for n, v in reference.items()}))
+    result.samples = len(inputs)
+    result.outputs = {name: compare.merge_errors(e).to_dict() for name, e in errors.items()}
+    if spec.task == "classification":
+        name = spec.outputs[0]
+        result.top1_agreement = compare.top1_agreement(np.concatenate(got_all[name]), reference[name])
+    else:
+        result.detections = compare.merge_detections(detections).to_dict()
+
+
+def _detections(spec, got: dict, want: dict) -> compare.DetectionAgreement:
+    from ..postprocess import decode_detections
+
+    def decode(outputs):
+        loc, conf, landmarks = (np.asarray(outputs[n])[0] for n in spec.outputs)
+        return decode_detections(loc, conf, landmarks, priors=spec.priors, canvas_size=spec.input.size,
+                                 options=spec.detection)
+
+    ref, build = decode(want), decode(got)
+    return compare.detection_agreement(ref.boxes, ref.scores, ref.landmarks, build.boxes, build.scores, build.landmarks)
+
+
+def _latency(runner, bundle: Path, manifest: dict, *, runs: int, warmup: int) -> dict:
+    inputs, _ = _golden(bundle, manifest)
+    feed = {manifest["input"]["name"]: inputs[:1]}
+    for _ in range(warmup):
+        runner.infer(feed)
+    times = []
+    for _ in range(max(1, runs)):
+        start = time.perf_counter()
+        runner.infer(feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "runs": len(times), "warmup": warmup}

@@ -1,0 +1,131 @@
+"""The checker: compare functions on hand-made cases, gates, exit codes, the JSON report,
+and tampered bundles failing before any inference."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from sdk.check import compare
+from sdk.check.gates import DEFAULT_GATES, Gate, apply
+
+
+def test_tensor_error_by_hand():
+    e = compare.tensor_error(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
+    assert e.max_abs == 2.0 and e.mean_abs == pytest.approx(2 / 3)
+    assert e.cosine == pytest.approx((1 + 4 + 15) / (np.sqrt(14) * np.sqrt(30)))
+    assert compare.tensor_error(np.zeros(3), np.zeros(3)).cosine == 1.0
+    with pytest.raises(ValueError, match="3 values, the reference 2"):
+        compare.tensor_error(np.zeros(3), np.zeros(2))
+
+
+def test_top1_agreement_counts_a_known_disagreement():
+    want = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    got = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.1, 0.9]])  # the third flips
+    assert compare.top1_agreement(got, want) == 0.75
+
+
+def test_detection_agreement_with_a_known_iou_and_landmark_error():
+    ref_box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    eyes_10px_apart = np.array([[[0, 0], [10, 0], [5, 5], [2, 8], [8, 8]]], float)
+    half = np.array([[0.0, 0.0, 10.0, 5.0]])  # IoU exactly 0.5: matched
+    shifted = eyes_10px_apart + np.array([1.0, 0.0])  # every point 1 px off: error 1 / 10
+    a = compare.detection_agreement(ref_box, [0.9], eyes_10px_apart, half, [0.7], shifted)
+    assert (a.reference, a.found, a.build) == (1, 1, 1) and a.recall == 1.0 and a.precision == 1.0
+    assert a.landmark_nme == pytest.approx(0.1) and a.score_diff == pytest.approx(0.2)
+    below = np.array([[0.0, 0.0, 10.0, 4.0]])  # IoU 0.4: missed, and an extra detection
+    b = compare.detection_agreement(ref_box, [0.9], eyes_10px_apart, below, [0.7], shifted)
+    assert (b.found, b.recall, b.precision, b.landmark_nme) == (0, 0.0, 0.0, None)
+    merged = compare.merge_detections([a, b])
+    assert (merged.reference, merged.found, merged.build) == (2, 1, 2) and merged.landmark_nme == pytest.approx(0.1)
+
+
+def test_gates_pass_and_fail_on_their_threshold():
+    gate = Gate(min_cosine=0.99, min_top1=0.99, min_recall=0.98, max_landmark_nme=0.05)
+    results = {g.name: g for g in apply(gate, cosine=None, top1=0.99, recall=0.979, landmark_nme=0.05)}
+    assert set(results) == {"min_top1", "min_recall", "max_landmark_nme"}  # cosine not measured: no gate
+    assert results["min_top1"].passed and results["max_landmark_nme"].passed and not results["min_recall"].passed
+    assert "min_recall 0.979 (>= 0.98)" == results["min_recall"].describe()
+    assert DEFAULT_GATES["int8"].with_overrides(min_top1=0.5, min_recall=None).min_top1 == 0.5
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    from sdk.build import build
+
+    out = tmp_path_factory.mktemp("check")
+    results = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=out, progress=False,
+                    verify_samples=8)
+    assert results[0].status == "built", results[0].error
+    return out / "mask_mobilenetv2-onnx-fp32"
+
+
+def _copy(bundle, tmp_path):
+    copy = tmp_path / bundle.name
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path, capsys):
+    from sdk.cli import main
+
+    report = tmp_path / "report.json"
+    assert main(["check", str(bundle), "--runs", "3", "--json", str(report)]) == 0
+    assert "1 of 1 bundle(s) passed" in capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["schema_version"] == 1 and data["passed"] is True
+    assert set(data["gates"]) == {"fp32", "fp16", "int8"}
+    (entry,) = data["bundles"]
+    for key, kind in (("name", str), ("model", str), ("format", str), ("precision", str), ("integrity", str),
+                      ("runtime", str), ("samples", int), ("outputs", dict), ("top1_agreement", float),
+                      ("latency_ms", dict), ("size_bytes", int), ("gates", list), ("passed", bool)):
+        assert isinstance(entry[key], kind), (key, entry[key])
+    assert entry["integrity"] == "ok" and entry["top1_agreement"] == 1.0 and entry["samples"] == 8
+    assert set(entry["latency_ms"]) >= {"p50", "p90", "p99", "runs"}
+    assert set(entry["outputs"]["probs"]) == {"max_abs", "mean_abs", "cosine"}
+    assert all(g["passed"] for g in entry["gates"])
+
+
+def test_check_fails_a_bundle_with_one_flipped_byte(bundle, tmp_path, capsys):
+    from sdk.cli import main
+
+    copy = _copy(bundle, tmp_path)
+    model = copy / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    model.write_bytes(bytes(data))
+    assert main(["check", str(copy), "--runs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "integrity" in err and "model.onnx" in err and "does not match" in err
+
+
+def test_check_fails_a_bundle_whose_golden_outputs_were_altered(bundle, tmp_path, capsys):
+    from sdk.check import check_bundle
+    from sdk.cli import main
+
+    copy = _copy(bundle, tmp_path)
+    with np.load(copy / "golden.npz") as golden:
+        arrays = dict(golden)
+    arrays["output_probs"] = arrays["output_probs"][:, ::-1].copy()  # every reference label swapped
+    np.savez_compressed(copy / "golden.npz", **arrays)
+    assert main(["check", str(copy), "--runs", "1"]) == 1
+    assert "golden.npz" in capsys.readouterr().err  # caught by its checksum, before any inference
+    # Re-signed (the manifest's sha256 updated), the altered reference still fails on fidelity.
+    from converters.bundle import read_manifest, sha256_file
+
+    manifest = read_manifest(copy)
+    manifest["files"]["golden.npz"] = sha256_file(copy / "golden.npz")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = check_bundle(copy, runs=1)
+    assert result.integrity == "ok" and not result and result.top1_agreement == 0.0
+    assert any(f.startswith("min_top1 0 ") for f in result.failures())
+
+
+def test_check_of_a_folder_without_bundles_is_a_clear_error(tmp_path, capsys):
+    from sdk.cli import main
+
+    assert main(["check", str(tmp_path)]) == 2
+    assert "no bundle here" in capsys.readouterr().err
