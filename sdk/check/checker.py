@@ -76,8 +76,8 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
                               formats=(manifest["format"],), precisions=(manifest["precision"],))
         with selection.runner as runner:
             result.runtime = selection.describe_runtime()
-            _fidelity(result, runner, bundle, manifest)
-            result.latency_ms = _latency(runner, bundle, manifest, runs=runs, warmup=warmup)
+            inputs = _fidelity(result, runner, bundle, manifest)
+            result.latency_ms = _latency(runner, {manifest["input"]["name"]: inputs[:1]}, runs=runs, warmup=warmup)
             result.latency_ms["threads"] = threads
     except MaskGateError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -125,7 +125,8 @@ def _golden(bundle: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndar
     return inputs, outputs
 
 
-def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: dict) -> None:
+def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: dict) -> np.ndarray:
+    """Fills the fidelity figures of ``result``; returns the golden inputs."""
     from ..deployed import spec_from_manifest
 
     spec = spec_from_manifest(manifest, source=bundle / "manifest.json")
@@ -148,6 +149,7 @@ def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: dict) -> None
         result.top1_agreement = compare.top1_agreement(np.concatenate(got_all[name]), reference[name])
     else:
         result.detections = compare.merge_detections(detections).to_dict()
+    return inputs
 
 
 def _detections(spec, got: dict, want: dict) -> compare.DetectionAgreement:
@@ -162,9 +164,7 @@ def _detections(spec, got: dict, want: dict) -> compare.DetectionAgreement:
     return compare.detection_agreement(ref.boxes, ref.scores, ref.landmarks, build.boxes, build.scores, build.landmarks)
 
 
-def _latency(runner, bundle: Path, manifest: dict, *, runs: int, warmup: int) -> dict:
-    inputs, _ = _golden(bundle, manifest)
-    feed = {manifest["input"]["name"]: inputs[:1]}
+def _latency(runner, feed: dict, *, runs: int, warmup: int) -> dict:
     for _ in range(warmup):
         runner.infer(feed)
     times = []
