@@ -22,3 +22,21 @@ def test_table_and_reports(tmp_path):
     page = html_path.read_text()
     assert "m-tflite-int8: ConversionError: boom" in page and "<table>" in page
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_reduced_precision_build_slower_than_its_fp32_sibling_is_flagged(tmp_path):
+    def result(fmt, precision, ms):
+        return BuildResult(f"m-{fmt}-{precision}", "m", fmt, precision, "p", "built", size_bytes=1,
+                           fidelity={"samples": 4, "max_abs_diff": 0.0, "top1_agreement": 1.0},
+                           latency={"median_ms": ms, "p90_ms": ms, "runs": 20, "threads": 1})
+
+    results = [result("onnx", "fp32", 20.0), result("onnx", "int8", 25.0), result("tflite", "fp32", 20.0),
+               result("tflite", "int8", 10.0)]
+    text = table(results)
+    assert "0.80x SLOWER" in text and "2.00x" in text
+    assert "slower than its fp32 sibling on the same runtime: m-onnx-int8" in text
+    json_path, html_path = write_report(tmp_path, results, config=BuildConfig(out=tmp_path), seconds=1.0)
+    data = json.loads(json_path.read_text())
+    assert data["slower_than_fp32"] == ["m-onnx-int8"]
+    assert [b["speedup_vs_fp32"] for b in data["bundles"]] == [1.0, 0.8, 1.0, 2.0]
+    assert "<tr class=slow>" in html_path.read_text()
