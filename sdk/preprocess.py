@@ -20,6 +20,8 @@ def as_bgr_frame(frame: object) -> np.ndarray:
         raise InputError(f"frame must be a numpy array (BGR uint8 HxWx3), got {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise InputError(f"frame must be uint8 (BGR 0..255), got dtype {frame.dtype}; convert it first")
+    if frame.ndim in (2, 3) and (frame.shape[0] == 0 or frame.shape[1] == 0):
+        raise InputError(f"frame is empty (shape {frame.shape})")  # before OpenCV sees it: it asserts on empty input
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
     if frame.ndim == 2:
@@ -28,8 +30,6 @@ def as_bgr_frame(frame: object) -> np.ndarray:
         frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
     elif not (frame.ndim == 3 and frame.shape[2] == 3):
         raise InputError(f"frame must be HxWx3 BGR (or HxW gray, HxWx4 BGRA), got shape {frame.shape}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise InputError(f"frame is empty (shape {frame.shape})")
     return np.ascontiguousarray(frame)
 
 
