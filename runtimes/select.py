@@ -85,7 +85,7 @@ def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
         try:
             manifest = read_manifest(folder)  # schema checked; the files' checksums when one is chosen
         except BundleError as exc:
-            log.info("%s: not a usable bundle, skipped: %s", folder, exc)
+            log.warning("%s: not a usable bundle, skipped: %s", folder, exc)
             continue
         if manifest.get("model") == model:
             found.append((folder, manifest))

@@ -1,0 +1,107 @@
+"""Broken bundles: each fault is refused with a BundleError naming the file, the selector
+moves on to the next build, and the manifest parser never fails any other way (fuzzed)."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from converters.bundle import read_manifest, validate_manifest, verify_bundle
+from sdk.errors import BundleError
+
+MODEL = "mask_mobilenetv2"
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                    max_leaves=20)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("openvino")
+    from sdk.build import build
+
+    out = tmp_path_factory.mktemp("faults")
+    results = build(models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",), out=out, progress=False,
+                    verify_samples=4)
+    assert all(r.status == "built" for r in results), [r.error for r in results]
+    return out
+
+
+def _truncate(bundle):
+    path = bundle / "model.bin"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return "model.bin"
+
+
+def _remove(bundle):
+    (bundle / "model.xml").unlink()
+    return "model.xml"
+
+
+def _wrong_types(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["outputs"] = "probs"
+    manifest["input"]["shape"] = "1x3x128x128"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return "manifest.json"
+
+
+def _outside(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["../../etc/passwd"] = "0" * 64
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return "manifest.json"
+
+
+def _not_json(bundle):
+    (bundle / "manifest.json").write_text('{"schema_version": 1, "files": ')
+    return "manifest.json"
+
+
+@pytest.mark.parametrize("fault", [_truncate, _remove, _wrong_types, _outside, _not_json])
+def test_a_broken_build_is_refused_by_name_and_the_next_one_is_used(builds, tmp_path, fault, caplog):
+    from runtimes.select import open_best
+
+    copy = tmp_path / "builds"
+    shutil.copytree(builds, copy)
+    broken = copy / f"{MODEL}-openvino-fp32"
+    named = fault(broken)
+    with pytest.raises(BundleError, match=named.replace(".", r"\.")):
+        verify_bundle(broken)
+    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+        selection = open_best(copy, MODEL, prefer="cpu")  # OpenVINO would be first on the CPU
+    with selection.runner:
+        assert selection.format == "onnx"
+    said = " ".join(selection.fallbacks) + " ".join(r.getMessage() for r in caplog.records)
+    assert str(broken) in said and named in said
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_manifest_parser_never_fails_other_than_bundle_error(value):
+    try:
+        validate_manifest(value)
+    except BundleError:
+        pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["name", "model", "task", "format", "precision", "input", "inputs", "outputs",
+                                        "files", "schema_version", "class_names", "priors", "detection"]), JSON,
+                       min_size=1, max_size=4))
+def test_a_mutated_manifest_is_read_or_refused_never_crashes(builds, tmp_path_factory, changes):
+    from sdk.deployed import spec_from_manifest
+
+    good = json.loads((builds / f"{MODEL}-onnx-fp32" / "manifest.json").read_text())
+    folder = tmp_path_factory.mktemp("m")
+    (folder / "manifest.json").write_text(json.dumps({**good, **changes}))
+    try:
+        manifest = read_manifest(folder)
+        spec_from_manifest(manifest)
+    except BundleError:
+        pass
