@@ -62,7 +62,8 @@ def validate_manifest(manifest: object, *, where: str = MANIFEST) -> dict:
         if manifest["input"].get("layout") not in ("NCHW", "NHWC"):
             problems.append(f"input.layout should be NCHW or NHWC, got {manifest['input'].get('layout')!r}")
     for group in ("inputs", "outputs"):
-        for i, entry in enumerate(manifest.get(group) or []):
+        entries = manifest.get(group)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):  # a non-list is reported above
             problems += [f"{group}[{i}]: {p}" for p in (_check(entry, _TENSOR_FIELDS) if isinstance(entry, dict)
                                                          else ["should be an object"])]
     files = manifest.get("files")

@@ -28,7 +28,7 @@ def spec_from_manifest(manifest: dict, *, source: str | Path = "manifest") -> Mo
             detection=DetectionDefaults(**detection) if detection else None,
             class_names=tuple(manifest.get("class_names") or ()),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{source}: the manifest does not describe a usable model ({type(exc).__name__}: {exc}); "
                           "rebuild the bundle with this SDK version") from exc
 

@@ -7,7 +7,7 @@ import logging
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from converters.bundle import read_manifest, validate_manifest, verify_bundle
@@ -94,6 +94,7 @@ def test_manifest_parser_never_fails_other_than_bundle_error(value):
 @given(st.dictionaries(st.sampled_from(["name", "model", "task", "format", "precision", "input", "inputs", "outputs",
                                         "files", "schema_version", "class_names", "priors", "detection"]), JSON,
                        min_size=1, max_size=4))
+@example({"inputs": True})  # found by this test: the parser iterated a non-list
 def test_a_mutated_manifest_is_read_or_refused_never_crashes(builds, tmp_path_factory, changes):
     from sdk.deployed import spec_from_manifest
 
