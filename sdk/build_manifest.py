@@ -64,10 +64,18 @@ def _tensor(t) -> dict:
 
 
 def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[str, np.ndarray]:
-    """The first ``count`` held-out inputs (in the bundle's layout) and the reference outputs."""
+    """``count`` held-out inputs (in the bundle's layout) and the reference outputs: the first
+    ones for a classifier; for a detector the frames where the reference finds the most faces,
+    so that a few frames still check many detections and landmarks."""
     from calibration.dataset import in_layout
 
-    golden = {"inputs": np.concatenate([in_layout(x, layout) for x in tensors[:count]])}
+    picked = list(range(min(count, len(tensors))))
+    if spec.task == "face_detection":
+        from .fidelity import detections_of
+
+        faces = [len(detections_of(r, spec).boxes) for r in references]
+        picked = sorted(np.argsort([-n for n in faces], kind="stable")[:count].tolist())
+    golden = {"inputs": np.concatenate([in_layout(tensors[k], layout) for k in picked])}
     for name in spec.outputs:
-        golden[f"output_{name}"] = np.concatenate([r[name] for r in references[:count]]).astype(np.float32)
+        golden[f"output_{name}"] = np.concatenate([references[k][name] for k in picked]).astype(np.float32)
     return golden

@@ -1,10 +1,12 @@
-"""The build's summary: a table on the terminal, ``report.json`` and ``report.html``."""
+"""The build's summary: a table on the terminal, ``report.json`` and ``report.html``.
+
+One row per bundle: its fidelity on the held-out inputs, the checker's task metric (with
+``--data``) and latency, the speed-up over its fp32 sibling, and pass/fail on the gates.
+"""
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
-import io
 import json
 from pathlib import Path
 
@@ -19,10 +21,10 @@ def _fidelity(r) -> str:
 
 
 def speedups(results) -> dict[str, float]:
-    """Each build's speed-up over its fp32 sibling (same model, same format): fp32 ms / its ms."""
-    fp32 = {(r.model, r.format): r.latency["median_ms"] for r in results if r.precision == "fp32" and r.latency}
-    return {r.target: fp32[(r.model, r.format)] / r.latency["median_ms"]
-            for r in results if r.latency and (r.model, r.format) in fp32 and r.latency["median_ms"] > 0}
+    """Each build's speed-up over its fp32 sibling (same model, same format): fp32 p50 / its p50."""
+    fp32 = {(r.model, r.format): r.latency["p50"] for r in results if r.precision == "fp32" and r.latency}
+    return {r.target: fp32[(r.model, r.format)] / r.latency["p50"]
+            for r in results if r.latency and (r.model, r.format) in fp32 and r.latency["p50"] > 0}
 
 
 def slower_than_fp32(results) -> list[str]:
@@ -31,20 +33,23 @@ def slower_than_fp32(results) -> list[str]:
 
 
 def rows(results) -> list[list[str]]:
+    from .check.task import summary
+
     out = []
     ratios, slower = speedups(results), set(slower_than_fp32(results))
     for r in results:
         size = f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-"
-        diff = f"{r.fidelity['max_abs_diff']:.2g}" if r.fidelity else "-"
-        lat = f"{r.latency['median_ms']:.2f}" if r.latency else "-"
+        p50, p90 = (f"{r.latency[k]:.2f}" for k in ("p50", "p90")) if r.latency else ("-", "-")
         ratio = f"{ratios[r.target]:.2f}x" + (" SLOWER" if r.target in slower else "") if r.target in ratios else "-"
-        out.append([r.model, r.format, r.precision, r.status if not r.error else "FAILED", size, _fidelity(r), diff, lat,
-                    ratio])
+        task = summary((r.check or {}).get("task_metrics"))
+        verdict = "-" if r.error else ("pass" if r.passed else "FAIL")
+        out.append([r.model, r.format, r.precision, r.status if not r.error else "FAILED", size, _fidelity(r), task,
+                    p50, p90, ratio, verdict])
     return out
 
 
-HEADER = ["model", "format", "precision", "status", "size", "fidelity vs fp32 reference", "max |diff|", "ms (1 thread)",
-          "vs fp32"]
+HEADER = ["model", "format", "precision", "status", "size", "fidelity vs fp32 (held-out)", "task metric", "p50 ms",
+          "p90 ms", "vs fp32", "gates"]
 
 
 def table(results) -> str:
@@ -52,10 +57,14 @@ def table(results) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(HEADER, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     text = [line(HEADER), line(["-" * w for w in widths])] + [line(r) for r in body]
-    errors = [f"{r.target}: {r.error}" for r in results if r.error]
+    errors = [f"{r.target}: {'; '.join(r.failures())}" for r in results if not r.passed]
     slower = slower_than_fp32(results)
     flags = [f"slower than its fp32 sibling on the same runtime: {', '.join(slower)}"] if slower else []
-    return "\n".join(text + ([""] + flags if flags else []) + ([""] + errors if errors else []))
+    from .accuracy_aware import describe
+
+    diagnoses = [f"{r.target}: {describe(r.diagnosis)}" for r in results if r.diagnosis]
+    return "\n".join(text + ([""] + flags if flags else []) + ([""] + diagnoses if diagnoses else [])
+                     + ([""] + errors if errors else []))
 
 
 def write_report(out: Path, results, *, config, seconds: float, reference: str | None = None) -> tuple[Path, Path]:
@@ -63,8 +72,9 @@ def write_report(out: Path, results, *, config, seconds: float, reference: str |
     data = {"seconds": seconds, "config": _jsonable(dataclasses.asdict(config)), "reference": reference,
             "fidelity_note": "classifiers: top-1 agreement with the fp32 PyTorch reference on held-out aligned crops; "
                              "detector: share of the reference's detections found at IoU >= 0.5 on held-out frames",
-            "slower_than_fp32": slower_than_fp32(results),
-            "bundles": [{**dataclasses.asdict(r), "speedup_vs_fp32": speedups(results).get(r.target)} for r in results]}
+            "slower_than_fp32": slower_than_fp32(results), "passed": all(r.passed for r in results),
+            "bundles": [{**dataclasses.asdict(r), "passed": r.passed, "failures": r.failures(),
+                         "speedup_vs_fp32": speedups(results).get(r.target)} for r in results]}
     json_path = out / "report.json"
     _atomic_write(json_path, json.dumps(data, indent=1) + "\n")
     html_path = out / "report.html"
@@ -72,58 +82,70 @@ def write_report(out: Path, results, *, config, seconds: float, reference: str |
     return json_path, html_path
 
 
+def _entries(results) -> list[dict]:
+    out = []
+    for r in results:
+        if r.error:
+            continue
+        from .build import headline_of
+
+        fidelity = headline_of(r.fidelity)
+        lat = r.latency or {}
+        out.append({"model": r.model, "format": r.format, "precision": r.precision, "p50": lat.get("p50"),
+                    "p90": lat.get("p90"), "fidelity": fidelity, "task": (r.check or {}).get("task_metrics")})
+    return out
+
+
 def _html(results, data) -> str:
+    from .check import plots
+    from .check.html import STYLE, img
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = "".join(("<tr class=slow>" if row[-1].endswith("SLOWER") else "<tr>")
+    body = "".join(("<tr class=fail>" if row[-1] in ("FAIL", "-") else "<tr class=slow>" if "SLOWER" in row[-2] else "<tr>")
                    + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows(results))
     slower = data["slower_than_fp32"]
     flag = (f"<p class=slow>Slower than their fp32 sibling on the same runtime: {html.escape(', '.join(slower))}.</p>"
             if slower else "")
-    errors = "".join(f"<li>{html.escape(r.target)}: {html.escape(r.error)}</li>" for r in results if r.error)
-    plot = _plot(results)
-    img = f'<img alt="latency and fidelity per bundle" src="data:image/png;base64,{plot}">' if plot else (
-        "<p>(install matplotlib for the plot)</p>")
+    errors = "".join(f"<li>{html.escape(r.target)}: {html.escape('; '.join(r.failures()))}</li>"
+                     for r in results if not r.passed)
+    entries = _entries(results)
+    passed = sum(r.passed for r in results)
+    sections = [f"<h2>Latency per build</h2>{img(plots.latency(entries, title='p50 per bundle, 1 thread'), 'latency')}",
+                "<h2>Accuracy per precision</h2><p class=note>Top: agreement with the fp32 PyTorch reference on the "
+                "held-out inputs. Bottom (with --data): the task metric on labelled data.</p>"
+                f"{img(plots.accuracy_per_precision(entries), 'accuracy per precision')}"]
+    roc, by_size = plots.mask_roc(entries), plots.recall_by_size(entries)
+    if roc:
+        sections.append(f"<h2>Mask classifier ROC</h2>{img(roc, 'mask classifier ROC')}")
+    if by_size:
+        sections.append(f"<h2>Detection recall by face size</h2>{img(by_size, 'recall by face size')}")
+    diagnosed = [r for r in results if r.diagnosis]
+    if diagnosed:
+        sections.append("<h2>int8 diagnosis</h2>" + "".join(_diagnosis_html(r) for r in diagnosed))
+    if not roc and not by_size:
+        sections.append("<p class=note>Task metrics (mask ROC, recall by face size) need labelled data: "
+                        "maskgate build --data ../shared/data, or maskgate check BUILD --data DIR.</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>MaskGate build report</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}
-th{{background:#eee}}.slow{{background:#fde2e1}}</style></head><body><h1>MaskGate build report</h1>
+<style>{STYLE}.slow{{background:#fff4d6}}</style></head><body>
+<h1>MaskGate build: {passed} of {len(results)} bundles pass their gates</h1>
 <p>{len(results)} bundles in {data['seconds']:.0f} s. {html.escape(data['fidelity_note'])}.</p>
 <table><tr>{head}</tr>{body}</table>{flag}{'<h2>Failures</h2><ul>' + errors + '</ul>' if errors else ''}
-<h2>Latency and fidelity</h2>{img}</body></html>
+{''.join(sections)}</body></html>
 """
 
 
-def _plot(results) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ModuleNotFoundError:
-        return None
-    ok = [r for r in results if r.latency and r.fidelity]
-    if not ok:
-        return None
-    models = sorted({r.model for r in ok}, key=[r.model for r in ok].index)
-    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6), squeeze=False)
-    for col, model in enumerate(models):
-        mine = [r for r in ok if r.model == model]
-        labels = [f"{ {'openvino': 'OV'}.get(r.format, r.format)}\n{r.precision}" for r in mine]
-        colours = [{"fp32": "#4c72b0", "fp16": "#55a868", "int8": "#c44e52"}[r.precision] for r in mine]
-        axes[0, col].bar(range(len(mine)), [r.latency["median_ms"] for r in mine], color=colours)
-        axes[0, col].set_title(model, fontsize=9)
-        axes[0, col].set_ylabel("median ms, 1 thread")
-        fid = [100 * (r.fidelity.get("top1_agreement") if r.fidelity.get("top1_agreement") is not None
-                      else (r.fidelity.get("detection_recall") or 0)) for r in mine]
-        axes[1, col].bar(range(len(mine)), fid, color=colours)
-        axes[1, col].set_ylim(min(90, min(fid) - 1), 100.5)
-        axes[1, col].set_ylabel("% agreement with fp32 reference")
-        for ax in axes[:, col]:
-            ax.set_xticks(range(len(mine)), labels, fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+def _diagnosis_html(r) -> str:
+    d = r.diagnosis
+    e = html.escape
+    layers = "".join(f"<tr><td>{e(x['node'])}</td><td>{e(x['op_type'])}</td><td>{x['sqnr_db']:.1f}</td>"
+                     f"<td>{x['added_db']:.1f}</td><td>{'kept in float' if x['node'] in d['excluded'] else ''}</td></tr>"
+                     for x in d["worst_layers"])
+    rounds = ", ".join(f"{x['excluded']} in float: {x['fidelity']:.2%}{' (passes)' if x['passed'] else ''}"
+                       for x in d["rounds"])
+    return (f"<h3>{e(r.target)}</h3><p class=note>{e(d['method'])}. Rounds: {e(rounds)}."
+            + (f" Kept in float: {e(', '.join(d['excluded']))}." if d["excluded"] else "") + "</p>"
+            "<table><tr><th>node</th><th>op</th><th>output SQNR dB</th><th>SQNR lost here, dB</th><th></th></tr>"
+            f"{layers}</table>")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -8,7 +8,6 @@ is the build's. The full checker (``maskgate check``) builds on these.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -88,16 +87,3 @@ def compare(spec: ModelSpec, runner, tensors: list[np.ndarray], references: list
         return Fidelity(samples=n, max_abs_diff=max_diff, top1_agreement=agree / n if n else None)
     return Fidelity(samples=n, max_abs_diff=max_diff, detections_reference=ref_n, detections_found=found,
                     detections_extra=extra)
-
-
-def latency_ms(runner, spec: ModelSpec, x: np.ndarray, *, runs: int = 20, warmup: int = 3) -> dict:
-    """Median and p90 of single-input inference, after warm-up runs."""
-    feed = {spec.input.name: x}
-    for _ in range(warmup):
-        runner.infer(feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner.infer(feed)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}

@@ -120,3 +120,36 @@ def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
     """Per-class accuracy (recall of each class, the pose paper's CA); None for an absent class."""
     totals = confusion.sum(1)
     return [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(len(confusion))]
+
+
+def mask_scores(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Labels 0 = mask, 1 = no_mask; probs (N, 2). The positive class of ROC is 'mask'."""
+    pred = probs.argmax(1)
+    conf = confusion_matrix(labels, pred, 2)
+    tp, fn, fp = conf[0, 0], conf[0, 1], conf[1, 0]
+    out = {
+        "n": int(len(labels)),
+        "accuracy": float(np.mean(pred == labels)) if len(labels) else None,
+        "mask_recall": float(tp / max(tp + fn, 1)),
+        "mask_precision": float(tp / max(tp + fp, 1)),
+        "no_mask_recall": float(conf[1, 1] / max(conf[1].sum(), 1)),  # bare faces caught: what a turnstile stops
+        "confusion": conf.tolist(),
+    }
+    try:
+        out["roc_auc"] = roc_auc(labels == 0, probs[:, 0])
+    except ValueError:
+        out["roc_auc"] = None
+    return out
+
+
+def pose_scores(labels: np.ndarray, probs: np.ndarray, classes: int) -> dict:
+    pred = probs.argmax(1)
+    conf = confusion_matrix(labels, pred, classes)
+    return {
+        "n": int(len(labels)),
+        "overall_accuracy": float(np.mean(pred == labels)) if len(labels) else None,
+        "per_class_accuracy": per_class_accuracy(conf),
+        "within_one_class": float(np.mean(np.abs(pred - labels) <= 1)) if len(labels) else None,
+        "confusion": conf.tolist(),
+        "labels": "landmark-derived yaw (solvePnP on the detector's five landmarks), not measured head pose",
+    }

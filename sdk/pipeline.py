@@ -4,6 +4,7 @@ Mask and head-pose classifiers are optional: without them ``mask`` and ``pose`` 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,9 @@ class FaceResult:
             "pose": self.pose,
             **extra,
         }
+
+
+STAGES = ("preprocess", "detect", "postprocess", "align", "classify")
 
 
 class Pipeline:
@@ -136,15 +140,26 @@ class Pipeline:
             raise
         return cls(det, align=align, mask=classifiers.get("mask"), pose=classifiers.get("pose"), selections=selections)
 
-    def __call__(self, frame: np.ndarray) -> list[FaceResult]:
+    def __call__(self, frame: np.ndarray, *, timings: dict | None = None) -> list[FaceResult]:
+        """``timings``: a dict that receives the ms spent per stage (STAGES) on this frame."""
+        stages = {} if timings is None else timings
+        start = time.perf_counter()
         frame = as_bgr_frame(frame)
-        found = self.detector.detect(frame)
+        stages["preprocess"] = (time.perf_counter() - start) * 1e3
+        found = self.detector.detect(frame, timings=stages)
+        stages.setdefault("align", 0.0)
+        stages.setdefault("classify", 0.0)
         results = []
         for box, score, points in zip(found.boxes, found.scores, found.landmarks):
+            start = time.perf_counter()
             crop, roll = None, eye_roll_degrees(points)
             if self.align is not None:
                 aligned = align_face(frame, box, points, size=self.align.size, method=self.align.method, margin=self.align.margin)
                 crop, roll = aligned.image, aligned.roll_degrees
+            aligned_at = time.perf_counter()
+            mask, pose = self._classify(self.mask, crop, mask_result), self._classify(self.pose, crop, pose_result)
+            stages["align"] += (aligned_at - start) * 1e3
+            stages["classify"] += (time.perf_counter() - aligned_at) * 1e3
             results.append(
                 FaceResult(
                     box=tuple(float(v) for v in box),
@@ -152,8 +167,8 @@ class Pipeline:
                     landmarks=tuple((float(x), float(y)) for x, y in points),
                     roll_degrees=roll,
                     crop=crop,
-                    mask=self._classify(self.mask, crop, mask_result),
-                    pose=self._classify(self.pose, crop, pose_result),
+                    mask=mask,
+                    pose=pose,
                     runtime=self._runtime,
                 )
             )

@@ -6,9 +6,11 @@ from sdk.build_report import table, write_report
 
 
 def _results():
+    below = {"name": "min_top1", "value": 0.9, "threshold": 0.99, "passed": False, "samples": None, "upper_bound": None}
     ok = BuildResult("m-onnx-int8", "m", "onnx", "int8", "p", "built", size_bytes=2_500_000, seconds=1.0,
                      fidelity={"samples": 10, "max_abs_diff": 0.1, "top1_agreement": 0.9},
-                     latency={"median_ms": 1.5, "p90_ms": 2.0, "runs": 20, "threads": 1})
+                     latency={"p50": 1.5, "p90": 2.0, "p99": 2.1, "runs": 20, "threads": 1},
+                     check={"passed": True, "gates": [], "task_metrics": None}, gates=[below])
     bad = BuildResult("m-tflite-int8", "m", "tflite", "int8", "q", "failed", error="ConversionError: boom")
     return [ok, bad]
 
@@ -16,9 +18,12 @@ def _results():
 def test_table_and_reports(tmp_path):
     text = table(_results())
     assert "top-1 90.00% (n=10)" in text and "2.50 MB" in text and "FAILED" in text and "boom" in text
+    # Built but below its gate on the held-out inputs: FAIL, with the figure that failed.
+    assert "FAIL" in text.splitlines()[2] and "held-out min_top1 0.9 (>= 0.99)" in text
     json_path, html_path = write_report(tmp_path, _results(), config=BuildConfig(out=tmp_path), seconds=12.0)
     data = json.loads(json_path.read_text())
     assert [b["status"] for b in data["bundles"]] == ["built", "failed"] and data["config"]["out"] == str(tmp_path)
+    assert data["passed"] is False and [b["passed"] for b in data["bundles"]] == [False, False]
     page = html_path.read_text()
     assert "m-tflite-int8: ConversionError: boom" in page and "<table>" in page
     assert not list(tmp_path.glob(".*partial"))
@@ -28,7 +33,8 @@ def test_a_reduced_precision_build_slower_than_its_fp32_sibling_is_flagged(tmp_p
     def result(fmt, precision, ms):
         return BuildResult(f"m-{fmt}-{precision}", "m", fmt, precision, "p", "built", size_bytes=1,
                            fidelity={"samples": 4, "max_abs_diff": 0.0, "top1_agreement": 1.0},
-                           latency={"median_ms": ms, "p90_ms": ms, "runs": 20, "threads": 1})
+                           latency={"p50": ms, "p90": ms, "p99": ms, "runs": 20, "threads": 1},
+                           check={"passed": True, "gates": [], "task_metrics": None})
 
     results = [result("onnx", "fp32", 20.0), result("onnx", "int8", 25.0), result("tflite", "fp32", 20.0),
                result("tflite", "int8", 10.0)]

@@ -129,3 +129,19 @@ def test_check_of_a_folder_without_bundles_is_a_clear_error(tmp_path, capsys):
 
     assert main(["check", str(tmp_path)]) == 2
     assert "no bundle here" in capsys.readouterr().err
+
+
+def test_share_gates_hold_the_95_percent_upper_bound_on_small_samples():
+    from sdk.check.gates import wilson_upper
+
+    int8, fp32 = DEFAULT_GATES["int8"], DEFAULT_GATES["fp32"]
+    one_flip = apply(int8, cosine=None, top1=31 / 32, recall=None, landmark_nme=None, top1_samples=32)[0]
+    two_flips = apply(int8, cosine=None, top1=30 / 32, recall=None, landmark_nme=None, top1_samples=32)[0]
+    assert one_flip.passed and one_flip.upper_bound == pytest.approx(0.99446, abs=1e-4)
+    assert not two_flips.passed and two_flips.upper_bound == pytest.approx(0.98269, abs=1e-4)
+    assert "of 32" in two_flips.describe() and "95 % upper bound 0.9827" in two_flips.describe()
+    # fp32 asks for every sample: one miss fails however small the sample.
+    assert not apply(fp32, cosine=None, top1=None, recall=29 / 30, landmark_nme=None, recall_samples=30)[0].passed
+    # Without a sample size (the build's held-out figures) the share is compared as observed.
+    assert not apply(int8, cosine=None, top1=0.985, recall=None, landmark_nme=None)[0].passed
+    assert wilson_upper(0.0, 32) == pytest.approx(0.1072, abs=1e-4) and wilson_upper(1.0, 5) == 1.0

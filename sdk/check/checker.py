@@ -31,6 +31,7 @@ class BundleCheck:
     detections: dict | None = None  # DetectionAgreement dict
     latency_ms: dict | None = None  # p50, p90, p99, runs, threads
     size_bytes: int = 0
+    task_metrics: dict | None = None  # with --data: see sdk.check.task
     gates: list = field(default_factory=list)  # GateResult dicts
     error: str | None = None
 
@@ -53,9 +54,11 @@ class BundleCheck:
 
 
 def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None = None, runs: int = 50,
-                 warmup: int = 5, threads: int | None = None) -> BundleCheck:
+                 warmup: int = 5, threads: int | None = None, task_data=None) -> BundleCheck:
     """Integrity, fidelity on the golden samples, latency and gates for one bundle.
-    ``gate_overrides``: Gate fields replacing the precision's defaults (None values ignored)."""
+    ``gate_overrides``: Gate fields replacing the precision's gate (defaults, then the config
+    file's ``[gates.<precision>]``; None values ignored);
+    ``task_data``: a ``sdk.check.task.TaskData`` for task metrics on labelled data."""
     from converters.bundle import verify_bundle
     from runtimes.select import open_best
 
@@ -79,17 +82,66 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
             inputs = _fidelity(result, runner, bundle, manifest)
             result.latency_ms = _latency(runner, {manifest["input"]["name"]: inputs[:1]}, runs=runs, warmup=warmup)
             result.latency_ms["threads"] = threads
+            if task_data is not None:
+                result.task_metrics = _task_metrics(runner, bundle, manifest, task_data)
     except MaskGateError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         return result
-    gate = gating.DEFAULT_GATES.get(result.precision, gating.DEFAULT_GATES["int8"]).with_overrides(**(gate_overrides or {}))
+    gates = gating.configured_gates(gate_overrides)
+    gate = gates.get(result.precision, gates["int8"])
     # A detector's raw outputs are mostly background anchors whose regressions nobody reads:
     # it is gated on what comes out of post-processing; classifiers on their probabilities too.
     cosine = min((o["cosine"] for o in result.outputs.values()), default=None) if result.task == "classification" else None
     det = result.detections or {}
     result.gates = [g.to_dict() for g in gating.apply(gate, cosine=cosine, top1=result.top1_agreement,
-                                                       recall=det.get("recall"), landmark_nme=det.get("landmark_nme"))]
+                                                       recall=det.get("recall"), landmark_nme=det.get("landmark_nme"),
+                                                       top1_samples=result.samples if result.top1_agreement is not None
+                                                       else None, recall_samples=det.get("reference"))]
     return result
+
+
+@dataclass
+class CheckReport:
+    """A whole check run: every bundle, the pipelines (with --data), and the gates used."""
+
+    path: str
+    bundles: list[BundleCheck]
+    gates: dict  # precision -> Gate fields
+    pipelines: list = field(default_factory=list)  # sdk.check.task.pipeline_metrics dicts
+    data: str | None = None  # TaskData.describe()
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.bundles) and all(self.bundles)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict:
+        return {"schema_version": REPORT_SCHEMA_VERSION, "path": self.path, "passed": self.passed,
+                "gates": self.gates, "data": self.data, "bundles": [b.to_dict() for b in self.bundles],
+                "pipelines": self.pipelines}
+
+
+def check_pipelines(builds: str | Path, task_data, *, prefer=None, threads: int | None = None,
+                    progress: bool = False) -> list[dict]:
+    """The whole pipeline on the labelled scenes, once per format and precision that has a
+    detector and a mask classifier build (a face counts when found AND its mask label is right)."""
+    from ..progress import progress as progress_bar
+    from . import task
+
+    builds = Path(builds)
+    if (builds / "manifest.json").is_file() or not task_data.scenes:
+        return []
+    groups = task.pipeline_groups(builds)
+    out = []
+    for detector, mask, fmt, precision in progress_bar(groups, desc="pipelines", total=len(groups), enabled=progress):
+        try:
+            out.append(task.pipeline_metrics(builds, task_data.scenes, detector=detector, mask=mask, format=fmt,
+                                             precision=precision, prefer=prefer, threads=threads))
+        except MaskGateError as exc:
+            out.append({"format": fmt, "precision": precision, "error": f"{type(exc).__name__}: {exc}"})
+    return out
 
 
 def check_builds(builds: str | Path, *, progress: bool = False, **options) -> list[BundleCheck]:
@@ -109,6 +161,20 @@ def check_builds(builds: str | Path, *, progress: bool = False, **options) -> li
                           "run 'maskgate build' first or point at its --out folder")
     return [check_bundle(folder, **options)
             for folder in progress_bar(folders, desc="check", total=len(folders), enabled=progress, unit="bundle")]
+
+
+def _task_metrics(runner, bundle: Path, manifest: dict, data) -> dict | None:
+    from ..deployed import spec_from_manifest
+    from . import task
+
+    spec = spec_from_manifest(manifest, source=bundle / "manifest.json")
+    if spec.task == "face_detection":
+        from ..detector import FaceDetector
+
+        return task.detector_metrics(FaceDetector(spec, runner, options=spec.detection), data.scenes)
+    from ..classifier import CropClassifier
+
+    return task.classifier_metrics(CropClassifier(spec, runner), data.crops) if data.crops is not None else None
 
 
 def _golden(bundle: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:

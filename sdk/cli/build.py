@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
         "build", help="export and quantize the models to ONNX / OpenVINO / TFLite bundles, each checked against fp32",
         description="Builds one bundle per model x format x precision (default: 3 x 3 x 3 = 27) under --out, each with "
         "manifest.json (sha256 of every file) and golden reference data, then runs every bundle on held-out inputs "
-        "beside the fp32 PyTorch reference. Finished bundles with unchanged inputs are reused. Writes report.json and "
+        "beside the fp32 PyTorch reference and through the checker (golden fidelity, latency p50/p90, per-precision gates; "
+        "task metrics with --data). Finished bundles with unchanged inputs are reused. Writes report.json and "
         "report.html.")
     p.add_argument("--models", type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()), default=DEFAULT_MODELS,
                    help=f"comma list of registered models (default {','.join(DEFAULT_MODELS)})")
@@ -38,6 +39,16 @@ def add_parser(sub) -> None:
                    "faces/ and scenes/ (its train split); default: the set shipped in calibration/default")
     p.add_argument("--verify", type=Path, help="held-out images for the fidelity figures (a data folder: its test split); "
                    "default: the shipped held-out set")
+    p.add_argument("--data", type=Path, help="labelled data for task metrics per bundle (mask accuracy and ROC, yaw "
+                   "accuracy, detection recall by face size): a data folder like ../shared/data (its test split) or a "
+                   "crop set from 'maskgate crops'")
+    p.add_argument("--data-limit", type=int, metavar="N", help="at most N source images of faces/ and of scenes/ each")
+    p.add_argument("--diagnose", action="store_true",
+                   help="name the worst layers of every lossy int8 build (those below their gate always are)")
+    p.add_argument("--accuracy-aware", action="store_true",
+                   help="ONNX / OpenVINO int8 below its gate: re-quantize with the worst 2, 4, 8, ... layers in float "
+                   "until the gate passes; the manifest and report say what was kept in float")
+    p.add_argument("--check-runs", type=int, default=20, help="timed runs per bundle in its check (default 20)")
     p.add_argument("--out", type=Path, default=Path("build"), help="output folder (default ./build)")
     p.add_argument("--samples", type=int, default=128, help="calibration samples per model (default 128)")
     p.add_argument("--verify-samples", type=int, default=300, help="held-out inputs per model (default 300)")
@@ -91,6 +102,8 @@ def main(args) -> int:
     config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
                          calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
                          detector_size=args.detector_size, weights=weights, reference_device=args.reference_device,
+                         data=args.data, data_limit=args.data_limit, check_runs=args.check_runs,
+                         diagnose=args.diagnose, accuracy_aware=args.accuracy_aware,
                          force=args.force, options=options)
     start = time.perf_counter()
     results = build(config, progress=not args.no_progress)
@@ -100,9 +113,10 @@ def main(args) -> int:
     built = sum(r.status == "built" for r in results)
     reused = sum(r.status == "reused" for r in results)
     failed = sum(r.error is not None for r in results)
-    print(f"\n{len(results)} bundles in {args.out} ({built} built, {reused} reused, {failed} failed) in {seconds:.0f} s; "
-          f"report: {html_path}")
-    return 1 if failed else 0
+    below_gate = sum(r.error is None and not r.passed for r in results)
+    print(f"\n{len(results)} bundles in {args.out} ({built} built, {reused} reused, {failed} failed, {below_gate} below "
+          f"their gates) in {seconds:.0f} s; report: {html_path}")
+    return 1 if failed or below_gate else 0
 
 
 def _comma_list(text: str) -> tuple[str, ...]:

@@ -10,31 +10,55 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("check", help="verify bundles against their fp32 reference (works without torch)")
     p.add_argument("path", help="a bundle folder, or a builds folder from 'maskgate build --out'")
-    p.add_argument("--prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu (default; or MASKGATE_DEVICE)")
+    p.add_argument("--device", "--prefer", dest="prefer", metavar="KINDS",
+                   help="device preference, e.g. npu,gpu,cpu (default; or MASKGATE_DEVICE)")
     p.add_argument("--threads", type=int, help="CPU threads per model (default: the runtime's)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per bundle after 5 warm-up runs (default 50)")
+    p.add_argument("--data", metavar="DIR", help="labelled data for task metrics: a data folder like ../shared/data "
+                   "(faces/ + scenes/) or a crop set from 'maskgate crops'")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split of --data (default test)")
+    p.add_argument("--data-limit", type=int, metavar="N", help="at most N source images of faces/ and of scenes/ each")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
+    p.add_argument("--html", metavar="FILE", help="write an HTML report with plots here")
     for name, what in (("min-top1", "classifier top-1 agreement"), ("min-recall", "share of reference detections found"),
                        ("min-cosine", "classifier output cosine similarity"),
                        ("max-landmark-nme", "landmark error / inter-ocular distance")):
-        p.add_argument(f"--{name}", type=float, help=f"gate on {what}, for every precision (default per precision)")
+        p.add_argument(f"--{name}", type=float, help=f"gate on {what}, for every precision "
+                       "(default per precision, or [gates.<precision>] in maskgate.toml / MASKGATE_CONFIG)")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
-    from ..check import DEFAULT_GATES, check_builds
-    from ..check.checker import REPORT_SCHEMA_VERSION
+    from ..check import check_builds
+    from ..check.checker import CheckReport, check_pipelines
+    from ..check.gates import configured_gates
 
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
                  "max_landmark_nme": args.max_landmark_nme}
+    gates = configured_gates(overrides)  # a bad config file fails here, before any work
+    task_data = None
+    if args.data:
+        from ..check.task import TaskData
+
+        task_data = TaskData.load(args.data, builds=args.path, split=args.split, limit=args.data_limit,
+                                  prefer=args.prefer, threads=args.threads, progress=True)
+        print(f"task data: {task_data.describe()}; crops cut by {task_data.cut_by}")
     results = check_builds(args.path, progress=True, prefer=args.prefer, threads=args.threads, runs=args.runs,
-                           gate_overrides=overrides)
+                           gate_overrides=overrides, task_data=task_data)
+    report = CheckReport(str(args.path), results, {k: v.__dict__ for k, v in gates.items()},
+                         data=task_data.describe() if task_data else None)
+    if task_data is not None:
+        report.pipelines = check_pipelines(args.path, task_data, prefer=args.prefer, threads=args.threads, progress=True)
     _print_table(results)
+    if report.pipelines:
+        _print_pipelines(report.pipelines)
     if args.json:
-        report = {"schema_version": REPORT_SCHEMA_VERSION, "path": str(args.path), "passed": all(results),
-                  "gates": {k: v.with_overrides(**overrides).__dict__ for k, v in DEFAULT_GATES.items()},
-                  "bundles": [r.to_dict() for r in results]}
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        _write(Path(args.json), json.dumps(report.to_dict(), indent=1))
+    if args.html:
+        from ..check.html import check_html
+
+        _write(Path(args.html), check_html(report))
+        print(f"wrote {args.html}")
     failed = [r for r in results if not r]
     for r in failed:
         print(f"FAILED {r.name or r.bundle}: " + "; ".join(r.failures()), file=sys.stderr)
@@ -42,8 +66,28 @@ def main(args) -> int:
     return 0 if not failed else 1
 
 
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _print_pipelines(pipelines: list[dict]) -> None:
+    print("\nwhole pipeline on the labelled scenes (a face counts when found AND its mask label is right):")
+    for p in pipelines:
+        if p.get("error"):
+            print(f"  {p['format']:>8s} {p['precision']}: {p['error']}")
+            continue
+        print(f"  {p['format']:>8s} {p['precision']}: {p['correct']}/{p['faces']} faces >= {p['min_face_px']:g}px "
+              f"= {p['accuracy_of_all']:.2%} (found {p['found']}, mask right on {p['accuracy_of_found']:.2%} of found)")
+
+
 def _print_table(results) -> None:
-    rows = [("bundle", "runtime", "fidelity", "p50 ms", "p90 ms", "result")]
+    from ..check.task import summary
+
+    with_task = any(r.task_metrics for r in results)
+    rows = [("bundle", "runtime", "fidelity", *(("task metric",) if with_task else ()), "p50 ms", "p90 ms", "result")]
     for r in results:
         if r.top1_agreement is not None:
             fidelity = f"top-1 {r.top1_agreement:.1%} (n={r.samples})"
@@ -53,7 +97,8 @@ def _print_table(results) -> None:
         else:
             fidelity = "-"
         lat = r.latency_ms or {}
-        rows.append((r.name or Path(r.bundle).name, r.runtime or "-", fidelity, f"{lat['p50']:.2f}" if lat else "-",
+        task = (summary(r.task_metrics),) if with_task else ()
+        rows.append((r.name or Path(r.bundle).name, r.runtime or "-", fidelity, *task, f"{lat['p50']:.2f}" if lat else "-",
                      f"{lat['p90']:.2f}" if lat else "-", "pass" if r else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):

@@ -38,7 +38,7 @@ def main(args) -> int:
     from ..datasets.crops import CropSet, build_crops, split_of
     from ..detector import FaceDetector
     from ..pipeline import Pipeline
-    from ..training.report import mask_scores, pose_scores
+    from ..metrics import mask_scores, pose_scores
     from ..voc import read_voc_folder
 
     show = not args.no_progress

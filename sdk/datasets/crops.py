@@ -139,6 +139,8 @@ def build_crops(
     detector,
     *,
     options: CropOptions = CropOptions(),
+    split: str | None = None,
+    limit: int | None = None,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
 ) -> CropSet:
     """Detect, align and crop every face of ``data_root/faces`` and ``data_root/scenes``.
@@ -146,6 +148,8 @@ def build_crops(
     faces/<class>/*: one face per photo, the largest detection; the folder is the label.
     scenes/: every labelled box matched (IoU >= options.match_iou) to a detection; the
     box's label is the crop's label; boxes the detector misses give no crop (counted).
+    ``split``: only the source images of that split are read (e.g. "test"); ``limit``: at
+    most this many of faces/ and of scenes/ each, evenly spread.
     """
     from ..sources import list_images, read_image
     from ..voc import read_voc_folder
@@ -162,6 +166,10 @@ def build_crops(
         jobs += [("scenes", v.image_path, v) for v in read_voc_folder(root / "scenes")]
     if not jobs:
         raise SourceError(f"{root}: found neither faces/with_mask, faces/without_mask nor scenes/annotations")
+    if split is not None:
+        jobs = [job for job in jobs if split_of(job[1].relative_to(root).as_posix()) == split]
+    if limit is not None:
+        jobs = [job for origin in ("faces", "scenes") for job in _spread([j for j in jobs if j[0] == origin], limit)]
 
     for origin, path, label in progress(jobs):
         rel = path.relative_to(root).as_posix()
@@ -207,3 +215,9 @@ def build_crops(
         info={"size": [w, h], "margin": options.margin, "score_threshold": options.score_threshold,
               "match_iou": options.match_iou, "counts": counts, "yaw_labels": "landmark-derived (solvePnP, generic 3D face)"},
     )
+
+
+def _spread(items: list, limit: int) -> list:
+    if len(items) <= limit:
+        return items
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, max(limit, 0)).round().astype(int)]

@@ -1,0 +1,160 @@
+"""Plots for the check and build reports, as base64 PNGs for inline <img> tags.
+
+Every function takes ``entries``: one dict per bundle with ``model``, ``format``,
+``precision``, ``p50`` / ``p90`` (ms, may be None), ``fidelity`` (agreement with the fp32
+reference, 0..1, may be None) and ``task`` (``sdk.check.task`` metrics, may be None).
+matplotlib is optional (not in the device install): without it every plot is None.
+"""
+from __future__ import annotations
+
+import base64
+import io
+
+PRECISION_COLOURS = {"fp32": "#4c72b0", "fp16": "#55a868", "int8": "#c44e52"}
+FORMAT_SHORT = {"openvino": "OV", "onnx": "ONNX", "tflite": "TFLite"}
+TASK_LABEL = {"mask": "mask accuracy", "yaw": "yaw OA", "detection": "detection recall"}
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        return None
+    return plt
+
+
+def _png(fig, plt) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _models(entries: list[dict]) -> list[str]:
+    return list(dict.fromkeys(e["model"] for e in entries))
+
+
+def _label(e: dict) -> str:
+    return f"{FORMAT_SHORT.get(e['format'], e['format'])}\n{e['precision']}"
+
+
+def latency(entries: list[dict], *, title: str = "latency per build") -> str | None:
+    """Bars of p50 per bundle, a tick at p90; one panel per model."""
+    plt = _pyplot()
+    timed = [e for e in entries if e.get("p50") is not None]
+    if plt is None or not timed:
+        return None
+    models = _models(timed)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.3 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        mine = [e for e in timed if e["model"] == model]
+        x = range(len(mine))
+        ax.bar(x, [e["p50"] for e in mine], color=[PRECISION_COLOURS.get(e["precision"], "#888") for e in mine])
+        p90 = [(i, e["p90"]) for i, e in enumerate(mine) if e.get("p90") is not None]
+        if p90:
+            ax.scatter([i for i, _ in p90], [v for _, v in p90], marker="_", s=200, color="black", label="p90")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_title(model, fontsize=9)
+        ax.set_ylabel("ms per inference (p50)")
+        ax.set_xticks(list(x), [_label(e) for e in mine], fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig, plt)
+
+
+def accuracy_per_precision(entries: list[dict]) -> str | None:
+    """Per model: agreement with the fp32 reference (top row) and, with labelled data, the
+    task metric (bottom row), grouped by precision with one bar per format."""
+    plt = _pyplot()
+    if plt is None or not entries:
+        return None
+    models = _models(entries)
+    with_task = any(e.get("task") for e in entries)
+    rows = 2 if with_task else 1
+    fig, axes = plt.subplots(rows, len(models), figsize=(4.3 * len(models), 3.1 * rows), squeeze=False)
+    precisions = [p for p in PRECISION_COLOURS if any(e["precision"] == p for e in entries)]
+    formats = list(dict.fromkeys(e["format"] for e in entries))
+    width = 0.8 / max(len(formats), 1)
+    for col, model in enumerate(models):
+        mine = [e for e in entries if e["model"] == model]
+        panels = [("fidelity", "% agreement with fp32 reference", lambda e: e.get("fidelity"))]
+        if with_task:
+            kind = next((e["task"]["kind"] for e in mine if e.get("task")), None)
+            panels.append(("task", f"% {TASK_LABEL.get(kind, 'task metric')} on labelled data", _task_value))
+        for row, (_, ylabel, value) in enumerate(panels):
+            ax = axes[row, col]
+            lowest = 100.0
+            for k, fmt in enumerate(formats):
+                values = []
+                for p in precisions:
+                    e = next((e for e in mine if e["format"] == fmt and e["precision"] == p), None)
+                    v = value(e) if e else None
+                    values.append(float("nan") if v is None else 100 * v)
+                    lowest = min(lowest, 100 * v) if v is not None else lowest
+                ax.bar([i + (k - (len(formats) - 1) / 2) * width for i in range(len(precisions))], values, width,
+                       label=FORMAT_SHORT.get(fmt, fmt))
+            ax.set_xticks(range(len(precisions)), precisions)
+            ax.set_ylim(max(0.0, min(95.0, lowest - 2)), 100.5)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(model, fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=len(formats))
+    fig.suptitle("accuracy per precision", fontsize=10)
+    return _png(fig, plt)
+
+
+def _task_value(e: dict) -> float | None:
+    task = e.get("task") or {}
+    return task.get({"mask": "accuracy", "yaw": "overall_accuracy", "detection": "recall"}.get(task.get("kind"), ""))
+
+
+def mask_roc(entries: list[dict]) -> str | None:
+    """ROC of every mask classifier build on the labelled crops: full curve and the corner."""
+    plt = _pyplot()
+    curves = [e for e in entries if (e.get("task") or {}).get("kind") == "mask" and e["task"].get("roc")]
+    if plt is None or not curves:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    styles = {"onnx": "-", "openvino": "--", "tflite": ":"}
+    for e in curves:
+        roc = e["task"]["roc"]
+        label = f"{FORMAT_SHORT.get(e['format'], e['format'])} {e['precision']} (AUC {e['task']['roc_auc']:.4f})"
+        for ax in axes:
+            ax.plot(roc["fpr"], roc["tpr"], styles.get(e["format"], "-"), color=PRECISION_COLOURS.get(e["precision"]),
+                    label=label, linewidth=1.3)
+    n = curves[0]["task"]["n"]
+    axes[0].plot([0, 1], [0, 1], color="#bbb", linewidth=0.8)
+    axes[0].set_title(f"mask classifier ROC ({n} labelled crops; positive: mask)", fontsize=9)
+    axes[1].set_xlim(0, 0.05)
+    axes[1].set_ylim(0.9, 1.001)
+    axes[1].set_title("top-left corner", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("false-positive rate (bare faces called masked)")
+        ax.set_ylabel("true-positive rate")
+    axes[1].legend(fontsize=7, loc="lower right")
+    return _png(fig, plt)
+
+
+def recall_by_size(entries: list[dict]) -> str | None:
+    """Detector builds' recall per face-width bucket on the labelled scenes."""
+    plt = _pyplot()
+    detectors = [e for e in entries if (e.get("task") or {}).get("kind") == "detection"]
+    if plt is None or not detectors:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    styles = {"onnx": "-o", "openvino": "--s", "tflite": ":^"}
+    buckets = [b["bucket"] for b in detectors[0]["task"]["buckets"]]
+    for e in detectors:
+        values = [b["recall"] if b["recall"] is not None else float("nan") for b in e["task"]["buckets"]]
+        ax.plot(range(len(values)), values, styles.get(e["format"], "-o"), color=PRECISION_COLOURS.get(e["precision"]),
+                label=f"{FORMAT_SHORT.get(e['format'], e['format'])} {e['precision']}", markersize=4, linewidth=1)
+    faces = [b["faces"] for b in detectors[0]["task"]["buckets"]]
+    ax.set_xticks(range(len(buckets)), [f"{b}\n({n} faces)" for b, n in zip(buckets, faces)], fontsize=7)
+    ax.set_ylabel("recall (IoU >= %g)" % detectors[0]["task"]["iou"])
+    ax.set_ylim(0, 1.02)
+    ax.set_title("detection recall by face width", fontsize=9)
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    return _png(fig, plt)

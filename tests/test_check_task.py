@@ -1,0 +1,122 @@
+"""``maskgate check --data``: task metrics on labelled data, the whole pipeline per format
+and precision, the HTML report, and gates from the config file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sdk.check.task import classifier_metrics, summary
+
+
+@pytest.fixture(scope="module")
+def onnx_builds(tmp_path_factory):
+    pytest.importorskip("onnxscript")
+    from sdk.build import build
+
+    out = tmp_path_factory.mktemp("task-builds")
+    results = build(formats=("onnx",), precisions=("fp32",), out=out, progress=False, verify_samples=8)
+    assert all(r.status == "built" for r in results), [r.error for r in results]
+    return out
+
+
+@pytest.fixture(scope="module")
+def task_data(onnx_builds, shared_data):
+    from sdk.check.task import TaskData
+
+    return TaskData.load(shared_data, builds=onnx_builds, limit=25)
+
+
+@pytest.mark.shared_data
+def test_task_data_is_the_test_split_cut_by_the_fp32_detector_build(task_data):
+    from sdk.datasets.crops import split_of
+
+    assert "retinaface_mnet025: onnx fp32" in task_data.cut_by
+    assert len(task_data.scenes) == 25 and len(task_data.crops) > 40
+    assert set(task_data.crops.split) == {"test"}
+    assert all(split_of(s.image_path.relative_to(task_data.source).as_posix()) == "test" for s in task_data.scenes)
+
+
+@pytest.mark.shared_data
+def test_mask_metrics_of_the_fp32_build_equal_the_reference_classifiers(onnx_builds, task_data):
+    """The same crops through the PyTorch reference give the same figures: the build's task
+    metric measures the build, and the metric code is the one training reports use."""
+    from sdk.classifier import CropClassifier
+    from sdk.deployed import open_classifier
+
+    build, _ = open_classifier(onnx_builds, "mask_mobilenetv2")
+    reference = CropClassifier.reference("mask_mobilenetv2", device="cpu")
+    got, want = classifier_metrics(build, task_data.crops), classifier_metrics(reference, task_data.crops)
+    build.close()
+    reference.close()
+    assert got["kind"] == "mask" and got["n"] == want["n"] > 40
+    assert got["accuracy"] == want["accuracy"] and got["confusion"] == want["confusion"]
+    assert got["roc_auc"] == pytest.approx(want["roc_auc"], abs=1e-3) and got["accuracy"] > 0.9
+    roc = got["roc"]
+    assert roc["fpr"][0] == 0.0 and roc["fpr"][-1] == 1.0 and roc["tpr"][-1] == 1.0
+    assert np.all(np.diff(roc["tpr"]) >= 0)  # a ROC curve never goes down
+    assert summary(got).startswith("acc ")
+
+
+@pytest.mark.shared_data
+def test_check_with_data_reports_task_metrics_pipelines_and_html(onnx_builds, shared_data, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from sdk.cli import main
+
+    report, page = tmp_path / "check.json", tmp_path / "check.html"
+    assert main(["check", str(onnx_builds), "--runs", "2", "--data", str(shared_data), "--data-limit", "25",
+                 "--json", str(report), "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "whole pipeline on the labelled scenes" in out and "3 of 3 bundle(s) passed" in out
+    data = json.loads(report.read_text())
+    kinds = {b["model"]: b["task_metrics"]["kind"] for b in data["bundles"]}
+    assert kinds == {"retinaface_mnet025": "detection", "mask_mobilenetv2": "mask", "pose_mobilenetv2_skip": "yaw"}
+    detector = next(b["task_metrics"] for b in data["bundles"] if b["model"] == "retinaface_mnet025")
+    assert detector["images"] == 25 and sum(row["faces"] for row in detector["buckets"]) > 50
+    assert 0.7 < detector["recall"] <= 1.0
+    yaw = next(b["task_metrics"] for b in data["bundles"] if b["model"] == "pose_mobilenetv2_skip")
+    assert len(yaw["per_class_accuracy"]) == 6 and "landmark-derived" in yaw["labels"]
+    (pipeline,) = data["pipelines"]
+    assert (pipeline["format"], pipeline["precision"]) == ("onnx", "fp32")
+    assert 0 < pipeline["correct"] <= pipeline["found"] <= pipeline["faces"]
+    assert pipeline["accuracy_of_all"] == pytest.approx(pipeline["correct"] / pipeline["faces"])
+    text = page.read_text()
+    assert text.count("<img ") == 4  # latency, accuracy per precision, mask ROC, recall by size
+    assert "Mask classifier ROC" in text and "Whole pipeline" in text and "Yaw classes" in text
+
+
+@pytest.mark.shared_data
+def test_task_data_needs_a_detector_to_cut_crops(onnx_builds, shared_data, tmp_path):
+    import shutil
+
+    from sdk.check.task import TaskData
+    from sdk.errors import BundleError
+
+    only_mask = tmp_path / "only-mask"
+    shutil.copytree(onnx_builds / "mask_mobilenetv2-onnx-fp32", only_mask / "mask_mobilenetv2-onnx-fp32")
+    with pytest.raises(BundleError, match="needs a detector bundle"):
+        TaskData.load(shared_data, builds=only_mask, limit=5)
+
+
+def test_gates_from_the_config_file(onnx_builds, tmp_path, monkeypatch, capsys):
+    from sdk.check.gates import DEFAULT_GATES, configured_gates
+    from sdk.cli import main
+
+    config = tmp_path / "maskgate.toml"
+    config.write_text("[gates.fp32]\nmin_top1 = 1.5\n[gates.int8]\nmin_recall = 0.9\n")
+    monkeypatch.setenv("MASKGATE_CONFIG", str(config))
+    gates = configured_gates()
+    assert gates["int8"].min_recall == 0.9 and gates["int8"].min_top1 == DEFAULT_GATES["int8"].min_top1
+    assert configured_gates({"min_recall": 0.5})["int8"].min_recall == 0.5  # flags win over the file
+    # An impossible fp32 gate from the file fails the build; the flag puts it back.
+    assert main(["check", str(onnx_builds / "mask_mobilenetv2-onnx-fp32"), "--runs", "1"]) == 1
+    assert "min_top1 1 of 8 (>= 1.5)" in capsys.readouterr().err
+    assert main(["check", str(onnx_builds / "mask_mobilenetv2-onnx-fp32"), "--runs", "1", "--min-top1", "1"]) == 0
+    config.write_text("[gates.int9]\nmin_top1 = 0.5\n")
+    assert main(["check", str(onnx_builds), "--runs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "one table per precision" in err and str(config) in err
+    config.write_text("[gates.int8]\nmin_top = 0.5\n")
+    assert main(["check", str(onnx_builds), "--runs", "1"]) == 2
+    assert "[gates.int8] may set numbers for" in capsys.readouterr().err
