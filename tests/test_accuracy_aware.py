@@ -84,3 +84,30 @@ def test_an_int8_build_below_its_gate_is_diagnosed_without_being_changed(tmp_pat
     assert result.diagnosis["excluded"] == [] and len(result.diagnosis["rounds"]) == 1
     nodes = {n for n in read_manifest(result.path)["quantizer"]["float_nodes"]}
     assert not nodes & {x["node"] for x in result.diagnosis["worst_layers"]}
+
+
+def test_openvino_accuracy_aware_really_leaves_the_named_layers_in_float(tmp_path, monkeypatch, impossible_gate):
+    """The ranking is made on the ONNX graph; OpenVINO keeps its node names (a conv becomes
+    NAME/WithoutBiases + bias NAME): the excluded convs must read float activations and
+    float weights, where the others read FakeQuantize outputs and int8 weights."""
+    pytest.importorskip("onnxscript")
+    ov = pytest.importorskip("openvino")
+    import sdk.accuracy_aware as accuracy_aware
+    from sdk.build import build
+
+    monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
+    monkeypatch.setattr(accuracy_aware, "STEPS", (4,))
+    (result,) = build(models=("mask_mobilenetv2",), formats=("openvino",), precisions=("int8",), out=tmp_path,
+                      progress=False, verify_samples=8, samples=16, check_runs=2, accuracy_aware=True)
+    excluded = result.diagnosis["excluded"]
+    assert len(excluded) == 4
+    ops = {op.get_friendly_name(): op for op in ov.Core().read_model(f"{result.path}/model.xml").get_ordered_ops()}
+
+    def sources(op) -> set[str]:
+        return {op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())}
+
+    convs = {n: op for n, op in ops.items() if op.get_type_name() in ("Convolution", "GroupConvolution")}
+    kept = {n for n in convs if n.removesuffix("/WithoutBiases") in excluded}
+    assert kept, f"no conv of {excluded} found in the OpenVINO model"
+    assert all("FakeQuantize" not in sources(convs[n]) for n in kept)
+    assert any("FakeQuantize" in sources(op) for n, op in convs.items() if n not in kept)  # the rest is int8
