@@ -96,3 +96,24 @@ def test_letterbox_nchw_rgb_and_nhwc():
     x = to_tensor(image, spec)
     assert x.shape == (1, 2, 4, 3)
     np.testing.assert_allclose(x[0, 0, 0], [(0 - 1) / 2, (0 - 2) / 2, (10 - 3) / 2])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("color,std", [("BGR", (1.0, 1.0, 1.0)), ("RGB", (58.4, 57.1, 57.4))])
+def test_to_tensor_is_bit_exact_with_the_plain_formula(layout, color, std):
+    """The per-channel fast path computes exactly (x - mean) / std in float32."""
+    spec = InputSpec(size=(64, 48), color=color, mean=(123.7, 116.3, 103.5), std=std, layout=layout)
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    rgb = image if color == "BGR" else image[:, :, ::-1]
+    want = (rgb.astype(np.float32) - np.float32(spec.mean)) / np.float32(spec.std)
+    want = want.transpose(2, 0, 1) if layout == "NCHW" else want
+    got = to_tensor(image, spec)
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    assert np.array_equal(got[0], want)
+
+
+def test_a_frame_of_the_canvas_size_is_not_copied():
+    spec = InputSpec(size=(640, 480), mean=(104.0, 117.0, 123.0))
+    frame = np.zeros((480, 640, 3), np.uint8)
+    canvas, box = letterbox(frame, spec)
+    assert canvas is frame and box.scale == 1.0
