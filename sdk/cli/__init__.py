@@ -5,9 +5,10 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import backends, build, check, compare, crops, evaluate, evaluate_classifiers, models, run, synth, train
+from . import (backends, build, check, compare, crops, evaluate, evaluate_classifiers, models, run, synth, train,
+               turnstile)
 
-COMMANDS = (run, build, check, backends, models, evaluate_classifiers, evaluate, crops, synth, train, compare)
+COMMANDS = (run, turnstile, build, check, backends, models, evaluate_classifiers, evaluate, crops, synth, train, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

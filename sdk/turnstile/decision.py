@@ -120,14 +120,17 @@ class GateStateMachine:
     _empty_run: int = field(default=0, init=False, repr=False)
 
     def update(self, obs: Observation) -> Passage | None:
-        self._recent.append(obs.decision)
+        self._recent.append(obs)
         while len(self._recent) > self.rules.window:
             self._recent.popleft()
-        self.state = _majority(self._recent)
+        # Frames before the first count as no face: one frame at the start opens nothing.
+        padding = [Decision.NO_FACE] * (self.rules.window - len(self._recent))
+        self.state = _majority(padding + [o.decision for o in self._recent])
         if not self._passage:
             if self.state is Decision.NO_FACE:
                 return None
-            self._passage = [obs]
+            # The passage began with the first face among the frames that made the majority.
+            self._passage = [o for o in self._recent if o.decision is not Decision.NO_FACE]
         else:
             self._passage.append(obs)
         if self.state is Decision.OPEN and self._opened_at is None:

@@ -1,0 +1,145 @@
+"""A video of people "walking up to the gate", made of held-out scene photos.
+
+Each chosen test-split scene of DATA/scenes is cropped around its largest labelled face
+(with_mask / without_mask) so that the face is about 140 px wide on a 640x480 frame, as
+at a turnstile, and shown for --hold frames; grey frames separate the passages. Writes
+VIDEO (MJPG .avi) and VIDEO.labels.json: per passage the scene, its mask label, and the
+expected decision: with_mask -> OPEN, without_mask -> NO_MASK; with --builds, a face
+whose yaw label is not frontal -> LOOK_AT_CAMERA. Yaw labels are derived as everywhere
+in this project (there are no measured head poses in the data): from the five landmarks
+the fp32 detector build finds on the labelled face, by solvePnP on a generic 3D face.
+
+    python examples/turnstile/make_test_video.py ../shared/data clip.avi --scenes 12 --builds build/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+EXPECTED = {"with_mask": "OPEN", "without_mask": "NO_MASK"}
+FRAME = (640, 480)
+FACE_PX = 140
+
+
+def pick_scenes(data: Path, count: int, *, min_face_px: float = 28.0, split: str = "test") -> list:
+    """Scenes of ``split`` whose largest labelled face is clearly the largest (1.3x the next)."""
+    from sdk.datasets.crops import split_of
+    from sdk.voc import read_voc_folder
+
+    chosen = []
+    for scene in read_voc_folder(data / "scenes"):
+        if split_of(scene.image_path.relative_to(data).as_posix()) != split or not len(scene.boxes):
+            continue
+        widths = scene.boxes[:, 2] - scene.boxes[:, 0]
+        order = np.argsort(-widths)
+        top = order[0]
+        if scene.labels[top] not in EXPECTED or widths[top] < min_face_px:
+            continue
+        if len(order) > 1 and widths[order[1]] * 1.3 > widths[top]:
+            continue
+        chosen.append((scene, int(top)))
+    # As many bare faces as masked ones (the scenes are mostly masked), evenly spread, alternating.
+    by_label = {label: [c for c in chosen if c[0].labels[c[1]] == label] for label in EXPECTED}
+    half = {label: _spread(items, (count + (label == "with_mask")) // 2) for label, items in by_label.items()}
+    mixed = [x for pair in zip(half["with_mask"], half["without_mask"]) for x in pair]
+    longer = max(half.values(), key=len)
+    return (mixed + longer[len(mixed) // 2:])[:count]
+
+
+def _spread(items: list, count: int) -> list:
+    if len(items) <= count:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+def gate_view(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop a 4:3 window around the face so that it is FACE_PX wide on a 640x480 frame;
+    returns the view and the face's box on it."""
+    x1, y1, x2, y2 = box
+    scale = FACE_PX / max(x2 - x1, 1.0)
+    w, h = FRAME[0] / scale, FRAME[1] / scale
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + 0.1 * h  # the face a little above the middle
+    src = np.float32([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx - w / 2, cy + h / 2]])
+    dst = np.float32([[0, 0], [FRAME[0], 0], [0, FRAME[1]]])
+    matrix = cv2.getAffineTransform(src, dst)
+    view = cv2.warpAffine(image, matrix, FRAME, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(114, 114, 114))
+    corners = np.array([[x1, y1, 1.0], [x2, y2, 1.0]]) @ matrix.T
+    return view, corners.reshape(-1)
+
+
+def yaw_label(detector, view: np.ndarray, box: np.ndarray) -> int | None:
+    """The derived yaw class of the labelled face (None when the detector misses it)."""
+    from sdk.metrics import match_greedy
+    from sdk.pose import YawBins, estimate_yaw
+
+    found = detector.detect(view, score_threshold=0.3)
+    match = match_greedy(box[None], found.boxes, found.scores, 0.4)[0]
+    return None if match < 0 else YawBins().classify(estimate_yaw(found.landmarks[match]))
+
+
+def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: int = 8, fps: float = 10.0,
+               builds: Path | None = None) -> list[dict]:
+    from sdk.sources import read_image
+    from sdk.turnstile import GateRules
+
+    picked = pick_scenes(data, scenes)
+    detector = None
+    if builds is not None:
+        from sdk.deployed import open_detector
+
+        detector, _ = open_detector(builds, "retinaface_mnet025", precisions=("fp32",))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME)
+    if not writer.isOpened():
+        raise SystemExit(f"{out}: cannot write an MJPG video here")
+    blank = np.full((FRAME[1], FRAME[0], 3), 114, np.uint8)
+    labels = []
+    try:
+        for _ in range(gap):
+            writer.write(blank)
+        for scene, top in picked:
+            view, box = gate_view(read_image(scene.image_path), scene.boxes[top])
+            yaw = yaw_label(detector, view, box) if detector is not None else None
+            expected = EXPECTED[scene.labels[top]]
+            if yaw is not None and yaw not in GateRules().frontal_yaw_classes:
+                expected = "LOOK_AT_CAMERA"
+            labels.append({"scene": scene.image_path.name, "label": scene.labels[top], "yaw_label": yaw,
+                           "expected": expected, "first_frame": len(labels) * (hold + gap) + gap})
+            for _ in range(hold):
+                writer.write(view)
+            for _ in range(gap):
+                writer.write(blank)
+    finally:
+        writer.release()
+        if detector is not None:
+            detector.close()
+    Path(f"{out}.labels.json").write_text(json.dumps(labels, indent=1))
+    return labels
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="data folder with scenes/ (e.g. ../shared/data)")
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--hold", type=int, default=10, help="frames each person stays at the gate (default 10)")
+    parser.add_argument("--gap", type=int, default=8, help="empty frames between people (default 8)")
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--builds", type=Path, help="derive yaw labels with the fp32 detector build here")
+    args = parser.parse_args()
+    labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
+                        builds=args.builds)
+    print(f"{args.video}: {len(labels)} passages ({sum(x['expected'] == 'OPEN' for x in labels)} masked)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``maskgate turnstile SOURCE``: the turnstile camera app (see sdk/turnstile)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("turnstile", help="the turnstile app: one JSON event per person passing a camera",
+                       description="Runs the pipeline from build bundles on a camera, a video or an RTSP/HTTP stream, "
+                       "takes the largest face in the region of interest as the person at the gate, smooths the "
+                       "decision (NO_FACE, LOOK_AT_CAMERA, NO_MASK, OPEN) over several frames and writes one event "
+                       "per passage. Settings come from --config ([turnstile] in TOML), then these flags.")
+    p.add_argument("source", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL")
+    p.add_argument("--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)")
+    p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./build)")
+    p.add_argument("--prefer", "--device", dest="prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu")
+    p.add_argument("--threads", type=int, help="CPU threads per model")
+    p.add_argument("--roi", type=_ints, metavar="X,Y,W,H", help="region of interest: only faces centred in it count")
+    p.add_argument("--events", metavar="FILE", help="append one JSON line per passage (and errors, and the run's end)")
+    p.add_argument("--video-out", metavar="FILE", help="write an annotated video (mp4v) here")
+    p.add_argument("--window", type=int, help="frames the decision is smoothed over (default 5)")
+    p.add_argument("--gap", type=int, dest="gap_frames", help="frames without a face that end a passage (default 5)")
+    p.add_argument("--min-face-px", type=float, help="faces narrower than this are not at the gate (default 48)")
+    p.add_argument("--min-mask-prob", type=float, help="P(mask) needed to open (default 0.5)")
+    p.add_argument("--frontal", type=_ints, metavar="K,K,...", help="yaw classes (0-5) frontal enough (default 1,2,3,4)")
+    p.add_argument("--health-every", type=float, dest="health_every_s", help="seconds between health lines (default 10)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from ..turnstile import TurnstileApp, load_config
+
+    config = load_config(
+        args.source, path=args.config, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
+        events=args.events, video_out=args.video_out, health_every_s=args.health_every_s, max_frames=args.max_frames,
+        rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
+               "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
+        stream={"max_reconnects": args.max_reconnects})
+    if not Path(config.builds).is_dir():
+        from ..errors import BundleError
+
+        raise BundleError(f"{config.builds}: no builds folder; run 'maskgate build --out {config.builds}' first "
+                          "(or pass --builds DIR)")
+    app = TurnstileApp(config, on_passage=lambda p: print(json.dumps({"event": "passage", **p.to_dict()}), flush=True))
+    summary = app.run()
+    print(f"turnstile: {summary.frames} frames, {summary.passages} passages {summary.decisions}, "
+          f"dropped {summary.dropped}, reconnects {summary.reconnects}"
+          + (f", stopped by {summary.stopped_by}" if summary.stopped_by else ""), file=sys.stderr)
+    return 1 if summary.errors else 0

@@ -1,0 +1,12 @@
+"""The turnstile camera app (``maskgate turnstile``, ``examples/turnstile``): the pipeline
+from build bundles on a camera, video or stream, the person at the gate, a smoothed
+decision (NO_FACE, LOOK_AT_CAMERA, NO_MASK, OPEN) and one JSON event per passage."""
+from __future__ import annotations
+
+from .app import RunSummary, TurnstileApp, TurnstileConfig
+from .config import load_config
+from .decision import Decision, GateRules, GateStateMachine, Observation, Passage, observe
+from .stream import FrameStream, StreamOptions
+
+__all__ = ["Decision", "FrameStream", "GateRules", "GateStateMachine", "Observation", "Passage", "RunSummary",
+           "StreamOptions", "TurnstileApp", "TurnstileConfig", "load_config", "observe"]

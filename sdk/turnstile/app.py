@@ -1,0 +1,199 @@
+"""The turnstile app: frames -> pipeline -> gate decision -> one event per passage.
+
+Events are JSON lines (``--events FILE``), flushed as they happen: ``passage`` (time,
+decision, mask probability, yaw class, what ran each model, per-stage latency), ``error``
+(a source that cannot be read, a truncated video) and a final ``stop`` with the run's
+totals. A health line (fps, latency p50/p90, dropped frames, reconnects) goes to stderr
+every ``health_every_s`` seconds. SIGINT / SIGTERM end the run cleanly: the open passage
+is closed, the event file finished, the output video finalised.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import MaskGateError
+from .decision import Decision, GateRules, GateStateMachine, Observation, Passage, observe
+from .stream import FrameStream, StreamOptions
+
+DECISION_COLOURS = {Decision.OPEN: (0, 200, 0), Decision.NO_MASK: (0, 0, 255),
+                    Decision.LOOK_AT_CAMERA: (0, 200, 255), Decision.NO_FACE: (160, 160, 160)}
+
+
+@dataclass(frozen=True)
+class TurnstileConfig:
+    source: str  # camera index, video file, rtsp:// or http:// URL
+    builds: Path = Path("build")
+    prefer: str | None = None  # device preference (npu,gpu,cpu by default)
+    threads: int | None = None
+    roi: tuple[int, int, int, int] | None = None  # x, y, width, height of the gate area
+    rules: GateRules = field(default_factory=GateRules)
+    stream: StreamOptions = field(default_factory=StreamOptions)
+    events: Path | None = None
+    video_out: Path | None = None
+    health_every_s: float = 10.0
+    max_frames: int | None = None
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    passages: int = 0
+    decisions: dict = field(default_factory=dict)  # decision -> passages
+    dropped: int = 0
+    reconnects: int = 0
+    errors: list = field(default_factory=list)
+    stopped_by: str | None = None  # a signal name, "max_frames", or None at the end of the stream
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TurnstileApp:
+    def __init__(self, config: TurnstileConfig, *, pipeline=None, on_passage=None):
+        """``pipeline``: an opened ``sdk.Pipeline`` (default: from ``config.builds``, each model
+        on the best build and device); ``on_passage``: called with each ``Passage``."""
+        self.config = config
+        self.stream = FrameStream(config.source, config.stream)
+        self._pipeline = pipeline
+        self._on_passage = on_passage
+        self._stopped_by: str | None = None
+        self._events = None
+        self._video = None
+        self.machine = GateStateMachine(config.rules)
+        self.summary = RunSummary()
+
+    def stop(self, reason: str = "stop") -> None:
+        """End the run from any thread (or a signal handler): the current frame finishes."""
+        self._stopped_by = self._stopped_by or reason
+        self.stream.stop()
+
+    def run(self) -> RunSummary:
+        start = time.monotonic()
+        restore = self._install_signal_handlers()
+        owns_pipeline = self._pipeline is None
+        try:
+            self._open_events()
+            if self._pipeline is None:
+                from ..pipeline import Pipeline
+
+                self._pipeline = Pipeline.from_builds(self.config.builds, prefer=self.config.prefer,
+                                                      threads=self.config.threads)
+            self._loop()
+        except MaskGateError as exc:
+            self._error(str(exc))
+        finally:
+            passage = self.machine.finish()
+            if passage is not None:
+                self._emit(passage)
+            self.summary.dropped, self.summary.reconnects = self.stream.stats.dropped, self.stream.stats.reconnects
+            self.summary.stopped_by = self._stopped_by
+            self.summary.seconds = time.monotonic() - start
+            self._write({"event": "stop", **self.summary.to_dict()})
+            if self._video is not None:
+                self._video.release()
+            if self._events is not None:
+                self._events.close()
+            if owns_pipeline and self._pipeline is not None:
+                self._pipeline.close()
+            restore()
+        return self.summary
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        latencies: list[float] = []
+        last_health = time.monotonic()
+        frames_at_health = 0
+        for at, frame in self.stream.frames():
+            timings: dict = {}
+            began = time.perf_counter()
+            faces = self._pipeline(frame, timings=timings)
+            latencies.append((time.perf_counter() - began) * 1e3)
+            obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings)
+            passage = self.machine.update(obs)
+            if passage is not None:
+                self._emit(passage)
+            if self.config.video_out is not None:
+                self._write_video(frame, faces, obs)
+            self.summary.frames += 1
+            now = time.monotonic()
+            if now - last_health >= self.config.health_every_s:
+                self._health(latencies, (self.summary.frames - frames_at_health) / (now - last_health))
+                latencies, last_health, frames_at_health = [], now, self.summary.frames
+            if self.config.max_frames is not None and self.summary.frames >= self.config.max_frames:
+                self.stop("max_frames")
+        if self.stream.stats.truncated:
+            self._error(f"{self.config.source}: truncated or corrupt video: {self.stream.stats.truncated}")
+
+    def _emit(self, passage: Passage) -> None:
+        self.summary.passages += 1
+        key = passage.decision.value
+        self.summary.decisions[key] = self.summary.decisions.get(key, 0) + 1
+        self._write({"event": "passage", **passage.to_dict()})
+        if self._on_passage is not None:
+            self._on_passage(passage)
+
+    def _error(self, message: str) -> None:
+        self.summary.errors.append(message)
+        self._write({"event": "error", "time": round(time.time(), 3), "message": message})
+        print(f"maskgate turnstile: {message}", file=sys.stderr)
+
+    def _health(self, latencies: list[float], fps: float) -> None:
+        p50, p90 = np.percentile(latencies, [50, 90]) if latencies else (float("nan"), float("nan"))
+        stats = self.stream.stats
+        print(f"health: {fps:.1f} fps, latency p50 {p50:.1f} ms p90 {p90:.1f} ms, dropped {stats.dropped}, "
+              f"reconnects {stats.reconnects}, passages {self.summary.passages}, state {self.machine.state.value}",
+              file=sys.stderr, flush=True)
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _open_events(self) -> None:
+        if self.config.events is not None:
+            self.config.events.parent.mkdir(parents=True, exist_ok=True)
+            self._events = open(self.config.events, "a", encoding="utf-8")
+
+    def _write(self, record: dict) -> None:
+        if self._events is not None:
+            self._events.write(json.dumps(record) + "\n")
+            self._events.flush()  # a crash or power loss keeps every event written so far
+
+    def _write_video(self, frame: np.ndarray, faces, obs: Observation) -> None:
+        from ..draw import annotate
+
+        out = annotate(frame, faces)
+        if self.config.roi is not None:
+            x, y, w, h = self.config.roi
+            cv2.rectangle(out, (x, y), (x + w, y + h), (255, 255, 255), 1)
+        state = self.machine.state
+        cv2.putText(out, state.value, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, DECISION_COLOURS[state], 2)
+        if self._video is None:
+            self.config.video_out.parent.mkdir(parents=True, exist_ok=True)
+            fps = self.stream.fps or 15.0
+            self._video = cv2.VideoWriter(str(self.config.video_out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                          (out.shape[1], out.shape[0]))
+            if not self._video.isOpened():
+                self._video = None
+                raise MaskGateError(f"{self.config.video_out}: cannot write a video here (mp4v)")
+        self._video.write(out)
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda signum, _frame: self.stop(signal.Signals(signum).name))
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore

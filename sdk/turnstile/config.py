@@ -1,0 +1,72 @@
+"""The turnstile's settings from a TOML (or JSON) file, under flags that override them.
+
+    [turnstile]
+    builds = "build"
+    roi = [160, 60, 320, 400]        # x, y, width, height of the gate area
+    events = "events.jsonl"
+    [turnstile.rules]
+    frontal_yaw_classes = [1, 2, 3, 4]
+    min_mask_prob = 0.5
+    window = 5
+    [turnstile.stream]
+    max_backoff_s = 8.0
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from ..errors import InputError
+from .app import TurnstileConfig
+from .decision import GateRules
+from .stream import StreamOptions
+
+_PATHS = ("builds", "events", "video_out")
+
+
+def load_config(source: str, *, path: str | Path | None = None, **overrides) -> TurnstileConfig:
+    """``TurnstileConfig`` for ``source`` from the file at ``path`` (if any), then
+    ``overrides`` (None values ignored; ``rules`` / ``stream`` dicts update field by field)."""
+    table: dict = {}
+    if path is not None:
+        table = _read(Path(path))
+    rules = {**table.pop("rules", {}), **{k: v for k, v in (overrides.pop("rules", None) or {}).items() if v is not None}}
+    stream = {**table.pop("stream", {}), **{k: v for k, v in (overrides.pop("stream", None) or {}).items() if v is not None}}
+    values = {**table, **{k: v for k, v in overrides.items() if v is not None}}
+    where = str(path) if path is not None else "the turnstile options"
+    try:
+        for key in _PATHS:
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        if values.get("roi") is not None:
+            values["roi"] = tuple(int(v) for v in values["roi"])
+            if len(values["roi"]) != 4 or values["roi"][2] <= 0 or values["roi"][3] <= 0:
+                raise ValueError(f"roi must be x, y, width, height with a positive size, got {values['roi']}")
+        if "frontal_yaw_classes" in rules:
+            rules["frontal_yaw_classes"] = tuple(int(v) for v in rules["frontal_yaw_classes"])
+        return TurnstileConfig(source=str(source), rules=GateRules(**rules), stream=StreamOptions(**stream), **values)
+    except (TypeError, ValueError) as exc:
+        known = [f.name for f in dataclasses.fields(TurnstileConfig) if f.name not in ("source", "rules", "stream")]
+        raise InputError(f"{where}: {exc}; [turnstile] takes {', '.join(known)}, [turnstile.rules] takes "
+                         f"{', '.join(f.name for f in dataclasses.fields(GateRules))}, [turnstile.stream] takes "
+                         f"{', '.join(f.name for f in dataclasses.fields(StreamOptions))}") from exc
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix.lower() == ".json" else _toml(text)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the turnstile config ({type(exc).__name__}: {exc}); expected TOML "
+                         "with a [turnstile] table") from exc
+    table = data.get("turnstile") if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: no [turnstile] table; see examples/turnstile/turnstile.toml")
+    return dict(table)
+
+
+def _toml(text: str) -> dict:
+    import tomllib  # Python 3.11+; on 3.10 use a .json config
+
+    return tomllib.loads(text)
