@@ -117,6 +117,38 @@ def verify_bundle(bundle: str | Path) -> dict:
     return manifest
 
 
+LOCK_FILE = ".maskgate-build.lock"
+LEFTOVER_PATTERNS = (".*.partial-*", ".*.old-*", ".work-*")  # staging folders of a build that was killed
+
+
+@contextmanager
+def exclusive_folder(out: Path) -> Iterator[list[str]]:
+    """Hold ``out`` for one build at a time (an advisory lock, where the OS offers one).
+    With it held, staging folders left by a killed build are stale: they are removed and
+    their names yielded. A second build into the same folder fails instead of racing."""
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_FILE, "a+")
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ModuleNotFoundError:  # no fcntl (Windows): no lock, leftovers still cleaned
+            pass
+        except OSError as exc:
+            raise BundleError(f"{out}: another 'maskgate build' is writing here; wait for it or use another "
+                              "--out") from exc
+        removed = []
+        for pattern in LEFTOVER_PATTERNS:
+            for leftover in sorted(out.glob(pattern)):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed.append(leftover.name)
+        yield removed
+    finally:
+        handle.close()  # releases the lock
+
+
 @contextmanager
 def staging(final: Path) -> Iterator[Path]:
     """A temporary folder beside ``final``; on success it replaces ``final`` in one rename."""

@@ -6,6 +6,7 @@ It is a context manager; ``close()`` frees the session.
 """
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 
@@ -17,11 +18,15 @@ from sdk.errors import InputError
 class Runner(ABC):
     #: backend name, e.g. "pytorch", "onnxruntime"
     backend: str = ""
+    #: whether ``_infer`` may run in several threads at once (an ONNX Runtime session may;
+    #: an OpenVINO infer request or a TFLite interpreter may not): otherwise calls queue
+    concurrent_infer: bool = False
 
     def __init__(self) -> None:
         self.device: str = "cpu"  # the device actually used, recorded in results
         self.last_inference_ms: float | None = None
         self._closed = False
+        self._lock = threading.Lock()
 
     # Every backend sets these in __init__: the model's input and output names.
     _inputs: tuple[str, ...] = ()
@@ -62,7 +67,11 @@ class Runner(ABC):
                 raise InputError(f"input {name!r} is {value.dtype}{list(value.shape)}, the build expects "
                                  f"{dtype}{list(shape)} (its manifest's input spec); preprocess with the model's spec")
         start = time.perf_counter()
-        out = self._infer(feed)
+        if self.concurrent_infer:
+            out = self._infer(feed)
+        else:
+            with self._lock:
+                out = self._infer(feed)
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
         return out
 

@@ -18,6 +18,7 @@ _PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
+    concurrent_infer = True  # InferenceSession.run is thread-safe
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, threads: int | None = None,
                  providers: list | None = None, graph_optimization: str = "all"):

@@ -111,9 +111,11 @@ def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, B
 
 def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
               threads: int | None = None, backends: list[Backend] | None = None,
-              formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None) -> Selection:
+              formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None,
+              exclude: set | frozenset = frozenset()) -> Selection:
     """Open the best runnable build of ``model``; see the module docstring for the order.
-    ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32)."""
+    ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32); ``exclude``:
+    (bundle path, backend name, accelerator name) of candidates that already failed."""
     from converters.bundle import verify_bundle
 
     from .registry import all_backends
@@ -134,6 +136,9 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
               if present & set(b.formats)]
     tried: list[str] = []
     for candidate in candidates(bundles, probed, preference):
+        if candidate_key(candidate) in exclude:
+            tried.append(f"{candidate.describe()}: failed earlier in this run")
+            continue
         try:
             verify_bundle(candidate.bundle)  # checksums before the file reaches a runtime
             runner = candidate.backend.open(candidate.bundle, candidate.manifest, candidate.accelerator,
@@ -158,6 +163,13 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
         log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
         return selection
     raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried))
+
+
+def candidate_key(candidate: Candidate | Selection) -> tuple[str, str, str]:
+    """What identifies a build on a device: (bundle path, backend name, accelerator name)."""
+    if isinstance(candidate, Selection):
+        return str(candidate.bundle), candidate.backend, candidate.device
+    return str(candidate.bundle), candidate.backend.name, candidate.accelerator.name
 
 
 def _smoke_test(runner: Runner, candidate: Candidate) -> None:

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .progress import progress as progress_bar
 from .registry import create_model, get_spec
 from .specs import ModelSpec
 
+log = logging.getLogger(__name__)
 DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
 # Inputs stored in each bundle with their fp32 outputs for 'maskgate check' (detector: the
 # frames with the most faces; 640x480 float frames are 1 MB each compressed).
@@ -95,6 +97,7 @@ class BuildResult:
 
 def build(config: BuildConfig | None = None, *, progress: bool = True, **overrides) -> list[BuildResult]:
     """Build every requested bundle; keyword overrides replace BuildConfig fields."""
+    from converters.bundle import exclusive_folder
     from converters.targets import FORMATS, PRECISIONS, Target
 
     config = dataclasses.replace(config or BuildConfig(), **overrides)
@@ -106,10 +109,16 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
     order = {n: i for i, n in enumerate(FORMATS)}, {n: i for i, n in enumerate(PRECISIONS)}
     formats = sorted(set(config.formats), key=order[0].get)
     precisions = sorted(set(config.precisions), key=order[1].get)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    session = _Session(config)
     plan = [Target(spec.name, fmt, precision) for spec in specs for fmt in formats for precision in precisions]
+    with exclusive_folder(Path(config.out)) as removed:
+        if removed:
+            log.warning("%s: removed %d unfinished staging folder(s) of an interrupted build: %s", config.out,
+                        len(removed), ", ".join(removed))
+        return _build_plan(config, specs, plan, progress=progress)
+
+
+def _build_plan(config: BuildConfig, specs: list[ModelSpec], plan: list, *, progress: bool) -> list[BuildResult]:
+    session = _Session(config)
     by_name = {spec.name: spec for spec in specs}
     results: list[BuildResult] = []
     model = None

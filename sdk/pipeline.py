@@ -72,7 +72,6 @@ class Pipeline:
         self.mask = mask
         self.pose = pose
         self.selections = dict(selections or {})
-        self._runtime = {role: sel.describe_runtime() for role, sel in self.selections.items()} or None
 
     @classmethod
     def reference(
@@ -120,20 +119,30 @@ class Pipeline:
         on the best build and device the runtime layer finds (``runtimes.select``): device
         preference ``prefer`` (default npu > gpu > cpu, or ``MASKGATE_DEVICE``), falling back
         with a logged reason unless ``strict``; ``formats`` / ``precisions`` narrow the
-        bundles considered. Needs no torch."""
+        bundles considered. A backend that fails later, mid-stream, is replaced by the next
+        candidate and the frame rerun there (``runtimes.failover``). Needs no torch."""
+        from runtimes.failover import FailoverRunner
+        from runtimes.select import open_best
+
         from .deployed import open_classifier, open_detector
 
         select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions}
+
+        def failover(model, selection, name: str) -> None:
+            model.runner = FailoverRunner(selection, lambda failed: open_best(builds, name, exclude=failed, **select))
+
         opened: list = []
         try:
             det, det_sel = open_detector(builds, detector, score_threshold=score_threshold, **select)
             opened.append(det)
+            failover(det, det_sel, detector)
             selections = {"detector": det_sel}
             classifiers = {}
             for role, name in (("mask", mask_model), ("pose", pose_model)):
                 if name:
                     classifiers[role], selections[role] = open_classifier(builds, name, **select)
                     opened.append(classifiers[role])
+                    failover(classifiers[role], selections[role], name)
         except BaseException:
             for model in opened:  # no half-open pipeline: free what did load
                 model.close()
@@ -169,9 +178,13 @@ class Pipeline:
                     crop=crop,
                     mask=mask,
                     pose=pose,
-                    runtime=self._runtime,
+                    runtime=None,
                 )
             )
+        if self.selections:  # after the frame: a model that failed over during it names its new build
+            runtime = {role: sel.describe_runtime() for role, sel in self.selections.items()}
+            for result in results:
+                result.runtime = runtime
         return results
 
     @staticmethod

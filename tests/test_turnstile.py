@@ -209,3 +209,65 @@ def test_the_example_app_drives_its_relay_once_per_passage(onnx_builds, gate_vid
     relay_lines = [line for line in done.stdout.splitlines() if " relay " in line]
     assert len(relay_lines) == len(labels)
     assert (tmp_path / "turnstile-events.jsonl").is_file()  # the example config's event file
+
+
+def test_a_dropped_http_stream_is_reopened_with_backoff(tmp_path):
+    """A real HTTP video stream through OpenCV/FFmpeg: the first connection is cut halfway,
+    the second plays to the end, then the server is gone: one reconnection with frames
+    from both connections, then a clear error once the reconnections run out."""
+    import http.server
+    import threading
+
+    from sdk.errors import SourceError
+    from sdk.turnstile import FrameStream, StreamOptions
+
+    video = tmp_path / "clip.avi"
+    writer = cv2_writer(video)
+    for i in range(60):
+        writer.write(np.full((240, 320, 3), i * 4, np.uint8))
+    writer.release()
+    data = video.read_bytes()
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            requests.append(self.path)
+            if len(requests) > 2:
+                self.send_error(404)
+                return
+            body = data if len(requests) == 2 else data[: len(data) // 2]
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(data)))  # the cut connection promised it all
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+    stream = FrameStream(url, StreamOptions(first_backoff_s=0.05, max_backoff_s=0.1, max_reconnects=1,
+                                            read_timeout_s=2.0))
+    seen = []
+    try:
+        with pytest.raises(SourceError, match="stopped delivering frames and 1 reconnection"):
+            for _, frame in stream.frames():
+                seen.append(int(frame[0, 0, 0]))
+                time.sleep(0.002)
+    finally:
+        server.shutdown()
+    assert stream.live and stream.stats.reconnects >= 1 and len(requests) >= 3
+    assert seen and max(seen) >= 200  # frames from the second, whole connection reached the end
+    assert stream.stats.frames + stream.stats.dropped >= 60
+
+
+def cv2_writer(path):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (320, 240))
+    assert writer.isOpened()
+    return writer

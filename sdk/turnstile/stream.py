@@ -33,7 +33,7 @@ class StreamOptions:
     reconnect: bool | None = None  # None: live sources reconnect, files do not
     first_backoff_s: float = 0.5
     max_backoff_s: float = 8.0
-    max_reconnects: int | None = None  # give up after this many (None: keep trying until stopped)
+    max_reconnects: int | None = None  # give up after this many failed in a row (None: keep trying until stopped)
     read_timeout_s: float = 5.0  # a live source silent this long is reopened
 
 
@@ -113,12 +113,14 @@ class FrameStream:
             attempts = 0
             while not self._stop.is_set():
                 cap = self._open()
+                delivered = False
                 if cap.isOpened():
-                    backoff = self.options.first_backoff_s
                     while not self._stop.is_set():
                         ok, frame = cap.read()
                         if not ok:
                             break
+                        if not delivered:  # a working connection: the backoff and the count start over
+                            delivered, backoff, attempts = True, self.options.first_backoff_s, 0
                         with lock:
                             if latest.get("unread"):
                                 self.stats.dropped += 1

@@ -1,0 +1,138 @@
+"""The SDK under faults and load: a backend that fails mid-stream (injected through the
+plugin mechanism), one pipeline shared by threads, a long run's memory and file
+descriptors, and a build killed halfway."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    for module in ("onnxscript", "openvino"):
+        pytest.importorskip(module)
+    from sdk.build import build
+
+    out = tmp_path_factory.mktemp("resilience-builds")
+    results = build(models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx", "openvino"),
+                    precisions=("fp32",), out=out, progress=False, verify_samples=8, check_runs=2)
+    assert all(r.status == "built" for r in results), [r.error for r in results]
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames():
+    pictures = [cv2.imread(str(p)) for p in sorted(EXAMPLES.glob("*.jpg"))]
+    # Eight different frames: the pictures and their mirror images.
+    return [cv2.resize(p, (640, 480)) for p in pictures] + [cv2.resize(p[:, ::-1], (640, 480)) for p in pictures]
+
+
+def _summary(faces) -> list[tuple]:
+    return [(tuple(round(v, 3) for v in f.box), f.mask["label"], round(f.mask["prob"], 4)) for f in faces]
+
+
+def test_a_backend_failing_mid_stream_falls_back_without_losing_the_frame(builds, frames, tmp_path, monkeypatch):
+    from sdk import Pipeline
+
+    site = tmp_path / "site"
+    source = Path(__file__).parent / "plugins" / "testvendor"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(source)], check=True)
+    monkeypatch.syspath_prepend(str(site))
+    import importlib
+
+    importlib.invalidate_caches()
+    lost = tmp_path / "device-lost"
+    monkeypatch.setenv("MASKGATE_TESTVENDOR_FAIL", f"file:{lost}")
+    with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=("onnx",)) as cpu:
+        want = [_summary(cpu(f)) for f in frames]
+    with Pipeline.from_builds(builds, pose_model=None, formats=("onnx",)) as pipeline:
+        assert pipeline.selections["detector"].backend == "testvendor"  # the "NPU" plugin, chosen first
+        got = [_summary(pipeline(f)) for f in frames[:3]]
+        lost.touch()  # the NPU's driver resets between two frames
+        faces = pipeline(frames[3])
+        got.append(_summary(faces))
+        got += [_summary(pipeline(f)) for f in frames[4:]]
+        assert got == want  # no frame lost, none different
+        assert faces and "onnxruntime/CPUExecutionProvider" in faces[0].runtime["detector"]
+        assert pipeline.detector.runner.failovers and "device lost" in pipeline.detector.runner.failovers[0]
+        assert any("mid-stream" in f for f in pipeline.selections["mask"].fallbacks)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_one_pipeline_used_from_several_threads_gives_the_serial_results(builds, frames, fmt):
+    from sdk import Pipeline
+
+    work = frames * 4
+    with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=(fmt,), threads=1) as pipeline:
+        serial = [_summary(pipeline(f)) for f in work]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            threaded = list(pool.map(lambda f: _summary(pipeline(f)), work))
+    assert threaded == serial
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc for memory and descriptors")
+def test_a_long_run_does_not_grow_memory_or_file_descriptors(builds, frames):
+    """600 frames here; benchmarks/soak.py runs 10,000 (figures in the README)."""
+    from sdk import Pipeline
+
+    with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=("onnx",), threads=1) as pipeline:
+        for f in frames * 13:  # warm-up: allocator pools and runtime caches settle
+            pipeline(f)
+        rss, fds = _rss_mb(), len(os.listdir("/proc/self/fd"))
+        for i in range(600):
+            pipeline(frames[i % len(frames)])
+        grown = (_rss_mb() - rss) / rss
+        assert grown < 0.05, f"resident memory grew {grown:.1%} over 600 frames"
+        assert len(os.listdir("/proc/self/fd")) <= fds
+
+
+def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
+    pytest.importorskip("onnxscript")
+    from converters.bundle import verify_bundle
+    from sdk.build import build
+
+    out = tmp_path / "builds"
+    maskgate = Path(sys.executable).parent / "maskgate"
+    command = [str(maskgate), "build", "--models", "mask_mobilenetv2", "--formats", "onnx,openvino",
+               "--precisions", "fp32,fp16", "--verify-samples", "8", "--check-runs", "2", "--out", str(out),
+               "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # kill it once the first bundle is in place
+        if any(p.is_dir() and not p.name.startswith(".") for p in out.glob("*")) and list(out.glob(".*.partial-*")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(out.glob(".*.partial-*"))  # it died while writing a bundle
+    for folder in (p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        verify_bundle(folder)  # whatever looks like a bundle is a whole, verified one
+    finished = {p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    results = build(models=("mask_mobilenetv2",), formats=("onnx", "openvino"), precisions=("fp32", "fp16"),
+                    out=out, progress=False, verify_samples=8, check_runs=2)
+    assert all(r.error is None for r in results)
+    assert {r.target for r in results if r.status == "reused"} == finished and len(finished) < 4
+    assert not list(out.glob(".*.partial-*")) and not list(out.glob(".work-*"))  # the stale staging is gone
+    with pytest.raises(Exception, match="another 'maskgate build' is writing here"):
+        from converters.bundle import exclusive_folder
+
+        with exclusive_folder(out):
+            build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=out, progress=False)
