@@ -5,8 +5,10 @@ file descriptors after warm-up against the end of the run.
 
 Frames cycle through the shipped sample pictures and their mirror images at 640x480
 (faces of many sizes, so every stage runs). Prints resident memory (MB) every 1,000
-frames, its growth after warm-up, and the descriptor count. Linux (/proc). A benchmark,
-not a test: tests/test_resilience.py runs a short version with an assertion.
+frames, its growth after warm-up, and the descriptor count. Like the turnstile app it
+first calls ``sdk.memory.steady_memory()`` (``--no-steady-memory`` to see what that
+changes). Linux (/proc). A benchmark, not a test: tests/test_resilience.py runs a short
+version with an assertion.
 """
 from __future__ import annotations
 
@@ -41,7 +43,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--prefer", help="device preference (default npu,gpu,cpu)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-steady-memory", action="store_true",
+                        help="leave glibc's mmap threshold dynamic (what sdk.memory.steady_memory fixes)")
     args = parser.parse_args()
+    if not args.no_steady_memory:
+        from sdk.memory import steady_memory
+
+        print(f"steady_memory(): {'applied' if steady_memory() else 'not available here'}", flush=True)
     pictures = [cv2.imread(str(p)) for p in sorted((ROOT / "examples" / "images").glob("*.jpg"))]
     frames = [cv2.resize(p, (640, 480)) for p in pictures] + [cv2.resize(p[:, ::-1], (640, 480)) for p in pictures]
     samples = []
@@ -58,7 +66,7 @@ def main() -> int:
     after_warmup = next(s for s in samples if s["frame"] == args.warmup)
     end = samples[-1]
     later = [s for s in samples if s["frame"] >= args.warmup]
-    result = {"frames": args.frames, "warmup": args.warmup, "faces": faces, "runtime": runtime,
+    result = {"frames": args.frames, "steady_memory": not args.no_steady_memory, "warmup": args.warmup, "faces": faces, "runtime": runtime,
               "rss_after_warmup_mb": after_warmup["rss_mb"], "rss_end_mb": end["rss_mb"],
               "rss_max_after_warmup_mb": max(s["rss_mb"] for s in later),
               "rss_growth": (end["rss_mb"] - after_warmup["rss_mb"]) / after_warmup["rss_mb"],

@@ -78,6 +78,9 @@ class TurnstileApp:
         self.stream.stop()
 
     def run(self) -> RunSummary:
+        from ..memory import steady_memory
+
+        steady_memory()  # hours of frames: keep per-frame buffers off the fragmenting heap
         start = time.monotonic()
         restore = self._install_signal_handlers()
         owns_pipeline = self._pipeline is None
