@@ -34,6 +34,10 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
 def main() -> int:
     from sdk import Pipeline
 
@@ -60,9 +64,10 @@ def main() -> int:
         for i in range(args.frames):
             faces += len(pipeline(frames[i % len(frames)]))
             if i + 1 == args.warmup or (i + 1) % 1000 == 0 or i + 1 == args.frames:
-                samples.append({"frame": i + 1, "rss_mb": round(rss_mb(), 1), "fds": open_fds(),
+                samples.append({"frame": i + 1, "rss_mb": round(rss_mb(), 1), "fds": open_fds(), "threads": threads(),
                                 "seconds": round(time.perf_counter() - start, 1)})
-                print(f"frame {i + 1:6d}  rss {samples[-1]['rss_mb']:7.1f} MB  fds {samples[-1]['fds']}", flush=True)
+                print(f"frame {i + 1:6d}  rss {samples[-1]['rss_mb']:7.1f} MB  fds {samples[-1]['fds']}  "
+                      f"threads {samples[-1]['threads']}", flush=True)
     after_warmup = next(s for s in samples if s["frame"] == args.warmup)
     end = samples[-1]
     later = [s for s in samples if s["frame"] >= args.warmup]
