@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sdk.errors import CalibrationError, SourceError
-from sdk.sources import IMAGE_SUFFIXES, _natural, read_image
+from sdk.sources import IMAGE_SUFFIXES, _natural, read_image, spread
 
 _DATA_FOLDERS = ("faces/with_mask", "faces/without_mask", "scenes/images")
 
@@ -122,5 +122,4 @@ def _spread(files: list[Path], limit: int | None) -> list[Path]:
         return files
     if limit <= 0:
         raise CalibrationError(f"a sample limit must be positive, got {limit}")
-    picks = np.linspace(0, len(files) - 1, limit).round().astype(int)
-    return [files[i] for i in picks]
+    return spread(files, limit)

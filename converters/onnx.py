@@ -47,7 +47,7 @@ def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify:
 
 def convert(job: ConversionJob, out: Path) -> Artifact:
     onnx = require("onnx", purpose="ONNX export")
-    target, options = job.target, job.options.onnx
+    target = job.target
     dst = out / MODEL_FILE
     quantizer = None
     if target.precision == "fp32":

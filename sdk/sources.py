@@ -34,6 +34,16 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
+def spread(items, limit: int | None) -> list:
+    """At most ``limit`` of ``items``, evenly spread (the first and the last kept); all of
+    them when ``limit`` is None. A sample that covers a sorted set from end to end."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    if limit < 0:
+        raise ValueError(f"a sample limit cannot be negative, got {limit}")
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural)

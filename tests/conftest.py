@@ -49,3 +49,19 @@ def sample_images() -> list[Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def testvendor_plugin(tmp_path, monkeypatch) -> Path:
+    """pip-installs tests/plugins/testvendor (an 'NPU' backend for ONNX bundles, found through
+    its entry point) into a folder put on sys.path for this test; returns that folder."""
+    import importlib
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(ROOT / "tests" / "plugins" / "testvendor")], check=True)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    return site

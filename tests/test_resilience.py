@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -42,17 +41,10 @@ def _summary(faces) -> list[tuple]:
     return [(tuple(round(v, 3) for v in f.box), f.mask["label"], round(f.mask["prob"], 4)) for f in faces]
 
 
-def test_a_backend_failing_mid_stream_falls_back_without_losing_the_frame(builds, frames, tmp_path, monkeypatch):
+def test_a_backend_failing_mid_stream_falls_back_without_losing_the_frame(builds, frames, tmp_path, monkeypatch,
+                                                                          testvendor_plugin):
     from sdk import Pipeline
 
-    site = tmp_path / "site"
-    source = Path(__file__).parent / "plugins" / "testvendor"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(source)], check=True)
-    monkeypatch.syspath_prepend(str(site))
-    import importlib
-
-    importlib.invalidate_caches()
     lost = tmp_path / "device-lost"
     monkeypatch.setenv("MASKGATE_TESTVENDOR_FAIL", f"file:{lost}")
     with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=("onnx",)) as cpu:

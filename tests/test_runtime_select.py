@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,18 +117,10 @@ def test_corrupt_model_is_refused_before_the_runtime_and_the_next_build_is_used(
         open_best(copy, MODEL, prefer="cpu", strict=True, formats=("openvino",))
 
 
-def test_installed_plugin_is_found_and_used(builds, tmp_path, monkeypatch):
-    """pip-installs tests/plugins/testvendor (an 'NPU' backend for ONNX bundles) into a
-    folder on sys.path; the registry finds it through its entry point and the selector,
-    npu first, picks it; when it fails to load, the selector falls back to the CPU."""
-    site = tmp_path / "site"
-    source = Path(__file__).parent / "plugins" / "testvendor"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(source)], check=True)
-    monkeypatch.syspath_prepend(str(site))
-    import importlib
-
-    importlib.invalidate_caches()
+def test_installed_plugin_is_found_and_used(builds, testvendor_plugin, monkeypatch):
+    """The installed testvendor plugin (an 'NPU' backend for ONNX bundles): the registry
+    finds it through its entry point and the selector, npu first, picks it; when it fails
+    to load, the selector falls back to the CPU."""
     from runtimes.registry import statuses
     from runtimes.select import open_best
 

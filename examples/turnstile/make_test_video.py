@@ -48,16 +48,12 @@ def pick_scenes(data: Path, count: int, *, min_face_px: float = 28.0, split: str
         chosen.append((scene, int(top)))
     # As many bare faces as masked ones (the scenes are mostly masked), evenly spread, alternating.
     by_label = {label: [c for c in chosen if c[0].labels[c[1]] == label] for label in EXPECTED}
-    half = {label: _spread(items, (count + (label == "with_mask")) // 2) for label, items in by_label.items()}
+    from sdk.sources import spread
+
+    half = {label: spread(items, (count + (label == "with_mask")) // 2) for label, items in by_label.items()}
     mixed = [x for pair in zip(half["with_mask"], half["without_mask"]) for x in pair]
     longer = max(half.values(), key=len)
     return (mixed + longer[len(mixed) // 2:])[:count]
-
-
-def _spread(items: list, count: int) -> list:
-    if len(items) <= count:
-        return list(items)
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
 def gate_view(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

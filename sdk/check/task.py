@@ -45,6 +45,7 @@ class TaskData:
         detector build found under ``builds``."""
         from ..datasets.crops import CROPS_FILE, CropSet, build_crops, split_of
         from ..progress import progress as progress_bar
+        from ..sources import spread
         from ..voc import read_voc_folder
 
         root = Path(data)
@@ -60,7 +61,7 @@ class TaskData:
         if (root / "scenes" / "annotations").is_dir():
             scenes = [s for s in read_voc_folder(root / "scenes")
                       if split_of(s.image_path.relative_to(root).as_posix()) == split]
-            scenes = _spread(scenes, limit)
+            scenes = spread(scenes, limit)
         bar = lambda items: progress_bar(items, desc="crops", enabled=progress, unit="img")  # noqa: E731
         if detector is not None:
             crops = build_crops(root, detector, split=split, limit=limit, progress=bar)
@@ -198,9 +199,3 @@ def summary(metrics: dict | None) -> str:
     if metrics["kind"] == "yaw":
         return f"OA {metrics['overall_accuracy']:.2%} (n={metrics['n']})"
     return f"recall {metrics['recall']:.2%} >={metrics['min_face_px']:g}px ({metrics['images']} img)"
-
-
-def _spread(items: list, limit: int | None) -> list:
-    if limit is None or len(items) <= limit:
-        return list(items)
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]

@@ -151,7 +151,7 @@ def build_crops(
     ``split``: only the source images of that split are read (e.g. "test"); ``limit``: at
     most this many of faces/ and of scenes/ each, evenly spread.
     """
-    from ..sources import list_images, read_image
+    from ..sources import list_images, read_image, spread
     from ..voc import read_voc_folder
 
     root = Path(data_root)
@@ -169,7 +169,7 @@ def build_crops(
     if split is not None:
         jobs = [job for job in jobs if split_of(job[1].relative_to(root).as_posix()) == split]
     if limit is not None:
-        jobs = [job for origin in ("faces", "scenes") for job in _spread([j for j in jobs if j[0] == origin], limit)]
+        jobs = [job for origin in ("faces", "scenes") for job in spread([j for j in jobs if j[0] == origin], limit)]
 
     for origin, path, label in progress(jobs):
         rel = path.relative_to(root).as_posix()
@@ -215,9 +215,3 @@ def build_crops(
         info={"size": [w, h], "margin": options.margin, "score_threshold": options.score_threshold,
               "match_iou": options.match_iou, "counts": counts, "yaw_labels": "landmark-derived (solvePnP, generic 3D face)"},
     )
-
-
-def _spread(items: list, limit: int) -> list:
-    if len(items) <= limit:
-        return items
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, max(limit, 0)).round().astype(int)]
