@@ -47,8 +47,10 @@ def diagnose_or_repair(session, m, target, calibration, key: str, folder: Path, 
     from .build import headline_of
 
     ranking = diagnose(session, m, target, calibration)
-    record = {"method": "ONNX Runtime qdq_loss_debug: SQNR each node adds, on calibration inputs"
-                        + (" (ONNX proxy of the OpenVINO graph)" if target.format == "openvino" else ""),
+    proxy = {"openvino": " (ranked on the ONNX graph, whose node names OpenVINO keeps)",
+             "tflite": " (ranked on the ONNX graph: TFLite names its ops differently, so --accuracy-aware does not "
+                       "repair TFLite builds)"}.get(target.format, "")
+    record = {"method": "ONNX Runtime qdq_loss_debug: SQNR each node adds, on calibration inputs" + proxy,
               "worst_layers": [e.to_dict() for e in ranking[:SHOWN]], "excluded": [],
               "rounds": [{"excluded": 0, "fidelity": headline_of(result.fidelity),
                           "passed": all(g["passed"] for g in result.gates)}]}
