@@ -128,6 +128,7 @@ def exclusive_folder(out: Path) -> Iterator[list[str]]:
     their names yielded. A second build into the same folder fails instead of racing."""
     out.mkdir(parents=True, exist_ok=True)
     handle = open(out / LOCK_FILE, "a+")
+    held = False
     try:
         try:
             import fcntl
@@ -138,6 +139,7 @@ def exclusive_folder(out: Path) -> Iterator[list[str]]:
         except OSError as exc:
             raise BundleError(f"{out}: another 'maskgate build' is writing here; wait for it or use another "
                               "--out") from exc
+        held = True
         removed = []
         for pattern in LEFTOVER_PATTERNS:
             for leftover in sorted(out.glob(pattern)):
@@ -146,6 +148,8 @@ def exclusive_folder(out: Path) -> Iterator[list[str]]:
                     removed.append(leftover.name)
         yield removed
     finally:
+        if held:  # ours, and still held: no other build can be waiting on this file
+            (out / LOCK_FILE).unlink(missing_ok=True)
         handle.close()  # releases the lock
 
 
