@@ -74,6 +74,12 @@ class Selection:
 
 def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
     """The bundles of ``model`` under ``builds`` (a folder of bundles, or one bundle)."""
+    return [(folder, m) for folder, m in readable_bundles(builds) if m.get("model") == model]
+
+
+def readable_bundles(builds: str | Path) -> list[tuple[Path, dict]]:
+    """(folder, manifest) of every bundle under ``builds`` (a folder of bundles, or one
+    bundle) whose manifest reads; the others are logged and skipped."""
     from converters.bundle import read_manifest
 
     builds = Path(builds)
@@ -87,8 +93,7 @@ def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
         except BundleError as exc:
             log.warning("%s: not a usable bundle, skipped: %s", folder, exc)
             continue
-        if manifest.get("model") == model:
-            found.append((folder, manifest))
+        found.append((folder, manifest))
     return found
 
 

@@ -65,3 +65,26 @@ def testvendor_plugin(tmp_path, monkeypatch) -> Path:
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     return site
+
+
+EXPORTERS = {"onnx": ("onnxscript",), "openvino": ("onnxscript", "openvino"), "tflite": ("onnxscript", "litert_torch")}
+
+
+@pytest.fixture(scope="session")
+def make_builds(tmp_path_factory):
+    """``make_builds(name, **BuildConfig fields)``: a small real build for a test module's
+    fixture (8 held-out inputs unless given); skips where an exporter it needs is missing,
+    fails on any bundle that did not build; returns the builds folder."""
+
+    def make(name: str, **options) -> Path:
+        formats = options.get("formats", tuple(EXPORTERS))
+        for module in dict.fromkeys(m for fmt in formats for m in EXPORTERS[fmt]):
+            pytest.importorskip(module)
+        from sdk.build import build
+
+        out = tmp_path_factory.mktemp(name)
+        results = build(out=out, progress=False, **{"verify_samples": 8, **options})
+        assert all(r.status == "built" for r in results), [r.error for r in results]
+        return out
+
+    return make

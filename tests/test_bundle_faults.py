@@ -20,16 +20,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    pytest.importorskip("onnxscript")
-    pytest.importorskip("openvino")
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("faults")
-    results = build(models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",), out=out, progress=False,
-                    verify_samples=4)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+def builds(make_builds):
+    return make_builds("faults", models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",), verify_samples=4)
 
 
 def _truncate(bundle):

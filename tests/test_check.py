@@ -52,14 +52,8 @@ def test_gates_pass_and_fail_on_their_threshold():
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    pytest.importorskip("onnxscript")
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("check")
-    results = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=out, progress=False,
-                    verify_samples=8)
-    assert results[0].status == "built", results[0].error
+def bundle(make_builds):
+    out = make_builds("check", models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",))
     return out / "mask_mobilenetv2-onnx-fp32"
 
 

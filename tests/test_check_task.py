@@ -11,14 +11,8 @@ from sdk.check.task import classifier_metrics, summary
 
 
 @pytest.fixture(scope="module")
-def onnx_builds(tmp_path_factory):
-    pytest.importorskip("onnxscript")
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("task-builds")
-    results = build(formats=("onnx",), precisions=("fp32",), out=out, progress=False, verify_samples=8)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+def onnx_builds(make_builds):
+    return make_builds("task-builds", formats=("onnx",), precisions=("fp32",))
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,8 @@ SCENES = 40
 
 
 @pytest.fixture(scope="module")
-def fp32_builds(tmp_path_factory):
-    for module in ("onnxscript", "openvino", "litert_torch"):
-        pytest.importorskip(module)
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("fp32-builds")
-    results = build(models=("retinaface_mnet025", "mask_mobilenetv2"), precisions=("fp32",), out=out, progress=False,
-                    verify_samples=8)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+def fp32_builds(make_builds):
+    return make_builds("fp32-builds", models=("retinaface_mnet025", "mask_mobilenetv2"), precisions=("fp32",))
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    for module in ("onnxscript", "openvino"):
-        pytest.importorskip(module)
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("resilience-builds")
-    results = build(models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx", "openvino"),
-                    precisions=("fp32",), out=out, progress=False, verify_samples=8, check_runs=2)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+def builds(make_builds):
+    return make_builds("resilience-builds", models=("retinaface_mnet025", "mask_mobilenetv2"),
+                       formats=("onnx", "openvino"), precisions=("fp32",), check_runs=2)
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,8 @@ MODEL = "mask_mobilenetv2"
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    pytest.importorskip("onnxscript")
-    pytest.importorskip("openvino")
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("builds")
-    results = build(models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",), out=out, progress=False,
-                    verify_samples=8)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+def builds(make_builds):
+    return make_builds("builds", models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",))
 
 
 def _usable(kind: str) -> bool:

@@ -73,14 +73,8 @@ def test_a_short_gap_does_not_split_a_passage():
 # -- the app on real videos ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def onnx_builds(tmp_path_factory):
-    pytest.importorskip("onnxscript")
-    from sdk.build import build
-
-    out = tmp_path_factory.mktemp("turnstile-builds")
-    results = build(formats=("onnx",), precisions=("fp32",), out=out, progress=False, verify_samples=8, check_runs=2)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+def onnx_builds(make_builds):
+    return make_builds("turnstile-builds", formats=("onnx",), precisions=("fp32",), check_runs=2)
 
 
 @pytest.fixture(scope="module")

@@ -100,30 +100,18 @@ def open_reference_detector(builds: str | Path, *, prefer=None, threads: int | N
 
 
 def detector_models(builds: Path) -> list[str]:
-    from converters.bundle import read_manifest
+    from runtimes.select import readable_bundles
 
-    models = []
-    for folder in sorted(p for p in Path(builds).iterdir() if (p / "manifest.json").is_file()):
-        try:
-            manifest = read_manifest(folder)
-        except BundleError:
-            continue
-        if manifest.get("task") == "face_detection" and manifest["model"] not in models:
-            models.append(manifest["model"])
-    return models
+    return list(dict.fromkeys(m["model"] for _, m in readable_bundles(builds) if m.get("task") == "face_detection"))
 
 
 def pipeline_groups(builds: Path) -> list[tuple[str, str, str, str]]:
     """(detector, mask model, format, precision) for every format and precision that has
     both a detector bundle and a mask classifier bundle under ``builds``."""
-    from converters.bundle import read_manifest
+    from runtimes.select import readable_bundles
 
     detectors, masks = {}, {}
-    for folder in sorted(p for p in Path(builds).iterdir() if (p / "manifest.json").is_file()):
-        try:
-            m = read_manifest(folder)
-        except BundleError:
-            continue
+    for _, m in readable_bundles(builds):
         key = (m["format"], m["precision"])
         if m.get("task") == "face_detection":
             detectors.setdefault(key, m["model"])
