@@ -76,9 +76,9 @@ def write_report(out: Path, results, *, config, seconds: float, reference: str |
             "bundles": [{**dataclasses.asdict(r), "passed": r.passed, "failures": r.failures(),
                          "speedup_vs_fp32": speedups(results).get(r.target)} for r in results]}
     json_path = out / "report.json"
-    _atomic_write(json_path, json.dumps(data, indent=1) + "\n")
+    atomic_write(json_path, json.dumps(data, indent=1) + "\n")
     html_path = out / "report.html"
-    _atomic_write(html_path, _html(results, data))
+    atomic_write(html_path, _html(results, data))
     return json_path, html_path
 
 
@@ -148,7 +148,9 @@ def _diagnosis_html(r) -> str:
             f"{layers}</table>")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a hidden partial file: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text)
     tmp.replace(path)

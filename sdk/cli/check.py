@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from ..build_report import atomic_write
     from ..check import check_builds
     from ..check.checker import CheckReport, check_pipelines
     from ..check.gates import configured_gates
@@ -53,24 +54,17 @@ def main(args) -> int:
     if report.pipelines:
         _print_pipelines(report.pipelines)
     if args.json:
-        _write(Path(args.json), json.dumps(report.to_dict(), indent=1))
+        atomic_write(Path(args.json), json.dumps(report.to_dict(), indent=1))
     if args.html:
         from ..check.html import check_html
 
-        _write(Path(args.html), check_html(report))
+        atomic_write(Path(args.html), check_html(report))
         print(f"wrote {args.html}")
     failed = [r for r in results if not r]
     for r in failed:
         print(f"FAILED {r.name or r.bundle}: " + "; ".join(r.failures()), file=sys.stderr)
     print(f"{len(results) - len(failed)} of {len(results)} bundle(s) passed")
     return 0 if not failed else 1
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _print_pipelines(pipelines: list[dict]) -> None:
