@@ -1,15 +1,23 @@
 """Build bundles: a folder with the model file(s), ``manifest.json`` and golden data.
 
-A bundle is written into a temporary sibling folder and renamed into place only when
-every file and the manifest are complete, so an interrupted build never leaves a folder
-that looks finished. The manifest records the sha256 of every file; ``verify_bundle``
-checks them, and the schema, before a runtime trusts the folder.
+A bundle is written into a temporary sibling folder and put in place only when every
+file and the manifest are complete, so an interrupted build never leaves a folder that
+looks finished; a bundle that replaces an older one is swapped in with one atomic
+exchange, so the old one stays until the new one is there. The manifest records the
+sha256 of every file, and its own digest is stamped into the model file
+(``converters.binding``); ``verify_bundle`` checks both, the schema, and the site's
+signature where one is required (``converters.signing``), before a runtime trusts the
+folder. A finished bundle's manifest is only ever changed through ``update_manifest``.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import logging
+import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +25,13 @@ from typing import Iterator
 
 from sdk.errors import BundleError
 
-SCHEMA_VERSION = 1
+from .binding import STAMP_KEY, check_binding, manifest_digest, read_stamp, restamp, stamped_file
+from .signing import SIGNATURE, check_signature, signature_record
+
+log = logging.getLogger(__name__)
+
+# 2: the manifest's digest is stamped into the model file, and the build records its verdict.
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 GOLDEN = "golden.npz"
 
@@ -29,6 +43,7 @@ _FIELDS = {
     "files": (dict, True), "calibration": ((dict, type(None)), True), "source_weights_sha256": (str, True),
     "reference": (dict, True), "build_key": (str, True), "created": (str, True), "notes": (list, False),
     "detection": ((dict, type(None)), False), "priors": ((dict, type(None)), False),
+    "verdict": ((dict, type(None)), False),
 }
 _INPUT_FIELDS = {"name": str, "shape": list, "layout": str, "dtype": str, "color": str, "mean": list, "std": list,
                  "size": list}
@@ -57,6 +72,9 @@ def validate_manifest(manifest: object, *, where: str = MANIFEST) -> dict:
     if isinstance(manifest.get("schema_version"), int) and manifest["schema_version"] > SCHEMA_VERSION:
         problems.append(f"schema_version {manifest['schema_version']} is newer than this SDK reads ({SCHEMA_VERSION}); "
                         "upgrade maskgate")
+    elif isinstance(manifest.get("schema_version"), int) and manifest["schema_version"] < SCHEMA_VERSION:
+        problems.append(f"schema_version {manifest['schema_version']} is from an older MaskGate, whose manifests are "
+                        "not bound to their model; rebuild the bundle with 'maskgate build'")
     if isinstance(manifest.get("input"), dict):
         problems += [f"input: {p}" for p in _check(manifest["input"], _INPUT_FIELDS)]
         if manifest["input"].get("layout") not in ("NCHW", "NHWC"):
@@ -102,8 +120,10 @@ def read_manifest(bundle: str | Path) -> dict:
     return validate_manifest(manifest, where=str(path))
 
 
-def verify_bundle(bundle: str | Path) -> dict:
-    """The manifest, after checking its schema and that every file matches its sha256."""
+def verify_bundle(bundle: str | Path, *, key=None) -> dict:
+    """The manifest, after checking its schema, that every file matches its sha256, that the
+    manifest is the one stamped into the model (``converters.binding``) and, with ``key``
+    (a ``converters.signing.BundleKey``), that the site signed it."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     for name, digest in manifest["files"].items():
@@ -114,7 +134,33 @@ def verify_bundle(bundle: str | Path) -> dict:
         if actual != digest:
             raise BundleError(f"{path}: sha256 {actual[:12]}... does not match the manifest's {digest[:12]}...; "
                               "the file was changed or corrupted, rebuild the bundle")
+    check_binding(bundle, manifest)
+    if key is not None:
+        check_signature(bundle, manifest, key)
     return manifest
+
+
+def sign_bundle(bundle: str | Path, key) -> Path:
+    """Sign a bundle that verifies with ``key`` (a ``converters.signing.BundleKey`` that can
+    sign): ``signature.json`` is written beside its manifest, atomically."""
+    bundle = Path(bundle)
+    record = signature_record(verify_bundle(bundle), key)  # never sign what does not verify
+    partial = bundle / f".{SIGNATURE}.partial"
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial.replace(bundle / SIGNATURE)
+    return bundle / SIGNATURE
+
+
+def verdict_problem(manifest: dict) -> str | None:
+    """Why the build's recorded gate verdict does not let this bundle run (None: it passed)."""
+    verdict = manifest.get("verdict")
+    if not isinstance(verdict, dict):
+        return ("never verified: its build did not record a gate verdict (interrupted?); run 'maskgate build' "
+                "again")
+    if verdict.get("passed") is not True:
+        failures = "; ".join(str(f) for f in verdict.get("failures") or []) or "no reason recorded"
+        return f"failed its gates when built ({failures})"
+    return None
 
 
 LOCK_FILE = ".maskgate-build.lock"
@@ -125,7 +171,8 @@ LEFTOVER_PATTERNS = (".*.partial-*", ".*.old-*", ".work-*")  # staging folders o
 def exclusive_folder(out: Path) -> Iterator[list[str]]:
     """Hold ``out`` for one build at a time (an advisory lock, where the OS offers one).
     With it held, staging folders left by a killed build are stale: they are removed and
-    their names yielded. A second build into the same folder fails instead of racing."""
+    their names yielded, except an old bundle set aside by a replacement that did not
+    finish, which is put back. A second build into the same folder fails instead of racing."""
     out.mkdir(parents=True, exist_ok=True)
     handle = open(out / LOCK_FILE, "a+")
     held = False
@@ -140,47 +187,115 @@ def exclusive_folder(out: Path) -> Iterator[list[str]]:
             raise BundleError(f"{out}: another 'maskgate build' is writing here; wait for it or use another "
                               "--out") from exc
         held = True
-        removed = []
-        for pattern in LEFTOVER_PATTERNS:
-            for leftover in sorted(out.glob(pattern)):
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                    removed.append(leftover.name)
-        yield removed
+        yield clear_leftovers(out)
     finally:
         if held:  # ours, and still held: no other build can be waiting on this file
             (out / LOCK_FILE).unlink(missing_ok=True)
         handle.close()  # releases the lock
 
 
+def clear_leftovers(out: Path) -> list[str]:
+    """Remove the staging folders of an interrupted build (call with the folder held);
+    a bundle set aside as ``.NAME.old-*`` whose replacement never arrived is restored."""
+    removed = []
+    for pattern in LEFTOVER_PATTERNS:
+        for leftover in sorted(out.glob(pattern)):
+            if not leftover.is_dir():
+                continue
+            if pattern == ".*.old-*":
+                original = out / leftover.name[1:].rsplit(".old-", 1)[0]
+                if not original.exists():
+                    leftover.rename(original)
+                    log.warning("%s: restored the bundle set aside by an interrupted replacement", original)
+                    continue
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover.name)
+    return removed
+
+
 @contextmanager
 def staging(final: Path) -> Iterator[Path]:
-    """A temporary folder beside ``final``; on success it replaces ``final`` in one rename."""
+    """A temporary folder beside ``final``; on success it takes ``final``'s place (see ``replace_folder``)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
         yield tmp
         if not (tmp / MANIFEST).is_file():
             raise BundleError(f"{final}: no manifest was written; the bundle is not complete")
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{tmp.name[-8:]}")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        replace_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def replace_folder(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final``. An existing ``final`` is swapped out in one atomic
+    exchange (Linux renameat2), so at every moment ``final`` is the whole old bundle or the
+    whole new one; elsewhere it is first set aside as ``.NAME.old-*``, which the next build
+    restores if the process dies before the new one is in place."""
+    if not final.exists():
+        new.rename(final)
+        return
+    if _exchange(new, final):
+        shutil.rmtree(new, ignore_errors=True)  # now the old bundle
+        return
+    old = final.with_name(f".{final.name}.old-{new.name[-8:]}")
+    final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically; False where the OS or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc older than 2.28, or another libc
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not offered here
+        return False
+    raise OSError(errno, f"cannot swap {a} and {b}: {os.strerror(errno)}")
+
+
 def write_manifest(folder: Path, manifest: dict) -> dict:
-    """Hash every file the manifest lists (present in ``folder``), validate, write last."""
-    manifest = dict(manifest)
+    """Hash every file the manifest lists (present in ``folder``), stamp the manifest's
+    digest into the model file, validate, and write the manifest last."""
+    manifest = json.loads(json.dumps(dict(manifest)))  # the digest is of what a reader will parse
     manifest["schema_version"] = SCHEMA_VERSION
-    manifest["files"] = {name: sha256_file(folder / name) for name in manifest["files"]}
+    model = stamped_file(folder, manifest)
+    names = list(manifest["files"])
+    if model.name not in names:
+        raise BundleError(f"{folder}: the manifest's files do not include the model file {model.name}")
+    manifest["files"] = {name: sha256_file(folder / name) for name in names if name != model.name}
+    validate_manifest({**manifest, "files": {**manifest["files"], model.name: "0" * 64}})
+    digest = manifest_digest(manifest)
+    current = read_stamp(manifest["format"], model).get(STAMP_KEY)
+    if current is None:
+        raise BundleError(f"{model}: the converter left no {STAMP_KEY} slot in the model's metadata")
+    if current != digest:
+        restamp(model, current, digest)
+    manifest["files"] = {name: manifest["files"].get(name) or sha256_file(model) for name in names}
     validate_manifest(manifest)
     partial = folder / f".{MANIFEST}.partial"  # a bundle whose manifest is rewritten is never left half-described
     partial.write_text(json.dumps(manifest, indent=1) + "\n")
     partial.replace(folder / MANIFEST)
+    return manifest
+
+
+def update_manifest(bundle: Path, changes: dict) -> dict:
+    """Set top-level ``changes`` in a finished bundle's manifest: on a copy, restamped and
+    swapped in whole (a signature, which no longer holds, is dropped). Returns the new manifest."""
+    bundle = Path(bundle)
+    with staging(bundle) as tmp:
+        shutil.copytree(bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(SIGNATURE, ".*"))
+        manifest = write_manifest(tmp, {**read_manifest(tmp), **changes})
     return manifest

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from converters.binding import MODEL_FILES  # the file each format's runtime loads
 from sdk.errors import BundleError
 
 from .backend import Accelerator, OpenOptions
 from .base import Runner
-
-MODEL_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "tflite": "model.tflite"}
 
 
 def runner_for(bundle: str | Path, manifest: dict, *, threads: int | None = None) -> Runner:

@@ -6,6 +6,9 @@ report usable. They are tried in preference order (device kind, then the kind's
 precision and format order from ``runtimes.devices``). A candidate is taken when its
 files match the manifest's checksums, it loads, and it runs the bundle's first golden
 input to finite outputs; otherwise the reason is logged and the next one is tried.
+Only bundles whose build recorded that they passed their gates are candidates, and where
+the site requires signatures only signed ones (``runtimes.trust``); the others are
+passed over with a logged reason unless the user allows failed builds.
 The preference lists device kinds; without ``strict`` the kinds it leaves out follow in
 the default order (asking for npu on a machine without one still runs, on the CPU, and
 logs why). ``strict=True`` keeps to the listed kinds: when none of their candidates
@@ -85,7 +88,7 @@ def readable_bundles(builds: str | Path) -> list[tuple[Path, dict]]:
     builds = Path(builds)
     if not builds.is_dir():
         raise BundleError(f"{builds}: no such builds folder; run 'maskgate build --out {builds}' first")
-    folders = [builds] if (builds / "manifest.json").is_file() else sorted(p for p in builds.iterdir() if p.is_dir())
+    folders = [builds] if (builds / "manifest.json").is_file() else bundle_folders(builds)
     found = []
     for folder in folders:
         try:
@@ -95,6 +98,12 @@ def readable_bundles(builds: str | Path) -> list[tuple[Path, dict]]:
             continue
         found.append((folder, manifest))
     return found
+
+
+def bundle_folders(builds: Path) -> list[Path]:
+    """The folders directly under ``builds`` that may hold a bundle: hidden ones (a build's
+    staging folders, a bundle set aside while replaced) never count."""
+    return sorted(p for p in Path(builds).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, BackendStatus]],
@@ -117,14 +126,17 @@ def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, B
 def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
               threads: int | None = None, backends: list[Backend] | None = None,
               formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None,
-              exclude: set | frozenset = frozenset()) -> Selection:
+              exclude: set | frozenset = frozenset(), trust=None) -> Selection:
     """Open the best runnable build of ``model``; see the module docstring for the order.
     ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32); ``exclude``:
-    (bundle path, backend name, accelerator name) of candidates that already failed."""
-    from converters.bundle import verify_bundle
+    (bundle path, backend name, accelerator name) of candidates that already failed;
+    ``trust``: a ``runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``)."""
+    from converters.bundle import verdict_problem, verify_bundle
 
     from .registry import all_backends
+    from .trust import configured_trust
 
+    trust = trust if trust is not None else configured_trust()
     preference = parse_preference(prefer, model=model)
     # The user's own choice: not meeting it is worth a warning (the default's absent kinds are not).
     asked = set(preference) if preference != DEFAULT_PREFERENCE else set()
@@ -135,17 +147,29 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     if not bundles:
         narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
         raise BundleError(f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'")
+    tried: list[str] = []
+    if not trust.allow_failed_builds:
+        passed = []
+        for folder, m in bundles:
+            problem = verdict_problem(m)
+            if problem is None:
+                passed.append((folder, m))
+                continue
+            reason = (f"{m.get('format')} {m.get('precision')} ({folder.name}): {problem}; allow it with "
+                      "--allow-failed-builds")
+            log.warning("%s: passing over %s", model, reason)
+            tried.append(reason)
+        bundles = passed
     # Only the backends that run these bundles' formats are probed (the PyTorch one would import torch).
     present = {m.get("format") for _, m in bundles}
     probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())
               if present & set(b.formats)]
-    tried: list[str] = []
     for candidate in candidates(bundles, probed, preference):
         if candidate_key(candidate) in exclude:
             tried.append(f"{candidate.describe()}: failed earlier in this run")
             continue
         try:
-            verify_bundle(candidate.bundle)  # checksums before the file reaches a runtime
+            verify_bundle(candidate.bundle, key=trust.key)  # checksums, binding, signature: before any runtime
             runner = candidate.backend.open(candidate.bundle, candidate.manifest, candidate.accelerator,
                                             options=OpenOptions(threads=threads))
             try:
@@ -202,7 +226,7 @@ def _nothing_usable(model, preference, bundles, probed, tried) -> str:
     usable = [f"{s.name}: {', '.join(f'{a.kind}/{a.name}' for a in s.accelerators if a.usable) or 'none'}"
               for _, s in probed if s.installed]
     missing = [f"{s.name} ({s.reason})" for _, s in probed if not s.installed]
-    lines = [f"{model}: no build runs on {' > '.join(preference)}.", f"  bundles: {', '.join(have)}",
+    lines = [f"{model}: no build runs on {' > '.join(preference)}.", f"  bundles: {', '.join(have) or 'none that may run (see below)'}",
              f"  usable accelerators: {'; '.join(usable) or 'none'}"]
     if missing:
         lines.append(f"  not installed: {'; '.join(missing)}")

@@ -42,7 +42,7 @@ def excluding(options, fmt: str, nodes: list[str]):
 def diagnose_or_repair(session, m, target, calibration, key: str, folder: Path, result) -> None:
     """Fill ``result.diagnosis``; with --accuracy-aware, rebuild ``folder`` until the gate passes
     (``result.fidelity`` / ``gates`` then describe the bundle left on disk)."""
-    from converters.bundle import read_manifest, write_manifest
+    from converters.bundle import read_manifest, update_manifest
 
     from .build import headline_of
 
@@ -70,9 +70,7 @@ def diagnose_or_repair(session, m, target, calibration, key: str, folder: Path, 
             if passed:
                 break
     result.diagnosis = record
-    manifest = read_manifest(folder)
-    manifest["accuracy_aware"] = record  # kept with the bundle: a reused build still reports it
-    write_manifest(folder, manifest)
+    update_manifest(folder, {"accuracy_aware": record})  # kept with the bundle: a reused build still reports it
 
 
 def describe(diagnosis: dict | None) -> str:

@@ -57,6 +57,7 @@ class BuildConfig:
     diagnose: bool = False  # rank the layers of every lossy int8 build (those below a gate always are)
     accuracy_aware: bool = False  # ONNX / OpenVINO int8 below its gate: re-quantize with the worst layers in float
     force: bool = False
+    sign_key: Path | None = None  # sign every bundle with this key (converters.signing) once its verdict is recorded
     options: ConvertOptions = field(default_factory=ConvertOptions)
 
 
@@ -75,6 +76,7 @@ class BuildResult:
     check: dict | None = None  # the checker's BundleCheck (golden fidelity, task metrics, gates)
     gates: list = field(default_factory=list)  # the precision's gates on the held-out figures
     diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (sdk.accuracy_aware)
+    verdict: dict | None = None  # what the bundle's manifest records: passed, and the failures (record_verdict)
     error: str | None = None
 
     @property
@@ -101,6 +103,11 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
     from converters.targets import FORMATS, PRECISIONS, Target
 
     config = dataclasses.replace(config or BuildConfig(), **overrides)
+    if config.sign_key is not None:
+        from converters.signing import load_key
+
+        if not load_key(config.sign_key).can_sign:  # a bad key fails here, before any work
+            raise MaskGateError(f"{config.sign_key}: a public key cannot sign; give the private key")
     for fmt in config.formats:
         Target(DEFAULT_MODELS[0], fmt, "fp32")  # validates names before any work
     for precision in config.precisions:
@@ -328,6 +335,7 @@ class _Session:
                 manifest = verify_bundle(folder)
             result.size_bytes = sum((folder / f).stat().st_size for f in manifest["files"] if not f.endswith(".npz"))
             self._check(result, folder)
+            record_verdict(result, folder, sign_key=self.config.sign_key)
         except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - start
@@ -351,7 +359,9 @@ class _Session:
         from converters.targets import ConversionJob
 
         options = options or self.config_options()
-        metadata = {"maskgate_model": m.spec.name, "maskgate_task": m.spec.task, "maskgate_precision": target.precision,
+        from converters.binding import STAMP_KEY, placeholder
+
+        metadata = {STAMP_KEY: placeholder(), "maskgate_model": m.spec.name, "maskgate_task": m.spec.task, "maskgate_precision": target.precision,
                     "maskgate_sdk_version": __version__, "maskgate_build_key": key,
                     "maskgate_class_names": json.dumps(list(m.spec.class_names)),
                     "maskgate_input": json.dumps(dataclasses.asdict(m.spec.input))}
@@ -434,7 +444,7 @@ class _Session:
         from .check import check_bundle
 
         check = check_bundle(folder, runs=self.config.check_runs, threads=self.config.latency_threads,
-                             task_data=self.task_data())
+                             task_data=self.task_data(), require_verdict=False)
         result.check = check.to_dict()
         result.latency = check.latency_ms
 
@@ -455,6 +465,29 @@ class _Session:
         if self._detector is not None:
             self._detector.close()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def record_verdict(result: BuildResult, folder: Path, *, sign_key: Path | None = None) -> None:
+    """Write the build's gate verdict into the bundle's manifest (when it changed), so the
+    selector runs only bundles that passed; then sign the bundle if a key is given."""
+    import datetime
+
+    from converters.bundle import read_manifest, update_manifest
+
+    verdict = {"passed": result.passed, "failures": result.failures(),
+               "held_out": {"samples": (result.fidelity or {}).get("samples"), "agreement": headline_of(result.fidelity)},
+               "golden_gates": (result.check or {}).get("gates", []), "held_out_gates": result.gates,
+               "by": f"maskgate build {__version__}"}
+    recorded = read_manifest(folder).get("verdict") or {}
+    if {k: v for k, v in recorded.items() if k != "checked"} != verdict:
+        verdict["checked"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        update_manifest(folder, {"verdict": verdict})
+    result.verdict = read_manifest(folder)["verdict"]
+    if sign_key is not None:
+        from converters.bundle import sign_bundle
+        from converters.signing import load_key
+
+        sign_bundle(folder, load_key(sign_key))
 
 
 def needs_diagnosis(result: BuildResult, config: BuildConfig) -> bool:

@@ -114,19 +114,26 @@ class Pipeline:
         align: AlignConfig | None = AlignConfig(),
         formats: tuple[str, ...] | None = None,
         precisions: tuple[str, ...] | None = None,
+        trust=None,
     ) -> Pipeline:
         """The pipeline from the bundles under ``builds`` (``maskgate build --out``), each model
         on the best build and device the runtime layer finds (``runtimes.select``): device
         preference ``prefer`` (default npu > gpu > cpu, or ``MASKGATE_DEVICE``), falling back
         with a logged reason unless ``strict``; ``formats`` / ``precisions`` narrow the
-        bundles considered. A backend that fails later, mid-stream, is replaced by the next
+        bundles considered; ``trust`` (``runtimes.trust.TrustPolicy``, default the config
+        file's ``[trust]``): only bundles that passed their gates, signed where the site
+        requires it. A backend that fails later, mid-stream, is replaced by the next
         candidate and the frame rerun there (``runtimes.failover``). Needs no torch."""
         from runtimes.failover import FailoverRunner
         from runtimes.select import open_best
 
         from .deployed import open_classifier, open_detector
 
-        select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions}
+        from runtimes.trust import configured_trust
+
+        trust = trust if trust is not None else configured_trust()
+        select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions,
+                  "trust": trust}
 
         def failover(model, selection, name: str) -> None:
             model.runner = FailoverRunner(selection, lambda failed: open_best(builds, name, exclude=failed, **select))

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from converters.bundle import read_manifest, staging, validate_manifest, verify_bundle, write_manifest
+from converters.bundle import (read_manifest, staging, update_manifest, validate_manifest, verify_bundle,
+                               write_manifest)
 from sdk.errors import BundleError
 
 
@@ -22,6 +23,20 @@ def _manifest(**over) -> dict:
     return m
 
 
+def _model(path) -> None:
+    """A small ONNX model (Identity) carrying the stamp slot a converter leaves in its metadata."""
+    onnx = pytest.importorskip("onnx")
+    from converters.binding import STAMP_KEY, placeholder
+
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["probs"])], "m",
+                                   [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 2])],
+                                   [onnx.helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, [1, 2])])
+    model = onnx.helper.make_model(graph)
+    onnx.helper.set_model_props(model, {STAMP_KEY: placeholder(), "maskgate_model": "m",
+                                        "maskgate_class_names": json.dumps(["a", "b"])})
+    onnx.save(model, str(path))
+
+
 def test_schema_names_every_problem():
     with pytest.raises(BundleError) as err:
         validate_manifest({"schema_version": 1, "name": 3, "files": {}})
@@ -34,7 +49,7 @@ def test_schema_names_every_problem():
 
 
 def test_sha256_is_recorded_and_verified(tmp_path):
-    (tmp_path / "model.onnx").write_bytes(b"weights")
+    _model(tmp_path / "model.onnx")
     manifest = write_manifest(tmp_path, _manifest())
     assert len(manifest["files"]["model.onnx"]) == 64
     assert verify_bundle(tmp_path)["name"] == "m-onnx-fp32"
@@ -53,7 +68,7 @@ def test_interrupted_write_leaves_no_bundle(tmp_path):
     final = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
         with staging(final) as tmp:
-            (tmp / "model.onnx").write_bytes(b"half")
+            _model(tmp / "model.onnx")
             raise KeyboardInterrupt
     assert not final.exists() and list(tmp_path.iterdir()) == []
     with pytest.raises(BundleError, match="no manifest"):
@@ -61,9 +76,30 @@ def test_interrupted_write_leaves_no_bundle(tmp_path):
             (tmp / "model.onnx").write_bytes(b"all")
     assert not final.exists()
     with staging(final) as tmp:
-        (tmp / "model.onnx").write_bytes(b"all")
+        _model(tmp / "model.onnx")
         write_manifest(tmp, _manifest())
     assert verify_bundle(final)
+
+
+def test_the_manifest_is_bound_to_its_model_and_changed_only_as_a_whole(tmp_path):
+    bundle = tmp_path / "b"
+    with staging(bundle) as tmp:
+        _model(tmp / "model.onnx")
+        first = write_manifest(tmp, _manifest())
+    (bundle / "signature.json").write_text("{}")
+    updated = update_manifest(bundle, {"verdict": {"passed": True, "failures": []}})
+    assert verify_bundle(bundle) == updated and updated["verdict"]["passed"]
+    assert updated["files"]["model.onnx"] != first["files"]["model.onnx"]  # the model carries the new digest
+    assert not (bundle / "signature.json").exists()  # it signed the old manifest: dropped, not left lying
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+    edited = dict(updated, class_names=["b", "a"])
+    (bundle / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(BundleError, match=r"changed after the build.*class_names \['b', 'a'\]"):
+        verify_bundle(bundle)
+    (bundle / "manifest.json").write_text(json.dumps(updated, indent=8, sort_keys=True))  # layout is not content
+    assert verify_bundle(bundle) == updated
+    with pytest.raises(BundleError, match="older MaskGate"):
+        validate_manifest({**updated, "schema_version": 1})
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +118,8 @@ def test_build_real_classifier_makes_verified_bundles(built):
     for r in results:
         manifest = verify_bundle(r.path)
         assert manifest["class_names"] == ["mask", "no_mask"] and manifest["input"]["size"] == [128, 128]
-        assert r.fidelity["samples"] == 40 and r.fidelity["top1_agreement"] >= 0.95
+        assert r.fidelity["samples"] == 40 and r.fidelity["top1_agreement"] >= 0.99  # the int8 gate, not looser
+        assert r.passed and r.verdict["passed"] and manifest["verdict"] == r.verdict, r.failures()
     int8 = verify_bundle(results[1].path)
     assert int8["quantizer"]["format"] == "QDQ" and int8["calibration"]["samples"] == 32
     assert int8["source_weights_sha256"] == verify_bundle(results[0].path)["source_weights_sha256"]
@@ -93,9 +130,12 @@ def test_unchanged_build_is_reused_and_a_corrupt_one_rebuilt(built):
     from sdk.build import build
 
     out, results = built
-    path = results[0].path
-    (out / "mask_mobilenetv2-onnx-fp32" / "model.onnx").write_bytes(b"corrupt")
+    fp32, int8 = out / "mask_mobilenetv2-onnx-fp32", out / "mask_mobilenetv2-onnx-int8"
+    before = {b: (b / "manifest.json").read_bytes() for b in (fp32, int8)}
+    (fp32 / "model.onnx").write_bytes(b"corrupt")
     again = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32", "int8"), out=out,
                   progress=False, samples=32, verify_samples=40)
     assert [r.status for r in again] == ["built", "reused"]
-    assert json.loads((out / "mask_mobilenetv2-onnx-fp32" / "manifest.json").read_text())["name"] in path
+    assert (int8 / "manifest.json").read_bytes() == before[int8]  # reused untouched: same verdict, nothing rewritten
+    rebuilt = verify_bundle(fp32)  # the corrupt file replaced by one that matches the manifest and its stamp
+    assert (fp32 / "model.onnx").read_bytes() != b"corrupt" and rebuilt["verdict"]["passed"]

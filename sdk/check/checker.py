@@ -33,11 +33,14 @@ class BundleCheck:
     size_bytes: int = 0
     task_metrics: dict | None = None  # with --data: see sdk.check.task
     gates: list = field(default_factory=list)  # GateResult dicts
+    build_verdict: dict | None = None  # what the bundle's build recorded (converters.bundle.verdict_problem)
+    verdict_problem: str | None = None  # set when the recorded verdict does not let the bundle run
     error: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.error is None and self.integrity == "ok" and bool(self.gates) and all(g["passed"] for g in self.gates)
+        return (self.error is None and self.integrity == "ok" and self.verdict_problem is None and bool(self.gates)
+                and all(g["passed"] for g in self.gates))
 
     def __bool__(self) -> bool:
         return self.passed
@@ -45,7 +48,8 @@ class BundleCheck:
     def failures(self) -> list[str]:
         if self.error:
             return [self.error]
-        return [gating.GateResult(**g).describe() for g in self.gates if not g["passed"]]
+        return ([f"build verdict: {self.verdict_problem}"] if self.verdict_problem else []) + [
+            gating.GateResult(**g).describe() for g in self.gates if not g["passed"]]
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -54,18 +58,26 @@ class BundleCheck:
 
 
 def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None = None, runs: int = 50,
-                 warmup: int = 5, threads: int | None = None, task_data=None) -> BundleCheck:
+                 warmup: int = 5, threads: int | None = None, task_data=None, trust=None,
+                 require_verdict: bool = True) -> BundleCheck:
     """Integrity, fidelity on the golden samples, latency and gates for one bundle.
     ``gate_overrides``: Gate fields replacing the precision's gate (defaults, then the config
     file's ``[gates.<precision>]``; None values ignored);
-    ``task_data``: a ``sdk.check.task.TaskData`` for task metrics on labelled data."""
-    from converters.bundle import verify_bundle
+    ``task_data``: a ``sdk.check.task.TaskData`` for task metrics on labelled data;
+    ``trust``: a ``runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``): its
+    key's signature is part of the integrity check; ``require_verdict``: the bundle fails
+    unless its build recorded that it passed (off for the build's own check, which makes it)."""
+    import dataclasses
+
+    from converters.bundle import verdict_problem, verify_bundle
     from runtimes.select import open_best
+    from runtimes.trust import configured_trust
 
     bundle = Path(bundle)
     result = BundleCheck(str(bundle))
     try:
-        manifest = verify_bundle(bundle)
+        trust = trust if trust is not None else configured_trust()
+        manifest = verify_bundle(bundle, key=trust.key)
     except MaskGateError as exc:
         result.integrity = str(exc)
         result.error = f"integrity: {exc}"
@@ -74,9 +86,14 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     result.name, result.model, result.task = manifest["name"], manifest["model"], manifest["task"]
     result.format, result.precision = manifest["format"], manifest["precision"]
     result.size_bytes = sum((bundle / f).stat().st_size for f in manifest["files"] if f != "golden.npz")
+    result.build_verdict = manifest.get("verdict")
+    if require_verdict:
+        result.verdict_problem = verdict_problem(manifest)
     try:
+        # This bundle is measured whatever its build concluded: the selector may not pass it over.
         selection = open_best(bundle, manifest["model"], prefer=prefer, threads=threads,
-                              formats=(manifest["format"],), precisions=(manifest["precision"],))
+                              formats=(manifest["format"],), precisions=(manifest["precision"],),
+                              trust=dataclasses.replace(trust, allow_failed_builds=True))
         with selection.runner as runner:
             result.runtime = selection.describe_runtime()
             inputs = _fidelity(result, runner, bundle, manifest)
@@ -149,11 +166,13 @@ def check_builds(builds: str | Path, *, progress: bool = False, **options) -> li
     ``options``: those of ``check_bundle``."""
     from ..progress import progress as progress_bar
 
+    from runtimes.select import bundle_folders
+
     builds = Path(builds)
     if (builds / "manifest.json").is_file():
         folders = [builds]
     else:
-        folders = sorted(p for p in builds.iterdir() if (p / "manifest.json").is_file()) if builds.is_dir() else []
+        folders = [p for p in bundle_folders(builds) if (p / "manifest.json").is_file()] if builds.is_dir() else []
     if not folders:
         from ..errors import BundleError
 

@@ -5,10 +5,11 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import (backends, build, check, compare, crops, evaluate, evaluate_classifiers, models, run, synth, train,
+from . import (backends, build, check, compare, crops, evaluate, evaluate_classifiers, models, run, sign, synth, train,
                turnstile)
 
-COMMANDS = (run, turnstile, build, check, backends, models, evaluate_classifiers, evaluate, crops, synth, train, compare)
+COMMANDS = (run, turnstile, build, check, sign, backends, models, evaluate_classifiers, evaluate, crops, synth, train,
+            compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

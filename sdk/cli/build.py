@@ -73,6 +73,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tflite-calibration", choices=("minmax", "moving_average"), default="minmax",
                    help="TFLite int8 activation ranges: widest seen (default) or ai-edge-quantizer's moving average")
     p.add_argument("--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)")
+    p.add_argument("--sign-key", type=Path, metavar="FILE", help="sign every bundle that was checked with this key "
+                   "(Ed25519 private key or HMAC secret, 'maskgate keygen'); cameras verify with [trust] verify_key")
     p.add_argument("--force", action="store_true", help="rebuild bundles even when a finished one matches")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
@@ -104,7 +106,7 @@ def main(args) -> int:
                          detector_size=args.detector_size, weights=weights, reference_device=args.reference_device,
                          data=args.data, data_limit=args.data_limit, check_runs=args.check_runs,
                          diagnose=args.diagnose, accuracy_aware=args.accuracy_aware,
-                         force=args.force, options=options)
+                         force=args.force, sign_key=args.sign_key, options=options)
     start = time.perf_counter()
     results = build(config, progress=not args.no_progress)
     seconds = time.perf_counter() - start

@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
                    "(faces/ + scenes/) or a crop set from 'maskgate crops'")
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split of --data (default test)")
     p.add_argument("--data-limit", type=int, metavar="N", help="at most N source images of faces/ and of scenes/ each")
+    p.add_argument("--verify-key", metavar="FILE", help="require every bundle to be signed with this key (Ed25519 "
+                   "public key or HMAC secret; default: [trust] verify_key in maskgate.toml / MASKGATE_CONFIG)")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
     p.add_argument("--html", metavar="FILE", help="write an HTML report with plots here")
     for name, what in (("min-top1", "classifier top-1 agreement"), ("min-recall", "share of reference detections found"),
@@ -29,11 +31,14 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from runtimes.trust import configured_trust
+
     from ..build_report import atomic_write
     from ..check import check_builds
     from ..check.checker import CheckReport, check_pipelines
     from ..check.gates import configured_gates
 
+    trust = configured_trust(verify_key=args.verify_key)  # a bad key or config fails here, before any work
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
                  "max_landmark_nme": args.max_landmark_nme}
     gates = configured_gates(overrides)  # a bad config file fails here, before any work
@@ -45,7 +50,7 @@ def main(args) -> int:
                                   prefer=args.prefer, threads=args.threads, progress=True)
         print(f"task data: {task_data.describe()}; crops cut by {task_data.cut_by}")
     results = check_builds(args.path, progress=True, prefer=args.prefer, threads=args.threads, runs=args.runs,
-                           gate_overrides=overrides, task_data=task_data)
+                           gate_overrides=overrides, task_data=task_data, trust=trust)
     report = CheckReport(str(args.path), results, {k: v.__dict__ for k, v in gates.items()},
                          data=task_data.describe() if task_data else None)
     if task_data is not None:

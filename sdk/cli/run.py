@@ -12,7 +12,7 @@ from ..draw import annotate
 from ..errors import SourceError
 from ..pipeline import AlignConfig, Pipeline
 from ..sources import IMAGE_SUFFIXES, iter_frames
-from .options import add_detector_options, size
+from .options import add_detector_options, add_trust_options, size, trust_from
 
 
 def add_parser(sub) -> None:
@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
                    "or MASKGATE_DEVICE); kinds left out follow unless --strict")
     p.add_argument("--strict", action="store_true", help="with --builds: only the preferred device kinds, no fallback")
     p.add_argument("--threads", type=int, help="with --builds: CPU threads per model")
+    add_trust_options(p)
     add_detector_options(p)
     p.set_defaults(func=main)
 
@@ -90,7 +91,8 @@ def _open_pipeline(args) -> Pipeline:
     # A bundle fixes its weights and input size; the selector's options need bundles.
     reference_only = {"--weights": args.weights, "--mask-weights": args.mask_weights, "--pose-weights": args.pose_weights,
                       "--input-size": args.input_size, "--device": None if args.device == "auto" else args.device}
-    builds_only = {"--prefer": args.prefer, "--strict": args.strict or None, "--threads": args.threads}
+    builds_only = {"--prefer": args.prefer, "--strict": args.strict or None, "--threads": args.threads,
+                   "--verify-key": args.verify_key, "--allow-failed-builds": args.allow_failed_builds}
     clash = [flag for flag, value in (reference_only if args.builds else builds_only).items() if value is not None]
     if clash:
         raise InputError(f"{', '.join(clash)} {'do' if len(clash) > 1 else 'does'} not apply "
@@ -102,7 +104,7 @@ def _open_pipeline(args) -> Pipeline:
     if args.builds:
         return Pipeline.from_builds(args.builds, detector=args.detector, mask_model=mask_model, pose_model=pose_model,
                                     prefer=args.prefer, strict=args.strict, threads=args.threads,
-                                    score_threshold=args.min_score, align=align)
+                                    score_threshold=args.min_score, align=align, trust=trust_from(args))
     return Pipeline.reference(
         detector=args.detector,
         weights=args.weights,

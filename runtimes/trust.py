@@ -1,0 +1,58 @@
+"""Which bundles the runtime layer may run: the site's signing key and the build verdict rule.
+
+By default a bundle runs only when its manifest is bound to its model (always checked,
+``converters.binding``) and its build recorded that it passed every gate; a bundle that
+failed its gates, or was never checked, is passed over with a logged reason unless the
+user allows it. A site that signs its bundles names its key, and then nothing unsigned
+runs. Settings come from the ``[trust]`` table of the MaskGate config file
+(``MASKGATE_CONFIG`` or ./maskgate.toml), then from arguments:
+
+    [trust]
+    verify_key = "site.pub"          # relative to the config file; Ed25519 public key or HMAC secret
+    allow_failed_builds = false      # true: run bundles below their gates too (not for production)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdk.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    key: object | None = None  # converters.signing.BundleKey: signatures required when set
+    allow_failed_builds: bool = False  # run bundles whose build failed its gates or recorded no verdict
+    source: str = "defaults"  # where the settings came from, for messages
+
+    def describe(self) -> str:
+        signed = (f"signed with {self.key.algorithm} key {self.key.key_id}" if self.key is not None
+                  else "unsigned allowed")
+        verdicts = "failed builds allowed" if self.allow_failed_builds else "passed builds only"
+        return f"{signed}, {verdicts} ({self.source})"
+
+
+def configured_trust(*, verify_key: str | Path | None = None, allow_failed_builds: bool | None = None) -> TrustPolicy:
+    """The ``[trust]`` table of the config file, then these arguments (None: not given)."""
+    from converters.signing import load_key
+
+    from .devices import read_config
+
+    path, config = read_config()
+    table = config.get("trust", {})
+    known = {"verify_key", "allow_failed_builds"}
+    if not isinstance(table, dict) or not set(table) <= known:
+        raise InputError(f"{path}: [trust] may set {', '.join(sorted(known))}; got {table!r}")
+    allow, key = table.get("allow_failed_builds", False), table.get("verify_key", "")
+    if not isinstance(allow, bool) or not isinstance(key, str):
+        raise InputError(f"{path}: [trust] verify_key is a path (string) and allow_failed_builds true or false")
+    sources = [f"{path} [trust]"] if table else []
+    key_path = None
+    if key:
+        key_path = Path(key) if Path(key).is_absolute() else Path(path).parent / key
+    if verify_key is not None:
+        key_path, sources = Path(verify_key), sources + ["--verify-key"]
+    if allow_failed_builds is not None:
+        allow, sources = bool(allow_failed_builds), sources + ["--allow-failed-builds"]
+    return TrustPolicy(load_key(key_path) if key_path is not None else None, allow,
+                       ", ".join(dict.fromkeys(sources)) or "defaults")
