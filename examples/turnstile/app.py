@@ -2,7 +2,9 @@
 
     python examples/turnstile/app.py 0 --config examples/turnstile/turnstile.toml
 
-`on_passage` is where a firmware team drives the relay and the display; here it prints.
+`on_gate` is where a firmware team drives the relay and the display: it is called the
+moment the smoothed decision opens the gate (once per passage) or refuses for a new
+reason; here it prints. `on_passage` gets the summary once the person has left.
 The pipeline runs from build bundles (`maskgate build`), each model on the best device
 the runtime layer finds; no torch is needed on the camera (`pip install -e ".[device]"`).
 """
@@ -15,17 +17,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sdk.turnstile import Decision, Passage, TurnstileApp, load_config  # noqa: E402
+from sdk.turnstile import Decision, GateEvent, Passage, TurnstileApp, load_config  # noqa: E402
 
 MESSAGES = {Decision.OPEN: "welcome", Decision.NO_MASK: "please wear a mask",
-            Decision.LOOK_AT_CAMERA: "please look at the camera"}
+            Decision.LOOK_AT_CAMERA: "please look at the camera",
+            Decision.CANNOT_CHECK: "please step up to the camera"}
+
+
+def on_gate(gate: GateEvent) -> None:
+    """Replace with your relay / display calls: open the relay on "open", show the message on both."""
+    relay = "open" if gate.action == "open" else "closed"
+    print(f"frame {gate.frame:6d} {gate.time:8.2f} s  {gate.decision.value:14s} relay {relay:6s} "
+          f"{MESSAGES[gate.decision]} ({gate.reason})", flush=True)
 
 
 def on_passage(passage: Passage) -> None:
-    """Replace with your relay / display calls."""
-    relay = "open" if passage.decision is Decision.OPEN else "closed"
-    print(f"{passage.start:8.2f} s  {passage.decision.value:15s} relay {relay:6s} {MESSAGES[passage.decision]} "
-          f"(P(mask) {passage.mask_prob}, {passage.yaw_class})", flush=True)
+    """The passage's summary, once the person has left: a log line here (no relay action)."""
+    opened = f"opened at frame {passage.opened_frame}" if passage.opened_frame is not None else "did not open"
+    print(f"passage {passage.start:8.2f}-{passage.end:.2f} s  {passage.decision.value:14s} {opened}", flush=True)
 
 
 def main() -> int:
@@ -36,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = load_config(args.source, path=args.config, builds=args.builds)
-    summary = TurnstileApp(config, on_passage=on_passage).run()
+    summary = TurnstileApp(config, on_gate=on_gate, on_passage=on_passage).run()
     print(f"{summary.frames} frames, {summary.passages} passages, stopped by {summary.stopped_by or 'end of stream'}",
           file=sys.stderr)
     return 1 if summary.errors else 0

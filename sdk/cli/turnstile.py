@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("turnstile", help="the turnstile app: one JSON event per person passing a camera",
                        description="Runs the pipeline from build bundles on a camera, a video or an RTSP/HTTP stream, "
                        "takes the largest face in the region of interest as the person at the gate, smooths the "
-                       "decision (NO_FACE, LOOK_AT_CAMERA, NO_MASK, OPEN) over several frames and writes one event "
-                       "per passage. Settings come from --config ([turnstile] in TOML), then these flags.")
+                       "decision (NO_FACE, LOOK_AT_CAMERA, NO_MASK, CANNOT_CHECK, OPEN) over several frames, writes a "
+                       "gate event the moment the gate opens or refuses, and one summary event per passage. Settings come from --config ([turnstile] in TOML), then these flags.")
     p.add_argument("source", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL")
     p.add_argument("--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)")
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./build)")
@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--health-every", type=float, dest="health_every_s", help="seconds between health lines (default 10)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
+    from .options import add_trust_options
+
+    add_trust_options(p)
     p.set_defaults(func=main)
 
 
@@ -46,6 +49,7 @@ def main(args) -> int:
     config = load_config(
         args.source, path=args.config, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
         events=args.events, video_out=args.video_out, health_every_s=args.health_every_s, max_frames=args.max_frames,
+        verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds,
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
         stream={"max_reconnects": args.max_reconnects})
@@ -54,9 +58,11 @@ def main(args) -> int:
 
         raise BundleError(f"{config.builds}: no builds folder; run 'maskgate build --out {config.builds}' first "
                           "(or pass --builds DIR)")
-    app = TurnstileApp(config, on_passage=lambda p: print(json.dumps({"event": "passage", **p.to_dict()}), flush=True))
+    app = TurnstileApp(config, on_gate=lambda g: print(json.dumps({"event": "gate", **g.to_dict()}), flush=True),
+                       on_passage=lambda p: print(json.dumps({"event": "passage", **p.to_dict()}), flush=True))
     summary = app.run()
-    print(f"turnstile: {summary.frames} frames, {summary.passages} passages {summary.decisions}, "
+    print(f"turnstile: {summary.frames} frames, gate opened {summary.opened} time(s), "
+          f"{summary.passages} passages {summary.decisions}, "
           f"dropped {summary.dropped}, reconnects {summary.reconnects}"
           + (f", stopped by {summary.stopped_by}" if summary.stopped_by else ""), file=sys.stderr)
     return 1 if summary.errors else 0

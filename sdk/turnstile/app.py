@@ -1,9 +1,11 @@
-"""The turnstile app: frames -> pipeline -> gate decision -> one event per passage.
+"""The turnstile app: frames -> pipeline -> gate decision -> the gate acts, one summary per passage.
 
-Events are JSON lines (``--events FILE``), flushed as they happen: ``passage`` (time,
-decision, mask probability, yaw class, what ran each model, per-stage latency), ``error``
-(a source that cannot be read, a truncated video) and a final ``stop`` with the run's
-totals. A health line (fps, latency p50/p90, dropped frames, reconnects) goes to stderr
+Events are JSON lines (``--events FILE``), flushed as they happen: ``gate`` the moment
+the smoothed decision first says OPEN (the relay's cue, once per passage) or refuses
+for a new reason (the display's cue), with the frame, the reason, and what ran each
+model; ``passage`` when the person has left (time, decision, mask probability, yaw
+class, per-stage latency); ``error`` (a source that cannot be read, a truncated video)
+and a final ``stop`` with the run's totals. A health line (fps, latency p50/p90, dropped frames, reconnects) goes to stderr
 every ``health_every_s`` seconds. SIGINT / SIGTERM end the run cleanly: the open passage
 is closed, the event file finished, the output video finalised.
 """
@@ -21,11 +23,12 @@ import cv2
 import numpy as np
 
 from ..errors import MaskGateError
-from .decision import Decision, GateRules, GateStateMachine, Observation, Passage, observe
+from .decision import Decision, GateEvent, GateRules, GateStateMachine, Observation, Passage, observe
 from .stream import FrameStream, StreamOptions
 
 DECISION_COLOURS = {Decision.OPEN: (0, 200, 0), Decision.NO_MASK: (0, 0, 255),
-                    Decision.LOOK_AT_CAMERA: (0, 200, 255), Decision.NO_FACE: (160, 160, 160)}
+                    Decision.LOOK_AT_CAMERA: (0, 200, 255), Decision.CANNOT_CHECK: (255, 0, 255),
+                    Decision.NO_FACE: (160, 160, 160)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class TurnstileConfig:
     video_out: Path | None = None
     health_every_s: float = 10.0
     max_frames: int | None = None
+    verify_key: Path | None = None  # run only bundles signed with this key (default: [trust] in maskgate.toml)
+    allow_failed_builds: bool | None = None  # also run bundles below their gates (default: [trust], else no)
 
 
 @dataclass
@@ -48,6 +53,8 @@ class RunSummary:
     frames: int = 0
     passages: int = 0
     decisions: dict = field(default_factory=dict)  # decision -> passages
+    opened: int = 0  # gate "open" events
+    refused: int = 0  # gate "refuse" events
     dropped: int = 0
     reconnects: int = 0
     errors: list = field(default_factory=list)
@@ -59,12 +66,15 @@ class RunSummary:
 
 
 class TurnstileApp:
-    def __init__(self, config: TurnstileConfig, *, pipeline=None, on_passage=None):
+    def __init__(self, config: TurnstileConfig, *, pipeline=None, on_gate=None, on_passage=None):
         """``pipeline``: an opened ``sdk.Pipeline`` (default: from ``config.builds``, each model
-        on the best build and device); ``on_passage``: called with each ``Passage``."""
+        on the best build and device); ``on_gate``: called with each ``GateEvent`` the moment
+        the gate acts (drive the relay and the display here); ``on_passage``: called with
+        each ``Passage`` summary once the person has left."""
         self.config = config
         self.stream = FrameStream(config.source, config.stream)
         self._pipeline = pipeline
+        self._on_gate = on_gate
         self._on_passage = on_passage
         self._stopped_by: str | None = None
         self._events = None
@@ -87,17 +97,21 @@ class TurnstileApp:
         try:
             self._open_events()
             if self._pipeline is None:
+                from runtimes.trust import configured_trust
+
                 from ..pipeline import Pipeline
 
+                trust = configured_trust(verify_key=self.config.verify_key,
+                                         allow_failed_builds=self.config.allow_failed_builds)
                 self._pipeline = Pipeline.from_builds(self.config.builds, prefer=self.config.prefer,
-                                                      threads=self.config.threads)
+                                                      threads=self.config.threads, trust=trust)
             self._loop()
         except MaskGateError as exc:
             self._error(str(exc))
         finally:
             passage = self.machine.finish()
             if passage is not None:
-                self._emit(passage)
+                self._emit_passage(passage)
             self.summary.dropped, self.summary.reconnects = self.stream.stats.dropped, self.stream.stats.reconnects
             self.summary.stopped_by = self._stopped_by
             self.summary.seconds = time.monotonic() - start
@@ -116,15 +130,17 @@ class TurnstileApp:
         latencies: list[float] = []
         last_health = time.monotonic()
         frames_at_health = 0
-        for at, frame in self.stream.frames():
+        for index, (at, frame) in enumerate(self.stream.frames()):
             timings: dict = {}
             began = time.perf_counter()
             faces = self._pipeline(frame, timings=timings)
             latencies.append((time.perf_counter() - began) * 1e3)
-            obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings)
-            passage = self.machine.update(obs)
-            if passage is not None:
-                self._emit(passage)
+            obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings, frame=index)
+            for event in self.machine.update(obs):
+                if isinstance(event, GateEvent):
+                    self._emit_gate(event)
+                else:
+                    self._emit_passage(event)
             if self.config.video_out is not None:
                 self._write_video(frame, faces, obs)
             self.summary.frames += 1
@@ -137,7 +153,16 @@ class TurnstileApp:
         if self.stream.stats.truncated:
             self._error(f"{self.config.source}: truncated or corrupt video: {self.stream.stats.truncated}")
 
-    def _emit(self, passage: Passage) -> None:
+    def _emit_gate(self, gate: GateEvent) -> None:
+        if gate.action == "open":
+            self.summary.opened += 1
+        else:
+            self.summary.refused += 1
+        self._write({"event": "gate", **gate.to_dict()})
+        if self._on_gate is not None:
+            self._on_gate(gate)
+
+    def _emit_passage(self, passage: Passage) -> None:
         self.summary.passages += 1
         key = passage.decision.value
         self.summary.decisions[key] = self.summary.decisions.get(key, 0) + 1

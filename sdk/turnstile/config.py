@@ -22,7 +22,7 @@ from .app import TurnstileConfig
 from .decision import GateRules
 from .stream import StreamOptions
 
-_PATHS = ("builds", "events", "video_out")
+_PATHS = ("builds", "events", "video_out", "verify_key")
 
 
 def load_config(source: str, *, path: str | Path | None = None, **overrides) -> TurnstileConfig:
