@@ -62,3 +62,31 @@ def test_registry_refuses_duplicates_and_unknown_names():
 def test_console_script_is_installed():
     out = subprocess.run(["maskgate", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("maskgate ")
+
+
+def test_under_ci_an_import_related_skip_fails_and_other_skips_stay_skips(tmp_path):
+    import os
+
+    (tmp_path / "test_module_level.py").write_text("import pytest\npytest.importorskip('no_such_module_mg1')\n"
+                                                  "def test_a():\n    pass\n")
+    (tmp_path / "test_in_tests.py").write_text(
+        "import pytest\n"
+        "def test_needs_a_module():\n    pytest.importorskip('no_such_module_mg2')\n"
+        "def test_needs_a_gpu():\n    pytest.skip('no CUDA GPU visible to torch on this machine')\n"
+        "def test_runs():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def pytest_on(*paths, ci: bool):
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.strict_skips",
+                   *map(str, paths)]
+        return subprocess.run(command, capture_output=True, text=True, env={**env, **({"CI": "true"} if ci else {})},
+                              cwd=tmp_path, timeout=120)
+
+    relaxed = pytest_on(tmp_path, ci=False)
+    assert relaxed.returncode == 0 and "1 passed, 3 skipped" in relaxed.stdout, relaxed.stdout
+    in_tests = pytest_on(tmp_path / "test_in_tests.py", ci=True)
+    assert in_tests.returncode == 1 and "1 failed, 1 passed, 1 skipped" in in_tests.stdout, in_tests.stdout
+    assert "an import-related skip is a broken install" in in_tests.stdout
+    module_level = pytest_on(tmp_path / "test_module_level.py", ci=True)  # a collection error stops the run
+    assert module_level.returncode != 0 and "an import-related skip is a broken install" in module_level.stdout

@@ -1,6 +1,7 @@
 """The pipeline from bundles gives the reference pipeline's faces and mask labels, per
-backend, on held-out scenes (fp32 builds: detections matched at IoU >= 0.5 >= 98 %,
-mask labels >= 99 % equal)."""
+backend, on held-out scenes: fp32 builds every face (IoU >= 0.5) and every label; int8
+builds, which the selector picks first on a CPU, within the int8 gates (>= 98 % of the
+reference's faces, >= 99 % of their mask labels), and they pass 'maskgate check'."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,26 +30,50 @@ def scenes_and_reference(shared_data):
         return frames, [reference(frame) for frame in frames]
 
 
+def _agreement(pipeline, frames, expected, fmt: str) -> tuple[int, int, int]:
+    """(reference faces, found by the pipeline at IoU >= 0.5, with the same mask label)."""
+    wanted = found = same_label = 0
+    for frame, ref in zip(frames, expected):
+        got = pipeline(frame)
+        assert all(face.runtime and fmt in face.runtime["detector"] for face in got)
+        ref_boxes = np.array([f.box for f in ref]).reshape(-1, 4)
+        got_boxes = np.array([f.box for f in got]).reshape(-1, 4)
+        match = match_greedy(ref_boxes, got_boxes, np.array([f.score for f in got]), 0.5)
+        wanted += len(ref)
+        for i, j in enumerate(match):
+            if j >= 0:
+                found += 1
+                same_label += ref[i].mask["label"] == got[j].mask["label"]
+    return wanted, found, same_label
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize("fmt", ["onnx", "openvino", "tflite"])
 def test_pipeline_from_fp32_builds_matches_the_reference(fp32_builds, scenes_and_reference, fmt):
     from sdk import Pipeline
 
     frames, expected = scenes_and_reference
-    wanted = found = same_label = 0
     with Pipeline.from_builds(fp32_builds, pose_model=None, prefer="cpu", formats=(fmt,)) as pipeline:
         assert {s.format for s in pipeline.selections.values()} == {fmt}
-        for frame, ref in zip(frames, expected):
-            got = pipeline(frame)
-            assert all(face.runtime and fmt in face.runtime["detector"] for face in got)
-            ref_boxes = np.array([f.box for f in ref]).reshape(-1, 4)
-            got_boxes = np.array([f.box for f in got]).reshape(-1, 4)
-            match = match_greedy(ref_boxes, got_boxes, np.array([f.score for f in got]), 0.5)
-            wanted += len(ref)
-            for i, j in enumerate(match):
-                if j >= 0:
-                    found += 1
-                    same_label += ref[i].mask["label"] == got[j].mask["label"]
+        wanted, found, same_label = _agreement(pipeline, frames, expected, fmt)
     assert wanted > 50
-    assert found / wanted >= 0.98, (fmt, found, wanted)
-    assert same_label / found >= 0.99, (fmt, same_label, found)
+    assert found == wanted and same_label == found, (fmt, wanted, found, same_label)  # fp32: the same pipeline
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("fmt", ["openvino", "tflite"])
+def test_pipeline_from_int8_builds_is_chosen_and_agrees_with_the_reference(quantized_builds, scenes_and_reference,
+                                                                           fmt):
+    from sdk import Pipeline
+    from sdk.check import check_builds
+    from sdk.check.gates import DEFAULT_GATES
+
+    frames, expected = scenes_and_reference
+    with Pipeline.from_builds(quantized_builds, pose_model=None, prefer="cpu", formats=(fmt,)) as pipeline:
+        assert {s.precision for s in pipeline.selections.values()} == {"int8"}  # the CPU's first choice, verified
+        wanted, found, same_label = _agreement(pipeline, frames, expected, fmt)
+    gate = DEFAULT_GATES["int8"]
+    assert wanted > 50
+    assert found / wanted >= gate.min_recall and same_label / found >= gate.min_top1, (fmt, wanted, found, same_label)
+    checks = [c for c in check_builds(quantized_builds, runs=2) if c.format == fmt and c.precision == "int8"]
+    assert len(checks) == 3 and all(checks), [c.failures() for c in checks]

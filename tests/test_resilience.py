@@ -88,33 +88,58 @@ def test_a_long_run_does_not_grow_memory_or_file_descriptors(builds, frames):
         assert len(os.listdir("/proc/self/fd")) <= fds
 
 
+_PAUSED_BUILD = """
+import pathlib, sys, time
+from converters import bundle
+from sdk.cli import main
+marker, placed, put_in_place = pathlib.Path(sys.argv[1]), [], bundle.replace_folder
+def pause_before_the_second_new_bundle(new, final):
+    if not final.exists():
+        placed.append(final.name)
+        if len(placed) == 2:  # the first bundle is in place, the second complete in its staging folder
+            marker.write_text(final.name)
+            time.sleep(3600)  # held here until the test kills the process
+    return put_in_place(new, final)
+bundle.replace_folder = pause_before_the_second_new_bundle
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
+    """The build is held at an explicit pause point (the second bundle written, not yet in
+    place) and killed there, however fast or slow this machine is."""
     pytest.importorskip("onnxscript")
     from converters.bundle import verify_bundle
     from sdk.build import build
 
-    out = tmp_path / "builds"
-    maskgate = Path(sys.executable).parent / "maskgate"
-    command = [str(maskgate), "build", "--models", "mask_mobilenetv2", "--formats", "onnx,openvino",
-               "--precisions", "fp32,fp16", "--verify-samples", "8", "--check-runs", "2", "--out", str(out),
-               "--no-progress"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:  # kill it once the first bundle is in place
-        if any(p.is_dir() and not p.name.startswith(".") for p in out.glob("*")) and list(out.glob(".*.partial-*")):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the build finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert list(out.glob(".*.partial-*"))  # it died while writing a bundle
-    for folder in (p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        verify_bundle(folder)  # whatever looks like a bundle is a whole, verified one
+    out, marker = tmp_path / "builds", tmp_path / "paused"
+    command = [sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", "--models", "mask_mobilenetv2",
+               "--formats", "onnx,openvino", "--precisions", "fp32,fp16", "--verify-samples", "8", "--check-runs", "2",
+               "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and proc.poll() is None and not marker.is_file():
+            time.sleep(0.2)
+        ended = proc.stderr.read()[-2000:] if proc.poll() is not None else "still running after 900 s"
+        assert marker.is_file(), f"the build never reached its pause point: {ended}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    waiting = marker.read_text()
+    assert list(out.glob(f".{waiting}.partial-*"))  # it died with a whole bundle still staged
+    assert not (out / waiting).exists()
     finished = {p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert len(finished) == 1
+    for folder in finished:
+        verify_bundle(out / folder)  # whatever looks like a bundle is a whole, verified one
     results = build(models=("mask_mobilenetv2",), formats=("onnx", "openvino"), precisions=("fp32", "fp16"),
                     out=out, progress=False, verify_samples=8, check_runs=2)
     assert all(r.error is None for r in results)
-    assert {r.target for r in results if r.status == "reused"} == finished and len(finished) < 4
+    assert {r.target for r in results if r.status == "reused"} == finished
     assert not list(out.glob(".*.partial-*")) and not list(out.glob(".work-*"))  # the stale staging is gone
     with pytest.raises(Exception, match="another 'maskgate build' is writing here"):
         from converters.bundle import exclusive_folder

@@ -171,3 +171,56 @@ def test_preference_from_a_config_file_ranks_below_the_environment(monkeypatch, 
     config.write_text("[devices\n")
     with pytest.raises(InputError, match="cannot read the MaskGate config"):
         parse_preference(None)
+
+
+def _status(backend, usable: set[str]):
+    """What ``backend.status()`` reports on a machine where the accelerators in ``usable`` work
+    (the same object, built in the device table's order as the real status() builds it)."""
+    from runtimes.backend import Accelerator, BackendStatus
+    from runtimes.devices import TABLE
+
+    accelerators = tuple(Accelerator(kind, name, name in usable, "" if name in usable else "not on this machine")
+                         for kind, names in TABLE[backend.name].items() for name in names)
+    return backend, BackendStatus(backend.name, backend.formats, True, "test", accelerators)
+
+
+def _order(bundles, backends, preference) -> list[str]:
+    from runtimes.select import candidates
+
+    return [f"{c.manifest['format']}-{c.manifest['precision']}@{c.accelerator.name}"
+            for c in candidates(bundles, backends, preference)]
+
+
+def test_candidate_order_on_machines_with_npus_and_gpus():
+    from runtimes.onnxruntime import OnnxRuntimeBackend
+    from runtimes.openvino import OpenVinoBackend
+    from runtimes.tflite import TfliteBackend
+
+    bundles = [(Path(f"m-{fmt}-{precision}"), {"format": fmt, "precision": precision})
+               for fmt in ("onnx", "openvino", "tflite") for precision in ("fp32", "fp16", "int8")]
+    gpu = "libtensorflowlite_gpu_delegate.so"
+    # A Qualcomm camera: ONNX Runtime's QNN provider and the CPU; LiteRT's GPU delegate.
+    qualcomm = [_status(OnnxRuntimeBackend(), {"QNNExecutionProvider", "CPUExecutionProvider"}),
+                _status(TfliteBackend(), {"xnnpack", gpu})]
+    assert _order(bundles, qualcomm, ("npu", "gpu", "cpu")) == [
+        # npu: integer builds first, then fp16, fp32
+        "onnx-int8@QNNExecutionProvider", "onnx-fp16@QNNExecutionProvider", "onnx-fp32@QNNExecutionProvider",
+        # gpu: fp16 first (GPUs run it natively), ONNX before TFLite
+        f"tflite-fp16@{gpu}", f"tflite-fp32@{gpu}", f"tflite-int8@{gpu}",
+        # cpu: int8, then fp32 and fp16; TFLite before ONNX
+        "tflite-int8@xnnpack", "onnx-int8@CPUExecutionProvider", "tflite-fp32@xnnpack",
+        "onnx-fp32@CPUExecutionProvider", "tflite-fp16@xnnpack", "onnx-fp16@CPUExecutionProvider"]
+    # An NVIDIA machine with an Intel NPU: TensorRT is tried before CUDA, OpenVINO's NPU first for npu.
+    nvidia_intel = [_status(OnnxRuntimeBackend(), {"TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                   "CPUExecutionProvider"}),
+                    _status(OpenVinoBackend(), {"CPU", "NPU"})]
+    order = _order(bundles, nvidia_intel, ("npu", "gpu"))
+    assert order == [
+        "openvino-int8@NPU", "openvino-fp16@NPU", "openvino-fp32@NPU",
+        "onnx-fp16@TensorrtExecutionProvider", "onnx-fp16@CUDAExecutionProvider",
+        "onnx-fp32@TensorrtExecutionProvider", "onnx-fp32@CUDAExecutionProvider",
+        "onnx-int8@TensorrtExecutionProvider", "onnx-int8@CUDAExecutionProvider"]
+    # strict gpu: nothing of the CPU's; the same machine without its GPU offers no gpu candidate at all
+    assert _order(bundles, nvidia_intel, ("gpu",)) == order[3:]
+    cpu_only = [_status(OnnxRuntimeBackend(), {"CPUExecutionProvider"}), _status(OpenVinoBackend(), {"CPU"})]
+    assert _order(bundles, cpu_only, ("npu", "gpu")) == []

@@ -33,12 +33,27 @@ def test_crops_are_split_by_source_and_carry_labels(small_crops, tmp_path):
     assert small_crops.images.shape[1:] == (128, 128, 3)
     for source, split in zip(small_crops.source, small_crops.split):
         assert split == split_of(source)
-    assert split_of("faces/with_mask/x.png") == split_of("faces/with_mask/x.png")
     path = small_crops.save(tmp_path)
     again = CropSet.load(tmp_path)
     np.testing.assert_array_equal(again.images, small_crops.images)
     assert again.info["yaw_labels"].startswith("landmark-derived")
     assert not list(tmp_path.glob("*.partial*")) and path.is_file()
+
+
+def test_the_split_of_a_source_is_fixed_forever_and_near_70_15_15():
+    """A source's split depends on its path alone: trained models and their held-out figures
+    stay comparable across machines and versions only while these values do not move."""
+    from collections import Counter
+
+    from sdk.datasets.crops import split_of
+
+    assert [split_of(k) for k in ("faces/with_mask/0001.jpg", "faces/without_mask/0001.jpg", "faces/with_mask/1.png",
+                                  "faces/with_mask/2.png", "scenes/images/maksssksksss0.png")] == [
+        "val", "train", "train", "test", "train"]
+    shares = Counter(split_of(f"faces/x/{i}.jpg") for i in range(6000))
+    assert abs(shares["train"] / 6000 - 0.70) < 0.02 and abs(shares["val"] / 6000 - 0.15) < 0.02
+    assert abs(shares["test"] / 6000 - 0.15) < 0.02
+    assert split_of("faces/x/1.jpg", fractions=(1.0, 0.0, 0.0)) == "train"
 
 
 def test_a_short_run_on_real_crops_lowers_the_loss(small_crops):
