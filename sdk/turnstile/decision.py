@@ -270,7 +270,11 @@ class GateStateMachine:
 
 
 def _majority(decisions) -> Decision:
-    """The most common decision; a tie goes to the most recent of the tied ones."""
+    """The most common decision; a tie goes to the most recent of the tied ones, except that
+    OPEN must win outright: tied with a refusal or no face, the gate stays shut."""
     counts = Counter(decisions)
     best = max(counts.values())
-    return next(d for d in reversed(decisions) if counts[d] == best)
+    tied = [d for d in reversed(decisions) if counts[d] == best]
+    if len(set(tied)) > 1:
+        tied = [d for d in tied if d is not Decision.OPEN]
+    return tied[0]
