@@ -226,7 +226,8 @@ def _nothing_usable(model, preference, bundles, probed, tried) -> str:
     usable = [f"{s.name}: {', '.join(f'{a.kind}/{a.name}' for a in s.accelerators if a.usable) or 'none'}"
               for _, s in probed if s.installed]
     missing = [f"{s.name} ({s.reason})" for _, s in probed if not s.installed]
-    lines = [f"{model}: no build runs on {' > '.join(preference)}.", f"  bundles: {', '.join(have) or 'none that may run (see below)'}",
+    lines = [f"{model}: no build runs on {' > '.join(preference)}.",
+             f"  bundles: {', '.join(have) or 'none that may run (see below)'}",
              f"  usable accelerators: {'; '.join(usable) or 'none'}"]
     if missing:
         lines.append(f"  not installed: {'; '.join(missing)}")

@@ -85,6 +85,13 @@ class BuildResult:
         return (self.error is None and bool(self.check and self.check["passed"])
                 and all(g["passed"] for g in self.gates))
 
+    def verdict_record(self) -> dict:
+        """The gate verdict the bundle's manifest records (``build_manifest.record_verdict``)."""
+        return {"passed": self.passed, "failures": self.failures(),
+                "held_out": {"samples": (self.fidelity or {}).get("samples"), "agreement": headline_of(self.fidelity)},
+                "golden_gates": (self.check or {}).get("gates", []), "held_out_gates": self.gates,
+                "by": f"maskgate build {__version__}"}
+
     def failures(self) -> list[str]:
         from .check.gates import GateResult
 
@@ -335,7 +342,9 @@ class _Session:
                 manifest = verify_bundle(folder)
             result.size_bytes = sum((folder / f).stat().st_size for f in manifest["files"] if not f.endswith(".npz"))
             self._check(result, folder)
-            record_verdict(result, folder, sign_key=self.config.sign_key)
+            from .build_manifest import record_verdict
+
+            result.verdict = record_verdict(folder, result.verdict_record(), sign_key=self.config.sign_key)
         except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - start
@@ -361,8 +370,8 @@ class _Session:
         options = options or self.config_options()
         from converters.binding import STAMP_KEY, placeholder
 
-        metadata = {STAMP_KEY: placeholder(), "maskgate_model": m.spec.name, "maskgate_task": m.spec.task, "maskgate_precision": target.precision,
-                    "maskgate_sdk_version": __version__, "maskgate_build_key": key,
+        metadata = {STAMP_KEY: placeholder(), "maskgate_model": m.spec.name, "maskgate_task": m.spec.task,
+                    "maskgate_precision": target.precision, "maskgate_sdk_version": __version__, "maskgate_build_key": key,
                     "maskgate_class_names": json.dumps(list(m.spec.class_names)),
                     "maskgate_input": json.dumps(dataclasses.asdict(m.spec.input))}
         int8_source = None
@@ -465,29 +474,6 @@ class _Session:
         if self._detector is not None:
             self._detector.close()
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-def record_verdict(result: BuildResult, folder: Path, *, sign_key: Path | None = None) -> None:
-    """Write the build's gate verdict into the bundle's manifest (when it changed), so the
-    selector runs only bundles that passed; then sign the bundle if a key is given."""
-    import datetime
-
-    from converters.bundle import read_manifest, update_manifest
-
-    verdict = {"passed": result.passed, "failures": result.failures(),
-               "held_out": {"samples": (result.fidelity or {}).get("samples"), "agreement": headline_of(result.fidelity)},
-               "golden_gates": (result.check or {}).get("gates", []), "held_out_gates": result.gates,
-               "by": f"maskgate build {__version__}"}
-    recorded = read_manifest(folder).get("verdict") or {}
-    if {k: v for k, v in recorded.items() if k != "checked"} != verdict:
-        verdict["checked"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        update_manifest(folder, {"verdict": verdict})
-    result.verdict = read_manifest(folder)["verdict"]
-    if sign_key is not None:
-        from converters.bundle import sign_bundle
-        from converters.signing import load_key
-
-        sign_bundle(folder, load_key(sign_key))
 
 
 def needs_diagnosis(result: BuildResult, config: BuildConfig) -> bool:

@@ -1,8 +1,10 @@
-"""The manifest and golden data of one bundle, and the tool versions in its build key."""
+"""The manifest and golden data of one bundle, the tool versions in its build key, and the
+gate verdict the build records in it."""
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 
 import numpy as np
 
@@ -79,3 +81,20 @@ def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[s
     for name in spec.outputs:
         golden[f"output_{name}"] = np.concatenate([references[k][name] for k in picked]).astype(np.float32)
     return golden
+
+
+def record_verdict(folder, verdict: dict, *, sign_key=None) -> dict:
+    """Write the build's gate verdict into the bundle's manifest (only when it changed, so a
+    reused bundle is left untouched), so that the selector runs only bundles that passed;
+    then sign the bundle if a key is given. Returns the verdict as recorded."""
+    from converters.bundle import read_manifest, sign_bundle, update_manifest
+
+    recorded = read_manifest(folder).get("verdict") or {}
+    if {k: v for k, v in recorded.items() if k != "checked"} != json.loads(json.dumps(verdict)):
+        checked = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        update_manifest(folder, {"verdict": {**verdict, "checked": checked}})
+    if sign_key is not None:
+        from converters.signing import load_key
+
+        sign_bundle(folder, load_key(sign_key))
+    return read_manifest(folder)["verdict"]
