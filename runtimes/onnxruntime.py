@@ -86,7 +86,7 @@ class OnnxRuntimeBackend(Backend):
         return BackendStatus(self.name, self.formats, True, ort.__version__, tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from .bundles import MODEL_FILES
+        from converters.binding import MODEL_FILES
 
         provider_options = _PROVIDER_OPTIONS.get((accelerator.kind, accelerator.name))
         primary = (accelerator.name, provider_options) if provider_options else accelerator.name

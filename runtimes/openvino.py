@@ -76,7 +76,7 @@ class OpenVinoBackend(Backend):
         return BackendStatus(self.name, self.formats, True, ov.__version__, tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from .bundles import MODEL_FILES
+        from converters.binding import MODEL_FILES
 
         outputs = tuple(t["name"] for t in manifest["outputs"])
         runner = OpenVinoRunner(Path(bundle) / MODEL_FILES["openvino"], output_names=outputs, device=accelerator.name,

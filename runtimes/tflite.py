@@ -126,7 +126,7 @@ class TfliteBackend(Backend):
         return BackendStatus(self.name, self.formats, True, f"{package} {version or ''}".strip(), tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from .bundles import MODEL_FILES
+        from converters.binding import MODEL_FILES
 
         inputs = tuple(t["name"] for t in manifest["inputs"])
         outputs = tuple(t["name"] for t in manifest["outputs"])
