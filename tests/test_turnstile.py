@@ -68,9 +68,11 @@ def test_the_gate_fails_closed_when_a_verdict_is_missing_or_not_a_number():
         obs = observe([face], rules=rules, time=0.0)
         assert obs.decision is Decision.CANNOT_CHECK, (what, obs.decision)
         assert "verdict" in obs.reason, (what, obs.reason)
-    # An even window can tie: OPEN must win outright, or the gate stays shut.
+    # OPEN needs more than half of the window: a tie, or two masked frames among five, keep it shut.
     assert [g.decision for g in _run("MMOO", GateRules(window=4, gap_frames=3))[0]] == [Decision.NO_MASK]
     assert [g.action for g in _run("MMOOO....", GateRules(window=4, gap_frames=3))[0]] == ["refuse", "open"]
+    assert [(g.decision, g.frame) for g in _run("LMOO?O", GateRules(window=5, gap_frames=3))[0]] == [
+        (Decision.NO_MASK, 3), (Decision.CANNOT_CHECK, 4), (Decision.OPEN, 5)]  # 3 of 5 say OPEN at frame 5
     nan_box = dataclasses.replace(_face(90), box=(nan, 100.0, nan, 190.0))
     assert observe([nan_box], rules=rules, time=0.0).decision is Decision.NO_FACE
     # A site without a pose model turns the look check off explicitly; the mask is still required.

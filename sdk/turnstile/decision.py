@@ -6,12 +6,13 @@ frontal one): look at the camera; no mask; mask on: open; and, where a verdict t
 needs is missing or not a number (no mask model, a classifier that failed, a crop that
 could not be cut, NaN probabilities): cannot check. The gate fails closed: only a
 finite P(mask) at or above the rule, on a face whose pose is known to be frontal, opens.
-Single frames flicker (motion blur, a hand at the face), so the gate acts on the
-majority of the last ``window`` frames. A passage starts when that majority first shows
-a face. The moment the majority first says OPEN the machine emits a ``GateEvent``
+Single frames flicker (motion blur, a hand at the face), so the gate acts on the last
+``window`` frames: OPEN when more than half of them say OPEN, else the most common of
+the other decisions. A passage starts when that smoothed decision first
+shows a face. The moment it first says OPEN the machine emits a ``GateEvent``
 ("open": the relay's cue; at most once per passage); while it refuses, a "refuse"
 event each time the reason changes (the display's cue). The passage ends when the
-majority has shown no face for ``gap_frames`` frames in a row (or the stream ends) and
+decision has shown no face for ``gap_frames`` frames in a row (or the stream ends) and
 yields one ``Passage`` summary: OPEN if the gate opened during it, else the last refusal.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ class GateRules:
     frontal_yaw_classes: tuple[int, ...] = (1, 2, 3, 4)
     min_mask_prob: float = 0.5  # P(mask) needed to open
     min_face_px: float = 48.0  # narrower faces are too far from the gate to count
-    window: int = 5  # frames the majority is taken over
+    window: int = 5  # frames the decision is smoothed over
     gap_frames: int = 5  # frames without a face that end a passage
 
     def __post_init__(self):
@@ -270,11 +271,12 @@ class GateStateMachine:
 
 
 def _majority(decisions) -> Decision:
-    """The most common decision; a tie goes to the most recent of the tied ones, except that
-    OPEN must win outright: tied with a refusal or no face, the gate stays shut."""
-    counts = Counter(decisions)
+    """OPEN when more than half of the window says OPEN (the gate fails closed: two masked
+    frames among five, or a tie, never open it); otherwise the most common of the other
+    decisions, a tie going to the most recent of the tied ones."""
+    if sum(d is Decision.OPEN for d in decisions) * 2 > len(decisions):
+        return Decision.OPEN
+    rest = [d for d in decisions if d is not Decision.OPEN]
+    counts = Counter(rest)
     best = max(counts.values())
-    tied = [d for d in reversed(decisions) if counts[d] == best]
-    if len(set(tied)) > 1:
-        tied = [d for d in tied if d is not Decision.OPEN]
-    return tied[0]
+    return next(d for d in reversed(rest) if counts[d] == best)
