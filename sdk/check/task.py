@@ -167,14 +167,12 @@ def pipeline_metrics(builds: str | Path, scenes, *, detector: str, mask: str, fo
                      prefer=None, threads: int | None = None, min_width: float = PIPELINE_MIN_FACE_PX) -> dict:
     """Detect -> align -> mask on the scenes with one format and precision for both models
     (measured whatever the builds' recorded verdicts: this is what checks them)."""
-    import dataclasses
-
     from runtimes.trust import configured_trust
 
     from ..classifier_eval import scenes_end_to_end
     from ..pipeline import Pipeline
 
-    trust = dataclasses.replace(configured_trust(), allow_failed_builds=True)
+    trust = configured_trust(allow_failed_builds=True)
     pipeline = Pipeline.from_builds(builds, detector=detector, mask_model=mask, pose_model=None, prefer=prefer,
                                     threads=threads, formats=(format,), precisions=(precision,), trust=trust)
     with pipeline:
