@@ -62,10 +62,10 @@ class BundleKey:
         return self._private is not None
 
     def sign(self, message: bytes) -> bytes:
-        if self.algorithm == "hmac-sha256":
-            return hmac.new(self._private, message, hashlib.sha256).digest()
         if self._private is None:
             raise InputError(f"{self.path}: a public key cannot sign; give the Ed25519 private key")
+        if self.algorithm == "hmac-sha256":
+            return hmac.new(self._private, message, hashlib.sha256).digest()
         return self._private.sign(message)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -80,9 +80,16 @@ class BundleKey:
             return False
 
 
-def load_key(path: str | Path) -> BundleKey:
-    """An Ed25519 private or public key (PEM), or else an HMAC secret (the file's bytes, >= 32)."""
-    path = Path(path)
+def load_key(path: str | Path, *, signing: bool = False) -> BundleKey:
+    """An Ed25519 private or public key (PEM), or else an HMAC secret (the file's bytes, >= 32);
+    ``signing``: refuse a key that cannot sign (a public key) here, before any work."""
+    key = _read_key(Path(path))
+    if signing and not key.can_sign:
+        raise InputError(f"{path}: a public key cannot sign; give the Ed25519 private key")
+    return key
+
+
+def _read_key(path: Path) -> BundleKey:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -137,8 +144,6 @@ def generate_key(path: str | Path, *, algorithm: str = "ed25519") -> list[Path]:
 
 def signature_record(manifest: dict, key: BundleKey) -> dict:
     """The content of ``signature.json``: ``key``'s signature of this (verified) manifest."""
-    if not key.can_sign:
-        raise InputError(f"{key.path}: a public key cannot sign; give the Ed25519 private key")
     return {"algorithm": key.algorithm, "key_id": key.key_id,
             "manifest_sha256": hashlib.sha256(canonical_json(manifest)).hexdigest(),
             "signed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -106,6 +106,15 @@ def bundle_folders(builds: Path) -> list[Path]:
     return sorted(p for p in Path(builds).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def bundles_at(path: Path) -> list[Path]:
+    """``path`` itself when it is a bundle (a folder with a manifest), else the bundles
+    directly under it; [] when there are none."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        return [path]
+    return [p for p in bundle_folders(path) if (p / "manifest.json").is_file()] if path.is_dir() else []
+
+
 def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, BackendStatus]],
                preference: tuple[str, ...]) -> list[Candidate]:
     out = []

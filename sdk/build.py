@@ -110,11 +110,11 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
     from converters.targets import FORMATS, PRECISIONS, Target
 
     config = dataclasses.replace(config or BuildConfig(), **overrides)
+    signing_key = None
     if config.sign_key is not None:
         from converters.signing import load_key
 
-        if not load_key(config.sign_key).can_sign:  # a bad key fails here, before any work
-            raise MaskGateError(f"{config.sign_key}: a public key cannot sign; give the private key")
+        signing_key = load_key(config.sign_key, signing=True)  # a bad key fails here, before any work
     for fmt in config.formats:
         Target(DEFAULT_MODELS[0], fmt, "fp32")  # validates names before any work
     for precision in config.precisions:
@@ -128,11 +128,12 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
         if removed:
             log.warning("%s: removed %d unfinished staging folder(s) of an interrupted build: %s", config.out,
                         len(removed), ", ".join(removed))
-        return _build_plan(config, specs, plan, progress=progress)
+        return _build_plan(config, specs, plan, progress=progress, signing_key=signing_key)
 
 
-def _build_plan(config: BuildConfig, specs: list[ModelSpec], plan: list, *, progress: bool) -> list[BuildResult]:
-    session = _Session(config)
+def _build_plan(config: BuildConfig, specs: list[ModelSpec], plan: list, *, progress: bool,
+                signing_key=None) -> list[BuildResult]:
+    session = _Session(config, signing_key=signing_key)
     by_name = {spec.name: spec for spec in specs}
     results: list[BuildResult] = []
     model = None
@@ -202,11 +203,13 @@ class _Model:
 
 
 class _Session:
-    def __init__(self, config: BuildConfig):
+    def __init__(self, config: BuildConfig, *, signing_key=None):
+        """``signing_key``: the ``converters.signing.BundleKey`` of ``config.sign_key``, read once."""
         from calibration import default_frames
         from calibration.frames import FrameSet
 
         self.config = config
+        self.signing_key = signing_key
         self.work = Path(tempfile.mkdtemp(prefix=".work-", dir=config.out))
         self.calib_frames = (FrameSet.from_path(config.calib, split=_split(config.calib, "train"))
                              if config.calib else default_frames("calibrate"))
@@ -344,7 +347,7 @@ class _Session:
             self._check(result, folder)
             from .build_manifest import record_verdict
 
-            result.verdict = record_verdict(folder, result.verdict_record(), sign_key=self.config.sign_key)
+            result.verdict = record_verdict(folder, result.verdict_record(), sign_key=self.signing_key)
         except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - start

@@ -86,15 +86,15 @@ def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[s
 def record_verdict(folder, verdict: dict, *, sign_key=None) -> dict:
     """Write the build's gate verdict into the bundle's manifest (only when it changed, so a
     reused bundle is left untouched), so that the selector runs only bundles that passed;
-    then sign the bundle if a key is given. Returns the verdict as recorded."""
+    then sign the bundle with ``sign_key`` (a ``converters.signing.BundleKey``) if given.
+    Returns the verdict as recorded."""
     from converters.bundle import read_manifest, sign_bundle, update_manifest
 
-    recorded = read_manifest(folder).get("verdict") or {}
+    manifest = read_manifest(folder)
+    recorded = manifest.get("verdict") or {}
     if {k: v for k, v in recorded.items() if k != "checked"} != json.loads(json.dumps(verdict)):
         checked = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        update_manifest(folder, {"verdict": {**verdict, "checked": checked}})
+        manifest = update_manifest(folder, {"verdict": {**verdict, "checked": checked}})
     if sign_key is not None:
-        from converters.signing import load_key
-
-        sign_bundle(folder, load_key(sign_key))
-    return read_manifest(folder)["verdict"]
+        sign_bundle(folder, sign_key)
+    return manifest["verdict"]

@@ -166,13 +166,9 @@ def check_builds(builds: str | Path, *, progress: bool = False, **options) -> li
     ``options``: those of ``check_bundle``."""
     from ..progress import progress as progress_bar
 
-    from runtimes.select import bundle_folders
+    from runtimes.select import bundles_at
 
-    builds = Path(builds)
-    if (builds / "manifest.json").is_file():
-        folders = [builds]
-    else:
-        folders = [p for p in bundle_folders(builds) if (p / "manifest.json").is_file()] if builds.is_dir() else []
+    folders = bundles_at(Path(builds))
     if not folders:
         from ..errors import BundleError
 

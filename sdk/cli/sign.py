@@ -27,18 +27,14 @@ def add_parser(sub) -> None:
 def sign(args) -> int:
     from converters.bundle import sign_bundle
     from converters.signing import load_key
-    from runtimes.select import bundle_folders
+    from runtimes.select import bundles_at
 
-    from ..errors import BundleError, InputError
+    from ..errors import BundleError
 
-    key = load_key(args.key)
-    if not key.can_sign:
-        raise InputError(f"{args.key}: a public key cannot sign; give the Ed25519 private key")
-    path = Path(args.path)
-    folders = [path] if (path / "manifest.json").is_file() else (
-        [p for p in bundle_folders(path) if (p / "manifest.json").is_file()] if path.is_dir() else [])
+    key = load_key(args.key, signing=True)
+    folders = bundles_at(Path(args.path))
     if not folders:
-        raise BundleError(f"{path}: no bundle here (a bundle is a folder with manifest.json)")
+        raise BundleError(f"{args.path}: no bundle here (a bundle is a folder with manifest.json)")
     for folder in folders:
         sign_bundle(folder, key)
         print(f"signed {folder} ({key.algorithm} key {key.key_id})")
