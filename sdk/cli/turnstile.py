@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                        description="Runs the pipeline from build bundles on a camera, a video or an RTSP/HTTP stream, "
                        "takes the largest face in the region of interest as the person at the gate, smooths the "
                        "decision (NO_FACE, LOOK_AT_CAMERA, NO_MASK, CANNOT_CHECK, OPEN) over several frames, writes a "
-                       "gate event the moment the gate opens or refuses, and one summary event per passage. Settings come from --config ([turnstile] in TOML), then these flags.")
+                       "gate event the moment the gate opens or refuses, and one summary event per passage. "
+                       "Settings come from --config ([turnstile] in TOML), then these flags.")
     p.add_argument("source", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL")
     p.add_argument("--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)")
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./build)")

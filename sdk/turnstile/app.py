@@ -5,7 +5,8 @@ the smoothed decision first says OPEN (the relay's cue, once per passage) or ref
 for a new reason (the display's cue), with the frame, the reason, and what ran each
 model; ``passage`` when the person has left (time, decision, mask probability, yaw
 class, per-stage latency); ``error`` (a source that cannot be read, a truncated video)
-and a final ``stop`` with the run's totals. A health line (fps, latency p50/p90, dropped frames, reconnects) goes to stderr
+and a final ``stop`` with the run's totals. A health line (fps, latency p50/p90, dropped
+frames, reconnects) goes to stderr
 every ``health_every_s`` seconds. SIGINT / SIGTERM end the run cleanly: the open passage
 is closed, the event file finished, the output video finalised.
 """
