@@ -128,7 +128,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("malformed protobuf varint")
 
 
-def _fields(data: bytes):
+def _fields(data: bytes | memoryview):
     """(field number, wire type, value) of one protobuf message's top-level fields."""
     pos = 0
     while pos < len(data):
@@ -152,9 +152,10 @@ def _fields(data: bytes):
 
 def _onnx_metadata_props(data: bytes) -> dict[str, str]:
     props = {}
-    for number, wire, value in _fields(data):
+    # A memoryview: skipping the graph (megabytes of weights) must not copy it.
+    for number, wire, value in _fields(memoryview(data)):
         if number == 14 and wire == 2:
-            entry = {n: v for n, w, v in _fields(value) if w == 2}
+            entry = {n: bytes(v) for n, w, v in _fields(value) if w == 2}
             props[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
     return props
 
