@@ -1,0 +1,77 @@
+"""``maskgate run --json`` on examples/images gives, bit for bit, what it gave before the
+package was reshaped (recorded in tests/golden/ with the code of 82af2e9): the PyTorch
+reference on one thread, and fp32 ONNX bundles on one thread. Both runtimes are deterministic
+on one thread of one CPU; another instruction set (the figures were recorded on x86-64 with
+AVX-512) may round differently, so there the floats are compared to 1e-4 and the rest exactly.
+
+MASKGATE_WRITE_GOLDEN=1 writes the files instead of comparing (only when the behaviour is
+meant to change, with a line in the commit saying why)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+IMAGES = "examples/images"  # relative: the golden files name the pictures as a user in the checkout would
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _maskgate(*args: str) -> list[dict]:
+    exe = Path(sys.executable).with_name("maskgate")
+    env = {**os.environ, **ONE_THREAD}
+    done = subprocess.run([str(exe), "run", "--json", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def _avx512() -> bool:
+    try:
+        return " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
+    except OSError:
+        return False
+
+
+def _same(got, want, where: str, exact: bool) -> None:
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
+        for key in want:
+            _same(got[key], want[key], f"{where}.{key}", exact)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            _same(g, w, f"{where}[{i}]", exact)
+    elif isinstance(want, float) and not exact:
+        assert got == pytest.approx(want, abs=1e-4), f"{where}: {got} != {want}"
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+def _compare_or_write(name: str, faces: list[dict]) -> None:
+    path = GOLDEN / name
+    if os.environ.get("MASKGATE_WRITE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("".join(json.dumps(f) + "\n" for f in faces))
+        pytest.skip(f"wrote {path}")
+    want = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(faces) == len(want), f"{len(faces)} faces, the golden run had {len(want)}"
+    for i, (got, expected) in enumerate(zip(faces, want)):
+        _same(got, expected, f"{name} face {i}", exact=_avx512())
+
+
+def test_the_reference_run_is_unchanged():
+    pytest.importorskip("torch")
+    _compare_or_write("run_reference.jsonl", _maskgate(IMAGES, "--device", "cpu"))
+
+
+def test_the_onnx_build_run_is_unchanged(make_builds):
+    out = make_builds("golden-onnx", formats=("onnx",), precisions=("fp32",))
+    faces = _maskgate(IMAGES, "--builds", str(out), "--prefer", "cpu", "--threads", "1")
+    assert faces and all("onnx" in face.get("runtime", {}).get("detector", "onnx") for face in faces)
+    _compare_or_write("run_onnx_fp32.jsonl", faces)
