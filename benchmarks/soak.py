@@ -6,7 +6,7 @@ file descriptors after warm-up against the end of the run.
 Frames cycle through the shipped sample pictures and their mirror images at 640x480
 (faces of many sizes, so every stage runs). Prints resident memory (MB) every 1,000
 frames, its growth after warm-up, and the descriptor count. Like the turnstile app it
-first calls ``sdk.memory.steady_memory()`` (``--no-steady-memory`` to see what that
+first calls ``maskgate.memory.steady_memory()`` (``--no-steady-memory`` to see what that
 changes). Linux (/proc). A benchmark, not a test: tests/test_resilience.py runs a short
 version with an assertion.
 """
@@ -39,7 +39,7 @@ def threads() -> int:
 
 
 def main() -> int:
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=Path, default=ROOT / "build")
@@ -48,10 +48,10 @@ def main() -> int:
     parser.add_argument("--prefer", help="device preference (default npu,gpu,cpu)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-steady-memory", action="store_true",
-                        help="leave glibc's mmap threshold dynamic (what sdk.memory.steady_memory fixes)")
+                        help="leave glibc's mmap threshold dynamic (what maskgate.memory.steady_memory fixes)")
     args = parser.parse_args()
     if not args.no_steady_memory:
-        from sdk.memory import steady_memory
+        from maskgate.memory import steady_memory
 
         print(f"steady_memory(): {'applied' if steady_memory() else 'not available here'}", flush=True)
     pictures = [cv2.imread(str(p)) for p in sorted((ROOT / "examples" / "images").glob("*.jpg"))]

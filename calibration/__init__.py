@@ -5,7 +5,12 @@ input tensors (frames for the detector, detected and aligned crops for the class
 ``calibration.adapters`` hands a set to ONNX Runtime, NNCF or ai-edge-quantizer.
 A small default set ships in ``calibration/default`` (see its ATTRIBUTION.md).
 """
+
 from __future__ import annotations
+
+if __name__ != "maskgate.calibration":  # the folder calibration/ installs as maskgate.calibration (pyproject.toml)
+    raise ImportError(f"import maskgate.calibration, not {__name__}: the calibration/ folder is installed as "
+                      "maskgate.calibration (pip install -e . in the checkout)")
 
 from pathlib import Path
 

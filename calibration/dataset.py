@@ -14,9 +14,9 @@ from functools import cached_property
 
 import numpy as np
 
-from sdk.errors import CalibrationError
-from sdk.preprocess import letterbox, to_tensor
-from sdk.specs import InputSpec, ModelSpec
+from maskgate.errors import CalibrationError
+from maskgate.preprocess import letterbox, to_tensor
+from maskgate.specs import InputSpec, ModelSpec
 
 from .frames import FrameSet
 
@@ -91,8 +91,8 @@ def frames_for_detector(frames: FrameSet, spec: InputSpec, *, limit: int = DEFAU
 def crops_for_classifier(frames: FrameSet, spec: ModelSpec, detector, *, limit: int = DEFAULT_SAMPLES,
                          crop_margin: float = 0.25, progress: Callable[[Iterable], Iterable] = lambda it: it) -> CalibrationSet:
     """Aligned crops of every face ``detector`` finds in the frames (at most ``limit``)."""
-    from sdk.align import align_face
-    from sdk.classifier import crop_to_tensor
+    from maskgate.align import align_face
+    from maskgate.classifier import crop_to_tensor
 
     keys, tensors = [], []
     for key, frame in progress(frames.frames()):

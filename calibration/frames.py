@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import CalibrationError, SourceError
-from sdk.sources import IMAGE_SUFFIXES, _natural, read_image, spread
+from maskgate.errors import CalibrationError, SourceError
+from maskgate.sources import IMAGE_SUFFIXES, _natural, read_image, spread
 
 _DATA_FOLDERS = ("faces/with_mask", "faces/without_mask", "scenes/images")
 
@@ -48,7 +48,7 @@ class FrameSet:
         else:
             files = _images_in(path)
         if split is not None:
-            from sdk.datasets.crops import split_of
+            from maskgate.datasets.crops import split_of
 
             files = [f for f in files if split_of(f.relative_to(path).as_posix()) == split]
         if not files:
@@ -65,7 +65,7 @@ class FrameSet:
             yield p.relative_to(self.root).as_posix(), read_image(p)
 
     def _video_frames(self, limit: int | None) -> Iterator[tuple[str, np.ndarray]]:
-        from sdk.sources import iter_frames
+        from maskgate.sources import iter_frames
 
         count = 0
         for frame in iter_frames(str(self.video)):

@@ -1,6 +1,6 @@
 """Make the small default calibration set that ships in ``calibration/default``.
 
-    python -m calibration.make_default --data ../shared/data
+    python -m maskgate.calibration.make_default --data ../shared/data
 
 ``calibrate/``: scenes and single-face photos from the train split (by the project's hash
 of each picture's relative path); ``verify/``: others from the test split, held out from
@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sdk.datasets.crops import split_of
-from sdk.sources import list_images
+from maskgate.datasets.crops import split_of
+from maskgate.sources import list_images
 
 from . import DEFAULT_DIR
 from .frames import _spread
@@ -31,7 +31,7 @@ _PARTS = (("calibrate", "train", 1), ("verify", "test", 2))
 
 
 def make_default(data: Path, out: Path = DEFAULT_DIR) -> dict:
-    index = {"made_by": "python -m calibration.make_default --data DATA", "files": []}
+    index = {"made_by": "python -m maskgate.calibration.make_default --data DATA", "files": []}
     tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=out.parent))
     try:
         for part, split, column in _PARTS:
@@ -57,7 +57,7 @@ def make_default(data: Path, out: Path = DEFAULT_DIR) -> dict:
 _ATTRIBUTION = """# Default calibration set
 
 A small sample of public photos, so that `maskgate build` calibrates int8 builds on a
-fresh machine. Made by `python -m calibration.make_default --data ../shared/data`;
+fresh machine. Made by `python -m maskgate.calibration.make_default --data ../shared/data`;
 `index.json` names every file's origin.
 
 - `scenes_images_*`: the Kaggle "Face Mask Detection" set (photos with VOC face boxes;

@@ -1,12 +1,16 @@
 """Converters: the reference models -> ONNX, OpenVINO IR and TFLite builds (one module per format)."""
 from __future__ import annotations
 
+if __name__ != "maskgate.converters":  # the folder converters/ installs as maskgate.converters (pyproject.toml)
+    raise ImportError(f"import maskgate.converters, not {__name__}: the converters/ folder is installed as "
+                      "maskgate.converters (pip install -e . in the checkout)")
+
 import importlib
 
 
 def require(module: str, *, purpose: str, package: str | None = None):
     """Import an exporter or quantizer, or say which extra installs it."""
-    from sdk.errors import DependencyError
+    from maskgate.errors import DependencyError
 
     try:
         return importlib.import_module(module)

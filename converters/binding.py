@@ -25,7 +25,7 @@ import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from sdk.errors import BundleError
+from maskgate.errors import BundleError
 
 STAMP_KEY = "maskgate_manifest_sha256"
 #: the file of each format that carries the stamped metadata (and is the model the runtime loads)

@@ -5,8 +5,8 @@ file and the manifest are complete, so an interrupted build never leaves a folde
 looks finished; a bundle that replaces an older one is swapped in with one atomic
 exchange, so the old one stays until the new one is there. The manifest records the
 sha256 of every file, and its own digest is stamped into the model file
-(``converters.binding``); ``verify_bundle`` checks both, the schema, and the site's
-signature where one is required (``converters.signing``), before a runtime trusts the
+(``maskgate.converters.binding``); ``verify_bundle`` checks both, the schema, and the site's
+signature where one is required (``maskgate.converters.signing``), before a runtime trusts the
 folder. A finished bundle's manifest is only ever changed through ``update_manifest``.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sdk.errors import BundleError
+from maskgate.errors import BundleError
 
 from .binding import STAMP_KEY, check_binding, manifest_digest, read_stamp, restamp, stamped_file
 from .signing import SIGNATURE, check_signature, signature_record
@@ -122,8 +122,8 @@ def read_manifest(bundle: str | Path) -> dict:
 
 def verify_bundle(bundle: str | Path, *, key=None) -> dict:
     """The manifest, after checking its schema, that every file matches its sha256, that the
-    manifest is the one stamped into the model (``converters.binding``) and, with ``key``
-    (a ``converters.signing.BundleKey``), that the site signed it."""
+    manifest is the one stamped into the model (``maskgate.converters.binding``) and, with ``key``
+    (a ``maskgate.converters.signing.BundleKey``), that the site signed it."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     for name, digest in manifest["files"].items():
@@ -141,7 +141,7 @@ def verify_bundle(bundle: str | Path, *, key=None) -> dict:
 
 
 def sign_bundle(bundle: str | Path, key) -> Path:
-    """Sign a bundle that verifies with ``key`` (a ``converters.signing.BundleKey`` that can
+    """Sign a bundle that verifies with ``key`` (a ``maskgate.converters.signing.BundleKey`` that can
     sign): ``signature.json`` is written beside its manifest, atomically."""
     bundle = Path(bundle)
     record = signature_record(verify_bundle(bundle), key)  # never sign what does not verify

@@ -34,7 +34,7 @@ def equalize(module, *, iterations: int = 1):
     import torch
     from torch.fx.experimental.optimization import fuse
 
-    from sdk.errors import ConversionError
+    from maskgate.errors import ConversionError
 
     try:
         graph_module = fuse(copy.deepcopy(module).eval())

@@ -6,7 +6,7 @@ import io
 import shutil
 from pathlib import Path
 
-from sdk.errors import ConversionError
+from maskgate.errors import ConversionError
 
 from . import hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
@@ -91,7 +91,7 @@ def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path)
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from calibration.adapters import ort_reader
+    from maskgate.calibration.adapters import ort_reader
 
     options = job.options.onnx
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

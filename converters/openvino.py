@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdk.errors import ConversionError
+from maskgate.errors import ConversionError
 
 from . import hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
@@ -32,7 +32,7 @@ def convert(job: ConversionJob, out: Path, *, validation=None) -> Artifact:
 def _quantize_int8(job: ConversionJob, model, validation):
     import nncf
 
-    from calibration.adapters import nncf_dataset
+    from maskgate.calibration.adapters import nncf_dataset
 
     options = job.options.openvino
     if job.calibration is None:

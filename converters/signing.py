@@ -1,6 +1,6 @@
 """Site signatures on bundles: an Ed25519 key pair or an HMAC secret, set by the site.
 
-The manifest digest stamped into each model (``converters.binding``) catches edits made
+The manifest digest stamped into each model (``maskgate.converters.binding``) catches edits made
 by mistake; it is not a proof of origin, since whoever edits the manifest could rebuild.
 A site that wants that proof signs its accepted bundles (``maskgate sign``, or
 ``maskgate build --sign-key``) and configures the key the cameras verify with:
@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdk.errors import BundleError, DependencyError, InputError
+from maskgate.errors import BundleError, DependencyError, InputError
 
 from .binding import canonical_json
 

@@ -24,7 +24,7 @@ class OnnxOptions:
     slower on CPU here, so they are not offered as defaults.
 
     ``equalize``: cross-layer equalization of the torch model before the int8 export
-    (``converters.equalize``). ``keep_float``: node names of the exported graph (or
+    (``maskgate.converters.equalize``). ``keep_float``: node names of the exported graph (or
     regexes, prefixed ``re:``) left unquantized, added to the model's own hints.
     """
 
@@ -149,7 +149,7 @@ class ConversionJob:
     """Everything one converter call needs."""
 
     target: Target
-    spec: Any  # sdk.specs.ModelSpec (with the build's input size)
+    spec: Any  # maskgate.specs.ModelSpec (with the build's input size)
     module: Any  # the torch module (eval mode, on CPU)
     onnx_fp32: Path  # the shared fp32 ONNX export of this model (OpenVINO reads it)
     calibration: Any | None  # calibration.CalibrationSet for int8

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from sdk.errors import ConversionError
+from maskgate.errors import ConversionError
 
 from . import dist_version, hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
@@ -70,7 +70,7 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
                                                "recipe": "fp16 weights (float casting), fp32 compute"}
     if job.calibration is None:
         raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
-    from calibration.adapters import litert_calibration
+    from maskgate.calibration.adapters import litert_calibration
 
     from ai_edge_litert.interpreter import Interpreter
 

@@ -21,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from converters.targets import ConvertOptions, TfliteOptions
-from sdk import BuildConfig, build
-from sdk.build_report import table
+from maskgate.converters.targets import ConvertOptions, TfliteOptions
+from maskgate import BuildConfig, build
+from maskgate.build_report import table
 
 
 def main(argv: list[str] | None = None) -> int:

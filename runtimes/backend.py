@@ -4,7 +4,7 @@ A backend (ONNX Runtime, OpenVINO, LiteRT, a third-party plugin) reports its ver
 and, for each device kind, the accelerators it knows and whether each is usable, with
 the reason where not. ``open`` loads a bundle on one of them and returns a ``Runner``.
 Third-party backends subclass ``Backend`` and register under the ``maskgate.runtimes``
-entry-point group (see ``runtimes.registry``).
+entry-point group (see ``maskgate.runtimes.registry``).
 """
 from __future__ import annotations
 

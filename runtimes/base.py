@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from sdk.errors import InputError
+from maskgate.errors import InputError
 
 
 class Runner(ABC):

@@ -1,11 +1,11 @@
 """Open a build bundle on the CPU with the built-in backend of its format (the selector,
-``runtimes.select``, is what picks devices and falls back)."""
+``maskgate.runtimes.select``, is what picks devices and falls back)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from converters.binding import MODEL_FILES  # the file each format's runtime loads
-from sdk.errors import BundleError
+from maskgate.converters.binding import MODEL_FILES  # the file each format's runtime loads
+from maskgate.errors import BundleError
 
 from .backend import Accelerator, OpenOptions
 from .base import Runner

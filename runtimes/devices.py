@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from sdk.errors import InputError
+from maskgate.errors import InputError
 
 DEVICE_KINDS = ("npu", "gpu", "cpu")
 DEFAULT_PREFERENCE = ("npu", "gpu", "cpu")

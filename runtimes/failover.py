@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sdk.errors import InputError
+from maskgate.errors import InputError
 
 from .base import Runner
 from .select import Selection, candidate_key

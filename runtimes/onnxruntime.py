@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import DependencyError, DeviceError, ModelError
+from maskgate.errors import DependencyError, DeviceError, ModelError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, not_installed
 from .base import Runner
@@ -86,7 +86,7 @@ class OnnxRuntimeBackend(Backend):
         return BackendStatus(self.name, self.formats, True, ort.__version__, tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from converters.binding import MODEL_FILES
+        from maskgate.converters.binding import MODEL_FILES
 
         provider_options = _PROVIDER_OPTIONS.get((accelerator.kind, accelerator.name))
         primary = (accelerator.name, provider_options) if provider_options else accelerator.name

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import DependencyError, ModelError
+from maskgate.errors import DependencyError, ModelError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, not_installed
 from .base import Runner
@@ -76,7 +76,7 @@ class OpenVinoBackend(Backend):
         return BackendStatus(self.name, self.formats, True, ov.__version__, tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from converters.binding import MODEL_FILES
+        from maskgate.converters.binding import MODEL_FILES
 
         outputs = tuple(t["name"] for t in manifest["outputs"])
         runner = OpenVinoRunner(Path(bundle) / MODEL_FILES["openvino"], output_names=outputs, device=accelerator.name,

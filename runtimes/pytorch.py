@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import DependencyError, DeviceError, ModelError
+from maskgate.errors import DependencyError, DeviceError, ModelError
 
 from .backend import Accelerator, Backend, BackendStatus
 from .base import Runner

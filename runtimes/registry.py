@@ -38,7 +38,7 @@ def plugin_backends() -> tuple[list[Backend], list[BackendStatus]]:
             factory = ep.load()
             backend = factory()
             if not isinstance(backend, Backend):
-                raise TypeError(f"{ep.value} made a {type(backend).__name__}, not a runtimes.backend.Backend")
+                raise TypeError(f"{ep.value} made a {type(backend).__name__}, not a maskgate.runtimes.backend.Backend")
             backend.plugin = f"{ep.name} = {ep.value}"
             loaded.append(backend)
         except Exception as exc:  # a third party's bug: report it, keep the others

@@ -3,11 +3,11 @@
 Candidates are (bundle, backend, accelerator) triples: the bundles of the model in a
 builds folder, the backends that run their format, and the accelerators those backends
 report usable. They are tried in preference order (device kind, then the kind's
-precision and format order from ``runtimes.devices``). A candidate is taken when its
+precision and format order from ``maskgate.runtimes.devices``). A candidate is taken when its
 files match the manifest's checksums, it loads, and it runs the bundle's first golden
 input to finite outputs; otherwise the reason is logged and the next one is tried.
 Only bundles whose build recorded that they passed their gates are candidates, and where
-the site requires signatures only signed ones (``runtimes.trust``); the others are
+the site requires signatures only signed ones (``maskgate.runtimes.trust``); the others are
 passed over with a logged reason unless the user allows failed builds.
 The preference lists device kinds; without ``strict`` the kinds it leaves out follow in
 the default order (asking for npu on a machine without one still runs, on the CPU, and
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import BundleError, DeviceError, MaskGateError
+from maskgate.errors import BundleError, DeviceError, MaskGateError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions
 from .base import Runner
@@ -83,7 +83,7 @@ def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
 def readable_bundles(builds: str | Path) -> list[tuple[Path, dict]]:
     """(folder, manifest) of every bundle under ``builds`` (a folder of bundles, or one
     bundle) whose manifest reads; the others are logged and skipped."""
-    from converters.bundle import read_manifest
+    from maskgate.converters.bundle import read_manifest
 
     builds = Path(builds)
     if not builds.is_dir():
@@ -139,8 +139,8 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     """Open the best runnable build of ``model``; see the module docstring for the order.
     ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32); ``exclude``:
     (bundle path, backend name, accelerator name) of candidates that already failed;
-    ``trust``: a ``runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``)."""
-    from converters.bundle import verdict_problem, verify_bundle
+    ``trust``: a ``maskgate.runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``)."""
+    from maskgate.converters.bundle import verdict_problem, verify_bundle
 
     from .registry import all_backends
     from .trust import configured_trust

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import DependencyError, ModelError
+from maskgate.errors import DependencyError, ModelError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions
 from .base import Runner
@@ -126,7 +126,7 @@ class TfliteBackend(Backend):
         return BackendStatus(self.name, self.formats, True, f"{package} {version or ''}".strip(), tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from converters.binding import MODEL_FILES
+        from maskgate.converters.binding import MODEL_FILES
 
         inputs = tuple(t["name"] for t in manifest["inputs"])
         outputs = tuple(t["name"] for t in manifest["outputs"])

@@ -1,7 +1,7 @@
 """Which bundles the runtime layer may run: the site's signing key and the build verdict rule.
 
 By default a bundle runs only when its manifest is bound to its model (always checked,
-``converters.binding``) and its build recorded that it passed every gate; a bundle that
+``maskgate.converters.binding``) and its build recorded that it passed every gate; a bundle that
 failed its gates, or was never checked, is passed over with a logged reason unless the
 user allows it. A site that signs its bundles names its key, and then nothing unsigned
 runs. Settings come from the ``[trust]`` table of the MaskGate config file
@@ -16,18 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdk.errors import InputError
+from maskgate.errors import InputError
 
 
 @dataclass(frozen=True)
 class TrustPolicy:
-    key: object | None = None  # converters.signing.BundleKey: signatures required when set
+    key: object | None = None  # maskgate.converters.signing.BundleKey: signatures required when set
     allow_failed_builds: bool = False  # run bundles whose build failed its gates or recorded no verdict
 
 
 def configured_trust(*, verify_key: str | Path | None = None, allow_failed_builds: bool | None = None) -> TrustPolicy:
     """The ``[trust]`` table of the config file, then these arguments (None: not given)."""
-    from converters.signing import load_key
+    from maskgate.converters.signing import load_key
 
     from .devices import read_config
 

@@ -5,6 +5,11 @@ when a model is built or a backend is used.
 """
 from __future__ import annotations
 
+if __name__ != "maskgate":  # the folder sdk/ installs as maskgate (pyproject.toml)
+    raise ImportError(f"import maskgate, not {__name__}: the sdk/ folder is installed as "
+                      "maskgate (pip install -e . in the checkout)")
+
+
 __version__ = "0.1.0"
 
 from .align import AlignedFace, align_face, eye_roll_degrees

@@ -1,7 +1,7 @@
 """int8 diagnosis and accuracy-aware re-quantization, for ``maskgate build``.
 
 An int8 build below its gate on the held-out inputs (with ``--diagnose``: any lossy one)
-is diagnosed: ``converters.diagnose`` ranks its layers by the quantization noise each adds
+is diagnosed: ``maskgate.converters.diagnose`` ranks its layers by the quantization noise each adds
 (ONNX Runtime's QDQ debugging tools, on calibration inputs, so the held-out figures stay
 untouched). With ``--accuracy-aware`` an ONNX or OpenVINO build is then re-quantized with
 the worst 2, 4, 8, ... layers kept in float (ORT ``nodes_to_exclude``, NNCF ignored
@@ -20,8 +20,8 @@ REPAIRABLE = ("onnx", "openvino")
 
 
 def diagnose(session, m, target, calibration) -> list:
-    """The layer ranking (``converters.diagnose.LayerError``, worst first) of ``target``."""
-    from converters.diagnose import diagnose_job
+    """The layer ranking (``maskgate.converters.diagnose.LayerError``, worst first) of ``target``."""
+    from maskgate.converters.diagnose import diagnose_job
 
     job = session.job(m, target, calibration)
     return diagnose_job(job, calibration.tensors[:DIAGNOSIS_SAMPLES.get(m.spec.task, 8)])
@@ -29,7 +29,7 @@ def diagnose(session, m, target, calibration) -> list:
 
 def excluding(options, fmt: str, nodes: list[str]):
     """ConvertOptions with ``nodes`` (float ONNX graph names) added to what stays float."""
-    from converters.diagnose import openvino_scope
+    from maskgate.converters.diagnose import openvino_scope
 
     if fmt == "onnx":
         onnx = dataclasses.replace(options.onnx, keep_float=tuple(dict.fromkeys(options.onnx.keep_float + tuple(nodes))))
@@ -42,7 +42,7 @@ def excluding(options, fmt: str, nodes: list[str]):
 def diagnose_or_repair(session, m, target, calibration, key: str, folder: Path, result) -> None:
     """Fill ``result.diagnosis``; with --accuracy-aware, rebuild ``folder`` until the gate passes
     (``result.fidelity`` / ``gates`` then describe the bundle left on disk)."""
-    from converters.bundle import read_manifest, update_manifest
+    from maskgate.converters.bundle import read_manifest, update_manifest
 
     from .build import headline_of
 

@@ -1,9 +1,9 @@
-"""``sdk.build``: reference models -> verified build bundles, for every format and precision.
+"""``maskgate.build``: reference models -> verified build bundles, for every format and precision.
 
 For each model: the torch reference is built once, exported to fp32 ONNX (which the
 OpenVINO builds read) and fp32 TFLite once, calibrated once (frames for the detector,
 detected and aligned crops for the classifiers), and every requested format x precision
-is converted into a bundle (see ``converters.bundle``). Each bundle is then run on
+is converted into a bundle (see ``maskgate.converters.bundle``). Each bundle is then run on
 held-out inputs beside the fp32 reference for its fidelity and timed. A bundle whose
 build key (inputs, options, versions) matches a finished one on disk is reused.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.targets import ConvertOptions
+from maskgate.converters.targets import ConvertOptions
 
 from . import __version__
 from .errors import BundleError, ConversionError, MaskGateError
@@ -52,12 +52,12 @@ class BuildConfig:
     reference_device: str = "auto"  # GPU where present, else CPU; recorded in every manifest
     latency_threads: int = 1
     check_runs: int = 20  # timed runs per bundle in its check (p50/p90/p99)
-    data: Path | None = None  # labelled data (a data folder or crop set): task metrics per bundle (sdk.check.task)
+    data: Path | None = None  # labelled data (a data folder or crop set): task metrics per bundle (maskgate.check.task)
     data_limit: int | None = None  # at most this many source images of faces/ and scenes/ each
     diagnose: bool = False  # rank the layers of every lossy int8 build (those below a gate always are)
     accuracy_aware: bool = False  # ONNX / OpenVINO int8 below its gate: re-quantize with the worst layers in float
     force: bool = False
-    sign_key: Path | None = None  # sign every bundle with this key (converters.signing) once its verdict is recorded
+    sign_key: Path | None = None  # sign every bundle with this key (maskgate.converters.signing) once its verdict is recorded
     options: ConvertOptions = field(default_factory=ConvertOptions)
 
 
@@ -71,11 +71,11 @@ class BuildResult:
     status: str  # built | reused | failed
     size_bytes: int = 0
     seconds: float = 0.0
-    fidelity: dict | None = None  # on the held-out inputs (sdk.fidelity)
+    fidelity: dict | None = None  # on the held-out inputs (maskgate.fidelity)
     latency: dict | None = None  # p50 / p90 / p99 ms from the bundle's check
     check: dict | None = None  # the checker's BundleCheck (golden fidelity, task metrics, gates)
     gates: list = field(default_factory=list)  # the precision's gates on the held-out figures
-    diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (sdk.accuracy_aware)
+    diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (maskgate.accuracy_aware)
     verdict: dict | None = None  # what the bundle's manifest records: passed, and the failures (record_verdict)
     error: str | None = None
 
@@ -106,13 +106,13 @@ class BuildResult:
 
 def build(config: BuildConfig | None = None, *, progress: bool = True, **overrides) -> list[BuildResult]:
     """Build every requested bundle; keyword overrides replace BuildConfig fields."""
-    from converters.bundle import exclusive_folder
-    from converters.targets import FORMATS, PRECISIONS, Target
+    from maskgate.converters.bundle import exclusive_folder
+    from maskgate.converters.targets import FORMATS, PRECISIONS, Target
 
     config = dataclasses.replace(config or BuildConfig(), **overrides)
     signing_key = None
     if config.sign_key is not None:
-        from converters.signing import load_key
+        from maskgate.converters.signing import load_key
 
         signing_key = load_key(config.sign_key, signing=True)  # a bad key fails here, before any work
     for fmt in config.formats:
@@ -204,9 +204,9 @@ class _Model:
 
 class _Session:
     def __init__(self, config: BuildConfig, *, signing_key=None):
-        """``signing_key``: the ``converters.signing.BundleKey`` of ``config.sign_key``, read once."""
-        from calibration import default_frames
-        from calibration.frames import FrameSet
+        """``signing_key``: the ``maskgate.converters.signing.BundleKey`` of ``config.sign_key``, read once."""
+        from maskgate.calibration import default_frames
+        from maskgate.calibration.frames import FrameSet
 
         self.config = config
         self.signing_key = signing_key
@@ -251,7 +251,7 @@ class _Session:
         return self._task_data
 
     def reference_runner(self, m: _Model):
-        from runtimes.pytorch import TorchRunner
+        from maskgate.runtimes.pytorch import TorchRunner
 
         if m.spec.name not in self._reference_runners:
             self._reference_runners[m.spec.name] = TorchRunner(
@@ -259,14 +259,14 @@ class _Session:
         return self._reference_runners[m.spec.name]
 
     def calibration(self, m: _Model):
-        from calibration import calibration_set
+        from maskgate.calibration import calibration_set
 
         if m.calibration is None:
             m.calibration = calibration_set(m.spec, self.calib_frames, detector=self.detector(), limit=self.config.samples)
         return m.calibration
 
     def verification(self, m: _Model) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
-        from calibration import calibration_set
+        from maskgate.calibration import calibration_set
 
         if m.references is None:
             held_out = calibration_set(m.spec, self.verify_frames, detector=self.detector(), limit=self.config.verify_samples)
@@ -276,7 +276,7 @@ class _Session:
         return m.verify_tensors, m.references
 
     def onnx_fp32(self, m: _Model) -> Path:
-        from converters.onnx import export_fp32
+        from maskgate.converters.onnx import export_fp32
 
         if m.onnx_fp32 is None:
             path = m.work / "fp32.onnx"
@@ -287,8 +287,8 @@ class _Session:
 
     def onnx_equalized(self, m: _Model) -> Path:
         """The fp32 export of the cross-layer-equalized model, which ONNX int8 quantizes."""
-        from converters.equalize import equalize
-        from converters.onnx import export_fp32
+        from maskgate.converters.equalize import equalize
+        from maskgate.converters.onnx import export_fp32
 
         if m.onnx_equalized is None:
             module, _ = equalize(m.module)
@@ -299,7 +299,7 @@ class _Session:
         return m.onnx_equalized
 
     def tflite_fp32(self, m: _Model, job) -> Path:
-        from converters.tflite import export_fp32
+        from maskgate.converters.tflite import export_fp32
 
         nhwc = job.options.tflite.channel_last_io
         if nhwc not in m.tflite_fp32:
@@ -315,7 +315,7 @@ class _Session:
     def build_one(self, m: _Model, target) -> BuildResult:
         import time
 
-        from converters.bundle import verify_bundle
+        from maskgate.converters.bundle import verify_bundle
 
         folder = Path(self.config.out) / target.name
         result = BuildResult(target.name, target.model, target.format, target.precision, str(folder), "failed")
@@ -368,10 +368,10 @@ class _Session:
 
     def job(self, m: _Model, target, calibration, *, key: str = "", options: ConvertOptions | None = None):
         """The converter's job for ``target`` (``options``: the build's unless given)."""
-        from converters.targets import ConversionJob
+        from maskgate.converters.targets import ConversionJob
 
         options = options or self.config_options()
-        from converters.binding import STAMP_KEY, placeholder
+        from maskgate.converters.binding import STAMP_KEY, placeholder
 
         metadata = {STAMP_KEY: placeholder(), "maskgate_model": m.spec.name, "maskgate_task": m.spec.task,
                     "maskgate_precision": target.precision, "maskgate_sdk_version": __version__, "maskgate_build_key": key,
@@ -386,7 +386,7 @@ class _Session:
     def convert(self, m: _Model, target, calibration, key: str, folder: Path, *,
                 options: ConvertOptions | None = None) -> None:
         """Convert ``target`` into ``folder`` (staged: a finished bundle or none at all)."""
-        from converters.bundle import staging, write_manifest
+        from maskgate.converters.bundle import staging, write_manifest
 
         from .build_manifest import golden_data, manifest_for
 
@@ -408,17 +408,17 @@ class _Session:
     def _run_converter(self, m: _Model, job, tmp: Path):
         fmt = job.target.format
         if fmt == "onnx":
-            from converters import onnx as converter
+            from maskgate.converters import onnx as converter
 
             return converter.convert(job, tmp)
         if fmt == "openvino":
-            from converters import openvino as converter
+            from maskgate.converters import openvino as converter
 
             validation = None
             if job.options.openvino.accuracy_control and job.target.precision == "int8":
                 validation = self._ov_validation(m)
             return converter.convert(job, tmp, validation=validation)
-        from converters import tflite as converter
+        from maskgate.converters import tflite as converter
 
         return converter.convert(job, tmp, fp32_file=self.tflite_fp32(m, job))
 
@@ -440,8 +440,8 @@ class _Session:
         return list(zip(tensors, references)), score
 
     def held_out_fidelity(self, m: _Model, folder: Path, manifest: dict) -> dict:
-        from calibration.dataset import in_layout
-        from runtimes.bundles import runner_for
+        from maskgate.calibration.dataset import in_layout
+        from maskgate.runtimes.bundles import runner_for
 
         from .fidelity import compare
 
@@ -464,7 +464,7 @@ class _Session:
     def held_out_gates(result: BuildResult) -> list[dict]:
         """The precision's gates on the held-out figures. Held out, the shares are gated as
         observed (hundreds of samples: the build's real figure); the golden check, on a few
-        dozen, holds its 95 % upper bound to the gate (sdk.check.gates)."""
+        dozen, holds its 95 % upper bound to the gate (maskgate.check.gates)."""
         from .check.gates import apply, configured_gates
 
         gates = configured_gates()

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from converters import dist_version
+from maskgate.converters import dist_version
 
 from . import __version__
 
@@ -69,7 +69,7 @@ def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[s
     """``count`` held-out inputs (in the bundle's layout) and the reference outputs: the first
     ones for a classifier; for a detector the frames where the reference finds the most faces,
     so that a few frames still check many detections and landmarks."""
-    from calibration.dataset import in_layout
+    from maskgate.calibration.dataset import in_layout
 
     picked = list(range(min(count, len(tensors))))
     if spec.task == "face_detection":
@@ -86,9 +86,9 @@ def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[s
 def record_verdict(folder, verdict: dict, *, sign_key=None) -> dict:
     """Write the build's gate verdict into the bundle's manifest (only when it changed, so a
     reused bundle is left untouched), so that the selector runs only bundles that passed;
-    then sign the bundle with ``sign_key`` (a ``converters.signing.BundleKey``) if given.
+    then sign the bundle with ``sign_key`` (a ``maskgate.converters.signing.BundleKey``) if given.
     Returns the verdict as recorded."""
-    from converters.bundle import read_manifest, sign_bundle, update_manifest
+    from maskgate.converters.bundle import read_manifest, sign_bundle, update_manifest
 
     manifest = read_manifest(folder)
     recorded = manifest.get("verdict") or {}

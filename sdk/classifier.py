@@ -17,8 +17,8 @@ from .preprocess import to_tensor
 from .registry import create_model, get_spec
 from .specs import ModelSpec
 
-if TYPE_CHECKING:  # runtimes imports sdk.errors: a top-level import here would be circular
-    from runtimes.base import Runner
+if TYPE_CHECKING:  # runtimes imports maskgate.errors: a top-level import here would be circular
+    from maskgate.runtimes.base import Runner
 
 DEFAULT_MASK_MODEL = "mask_mobilenetv2"
 DEFAULT_POSE_MODEL = "pose_mobilenetv2_skip"
@@ -34,7 +34,7 @@ class CropClassifier:
     @classmethod
     def reference(cls, name: str, *, weights: str | Path | None = None, device: str = "auto") -> CropClassifier:
         """The PyTorch fp32 reference classifier (shipped weights unless ``weights`` is given)."""
-        from runtimes.pytorch import TorchRunner
+        from maskgate.runtimes.pytorch import TorchRunner
 
         spec = get_spec(name)
         model = create_model(name, weights=weights)

@@ -35,10 +35,10 @@ def spec_from_manifest(manifest: dict, *, source: str | Path = "manifest") -> Mo
 
 def open_detector(builds, model: str, *, score_threshold: float | None = None, **select):
     """``(FaceDetector, Selection)`` for the best runnable build of ``model`` under ``builds``;
-    ``select``: the keyword options of ``runtimes.select.open_best``."""
+    ``select``: the keyword options of ``maskgate.runtimes.select.open_best``."""
     import dataclasses
 
-    from runtimes.select import open_best
+    from maskgate.runtimes.select import open_best
 
     from .detector import FaceDetector
 
@@ -52,7 +52,7 @@ def open_detector(builds, model: str, *, score_threshold: float | None = None, *
 
 def open_classifier(builds, model: str, **select):
     """``(CropClassifier, Selection)`` for the best runnable build of ``model`` under ``builds``."""
-    from runtimes.select import open_best
+    from maskgate.runtimes.select import open_best
 
     from .classifier import CropClassifier
 

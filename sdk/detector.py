@@ -14,8 +14,8 @@ from .preprocess import letterbox, to_tensor
 from .registry import create_model, get_spec
 from .specs import DetectionDefaults, ModelSpec
 
-if TYPE_CHECKING:  # runtimes imports sdk.errors: a top-level import here would be circular
-    from runtimes.base import Runner
+if TYPE_CHECKING:  # runtimes imports maskgate.errors: a top-level import here would be circular
+    from maskgate.runtimes.base import Runner
 
 DEFAULT_DETECTOR = "retinaface_mnet025"
 
@@ -45,7 +45,7 @@ class FaceDetector:
         score_threshold: float | None = None,
     ) -> FaceDetector:
         """The PyTorch fp32 reference detector from the registry (needs torch)."""
-        from runtimes.pytorch import TorchRunner
+        from maskgate.runtimes.pytorch import TorchRunner
 
         spec = get_spec(name)
         if input_size is not None:

@@ -63,7 +63,7 @@ class Pipeline:
         pose: CropClassifier | None = None,
         selections: dict | None = None,
     ):
-        """``selections``: what the runtime layer chose per model (``runtimes.select.Selection``),
+        """``selections``: what the runtime layer chose per model (``maskgate.runtimes.select.Selection``),
         for pipelines opened from builds; every result then records it."""
         if (mask is not None or pose is not None) and align is None:
             raise ValueError("the classifiers read aligned crops: pass an AlignConfig (align=None only without classifiers)")
@@ -117,19 +117,19 @@ class Pipeline:
         trust=None,
     ) -> Pipeline:
         """The pipeline from the bundles under ``builds`` (``maskgate build --out``), each model
-        on the best build and device the runtime layer finds (``runtimes.select``): device
+        on the best build and device the runtime layer finds (``maskgate.runtimes.select``): device
         preference ``prefer`` (default npu > gpu > cpu, or ``MASKGATE_DEVICE``), falling back
         with a logged reason unless ``strict``; ``formats`` / ``precisions`` narrow the
-        bundles considered; ``trust`` (``runtimes.trust.TrustPolicy``, default the config
+        bundles considered; ``trust`` (``maskgate.runtimes.trust.TrustPolicy``, default the config
         file's ``[trust]``): only bundles that passed their gates, signed where the site
         requires it. A backend that fails later, mid-stream, is replaced by the next
-        candidate and the frame rerun there (``runtimes.failover``). Needs no torch."""
-        from runtimes.failover import FailoverRunner
-        from runtimes.select import open_best
+        candidate and the frame rerun there (``maskgate.runtimes.failover``). Needs no torch."""
+        from maskgate.runtimes.failover import FailoverRunner
+        from maskgate.runtimes.select import open_best
 
         from .deployed import open_classifier, open_detector
 
-        from runtimes.trust import configured_trust
+        from maskgate.runtimes.trust import configured_trust
 
         trust = trust if trust is not None else configured_trust()
         select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions,

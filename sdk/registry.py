@@ -1,6 +1,6 @@
 """Model registry: names -> specs, and building a model from its spec.
 
-Specs are plain data (see ``sdk.specs``); building a model imports its framework
+Specs are plain data (see ``maskgate.specs``); building a model imports its framework
 module lazily, so ``list_models()`` and ``get_spec()`` work in a torch-free install.
 """
 from __future__ import annotations
@@ -63,4 +63,4 @@ def _load_builtin_specs() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        importlib.import_module("sdk.zoo")
+        importlib.import_module("maskgate.zoo")

@@ -1,4 +1,4 @@
-"""The built-in models. Adding a model is adding a spec here and a factory in sdk.models."""
+"""The built-in models. Adding a model is adding a spec here and a factory in maskgate.models."""
 from __future__ import annotations
 
 from .registry import register
@@ -29,7 +29,7 @@ def _retinaface(name: str, *, description: str, weights: str | None, tags: tuple
             task="face_detection",
             input=DETECTOR_INPUT,
             outputs=("loc", "conf", "landmarks"),
-            factory="sdk.models.retinaface:build_retinaface",
+            factory="maskgate.models.retinaface:build_retinaface",
             description=description,
             weights=weights,
             priors=_PRIORS,
@@ -65,7 +65,7 @@ CLASSIFIER_INPUT = InputSpec(
     size=(128, 128), color="RGB", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)
 )
 MASK_CLASSES = ("mask", "no_mask")
-POSE_CLASSES = YawBins().names  # six landmark-derived yaw classes, see sdk.pose
+POSE_CLASSES = YawBins().names  # six landmark-derived yaw classes, see maskgate.pose
 
 
 def _classifier(
@@ -78,7 +78,7 @@ def _classifier(
             task="classification",
             input=input_spec,
             outputs=("probs",),
-            factory="sdk.models.classifier:build_classifier",
+            factory="maskgate.models.classifier:build_classifier",
             description=description,
             weights=f"trained by the project, shipped in sdk/weights/{arch.checkpoint}" if arch.checkpoint else None,
             class_names=task_classes,

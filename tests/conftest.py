@@ -37,7 +37,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def detector():
-    from sdk import FaceDetector
+    from maskgate import FaceDetector
 
     return FaceDetector.reference(device="cpu")
 
@@ -81,7 +81,7 @@ def make_builds(tmp_path_factory):
         formats = options.get("formats", tuple(EXPORTERS))
         for module in dict.fromkeys(m for fmt in formats for m in EXPORTERS[fmt]):
             pytest.importorskip(module)
-        from sdk.build import build
+        from maskgate.build import build
 
         out = tmp_path_factory.mktemp(name)
         results = build(out=out, progress=False, **{"verify_samples": 8, **options})

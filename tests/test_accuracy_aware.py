@@ -22,7 +22,7 @@ def test_diagnosis_ranks_the_badly_quantized_layer_of_a_hand_made_model_first(tm
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from converters.diagnose import _Reader, diagnose_qdq
+    from maskgate.converters.diagnose import _Reader, diagnose_qdq
 
     rng = np.random.default_rng(0)
     w1 = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
@@ -51,9 +51,9 @@ def test_diagnosis_ranks_the_badly_quantized_layer_of_a_hand_made_model_first(tm
 
 def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path, monkeypatch, impossible_gate):
     pytest.importorskip("onnxscript")
-    import sdk.accuracy_aware as accuracy_aware
-    from converters.bundle import read_manifest
-    from sdk.build import build
+    import maskgate.accuracy_aware as accuracy_aware
+    from maskgate.converters.bundle import read_manifest
+    from maskgate.build import build
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (2, 4))
@@ -75,8 +75,8 @@ def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path,
 
 def test_an_int8_build_below_its_gate_is_diagnosed_without_being_changed(tmp_path, monkeypatch, impossible_gate):
     pytest.importorskip("onnxscript")
-    from converters.bundle import read_manifest
-    from sdk.build import build
+    from maskgate.converters.bundle import read_manifest
+    from maskgate.build import build
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     (result,) = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("int8",), out=tmp_path,
@@ -92,8 +92,8 @@ def test_openvino_accuracy_aware_really_leaves_the_named_layers_in_float(tmp_pat
     float weights, where the others read FakeQuantize outputs and int8 weights."""
     pytest.importorskip("onnxscript")
     ov = pytest.importorskip("openvino")
-    import sdk.accuracy_aware as accuracy_aware
-    from sdk.build import build
+    import maskgate.accuracy_aware as accuracy_aware
+    from maskgate.build import build
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (4,))

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk import InputError, align_face, eye_roll_degrees
-from sdk.align import FACE_TEMPLATE_112, umeyama_similarity
-from sdk.sources import read_image
+from maskgate import InputError, align_face, eye_roll_degrees
+from maskgate.align import FACE_TEMPLATE_112, umeyama_similarity
+from maskgate.sources import read_image
 
 
 def _rotated_faces(detector, shared_data, rng, count=24):

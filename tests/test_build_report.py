@@ -1,8 +1,8 @@
 """The build summary: table, report.json and report.html (with its plot where matplotlib is)."""
 import json
 
-from sdk.build import BuildConfig, BuildResult
-from sdk.build_report import table, write_report
+from maskgate.build import BuildConfig, BuildResult
+from maskgate.build_report import table, write_report
 
 
 def _results():

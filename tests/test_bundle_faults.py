@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from converters.bundle import read_manifest, validate_manifest, verify_bundle
-from sdk.errors import BundleError
+from maskgate.converters.bundle import read_manifest, validate_manifest, verify_bundle
+from maskgate.errors import BundleError
 
 MODEL = "mask_mobilenetv2"
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
@@ -57,7 +57,7 @@ def _not_json(bundle):
 
 @pytest.mark.parametrize("fault", [_truncate, _remove, _wrong_types, _outside, _not_json])
 def test_a_broken_build_is_refused_by_name_and_the_next_one_is_used(builds, tmp_path, fault, caplog):
-    from runtimes.select import open_best
+    from maskgate.runtimes.select import open_best
 
     copy = tmp_path / "builds"
     shutil.copytree(builds, copy)
@@ -65,7 +65,7 @@ def test_a_broken_build_is_refused_by_name_and_the_next_one_is_used(builds, tmp_
     named = fault(broken)
     with pytest.raises(BundleError, match=named.replace(".", r"\.")):
         verify_bundle(broken)
-    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+    with caplog.at_level(logging.WARNING, logger="maskgate.runtimes.select"):
         selection = open_best(copy, MODEL, prefer="cpu")  # OpenVINO would be first on the CPU
     with selection.runner:
         assert selection.format == "onnx"
@@ -88,7 +88,7 @@ def test_manifest_parser_never_fails_other_than_bundle_error(value):
                        min_size=1, max_size=4))
 @example({"inputs": True})  # found by this test: the parser iterated a non-list
 def test_a_mutated_manifest_is_read_or_refused_never_crashes(builds, tmp_path_factory, changes):
-    from sdk.deployed import spec_from_manifest
+    from maskgate.deployed import spec_from_manifest
 
     good = json.loads((builds / f"{MODEL}-onnx-fp32" / "manifest.json").read_text())
     folder = tmp_path_factory.mktemp("m")

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from converters.bundle import (read_manifest, staging, update_manifest, validate_manifest, verify_bundle,
+from maskgate.converters.bundle import (read_manifest, staging, update_manifest, validate_manifest, verify_bundle,
                                write_manifest)
-from sdk.errors import BundleError
+from maskgate.errors import BundleError
 
 
 def _manifest(**over) -> dict:
@@ -26,7 +26,7 @@ def _manifest(**over) -> dict:
 def _model(path) -> None:
     """A small ONNX model (Identity) carrying the stamp slot a converter leaves in its metadata."""
     onnx = pytest.importorskip("onnx")
-    from converters.binding import STAMP_KEY, placeholder
+    from maskgate.converters.binding import STAMP_KEY, placeholder
 
     graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["probs"])], "m",
                                    [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 2])],
@@ -105,7 +105,7 @@ def test_the_manifest_is_bound_to_its_model_and_changed_only_as_a_whole(tmp_path
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     pytest.importorskip("onnxscript")
-    from sdk.build import build
+    from maskgate.build import build
 
     out = tmp_path_factory.mktemp("build")
     return out, build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32", "int8"), out=out,
@@ -127,7 +127,7 @@ def test_build_real_classifier_makes_verified_bundles(built):
 
 
 def test_unchanged_build_is_reused_and_a_corrupt_one_rebuilt(built):
-    from sdk.build import build
+    from maskgate.build import build
 
     out, results = built
     fp32, int8 = out / "mask_mobilenetv2-onnx-fp32", out / "mask_mobilenetv2-onnx-int8"

@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from calibration import DEFAULT_DIR, CalibrationSet, FrameSet, default_frames, frames_for_detector
-from sdk.errors import CalibrationError
-from sdk.registry import get_spec
+from maskgate.calibration import DEFAULT_DIR, CalibrationSet, FrameSet, default_frames, frames_for_detector
+from maskgate.errors import CalibrationError
+from maskgate.registry import get_spec
 
 
 def test_default_set_ships_disjoint_calibrate_and_verify_parts():
@@ -45,7 +45,7 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
 
 @pytest.mark.shared_data
 def test_data_folder_split_selection(shared_data):
-    from sdk.datasets.crops import split_of
+    from maskgate.datasets.crops import split_of
 
     test = FrameSet.from_path(shared_data, split="test", limit=40)
     assert len(test.paths) == 40
@@ -62,7 +62,7 @@ def test_detector_set_is_letterboxed_frames():
 
 
 def test_classifier_set_is_detected_crops(detector):
-    from calibration import crops_for_classifier
+    from maskgate.calibration import crops_for_classifier
 
     cset = crops_for_classifier(default_frames("calibrate"), get_spec("mask_mobilenetv2"), detector, limit=10)
     assert len(cset) == 10 and all(x.shape == (1, 3, 128, 128) for x in cset)
@@ -72,7 +72,7 @@ def test_classifier_set_is_detected_crops(detector):
 
 
 def test_adapters_yield_model_inputs():
-    from calibration.adapters import litert_calibration, nncf_dataset, ort_reader
+    from maskgate.calibration.adapters import litert_calibration, nncf_dataset, ort_reader
 
     rng = np.random.default_rng(0)
     cset = CalibrationSet("input", [rng.normal(size=(1, 3, 8, 8)).astype(np.float32) for _ in range(3)], "r", "0")

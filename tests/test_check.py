@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from sdk.check import compare
-from sdk.check.gates import DEFAULT_GATES, Gate, apply
+from maskgate.check import compare
+from maskgate.check.gates import DEFAULT_GATES, Gate, apply
 
 
 def test_tensor_error_by_hand():
@@ -64,7 +64,7 @@ def _copy(bundle, tmp_path):
 
 
 def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path, capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     report = tmp_path / "report.json"
     assert main(["check", str(bundle), "--runs", "3", "--json", str(report)]) == 0
@@ -84,7 +84,7 @@ def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path,
 
 
 def test_check_fails_a_bundle_with_one_flipped_byte(bundle, tmp_path, capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     copy = _copy(bundle, tmp_path)
     model = copy / "model.onnx"
@@ -97,8 +97,8 @@ def test_check_fails_a_bundle_with_one_flipped_byte(bundle, tmp_path, capsys):
 
 
 def test_check_fails_a_bundle_whose_golden_outputs_were_altered(bundle, tmp_path, capsys):
-    from sdk.check import check_bundle
-    from sdk.cli import main
+    from maskgate.check import check_bundle
+    from maskgate.cli import main
 
     copy = _copy(bundle, tmp_path)
     with np.load(copy / "golden.npz") as golden:
@@ -109,7 +109,7 @@ def test_check_fails_a_bundle_whose_golden_outputs_were_altered(bundle, tmp_path
     assert "golden.npz" in capsys.readouterr().err  # caught by its checksum, before any inference
     # The golden data's sha256 is part of the manifest digest stamped into the model: updating
     # the hash by hand is caught by the binding...
-    from converters.bundle import read_manifest, sha256_file, write_manifest
+    from maskgate.converters.bundle import read_manifest, sha256_file, write_manifest
 
     manifest = read_manifest(copy)
     manifest["files"]["golden.npz"] = sha256_file(copy / "golden.npz")
@@ -124,14 +124,14 @@ def test_check_fails_a_bundle_whose_golden_outputs_were_altered(bundle, tmp_path
 
 
 def test_check_of_a_folder_without_bundles_is_a_clear_error(tmp_path, capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     assert main(["check", str(tmp_path)]) == 2
     assert "no bundle here" in capsys.readouterr().err
 
 
 def test_share_gates_hold_the_95_percent_upper_bound_on_small_samples():
-    from sdk.check.gates import wilson_upper
+    from maskgate.check.gates import wilson_upper
 
     int8, fp32 = DEFAULT_GATES["int8"], DEFAULT_GATES["fp32"]
     one_flip = apply(int8, cosine=None, top1=31 / 32, recall=None, landmark_nme=None, top1_samples=32)[0]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sdk.check.task import classifier_metrics, summary
+from maskgate.check.task import classifier_metrics, summary
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +17,14 @@ def onnx_builds(make_builds):
 
 @pytest.fixture(scope="module")
 def task_data(onnx_builds, shared_data):
-    from sdk.check.task import TaskData
+    from maskgate.check.task import TaskData
 
     return TaskData.load(shared_data, builds=onnx_builds, limit=25)
 
 
 @pytest.mark.shared_data
 def test_task_data_is_the_test_split_cut_by_the_fp32_detector_build(task_data):
-    from sdk.datasets.crops import split_of
+    from maskgate.datasets.crops import split_of
 
     assert "retinaface_mnet025: onnx fp32" in task_data.cut_by
     assert len(task_data.scenes) == 25 and len(task_data.crops) > 40
@@ -36,8 +36,8 @@ def test_task_data_is_the_test_split_cut_by_the_fp32_detector_build(task_data):
 def test_mask_metrics_of_the_fp32_build_equal_the_reference_classifiers(onnx_builds, task_data):
     """The same crops through the PyTorch reference give the same figures: the build's task
     metric measures the build, and the metric code is the one training reports use."""
-    from sdk.classifier import CropClassifier
-    from sdk.deployed import open_classifier
+    from maskgate.classifier import CropClassifier
+    from maskgate.deployed import open_classifier
 
     build, _ = open_classifier(onnx_builds, "mask_mobilenetv2")
     reference = CropClassifier.reference("mask_mobilenetv2", device="cpu")
@@ -56,7 +56,7 @@ def test_mask_metrics_of_the_fp32_build_equal_the_reference_classifiers(onnx_bui
 @pytest.mark.shared_data
 def test_check_with_data_reports_task_metrics_pipelines_and_html(onnx_builds, shared_data, tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from sdk.cli import main
+    from maskgate.cli import main
 
     report, page = tmp_path / "check.json", tmp_path / "check.html"
     assert main(["check", str(onnx_builds), "--runs", "2", "--data", str(shared_data), "--data-limit", "25",
@@ -84,8 +84,8 @@ def test_check_with_data_reports_task_metrics_pipelines_and_html(onnx_builds, sh
 def test_task_data_needs_a_detector_to_cut_crops(onnx_builds, shared_data, tmp_path):
     import shutil
 
-    from sdk.check.task import TaskData
-    from sdk.errors import BundleError
+    from maskgate.check.task import TaskData
+    from maskgate.errors import BundleError
 
     only_mask = tmp_path / "only-mask"
     shutil.copytree(onnx_builds / "mask_mobilenetv2-onnx-fp32", only_mask / "mask_mobilenetv2-onnx-fp32")
@@ -94,8 +94,8 @@ def test_task_data_needs_a_detector_to_cut_crops(onnx_builds, shared_data, tmp_p
 
 
 def test_gates_from_the_config_file(onnx_builds, tmp_path, monkeypatch, capsys):
-    from sdk.check.gates import DEFAULT_GATES, configured_gates
-    from sdk.cli import main
+    from maskgate.check.gates import DEFAULT_GATES, configured_gates
+    from maskgate.cli import main
 
     config = tmp_path / "maskgate.toml"
     config.write_text("[gates.fp32]\nmin_top1 = 1.5\n[gates.int8]\nmin_recall = 0.9\n")

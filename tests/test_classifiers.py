@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sdk.errors import WeightsError  # noqa: E402
-from sdk.metrics import confusion_matrix, per_class_accuracy, roc_auc  # noqa: E402
-from sdk.registry import create_model, get_spec, list_models  # noqa: E402
+from maskgate.errors import WeightsError  # noqa: E402
+from maskgate.metrics import confusion_matrix, per_class_accuracy, roc_auc  # noqa: E402
+from maskgate.registry import create_model, get_spec, list_models  # noqa: E402
 
 
 @pytest.mark.parametrize("name", [n for n in list_models(task="classification")])
@@ -39,7 +39,7 @@ def test_skip_head_uses_the_shallow_stages():
 
 
 def test_imagenet_weights_load_strictly_into_mobilenet_v2():
-    from sdk.models.imagenet import imagenet_checkpoint, load_backbone_weights
+    from maskgate.models.imagenet import imagenet_checkpoint, load_backbone_weights
 
     path = imagenet_checkpoint("mobilenet_v2")
     assert path.name == "mobilenet_v2-b0353104.pth"
@@ -53,7 +53,7 @@ def test_imagenet_weights_load_strictly_into_mobilenet_v2():
 
 
 def test_no_imagenet_weights_for_vgg_is_a_clear_error():
-    from sdk.models.imagenet import imagenet_checkpoint
+    from maskgate.models.imagenet import imagenet_checkpoint
 
     with pytest.raises(WeightsError, match="--init none"):
         imagenet_checkpoint("vgg16")
@@ -82,8 +82,8 @@ def test_roc_auc_and_confusion():
 
 
 def test_pose_flips_relabel_to_the_mirrored_class():
-    from sdk.training.augment import NO_AUGMENT, augment
-    from sdk.training.recipes import RecipeOptions, flip_map
+    from maskgate.training.augment import NO_AUGMENT, augment
+    from maskgate.training.recipes import RecipeOptions, flip_map
 
     spec = get_spec("pose_mobilenetv2_skip").input
     fm = torch.as_tensor(flip_map(RecipeOptions(task="pose"), 6))
@@ -95,7 +95,7 @@ def test_pose_flips_relabel_to_the_mirrored_class():
     flipped = y != labels
     assert 0 < int(flipped.sum()) < 64
     assert torch.equal(y[flipped], fm[labels[flipped]])
-    from sdk.training.augment import to_input
+    from maskgate.training.augment import to_input
 
     plain = to_input(images, spec)
     assert torch.allclose(x[flipped], plain[flipped].flip(3), atol=1e-4)
@@ -103,13 +103,13 @@ def test_pose_flips_relabel_to_the_mirrored_class():
 
 
 def test_face_init_takes_the_detector_body():
-    from sdk.training.recipes import RecipeOptions, build_model
+    from maskgate.training.recipes import RecipeOptions, build_model
 
     spec, model = build_model(RecipeOptions(task="mask", model="mask_mnet025", init="face"))
     detector = create_model("retinaface_mnet025")
     assert torch.equal(model.backbone.body.stage1[0][0].weight, detector.body.stage1[0][0].weight)
     assert spec.input.color == "BGR" and spec.input.mean == (104.0, 117.0, 123.0)  # the detector's preprocessing
-    from sdk.errors import InputError
+    from maskgate.errors import InputError
 
     with pytest.raises(InputError, match="mask_mnet025"):
         build_model(RecipeOptions(task="mask", init="face"))

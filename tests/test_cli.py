@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.cli import main
+from maskgate.cli import main
 
 
 def test_run_json_on_the_sample_images(sample_images, capsys):
@@ -104,7 +104,7 @@ def test_models_lists_the_registry(capsys):
 
 
 def test_pipeline_accepts_gray_and_bgra_and_refuses_bad_frames(detector, sample_images):
-    from sdk import InputError, Pipeline
+    from maskgate import InputError, Pipeline
 
     pipeline = Pipeline(detector)
     image = cv2.imread(str(sample_images[0]))

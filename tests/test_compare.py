@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from sdk.cli import main
-from sdk.errors import SourceError
-from sdk.cli.compare import table
+from maskgate.cli import main
+from maskgate.errors import SourceError
+from maskgate.cli.compare import table
 
 
 def _mask_run(acc: float) -> dict:

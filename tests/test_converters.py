@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from calibration.dataset import CalibrationSet  # noqa: E402
-from converters.targets import ConversionJob, ConvertOptions, Target, TfliteOptions  # noqa: E402
-from sdk.specs import InputSpec, ModelSpec  # noqa: E402
+from maskgate.calibration.dataset import CalibrationSet  # noqa: E402
+from maskgate.converters.targets import ConversionJob, ConvertOptions, Target, TfliteOptions  # noqa: E402
+from maskgate.specs import InputSpec, ModelSpec  # noqa: E402
 
 _NEEDS = {"onnx": ("onnxscript", "onnxruntime"), "openvino": ("onnxscript", "openvino", "nncf"),
           "tflite": ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")}
@@ -63,7 +63,7 @@ SPEC = ModelSpec(name="tiny", task="classification", input=InputSpec(size=(32, 3
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from converters.onnx import export_fp32
+    from maskgate.converters.onnx import export_fp32
 
     work = tmp_path_factory.mktemp("tiny")
     module = trained_tiny()
@@ -81,14 +81,14 @@ def _convert(tiny, fmt, precision, out, *, options=ConvertOptions()):
                         {"maskgate_model": "tiny"}, options)
     out.mkdir()
     if fmt == "onnx":
-        from converters import onnx as conv
+        from maskgate.converters import onnx as conv
 
         return conv.convert(job, out)
     if fmt == "openvino":
-        from converters import openvino as conv
+        from maskgate.converters import openvino as conv
 
         return conv.convert(job, out)
-    from converters import tflite as conv
+    from maskgate.converters import tflite as conv
 
     fp32 = work / f"fp32-{options.tflite.channel_last_io}.tflite"
     if not fp32.exists():
@@ -101,7 +101,7 @@ def _convert(tiny, fmt, precision, out, *, options=ConvertOptions()):
 def test_converter_output_runs_and_matches_torch(tiny, fmt, precision, tmp_path):
     for module_name in _NEEDS[fmt]:
         pytest.importorskip(module_name)
-    from runtimes.bundles import runner_for
+    from maskgate.runtimes.bundles import runner_for
 
     artifact = _convert(tiny, fmt, precision, tmp_path / "b")
     assert all((tmp_path / "b" / f).is_file() for f in artifact.files)
@@ -130,8 +130,8 @@ def test_metadata_is_stamped_into_each_format(tiny, tmp_path):
     import onnx
     import openvino as ov
 
-    from converters.binding import read_stamp
-    from converters.tflite import read_metadata
+    from maskgate.converters.binding import read_stamp
+    from maskgate.converters.tflite import read_metadata
 
     # The plain-Python readers a camera checks bundles with see what each library wrote.
     _convert(tiny, "onnx", "fp32", tmp_path / "o")
@@ -149,7 +149,7 @@ def test_metadata_is_stamped_into_each_format(tiny, tmp_path):
 def test_tflite_channel_last_io(tiny, tmp_path):
     for module_name in _NEEDS["tflite"]:
         pytest.importorskip(module_name)
-    from runtimes.bundles import runner_for
+    from maskgate.runtimes.bundles import runner_for
 
     artifact = _convert(tiny, "tflite", "fp32", tmp_path / "n", options=ConvertOptions(tflite=TfliteOptions(channel_last_io=True)))
     assert artifact.layout == "NHWC" and tuple(artifact.inputs[0].shape) == (1, 32, 32, 3)
@@ -178,7 +178,7 @@ def test_int8_hint_keeps_first_conv_and_head_in_float(tiny, fmt, tmp_path):
     if fmt == "onnx":
         import onnx
 
-        from converters import onnx as conv
+        from maskgate.converters import onnx as conv
 
         artifact = conv.convert(job, out)
         graph = onnx.load(str(out / "model.onnx")).graph
@@ -187,7 +187,7 @@ def test_int8_hint_keeps_first_conv_and_head_in_float(tiny, fmt, tmp_path):
         assert [n.input[1] in quantized_weights for n in layers] == [False, True] + [False] * (len(layers) - 2)
         assert artifact.quantizer["float_nodes"]
     elif fmt == "openvino":
-        from converters import openvino as conv
+        from maskgate.converters import openvino as conv
 
         artifact = conv.convert(job, out)
         scope = artifact.quantizer["ignored_scope"]
@@ -197,7 +197,7 @@ def test_int8_hint_keeps_first_conv_and_head_in_float(tiny, fmt, tmp_path):
     else:
         from ai_edge_litert.interpreter import Interpreter
 
-        from converters import tflite as conv
+        from maskgate.converters import tflite as conv
 
         fp32 = work / "fp32-False.tflite"
         if not fp32.exists():

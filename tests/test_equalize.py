@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from converters.equalize import equalize  # noqa: E402
+from maskgate.converters.equalize import equalize  # noqa: E402
 
 
 def _chain():
@@ -64,8 +64,8 @@ def test_equalize_leaves_residual_branches_alone():
 
 def test_float_nodes_picks_leading_convs_and_patterns(tmp_path):
     pytest.importorskip("onnxscript")
-    from converters.onnx import float_nodes
-    from sdk.errors import ConversionError
+    from maskgate.converters.onnx import float_nodes
+    from maskgate.errors import ConversionError
 
     onnx = pytest.importorskip("onnx")
     path = tmp_path / "m.onnx"
@@ -82,7 +82,7 @@ def test_float_nodes_picks_leading_convs_and_patterns(tmp_path):
 
 
 def test_hinted_float_ops_takes_leading_stretch_and_head():
-    from converters import hinted_float_ops
+    from maskgate.converters import hinted_float_ops
 
     ops = [("t", "Transpose"), ("c1", "Conv"), ("r1", "Relu"), ("c2", "Conv"), ("r2", "Relu"), ("c3", "Conv"),
            ("pool", "ReduceMean"), ("fc", "Gemm"), ("sm", "Softmax")]

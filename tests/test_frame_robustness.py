@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.errors import InputError
-from sdk.metrics import match_greedy
+from maskgate.errors import InputError
+from maskgate.metrics import match_greedy
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     pytest.importorskip("onnxscript")
-    from sdk import Pipeline
-    from sdk.build import build
+    from maskgate import Pipeline
+    from maskgate.build import build
 
     out = tmp_path_factory.mktemp("frames")
     results = build(models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx",), precisions=("fp32",),

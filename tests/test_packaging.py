@@ -21,8 +21,8 @@ sys.meta_path.insert(0, _Block())
 
 def test_import_sdk_without_torch():
     code = BLOCK_TORCH + """
-import sdk, runtimes
-from sdk import list_models, get_spec, create_model, DependencyError
+import maskgate, maskgate.runtimes
+from maskgate import list_models, get_spec, create_model, DependencyError
 assert "retinaface_mnet025" in list_models()
 assert get_spec("retinaface_mnet025").input.size == (640, 480)
 try:
@@ -51,7 +51,7 @@ def test_readme_first_lines_and_ci_agree():
 
 
 def test_registry_refuses_duplicates_and_unknown_names():
-    from sdk import ModelError, get_spec, register
+    from maskgate import ModelError, get_spec, register
 
     with pytest.raises(ModelError, match="already registered"):
         register(get_spec("retinaface_mnet025"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.metrics import match_greedy
+from maskgate.metrics import match_greedy
 
 SCENES = 40
 
@@ -21,8 +21,8 @@ def fp32_builds(make_builds):
 def scenes_and_reference(shared_data):
     import cv2
 
-    from calibration.frames import FrameSet
-    from sdk import Pipeline
+    from maskgate.calibration.frames import FrameSet
+    from maskgate import Pipeline
 
     held_out = FrameSet.from_path(shared_data, split="test").paths  # the project's test split
     frames = [cv2.imread(str(p)) for p in held_out if p.relative_to(shared_data).parts[0] == "scenes"][:SCENES]
@@ -50,7 +50,7 @@ def _agreement(pipeline, frames, expected, fmt: str) -> tuple[int, int, int]:
 @pytest.mark.shared_data
 @pytest.mark.parametrize("fmt", ["onnx", "openvino", "tflite"])
 def test_pipeline_from_fp32_builds_matches_the_reference(fp32_builds, scenes_and_reference, fmt):
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     frames, expected = scenes_and_reference
     with Pipeline.from_builds(fp32_builds, pose_model=None, prefer="cpu", formats=(fmt,)) as pipeline:
@@ -64,9 +64,9 @@ def test_pipeline_from_fp32_builds_matches_the_reference(fp32_builds, scenes_and
 @pytest.mark.parametrize("fmt", ["openvino", "tflite"])
 def test_pipeline_from_int8_builds_is_chosen_and_agrees_with_the_reference(quantized_builds, scenes_and_reference,
                                                                            fmt):
-    from sdk import Pipeline
-    from sdk.check import check_builds
-    from sdk.check.gates import DEFAULT_GATES
+    from maskgate import Pipeline
+    from maskgate.check import check_builds
+    from maskgate.check.gates import DEFAULT_GATES
 
     frames, expected = scenes_and_reference
     with Pipeline.from_builds(quantized_builds, pose_model=None, prefer="cpu", formats=(fmt,)) as pipeline:

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.pose import FACE_MODEL_3D, YawBins, estimate_yaw, mirror_landmarks
-from sdk.sources import read_image
+from maskgate.pose import FACE_MODEL_3D, YawBins, estimate_yaw, mirror_landmarks
+from maskgate.sources import read_image
 
 
 def _project(yaw_degrees: float) -> np.ndarray:

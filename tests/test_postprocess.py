@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.postprocess import box_iou, decode_boxes, decode_detections, decode_landmarks, nms, prior_boxes
-from sdk.preprocess import letterbox, to_tensor
-from sdk.specs import DetectionDefaults, InputSpec, PriorSpec
+from maskgate.postprocess import box_iou, decode_boxes, decode_detections, decode_landmarks, nms, prior_boxes
+from maskgate.preprocess import letterbox, to_tensor
+from maskgate.specs import DetectionDefaults, InputSpec, PriorSpec
 
 PRIORS = PriorSpec()
 

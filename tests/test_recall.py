@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sdk.cli.evaluate import evaluate_recall
-from sdk.voc import read_voc_folder
+from maskgate.cli.evaluate import evaluate_recall
+from maskgate.voc import read_voc_folder
 
 
 @pytest.mark.shared_data

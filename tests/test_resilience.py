@@ -36,7 +36,7 @@ def _summary(faces) -> list[tuple]:
 
 def test_a_backend_failing_mid_stream_falls_back_without_losing_the_frame(builds, frames, tmp_path, monkeypatch,
                                                                           testvendor_plugin):
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     lost = tmp_path / "device-lost"
     monkeypatch.setenv("MASKGATE_TESTVENDOR_FAIL", f"file:{lost}")
@@ -57,7 +57,7 @@ def test_a_backend_failing_mid_stream_falls_back_without_losing_the_frame(builds
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_one_pipeline_used_from_several_threads_gives_the_serial_results(builds, frames, fmt):
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     work = frames * 4
     with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=(fmt,), threads=1) as pipeline:
@@ -75,7 +75,7 @@ def _rss_mb() -> float:
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc for memory and descriptors")
 def test_a_long_run_does_not_grow_memory_or_file_descriptors(builds, frames):
     """600 frames here; benchmarks/soak.py runs 10,000 (figures in the README)."""
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=("onnx",), threads=1) as pipeline:
         for f in frames * 13:  # warm-up: allocator pools and runtime caches settle
@@ -90,8 +90,8 @@ def test_a_long_run_does_not_grow_memory_or_file_descriptors(builds, frames):
 
 _PAUSED_BUILD = """
 import pathlib, sys, time
-from converters import bundle
-from sdk.cli import main
+from maskgate.converters import bundle
+from maskgate.cli import main
 marker, placed, put_in_place = pathlib.Path(sys.argv[1]), [], bundle.replace_folder
 def pause_before_the_second_new_bundle(new, final):
     if not final.exists():
@@ -109,8 +109,8 @@ def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
     """The build is held at an explicit pause point (the second bundle written, not yet in
     place) and killed there, however fast or slow this machine is."""
     pytest.importorskip("onnxscript")
-    from converters.bundle import verify_bundle
-    from sdk.build import build
+    from maskgate.converters.bundle import verify_bundle
+    from maskgate.build import build
 
     out, marker = tmp_path / "builds", tmp_path / "paused"
     command = [sys.executable, "-c", _PAUSED_BUILD, str(marker), "build", "--models", "mask_mobilenetv2",
@@ -142,7 +142,7 @@ def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
     assert {r.target for r in results if r.status == "reused"} == finished
     assert not list(out.glob(".*.partial-*")) and not list(out.glob(".work-*"))  # the stale staging is gone
     with pytest.raises(Exception, match="another 'maskgate build' is writing here"):
-        from converters.bundle import exclusive_folder
+        from maskgate.converters.bundle import exclusive_folder
 
         with exclusive_folder(out):
             build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=out, progress=False)
@@ -152,7 +152,7 @@ def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
 def test_steady_memory_fixes_glibcs_mmap_threshold():
     import platform
 
-    from sdk.memory import steady_memory
+    from maskgate.memory import steady_memory
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not a glibc system")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdk import WeightsError, create_model
+from maskgate import WeightsError, create_model
 
 # Shapes in biubug6's Resnet50_Final.pth for a sample of its keys.
 BIUBUG6_R50_KEYS = {

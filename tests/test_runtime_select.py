@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runtimes.devices import parse_preference
-from sdk.errors import InputError
+from maskgate.runtimes.devices import parse_preference
+from maskgate.errors import InputError
 
 MODEL = "mask_mobilenetv2"
 
@@ -20,13 +20,13 @@ def builds(make_builds):
 
 
 def _usable(kind: str) -> bool:
-    from runtimes.registry import statuses
+    from maskgate.runtimes.registry import statuses
 
     return any(s.usable(kind) for s in statuses())
 
 
 def test_backends_report_cpu_and_say_why_others_are_not_usable():
-    from runtimes.registry import statuses
+    from maskgate.runtimes.registry import statuses
 
     found = {s.name: s for s in statuses()}
     for name in ("onnxruntime", "openvino", "tflite"):
@@ -41,7 +41,7 @@ def test_backends_report_cpu_and_say_why_others_are_not_usable():
 
 
 def test_backends_command_lists_cpu_for_each_runtime(capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     assert main(["backends"]) == 0
     text = capsys.readouterr().out
@@ -68,13 +68,13 @@ def test_preference_from_argument_environment_and_default(monkeypatch):
 def test_npu_preference_falls_back_to_cpu_with_a_logged_reason(builds, caplog):
     if _usable("npu"):
         pytest.skip("this machine has a usable NPU")
-    from runtimes.select import open_best
+    from maskgate.runtimes.select import open_best
 
-    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+    with caplog.at_level(logging.WARNING, logger="maskgate.runtimes.select"):
         selection = open_best(builds, MODEL, prefer="npu")
     with selection.runner:
         assert selection.device_kind == "cpu" and selection.precision == "fp32"
-        assert selection.format == "openvino"  # the CPU's first format (runtimes.devices.FORMAT_ORDER)
+        assert selection.format == "openvino"  # the CPU's first format (maskgate.runtimes.devices.FORMAT_ORDER)
     assert any("no usable npu" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     assert any(reason.startswith("npu: ") for reason in selection.skipped_kinds)
 
@@ -82,8 +82,8 @@ def test_npu_preference_falls_back_to_cpu_with_a_logged_reason(builds, caplog):
 def test_strict_npu_raises_a_typed_error_naming_what_is_available(builds):
     if _usable("npu"):
         pytest.skip("this machine has a usable NPU")
-    from runtimes.select import NoUsableBuildError, open_best
-    from sdk.errors import DeviceError
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
+    from maskgate.errors import DeviceError
 
     with pytest.raises(NoUsableBuildError, match=r"usable accelerators: .*cpu/CPU") as err:
         open_best(builds, MODEL, prefer="npu", strict=True)
@@ -92,7 +92,7 @@ def test_strict_npu_raises_a_typed_error_naming_what_is_available(builds):
 
 
 def test_corrupt_model_is_refused_before_the_runtime_and_the_next_build_is_used(builds, tmp_path, caplog):
-    from runtimes.select import NoUsableBuildError, open_best
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
 
     copy = tmp_path / "builds"
     shutil.copytree(builds, copy)
@@ -100,7 +100,7 @@ def test_corrupt_model_is_refused_before_the_runtime_and_the_next_build_is_used(
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+    with caplog.at_level(logging.WARNING, logger="maskgate.runtimes.select"):
         selection = open_best(copy, MODEL, prefer="cpu")
     with selection.runner:
         assert selection.format == "onnx" and selection.backend == "onnxruntime"
@@ -113,8 +113,8 @@ def test_installed_plugin_is_found_and_used(builds, testvendor_plugin, monkeypat
     """The installed testvendor plugin (an 'NPU' backend for ONNX bundles): the registry
     finds it through its entry point and the selector, npu first, picks it; when it fails
     to load, the selector falls back to the CPU."""
-    from runtimes.registry import statuses
-    from runtimes.select import open_best
+    from maskgate.runtimes.registry import statuses
+    from maskgate.runtimes.select import open_best
 
     status = {s.name: s for s in statuses()}["testvendor"]
     assert status.plugin == "testvendor = maskgate_testvendor:TestVendorBackend" and status.usable("npu")
@@ -130,7 +130,7 @@ def test_installed_plugin_is_found_and_used(builds, testvendor_plugin, monkeypat
 
 
 def test_run_refuses_reference_options_with_builds_and_selector_options_without(capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     picture = str(Path(__file__).resolve().parents[1] / "examples" / "images" / "scene_5.jpg")
     assert main(["run", picture, "--builds", "nowhere", "--weights", "w.pth"]) == 2
@@ -142,8 +142,8 @@ def test_run_refuses_reference_options_with_builds_and_selector_options_without(
 def test_a_build_runner_refuses_a_wrong_tensor_with_the_expected_spec(builds):
     import numpy as np
 
-    from runtimes.select import open_best
-    from sdk.errors import InputError
+    from maskgate.runtimes.select import open_best
+    from maskgate.errors import InputError
 
     selection = open_best(builds, MODEL, prefer="cpu", formats=("onnx",))
     with selection.runner as runner:
@@ -176,8 +176,8 @@ def test_preference_from_a_config_file_ranks_below_the_environment(monkeypatch, 
 def _status(backend, usable: set[str]):
     """What ``backend.status()`` reports on a machine where the accelerators in ``usable`` work
     (the same object, built in the device table's order as the real status() builds it)."""
-    from runtimes.backend import Accelerator, BackendStatus
-    from runtimes.devices import TABLE
+    from maskgate.runtimes.backend import Accelerator, BackendStatus
+    from maskgate.runtimes.devices import TABLE
 
     accelerators = tuple(Accelerator(kind, name, name in usable, "" if name in usable else "not on this machine")
                          for kind, names in TABLE[backend.name].items() for name in names)
@@ -185,16 +185,16 @@ def _status(backend, usable: set[str]):
 
 
 def _order(bundles, backends, preference) -> list[str]:
-    from runtimes.select import candidates
+    from maskgate.runtimes.select import candidates
 
     return [f"{c.manifest['format']}-{c.manifest['precision']}@{c.accelerator.name}"
             for c in candidates(bundles, backends, preference)]
 
 
 def test_candidate_order_on_machines_with_npus_and_gpus():
-    from runtimes.onnxruntime import OnnxRuntimeBackend
-    from runtimes.openvino import OpenVinoBackend
-    from runtimes.tflite import TfliteBackend
+    from maskgate.runtimes.onnxruntime import OnnxRuntimeBackend
+    from maskgate.runtimes.openvino import OpenVinoBackend
+    from maskgate.runtimes.tflite import TfliteBackend
 
     bundles = [(Path(f"m-{fmt}-{precision}"), {"format": fmt, "precision": precision})
                for fmt in ("onnx", "openvino", "tflite") for precision in ("fp32", "fp16", "int8")]

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk import InputError, create_model, get_spec
+from maskgate import InputError, create_model, get_spec
 
 
 def test_torch_runner_contract():
-    from runtimes.pytorch import TorchRunner
+    from maskgate.runtimes.pytorch import TorchRunner
 
     spec = get_spec("retinaface_mnet025")
     x = np.zeros((1, 3, 64, 96), np.float32)

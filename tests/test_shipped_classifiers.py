@@ -13,15 +13,15 @@ pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def pipeline():
-    from sdk import Pipeline
+    from maskgate import Pipeline
 
     with Pipeline.reference(device="cpu") as p:
         yield p
 
 
 def test_pipeline_fills_mask_and_pose(pipeline, sample_images):
-    from sdk.sources import read_image
-    from sdk.zoo import POSE_CLASSES
+    from maskgate.sources import read_image
+    from maskgate.zoo import POSE_CLASSES
 
     faces = [f for path in sample_images for f in pipeline(read_image(path))]
     assert len(faces) >= 10
@@ -34,12 +34,12 @@ def test_pipeline_fills_mask_and_pose(pipeline, sample_images):
 
 
 def test_classifier_resamples_crops_of_another_size(pipeline):
-    from sdk.classifier import CropClassifier  # noqa: F401  (type of pipeline.mask)
+    from maskgate.classifier import CropClassifier  # noqa: F401  (type of pipeline.mask)
 
     crop = np.full((128, 128, 3), 120, np.uint8)
     big = np.full((200, 200, 3), 120, np.uint8)
     np.testing.assert_allclose(pipeline.mask.probabilities(crop), pipeline.mask.probabilities(big), atol=1e-4)
-    from sdk.errors import InputError
+    from maskgate.errors import InputError
 
     with pytest.raises(InputError, match="aligned BGR crop"):
         pipeline.mask.probabilities(np.zeros((128, 128), np.uint8))
@@ -48,9 +48,9 @@ def test_classifier_resamples_crops_of_another_size(pipeline):
 def _test_split_faces(shared_data, detector, *, per_folder: int = 30):
     """(mask label, aligned crop, box, landmarks) of the largest face in the first test-split
     photos of each faces folder: photos the training never saw."""
-    from sdk.align import align_face
-    from sdk.datasets.crops import split_of
-    from sdk.sources import list_images, read_image
+    from maskgate.align import align_face
+    from maskgate.datasets.crops import split_of
+    from maskgate.sources import list_images, read_image
 
     for label, folder in enumerate(("with_mask", "without_mask")):
         paths = [p for p in list_images(shared_data / "faces" / folder) if split_of(p.relative_to(shared_data).as_posix()) == "test"]
@@ -77,9 +77,9 @@ def test_mask_accuracy_on_test_split_faces(shared_data, detector, pipeline):
 
 @pytest.mark.shared_data
 def test_mask_end_to_end_on_test_scenes(shared_data, pipeline):
-    from sdk.classifier_eval import scenes_end_to_end
-    from sdk.datasets.crops import split_of
-    from sdk.voc import read_voc_folder
+    from maskgate.classifier_eval import scenes_end_to_end
+    from maskgate.datasets.crops import split_of
+    from maskgate.voc import read_voc_folder
 
     scenes = [s for s in read_voc_folder(shared_data / "scenes") if split_of(s.image_path.relative_to(shared_data).as_posix()) == "test"]
     result = scenes_end_to_end(pipeline, scenes[:40], min_width=32)
@@ -90,7 +90,7 @@ def test_mask_end_to_end_on_test_scenes(shared_data, pipeline):
 @pytest.mark.shared_data
 def test_pose_agrees_with_landmark_yaw_and_mirrors(shared_data, detector, pipeline):
     """Against landmark-derived yaw labels (not measured pose) on test-split photos."""
-    from sdk.pose import YawBins, estimate_yaw
+    from maskgate.pose import YawBins, estimate_yaw
 
     bins = YawBins()
     exact = near = mirrored = total = 0

@@ -4,17 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.align import align_face
-from sdk.errors import SourceError
-from sdk.pose import estimate_yaw, mirror_landmarks
-from sdk.sources import list_images, read_image
+from maskgate.align import align_face
+from maskgate.errors import SourceError
+from maskgate.pose import estimate_yaw, mirror_landmarks
+from maskgate.sources import list_images, read_image
 
 pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
 def synthesizer(shared_data):
-    from sdk.datasets.synth import MaskSynthesizer, load_templates
+    from maskgate.datasets.synth import MaskSynthesizer, load_templates
 
     return MaskSynthesizer(load_templates(shared_data / "mask_templates"))
 
@@ -35,7 +35,7 @@ def unmasked_faces(shared_data, detector):
 
 
 def test_templates_load_with_six_anchors_and_three_views(shared_data):
-    from sdk.datasets.synth import load_templates
+    from maskgate.datasets.synth import load_templates
 
     templates = load_templates(shared_data / "mask_templates")
     assert len(templates) == 21  # the picture-less [empty]/[inpaint] sections are skipped
@@ -48,7 +48,7 @@ def test_templates_load_with_six_anchors_and_three_views(shared_data):
 
 
 def test_missing_template_folder_is_a_clear_error(tmp_path):
-    from sdk.datasets.synth import load_templates
+    from maskgate.datasets.synth import load_templates
 
     with pytest.raises(SourceError, match="masks.cfg"):
         load_templates(tmp_path)
@@ -88,8 +88,8 @@ def test_turned_faces_get_the_side_view_and_mirroring_swaps_it(synthesizer):
 
 
 def test_synthesize_crops_keeps_yaw_and_split_and_labels_mask(unmasked_faces, synthesizer):
-    from sdk.datasets.crops import CropSet
-    from sdk.datasets.synth import synthesize_crops
+    from maskgate.datasets.crops import CropSet
+    from maskgate.datasets.synth import synthesize_crops
 
     n = len(unmasked_faces)
     crops = CropSet(

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.shared_data
 @pytest.fixture(scope="module")
 def small_crops(shared_data, detector, tmp_path_factory):
     """Crops of 24 + 24 real face photos, cut by the pipeline's detector and aligner."""
-    from sdk.datasets.crops import build_crops
-    from sdk.sources import list_images
+    from maskgate.datasets.crops import build_crops
+    from maskgate.sources import list_images
 
     root = tmp_path_factory.mktemp("data")
     for folder in ("with_mask", "without_mask"):
@@ -26,7 +26,7 @@ def small_crops(shared_data, detector, tmp_path_factory):
 
 
 def test_crops_are_split_by_source_and_carry_labels(small_crops, tmp_path):
-    from sdk.datasets.crops import CropSet, split_of
+    from maskgate.datasets.crops import CropSet, split_of
 
     assert len(small_crops) >= 40
     assert set(np.unique(small_crops.mask)) == {0, 1}
@@ -45,7 +45,7 @@ def test_the_split_of_a_source_is_fixed_forever_and_near_70_15_15():
     stay comparable across machines and versions only while these values do not move."""
     from collections import Counter
 
-    from sdk.datasets.crops import split_of
+    from maskgate.datasets.crops import split_of
 
     assert [split_of(k) for k in ("faces/with_mask/0001.jpg", "faces/without_mask/0001.jpg", "faces/with_mask/1.png",
                                   "faces/with_mask/2.png", "scenes/images/maksssksksss0.png")] == [
@@ -57,9 +57,9 @@ def test_the_split_of_a_source_is_fixed_forever_and_near_70_15_15():
 
 
 def test_a_short_run_on_real_crops_lowers_the_loss(small_crops):
-    from sdk.training.augment import NO_AUGMENT
-    from sdk.training.loop import TrainConfig, fit
-    from sdk.training.recipes import RecipeOptions, build_model
+    from maskgate.training.augment import NO_AUGMENT
+    from maskgate.training.loop import TrainConfig, fit
+    from maskgate.training.recipes import RecipeOptions, build_model
 
     spec, model = build_model(RecipeOptions(task="mask"))
     data = (small_crops.images, small_crops.mask.astype(np.int64))
@@ -71,7 +71,7 @@ def test_a_short_run_on_real_crops_lowers_the_loss(small_crops):
 
 
 def test_train_command_writes_model_metrics_plots_and_card(small_crops, tmp_path):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     small_crops.save(tmp_path / "crops")
     out = tmp_path / "run"
@@ -83,14 +83,14 @@ def test_train_command_writes_model_metrics_plots_and_card(small_crops, tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "pose" and len(metrics["test"]["all"]["per_class_accuracy"]) == 6
     assert "landmark-derived" in (out / "card.md").read_text()
-    from sdk.registry import create_model
+    from maskgate.registry import create_model
 
     create_model("pose_mobilenetv2_skip", weights=out / "model.pt")  # loads back strictly
 
 
 def test_train_rejects_a_model_of_the_other_task(small_crops, tmp_path):
-    from sdk.errors import InputError
-    from sdk.training.recipes import RecipeOptions, build_model
+    from maskgate.errors import InputError
+    from maskgate.training.recipes import RecipeOptions, build_model
 
     with pytest.raises(InputError, match="not a mask model"):
         build_model(RecipeOptions(task="mask", model="pose_mobilenetv2_skip"))

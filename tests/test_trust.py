@@ -49,9 +49,9 @@ def test_every_format_stamps_the_manifest_digest_and_the_plain_readers_agree(bui
     import onnx
     import openvino as ov
 
-    from converters.binding import STAMP_KEY, manifest_digest, read_stamp
-    from converters.bundle import verify_bundle
-    from converters.tflite import read_metadata
+    from maskgate.converters.binding import STAMP_KEY, manifest_digest, read_stamp
+    from maskgate.converters.bundle import verify_bundle
+    from maskgate.converters.tflite import read_metadata
 
     for fmt, model_file in (("onnx", "model.onnx"), ("openvino", "model.xml"), ("tflite", "model.tflite")):
         bundle = builds / f"{MASK}-{fmt}-fp32"
@@ -73,7 +73,7 @@ def test_every_format_stamps_the_manifest_digest_and_the_plain_readers_agree(bui
 def test_an_edited_manifest_fails_the_check_and_never_runs(builds, tmp_path, fmt):
     """Fault 3: swapping class_names (mask <-> no_mask) or relabelling the precision passed
     'maskgate check' and the pipeline then called masked people unmasked."""
-    from runtimes.select import NoUsableBuildError, open_best
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
 
     source = builds / f"{MASK}-{fmt}-fp32"
     untouched = _copy(source, tmp_path / "ok")
@@ -94,8 +94,8 @@ def test_an_edited_manifest_fails_the_check_and_never_runs(builds, tmp_path, fmt
 
 
 def test_site_signatures_ed25519_and_hmac(builds, tmp_path, monkeypatch):
-    from runtimes.select import NoUsableBuildError, open_best
-    from sdk.cli import main
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
+    from maskgate.cli import main
 
     pytest.importorskip("cryptography")
     bundle = _copy(builds / f"{MASK}-onnx-fp32", tmp_path / "signed")
@@ -149,7 +149,7 @@ def blank_calibrated(tmp_path_factory):
 
     pytest.importorskip("onnxscript")
     pytest.importorskip("openvino")
-    from sdk.cli import main
+    from maskgate.cli import main
 
     work = tmp_path_factory.mktemp("blank")
     (work / "frames").mkdir()
@@ -163,13 +163,13 @@ def blank_calibrated(tmp_path_factory):
 
 def test_a_bundle_below_its_gates_is_built_with_exit_1_and_never_chosen(blank_calibrated, caplog):
     """Fault 4: the selector tried int8 first on the CPU whatever the build had measured."""
-    from converters.bundle import read_manifest
-    from runtimes.select import NoUsableBuildError, open_best
-    from runtimes.trust import TrustPolicy
+    from maskgate.converters.bundle import read_manifest
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
+    from maskgate.runtimes.trust import TrustPolicy
 
     builds, code = blank_calibrated
     assert code == 1  # maskgate build: a bundle below its gates
-    with caplog.at_level(logging.WARNING, logger="runtimes.select"):
+    with caplog.at_level(logging.WARNING, logger="maskgate.runtimes.select"):
         selection = open_best(builds, DETECTOR, prefer="cpu")
     with selection.runner:
         assert selection.precision == "fp32"  # the CPU tries int8 first: not this one
@@ -189,9 +189,9 @@ def test_a_bundle_below_its_gates_is_built_with_exit_1_and_never_chosen(blank_ca
 
 def test_a_hidden_folder_is_never_a_bundle(builds, tmp_path):
     """Fault 5: a complete copy of a bundle renamed like a staging folder was picked and checked."""
-    from runtimes.select import open_best
-    from sdk.check import check_builds
-    from sdk.errors import BundleError
+    from maskgate.runtimes.select import open_best
+    from maskgate.check import check_builds
+    from maskgate.errors import BundleError
 
     hidden_only = tmp_path / "hidden-only"
     hidden_only.mkdir()
@@ -212,7 +212,7 @@ def test_a_hidden_folder_is_never_a_bundle(builds, tmp_path):
 
 _DIE_AT = '''
 import os, pathlib, shutil, sys
-from converters import bundle
+from maskgate.converters import bundle
 source, final, die_at, exchange = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 calls = [0]
 def dying(call):
@@ -237,7 +237,7 @@ def test_a_bundle_being_replaced_is_never_lost(builds, tmp_path, exchange):
     process dying between the two lost both. Die at every step of the replacement: the
     folder holds a whole, verified bundle, straight away where the OS swaps folders
     atomically, else once the next build has put the set-aside one back."""
-    from converters.bundle import exclusive_folder, verify_bundle
+    from maskgate.converters.bundle import exclusive_folder, verify_bundle
 
     source = builds / f"{MASK}-onnx-fp32"
     for die_at in (1, 2, 3, 4):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.pipeline import FaceResult
-from sdk.turnstile import Decision, GateRules, GateStateMachine, Observation, observe
+from maskgate.pipeline import FaceResult
+from maskgate.turnstile import Decision, GateRules, GateStateMachine, Observation, observe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "turnstile"))
@@ -90,7 +90,7 @@ CODES = {".": "NO_FACE", "O": "OPEN", "M": "NO_MASK", "L": "LOOK_AT_CAMERA", "?"
 def _run(decisions: str, rules: GateRules = GateRules(window=3, gap_frames=3)):
     """Feed a string of frames (. no face, O open, M no mask, L look, ? cannot check);
     returns (gate events, passages)."""
-    from sdk.turnstile import GateEvent
+    from maskgate.turnstile import GateEvent
 
     machine, gates, passages = GateStateMachine(rules), [], []
     for i, c in enumerate(decisions):
@@ -179,8 +179,8 @@ def _shown_at(labels: list[dict], frame: int) -> dict | None:
 
 @pytest.mark.shared_data
 def test_turnstile_acts_on_arrival_and_sums_up_each_passage_matching_the_labels(gate_builds, gate_video, tmp_path):
-    from sdk.cli import main
-    from sdk.turnstile import GateRules
+    from maskgate.cli import main
+    from maskgate.turnstile import GateRules
 
     video, labels = gate_video
     events, out = tmp_path / "events.jsonl", tmp_path / "annotated.mp4"
@@ -226,7 +226,7 @@ def test_the_example_app_opens_the_relay_within_window_frames_of_a_masked_arriva
     an unmasked person."""
     import re
 
-    from sdk.turnstile import GateRules
+    from maskgate.turnstile import GateRules
 
     video, labels = gate_video
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "turnstile" / "app.py"), str(video),
@@ -253,8 +253,8 @@ def test_the_example_app_opens_the_relay_within_window_frames_of_a_masked_arriva
 def test_without_a_mask_classifier_the_gate_never_opens(gate_builds, gate_video, tmp_path):
     """Fault 2 of issue 14 end to end: a pipeline from real builds but without its mask
     model (or with one that gives no result) refuses everyone, and says why."""
-    from sdk import Pipeline
-    from sdk.turnstile import TurnstileApp, load_config
+    from maskgate import Pipeline
+    from maskgate.turnstile import TurnstileApp, load_config
 
     video, labels = gate_video
     events = tmp_path / "events.jsonl"
@@ -271,7 +271,7 @@ def test_without_a_mask_classifier_the_gate_never_opens(gate_builds, gate_video,
 
 @pytest.mark.shared_data
 def test_a_truncated_or_corrupt_video_ends_with_an_error_event(gate_builds, gate_video, tmp_path, capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     video, _ = gate_video
     truncated = tmp_path / "truncated.avi"
@@ -371,8 +371,8 @@ def test_sigterm_finishes_the_event_file(gate_builds, gate_video, tmp_path):
 
 
 def test_config_file_then_flags(tmp_path):
-    from sdk.errors import InputError
-    from sdk.turnstile import load_config
+    from maskgate.errors import InputError
+    from maskgate.turnstile import load_config
 
     path = tmp_path / "turnstile.toml"
     path.write_text('[turnstile]\nbuilds = "b"\nroi = [10, 20, 300, 400]\n[turnstile.rules]\nwindow = 7\n'
@@ -391,7 +391,7 @@ def test_config_file_then_flags(tmp_path):
 
 
 def test_a_missing_builds_folder_is_a_clear_error(tmp_path, capsys):
-    from sdk.cli import main
+    from maskgate.cli import main
 
     video = tmp_path / "v.avi"
     video.write_bytes(b"x")
@@ -406,8 +406,8 @@ def test_a_dropped_http_stream_is_reopened_with_backoff(tmp_path):
     import http.server
     import threading
 
-    from sdk.errors import SourceError
-    from sdk.turnstile import FrameStream, StreamOptions
+    from maskgate.errors import SourceError
+    from maskgate.turnstile import FrameStream, StreamOptions
 
     video = tmp_path / "clip.avi"
     writer = cv2_writer(video)

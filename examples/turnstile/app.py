@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sdk.turnstile import Decision, GateEvent, Passage, TurnstileApp, load_config  # noqa: E402
+from maskgate.turnstile import Decision, GateEvent, Passage, TurnstileApp, load_config  # noqa: E402
 
 MESSAGES = {Decision.OPEN: "welcome", Decision.NO_MASK: "please wear a mask",
             Decision.LOOK_AT_CAMERA: "please look at the camera",

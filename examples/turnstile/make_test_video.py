@@ -31,8 +31,8 @@ FACE_PX = 140
 
 def pick_scenes(data: Path, count: int, *, min_face_px: float = 28.0, split: str = "test") -> list:
     """Scenes of ``split`` whose largest labelled face is clearly the largest (1.3x the next)."""
-    from sdk.datasets.crops import split_of
-    from sdk.voc import read_voc_folder
+    from maskgate.datasets.crops import split_of
+    from maskgate.voc import read_voc_folder
 
     chosen = []
     for scene in read_voc_folder(data / "scenes"):
@@ -48,7 +48,7 @@ def pick_scenes(data: Path, count: int, *, min_face_px: float = 28.0, split: str
         chosen.append((scene, int(top)))
     # As many bare faces as masked ones (the scenes are mostly masked), evenly spread, alternating.
     by_label = {label: [c for c in chosen if c[0].labels[c[1]] == label] for label in EXPECTED}
-    from sdk.sources import spread
+    from maskgate.sources import spread
 
     half = {label: spread(items, (count + (label == "with_mask")) // 2) for label, items in by_label.items()}
     mixed = [x for pair in zip(half["with_mask"], half["without_mask"]) for x in pair]
@@ -74,8 +74,8 @@ def gate_view(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def yaw_label(detector, view: np.ndarray, box: np.ndarray) -> int | None:
     """The derived yaw class of the labelled face (None when the detector misses it)."""
-    from sdk.metrics import match_greedy
-    from sdk.pose import YawBins, estimate_yaw
+    from maskgate.metrics import match_greedy
+    from maskgate.pose import YawBins, estimate_yaw
 
     found = detector.detect(view, score_threshold=0.3)
     match = match_greedy(box[None], found.boxes, found.scores, 0.4)[0]
@@ -84,13 +84,13 @@ def yaw_label(detector, view: np.ndarray, box: np.ndarray) -> int | None:
 
 def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: int = 8, fps: float = 10.0,
                builds: Path | None = None) -> list[dict]:
-    from sdk.sources import read_image
-    from sdk.turnstile import GateRules
+    from maskgate.sources import read_image
+    from maskgate.turnstile import GateRules
 
     picked = pick_scenes(data, scenes)
     detector = None
     if builds is not None:
-        from sdk.deployed import open_detector
+        from maskgate.deployed import open_detector
 
         detector, _ = open_detector(builds, "retinaface_mnet025", precisions=("fp32",))
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME)

@@ -31,9 +31,9 @@ class BundleCheck:
     detections: dict | None = None  # DetectionAgreement dict
     latency_ms: dict | None = None  # p50, p90, p99, runs, threads
     size_bytes: int = 0
-    task_metrics: dict | None = None  # with --data: see sdk.check.task
+    task_metrics: dict | None = None  # with --data: see maskgate.check.task
     gates: list = field(default_factory=list)  # GateResult dicts
-    build_verdict: dict | None = None  # what the bundle's build recorded (converters.bundle.verdict_problem)
+    build_verdict: dict | None = None  # what the bundle's build recorded (maskgate.converters.bundle.verdict_problem)
     verdict_problem: str | None = None  # set when the recorded verdict does not let the bundle run
     error: str | None = None
 
@@ -63,15 +63,15 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     """Integrity, fidelity on the golden samples, latency and gates for one bundle.
     ``gate_overrides``: Gate fields replacing the precision's gate (defaults, then the config
     file's ``[gates.<precision>]``; None values ignored);
-    ``task_data``: a ``sdk.check.task.TaskData`` for task metrics on labelled data;
-    ``trust``: a ``runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``): its
+    ``task_data``: a ``maskgate.check.task.TaskData`` for task metrics on labelled data;
+    ``trust``: a ``maskgate.runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``): its
     key's signature is part of the integrity check; ``require_verdict``: the bundle fails
     unless its build recorded that it passed (off for the build's own check, which makes it)."""
     import dataclasses
 
-    from converters.bundle import verdict_problem, verify_bundle
-    from runtimes.select import open_best
-    from runtimes.trust import configured_trust
+    from maskgate.converters.bundle import verdict_problem, verify_bundle
+    from maskgate.runtimes.select import open_best
+    from maskgate.runtimes.trust import configured_trust
 
     bundle = Path(bundle)
     result = BundleCheck(str(bundle))
@@ -124,7 +124,7 @@ class CheckReport:
     path: str
     bundles: list[BundleCheck]
     gates: dict  # precision -> Gate fields
-    pipelines: list = field(default_factory=list)  # sdk.check.task.pipeline_metrics dicts
+    pipelines: list = field(default_factory=list)  # maskgate.check.task.pipeline_metrics dicts
     data: str | None = None  # TaskData.describe()
 
     @property
@@ -166,7 +166,7 @@ def check_builds(builds: str | Path, *, progress: bool = False, **options) -> li
     ``options``: those of ``check_bundle``."""
     from ..progress import progress as progress_bar
 
-    from runtimes.select import bundles_at
+    from maskgate.runtimes.select import bundles_at
 
     folders = bundles_at(Path(builds))
     if not folders:

@@ -44,7 +44,7 @@ def configured_gates(overrides: dict | None = None) -> dict[str, Gate]:
     """The gate of each precision: the defaults, then ``[gates.<precision>]`` tables of the
     MaskGate config file (``MASKGATE_CONFIG`` or ./maskgate.toml), then ``overrides`` (flags,
     for every precision; None values ignored)."""
-    from runtimes.devices import read_config
+    from maskgate.runtimes.devices import read_config
 
     from ..errors import InputError
 

@@ -13,7 +13,7 @@ td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}.f
 
 
 def entries_of(bundles) -> list[dict]:
-    """The plot entries (see sdk.check.plots) of BundleCheck results."""
+    """The plot entries (see maskgate.check.plots) of BundleCheck results."""
     out = []
     for b in bundles:
         if b.model is None:
@@ -32,7 +32,7 @@ def img(png: str | None, alt: str) -> str:
 
 
 def check_html(report) -> str:
-    """``report``: a ``sdk.check.checker.CheckReport``."""
+    """``report``: a ``maskgate.check.checker.CheckReport``."""
     from .task import summary as task_summary
 
     e = html.escape

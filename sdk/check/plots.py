@@ -2,7 +2,7 @@
 
 Every function takes ``entries``: one dict per bundle with ``model``, ``format``,
 ``precision``, ``p50`` / ``p90`` (ms, may be None), ``fidelity`` (agreement with the fp32
-reference, 0..1, may be None) and ``task`` (``sdk.check.task`` metrics, may be None).
+reference, 0..1, may be None) and ``task`` (``maskgate.check.task`` metrics, may be None).
 matplotlib is optional (not in the device install): without it every plot is None.
 """
 from __future__ import annotations

@@ -31,8 +31,8 @@ class TaskData:
 
     source: str
     split: str
-    crops: object | None = None  # sdk.datasets.crops.CropSet
-    scenes: list = field(default_factory=list)  # sdk.voc.VocImage
+    crops: object | None = None  # maskgate.datasets.crops.CropSet
+    scenes: list = field(default_factory=list)  # maskgate.voc.VocImage
     cut_by: str | None = None  # what detected and aligned the crops
 
     @classmethod
@@ -100,7 +100,7 @@ def open_reference_detector(builds: str | Path, *, prefer=None, threads: int | N
 
 
 def detector_models(builds: Path) -> list[str]:
-    from runtimes.select import readable_bundles
+    from maskgate.runtimes.select import readable_bundles
 
     return list(dict.fromkeys(m["model"] for _, m in readable_bundles(builds) if m.get("task") == "face_detection"))
 
@@ -108,7 +108,7 @@ def detector_models(builds: Path) -> list[str]:
 def pipeline_groups(builds: Path) -> list[tuple[str, str, str, str]]:
     """(detector, mask model, format, precision) for every format and precision that has
     both a detector bundle and a mask classifier bundle under ``builds``."""
-    from runtimes.select import readable_bundles
+    from maskgate.runtimes.select import readable_bundles
 
     detectors, masks = {}, {}
     for _, m in readable_bundles(builds):
@@ -129,7 +129,7 @@ def classifier_metrics(classifier, crops) -> dict | None:
     names = tuple(classifier.spec.class_names)
     if {"mask", "no_mask"} <= set(names):
         keep = np.flatnonzero(np.isin(crops.mask, [0, 1]))  # incorrectly worn masks are left out
-        labels = crops.mask[keep].astype(np.int64)  # 0 mask, 1 no_mask (sdk.datasets.crops.MASK_LABELS)
+        labels = crops.mask[keep].astype(np.int64)  # 0 mask, 1 no_mask (maskgate.datasets.crops.MASK_LABELS)
         probs = classify_crops(classifier, crops.images[keep])
         probs = probs[:, [names.index("mask"), names.index("no_mask")]]
         if not len(labels):
@@ -167,7 +167,7 @@ def pipeline_metrics(builds: str | Path, scenes, *, detector: str, mask: str, fo
                      prefer=None, threads: int | None = None, min_width: float = PIPELINE_MIN_FACE_PX) -> dict:
     """Detect -> align -> mask on the scenes with one format and precision for both models
     (measured whatever the builds' recorded verdicts: this is what checks them)."""
-    from runtimes.trust import configured_trust
+    from maskgate.runtimes.trust import configured_trust
 
     from ..classifier_eval import scenes_end_to_end
     from ..pipeline import Pipeline

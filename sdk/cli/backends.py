@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runtimes.registry import statuses
+    from maskgate.runtimes.registry import statuses
 
     found = statuses()
     if args.json:

@@ -20,7 +20,7 @@ def _names(choices: tuple[str, ...]):
 
 
 def add_parser(sub) -> None:
-    from converters.targets import CALIBRATION_METHODS, FORMATS, PRECISIONS
+    from maskgate.converters.targets import CALIBRATION_METHODS, FORMATS, PRECISIONS
 
     from ..build import DEFAULT_MODELS
 
@@ -81,7 +81,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from converters.targets import ConvertOptions, OnnxOptions, OpenVinoOptions, TfliteOptions
+    from maskgate.converters.targets import ConvertOptions, OnnxOptions, OpenVinoOptions, TfliteOptions
 
     from ..build import BuildConfig, build
     from ..build_report import table, write_report

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runtimes.trust import configured_trust
+    from maskgate.runtimes.trust import configured_trust
 
     from ..build_report import atomic_write
     from ..check import check_builds

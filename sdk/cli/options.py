@@ -32,7 +32,7 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_trust_options(p) -> None:
-    """--verify-key / --allow-failed-builds: which bundles may run (runtimes.trust)."""
+    """--verify-key / --allow-failed-builds: which bundles may run (maskgate.runtimes.trust)."""
     p.add_argument("--verify-key", metavar="FILE", help="run only bundles signed with this key (Ed25519 public key or "
                    "HMAC secret; default: [trust] verify_key in maskgate.toml / MASKGATE_CONFIG)")
     p.add_argument("--allow-failed-builds", action="store_true", default=None,
@@ -40,6 +40,6 @@ def add_trust_options(p) -> None:
 
 
 def trust_from(args):
-    from runtimes.trust import configured_trust
+    from maskgate.runtimes.trust import configured_trust
 
     return configured_trust(verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds)

@@ -1,5 +1,5 @@
 """``maskgate sign PATH --key FILE`` and ``maskgate keygen FILE``: site signatures on bundles
-(see converters.signing; cameras verify with ``[trust] verify_key`` or ``--verify-key``)."""
+(see maskgate.converters.signing; cameras verify with ``[trust] verify_key`` or ``--verify-key``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,9 +25,9 @@ def add_parser(sub) -> None:
 
 
 def sign(args) -> int:
-    from converters.bundle import sign_bundle
-    from converters.signing import load_key
-    from runtimes.select import bundles_at
+    from maskgate.converters.bundle import sign_bundle
+    from maskgate.converters.signing import load_key
+    from maskgate.runtimes.select import bundles_at
 
     from ..errors import BundleError
 
@@ -42,7 +42,7 @@ def sign(args) -> int:
 
 
 def keygen(args) -> int:
-    from converters.signing import generate_key, load_key
+    from maskgate.converters.signing import generate_key, load_key
 
     written = generate_key(args.file, algorithm="hmac-sha256" if args.hmac else "ed25519")
     key = load_key(written[0])

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import SourceError
 from ..pose import estimate_yaw, fit_head_pose
 
-# The six anchors on the generic face of sdk.pose.FACE_MODEL_3D (mm; x right, y down,
+# The six anchors on the generic face of maskgate.pose.FACE_MODEL_3D (mm; x right, y down,
 # z away from the camera, nose tip at the origin): a/c upper cheeks, b nose bridge,
 # d/f jaw, e chin.
 MASK_ANCHORS_3D = np.array(

@@ -2,7 +2,7 @@
 
 Outputs, for a batch of N images: ``loc`` [N, A, 4] (box offsets against the
 priors), ``conf`` [N, A, 2] (softmax over background/face), ``landmarks`` [N, A, 10].
-Decoding lives in ``sdk.postprocess`` (numpy), shared by every runtime.
+Decoding lives in ``maskgate.postprocess`` (numpy), shared by every runtime.
 """
 from __future__ import annotations
 

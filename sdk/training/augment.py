@@ -1,7 +1,7 @@
 """Batch augmentation on crops, in torch (cheap enough for a 2-core CPU).
 
 Crops arrive as BGR uint8 (N, H, W, 3), as the pipeline cuts them, and leave as the
-model's normalised NCHW input, so training and deployment share ``sdk.preprocess``'s
+model's normalised NCHW input, so training and deployment share ``maskgate.preprocess``'s
 spec. Horizontal flips relabel through ``flip_map`` (identity for mask, mirror for yaw).
 """
 from __future__ import annotations

@@ -68,7 +68,7 @@ class RunSummary:
 
 class TurnstileApp:
     def __init__(self, config: TurnstileConfig, *, pipeline=None, on_gate=None, on_passage=None):
-        """``pipeline``: an opened ``sdk.Pipeline`` (default: from ``config.builds``, each model
+        """``pipeline``: an opened ``maskgate.Pipeline`` (default: from ``config.builds``, each model
         on the best build and device); ``on_gate``: called with each ``GateEvent`` the moment
         the gate acts (drive the relay and the display here); ``on_passage``: called with
         each ``Passage`` summary once the person has left."""
@@ -98,7 +98,7 @@ class TurnstileApp:
         try:
             self._open_events()
             if self._pipeline is None:
-                from runtimes.trust import configured_trust
+                from maskgate.runtimes.trust import configured_trust
 
                 from ..pipeline import Pipeline
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtimes.backend import Accelerator, Backend, BackendStatus, OpenOptions
-from runtimes.onnxruntime import OnnxRuntimeRunner
+from maskgate.runtimes.backend import Accelerator, Backend, BackendStatus, OpenOptions
+from maskgate.runtimes.onnxruntime import OnnxRuntimeRunner
 
 
 class TestVendorBackend(Backend):
