@@ -9,7 +9,7 @@ usage: python .ci/device_check.py BUILDS FORMAT[,FORMAT...] REFERENCE_JSON
 
 --write runs the PyTorch reference pipeline and stores its faces (box, mask label, yaw
 class) per picture, and the OpenCV version it ran with. Without it, each build must find
-the reference's faces (IoU >= 0.5) and give what the gate acts on, the mask label and
+the reference's faces (IoU >= 0.5, maskgate.compare.match_boxes) and give what the gate acts on, the mask label and
 whether the yaw class is frontal, within its precision's gates, the checker's own
 (maskgate.check.gates, shares held by their 95 % upper bound as on golden sets): fp32 every
 face and answer, and no other face; int8 >= 98 % of the faces and >= 99 % of the answers.
@@ -28,7 +28,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PICTURES = sorted(ROOT.glob("examples/images/*.jpg")) + sorted(ROOT.glob("calibration/default/verify/*.jpg"))
-IOU = 0.5
 
 
 def faces_of(pipeline) -> dict:
@@ -55,17 +54,12 @@ def frontal(face: dict) -> bool:
 def compare(reference_faces: dict, got: dict) -> dict:
     """Counts over every picture: the reference's faces, those found, and of those the ones
     with the same mask label, the same frontal reading, the same yaw class; other faces."""
-    import numpy as np
-
-    from maskgate.metrics import match_greedy
+    from maskgate.compare import match_boxes
 
     counts = dict.fromkeys(("wanted", "found", "mask", "frontal", "yaw", "extra"), 0)
     for name, ref in reference_faces.items():
         mine = got[name]
-        ref_boxes = np.array([f["box"] for f in ref], np.float64).reshape(-1, 4)
-        got_boxes = np.array([f["box"] for f in mine], np.float64).reshape(-1, 4)
-        match = match_greedy(ref_boxes, got_boxes, np.ones(len(mine)), IOU)
-        pairs = [(ref[i], mine[j]) for i, j in enumerate(match) if j >= 0]
+        pairs = [(ref[i], mine[j]) for i, j in match_boxes([f["box"] for f in ref], [f["box"] for f in mine])]
         counts["wanted"] += len(ref)
         counts["found"] += len(pairs)
         counts["extra"] += len(mine) - len(pairs)

@@ -71,12 +71,21 @@ def main() -> int:
     after_warmup = next(s for s in samples if s["frame"] == args.warmup)
     end = samples[-1]
     later = [s for s in samples if s["frame"] >= args.warmup]
-    result = {"frames": args.frames, "steady_memory": not args.no_steady_memory, "warmup": args.warmup, "faces": faces, "runtime": runtime,
-              "rss_after_warmup_mb": after_warmup["rss_mb"], "rss_end_mb": end["rss_mb"],
-              "rss_max_after_warmup_mb": max(s["rss_mb"] for s in later),
-              "rss_growth": (end["rss_mb"] - after_warmup["rss_mb"]) / after_warmup["rss_mb"],
-              "fds_after_warmup": after_warmup["fds"], "fds_end": end["fds"], "samples": samples,
-              "seconds": round(time.perf_counter() - start, 1)}
+    result = {
+        "frames": args.frames,
+        "steady_memory": not args.no_steady_memory,
+        "warmup": args.warmup,
+        "faces": faces,
+        "runtime": runtime,
+        "rss_after_warmup_mb": after_warmup["rss_mb"],
+        "rss_end_mb": end["rss_mb"],
+        "rss_max_after_warmup_mb": max(s["rss_mb"] for s in later),
+        "rss_growth": (end["rss_mb"] - after_warmup["rss_mb"]) / after_warmup["rss_mb"],
+        "fds_after_warmup": after_warmup["fds"],
+        "fds_end": end["fds"],
+        "samples": samples,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     print(f"{args.frames} frames ({faces} faces) in {result['seconds']} s on {runtime}; resident memory "
           f"{result['rss_after_warmup_mb']} MB after {args.warmup} frames -> {result['rss_end_mb']} MB at the end "
           f"({100 * result['rss_growth']:+.2f} %), max {result['rss_max_after_warmup_mb']} MB; file descriptors "

@@ -88,8 +88,15 @@ def frames_for_detector(frames: FrameSet, spec: InputSpec, *, limit: int = DEFAU
     return CalibrationSet(spec.name, tensors, frames.describe(), frames.sha256(), keys)
 
 
-def crops_for_classifier(frames: FrameSet, spec: ModelSpec, detector, *, limit: int = DEFAULT_SAMPLES,
-                         crop_margin: float = 0.25, progress: Callable[[Iterable], Iterable] = lambda it: it) -> CalibrationSet:
+def crops_for_classifier(
+    frames: FrameSet,
+    spec: ModelSpec,
+    detector,
+    *,
+    limit: int = DEFAULT_SAMPLES,
+    crop_margin: float = 0.25,
+    progress: Callable[[Iterable], Iterable] = lambda it: it,
+) -> CalibrationSet:
     """Aligned crops of every face ``detector`` finds in the frames (at most ``limit``)."""
     from maskgate.align import align_face
     from maskgate.classifier import crop_to_tensor
@@ -103,7 +110,9 @@ def crops_for_classifier(frames: FrameSet, spec: ModelSpec, detector, *, limit: 
             tensors.append(crop_to_tensor(crop, spec))
         if len(tensors) >= limit:
             break
-    return CalibrationSet(spec.input.name, tensors[:limit], f"faces found in {frames.describe()}", frames.sha256(), keys[:limit])
+    return CalibrationSet(
+        spec.input.name, tensors[:limit], f"faces found in {frames.describe()}", frames.sha256(), keys[:limit]
+    )
 
 
 def calibration_set(model: ModelSpec, frames: FrameSet, *, detector=None, limit: int = DEFAULT_SAMPLES,

@@ -38,7 +38,10 @@ class FrameSet:
         project's hash of each image's relative path). ``limit`` keeps an even spread."""
         path = Path(path)
         if not path.exists():
-            raise CalibrationError(f"{path}: no such folder or file; give a folder of images, a video, or a data folder like ../shared/data")
+            raise CalibrationError(
+                f"{path}: no such folder or file; give a folder of images, a video, or a data folder like "
+                "../shared/data"
+            )
         if path.is_file():
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 return cls((path,), path.parent)
@@ -53,7 +56,9 @@ class FrameSet:
             files = [f for f in files if split_of(f.relative_to(path).as_posix()) == split]
         if not files:
             where = f" in the {split} split" if split else ""
-            raise CalibrationError(f"{path}: no images{where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)")
+            raise CalibrationError(
+                f"{path}: no images{where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)"
+            )
         return cls(tuple(_spread(files, limit)), path)
 
     def frames(self, *, limit: int | None = None) -> Iterator[tuple[str, np.ndarray]]:

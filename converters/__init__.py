@@ -15,7 +15,9 @@ def require(module: str, *, purpose: str, package: str | None = None):
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        raise DependencyError(package or module.split(".")[0].replace("_", "-"), extra="export", purpose=purpose) from exc
+        raise DependencyError(
+            package or module.split(".")[0].replace("_", "-"), extra="export", purpose=purpose
+        ) from exc
 
 
 def dist_version(name: str) -> str | None:

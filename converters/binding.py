@@ -26,10 +26,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from maskgate.errors import BundleError
+from maskgate.formats import FORMATS, model_files
+
+from .manifest import MANIFEST
 
 STAMP_KEY = "maskgate_manifest_sha256"
 #: the file of each format that carries the stamped metadata (and is the model the runtime loads)
-MODEL_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "tflite": "model.tflite"}
+MODEL_FILES = model_files()
 TFLITE_METADATA_NAME = "maskgate"
 # Fields that the converter stamps beside the digest: named in the error when they differ.
 _STAMPED_FIELDS = {"maskgate_model": "model", "maskgate_task": "task", "maskgate_precision": "precision",
@@ -51,6 +54,10 @@ def manifest_digest(manifest: dict) -> str:
 
 
 def canonical_json(value) -> bytes:
+    """Sorted keys, no spaces, ASCII: the bytes a digest or a signature is made over. A
+    ``Manifest`` is taken as the JSON object it was read from."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
@@ -64,13 +71,8 @@ def stamped_file(bundle: Path, manifest: dict) -> Path:
 def read_stamp(fmt: str, path: Path) -> dict[str, str]:
     """The MaskGate metadata stamped into a model file ({} when it carries none)."""
     try:
-        data = Path(path).read_bytes()
-        if fmt == "onnx":
-            return _onnx_metadata_props(data)
-        if fmt == "openvino":
-            return _openvino_rt_info(data)
-        if fmt == "tflite":
-            return _tflite_metadata(data)
+        if fmt in FORMATS:
+            return FORMATS[fmt].stamp_reader_function()(Path(path).read_bytes())
     except (OSError, ValueError, IndexError, struct.error, ET.ParseError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: cannot read the model's stamped metadata ({type(exc).__name__}: {exc}); "
                           f"the file is damaged or not a {fmt} model; rebuild the bundle") from exc
@@ -90,7 +92,7 @@ def check_binding(bundle: Path, manifest: dict) -> None:
                    for key, field in _STAMPED_FIELDS.items()
                    if key in stamp and _stamped_value(stamp[key]) != manifest.get(field)]
         what = f": {'; '.join(differs)}" if differs else ""
-        raise BundleError(f"{Path(bundle) / 'manifest.json'}: was changed after the build; its content no longer "
+        raise BundleError(f"{Path(bundle) / MANIFEST}: was changed after the build; its content no longer "
                           f"matches the digest stamped into {path.name}{what}. Restore the manifest or rebuild "
                           "the bundle with 'maskgate build'")
 
@@ -150,7 +152,7 @@ def _fields(data: bytes | memoryview):
         yield number, wire, value
 
 
-def _onnx_metadata_props(data: bytes) -> dict[str, str]:
+def onnx_metadata_props(data: bytes) -> dict[str, str]:
     props = {}
     # A memoryview: skipping the graph (megabytes of weights) must not copy it.
     for number, wire, value in _fields(memoryview(data)):
@@ -162,7 +164,7 @@ def _onnx_metadata_props(data: bytes) -> dict[str, str]:
 
 # -- OpenVINO IR: <rt_info><maskgate><key value="..."/></maskgate></rt_info> ---------------------
 
-def _openvino_rt_info(data: bytes) -> dict[str, str]:
+def openvino_rt_info(data: bytes) -> dict[str, str]:
     root = ET.fromstring(data)
     group = root.find("rt_info/maskgate")
     return {} if group is None else {child.tag: child.get("value", "") for child in group}
@@ -170,7 +172,7 @@ def _openvino_rt_info(data: bytes) -> dict[str, str]:
 
 # -- TFLite flatbuffer: Model.metadata (field 6) -> Model.buffers (field 4) -> Buffer.data ------
 
-def _tflite_metadata(data: bytes) -> dict[str, str]:
+def tflite_metadata(data: bytes) -> dict[str, str]:
     model = _table(data, struct.unpack_from("<I", data, 0)[0])
     for entry in _vector_of_tables(data, model, 6):
         name = _string(data, entry, 0)
@@ -232,3 +234,4 @@ def _buffer_bytes(data: bytes, buffer) -> bytes:
         return data[start + 4:start + 4 + length]
     offset, size = _scalar(data, buffer, 1, "<Q"), _scalar(data, buffer, 2, "<Q")  # large models: after the flatbuffer
     return data[offset:offset + size]
+

@@ -19,36 +19,17 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from maskgate.errors import BundleError
 
 from .binding import STAMP_KEY, check_binding, manifest_digest, read_stamp, restamp, stamped_file
+from .manifest import MANIFEST, SCHEMA_VERSION, Manifest
 from .signing import SIGNATURE, check_signature, signature_record
 
 log = logging.getLogger(__name__)
-
-# 2: the manifest's digest is stamped into the model file, and the build records its verdict.
-SCHEMA_VERSION = 2
-MANIFEST = "manifest.json"
-GOLDEN = "golden.npz"
-
-# key -> (type or types, required); nested dicts are checked by their own tables.
-_FIELDS = {
-    "schema_version": (int, True), "sdk_version": (str, True), "name": (str, True), "model": (str, True),
-    "task": (str, True), "format": (str, True), "precision": (str, True), "quantizer": ((dict, type(None)), True),
-    "input": (dict, True), "inputs": (list, True), "outputs": (list, True), "class_names": (list, True),
-    "files": (dict, True), "calibration": ((dict, type(None)), True), "source_weights_sha256": (str, True),
-    "reference": (dict, True), "build_key": (str, True), "created": (str, True), "notes": (list, False),
-    "detection": ((dict, type(None)), False), "priors": ((dict, type(None)), False),
-    "verdict": ((dict, type(None)), False),
-}
-_INPUT_FIELDS = {"name": str, "shape": list, "layout": str, "dtype": str, "color": str, "mean": list, "std": list,
-                 "size": list}
-_TENSOR_FIELDS = {"name": str, "tensor": str, "shape": list, "dtype": str}
-
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -58,57 +39,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def validate_manifest(manifest: object, *, where: str = MANIFEST) -> dict:
+def validate_manifest(manifest: object, *, where: str = MANIFEST) -> Manifest:
     """Check the manifest's structure; raise a BundleError listing every problem."""
-    problems = []
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
-    for key, (types, required) in _FIELDS.items():
-        if key not in manifest:
-            if required:
-                problems.append(f"missing '{key}'")
-        elif not isinstance(manifest[key], types):
-            problems.append(f"'{key}' should be {_names(types)}, got {type(manifest[key]).__name__}")
-    if isinstance(manifest.get("schema_version"), int) and manifest["schema_version"] > SCHEMA_VERSION:
-        problems.append(f"schema_version {manifest['schema_version']} is newer than this SDK reads ({SCHEMA_VERSION}); "
-                        "upgrade maskgate")
-    elif isinstance(manifest.get("schema_version"), int) and manifest["schema_version"] < SCHEMA_VERSION:
-        problems.append(f"schema_version {manifest['schema_version']} is from an older MaskGate, whose manifests are "
-                        "not bound to their model; rebuild the bundle with 'maskgate build'")
-    if isinstance(manifest.get("input"), dict):
-        problems += [f"input: {p}" for p in _check(manifest["input"], _INPUT_FIELDS)]
-        if manifest["input"].get("layout") not in ("NCHW", "NHWC"):
-            problems.append(f"input.layout should be NCHW or NHWC, got {manifest['input'].get('layout')!r}")
-    for group in ("inputs", "outputs"):
-        entries = manifest.get(group)
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):  # a non-list is reported above
-            problems += [f"{group}[{i}]: {p}" for p in (_check(entry, _TENSOR_FIELDS) if isinstance(entry, dict)
-                                                         else ["should be an object"])]
-    files = manifest.get("files")
-    if isinstance(files, dict):
-        if not files:
-            problems.append("'files' is empty")
-        for name, digest in files.items():
-            if not (isinstance(digest, str) and len(digest) == 64):
-                problems.append(f"files['{name}'] should be a sha256 hex digest")
-            if Path(name).is_absolute() or ".." in Path(name).parts:
-                problems.append(f"files['{name}'] must be a plain name inside the bundle")
-    if problems:
-        raise BundleError(f"{where}: not a valid MaskGate manifest: " + "; ".join(problems))
-    return manifest
+    return Manifest.from_dict(manifest, where=where)
 
 
-def _check(d: dict, fields: dict) -> list[str]:
-    return [f"missing '{k}'" if k not in d else f"'{k}' should be {t.__name__}" for k, t in fields.items()
-            if k not in d or not isinstance(d[k], t)]
-
-
-def _names(types) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
-
-
-def read_manifest(bundle: str | Path) -> dict:
+def read_manifest(bundle: str | Path) -> Manifest:
     path = Path(bundle) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -120,7 +56,7 @@ def read_manifest(bundle: str | Path) -> dict:
     return validate_manifest(manifest, where=str(path))
 
 
-def verify_bundle(bundle: str | Path, *, key=None) -> dict:
+def verify_bundle(bundle: str | Path, *, key=None) -> Manifest:
     """The manifest, after checking its schema, that every file matches its sha256, that the
     manifest is the one stamped into the model (``maskgate.converters.binding``) and, with ``key``
     (a ``maskgate.converters.signing.BundleKey``), that the site signed it."""
@@ -266,7 +202,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, f"cannot swap {a} and {b}: {os.strerror(errno)}")
 
 
-def write_manifest(folder: Path, manifest: dict) -> dict:
+def write_manifest(folder: Path, manifest: Mapping) -> Manifest:
     """Hash every file the manifest lists (present in ``folder``), stamp the manifest's
     digest into the model file, validate, and write the manifest last."""
     manifest = json.loads(json.dumps(dict(manifest)))  # the digest is of what a reader will parse
@@ -287,10 +223,10 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
     partial = folder / f".{MANIFEST}.partial"  # a bundle whose manifest is rewritten is never left half-described
     partial.write_text(json.dumps(manifest, indent=1) + "\n")
     partial.replace(folder / MANIFEST)
-    return manifest
+    return Manifest.from_dict(manifest, where=str(folder / MANIFEST))
 
 
-def update_manifest(bundle: Path, changes: dict) -> dict:
+def update_manifest(bundle: Path, changes: dict) -> Manifest:
     """Set top-level ``changes`` in a finished bundle's manifest: on a copy, restamped and
     swapped in whole (a signature, which no longer holds, is dropped). Returns the new manifest."""
     bundle = Path(bundle)

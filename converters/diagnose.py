@@ -94,20 +94,13 @@ def diagnose_job(job, tensors: list[np.ndarray]) -> list[LayerError]:
     """Rank the layers of ``job``'s model as the ONNX int8 converter quantizes it (the
     model's hints and ``job.options.onnx.keep_float`` in float). For an OpenVINO job this
     is a proxy: the same float graph, whose node names OpenVINO keeps."""
-    from .onnx import quantize_qdq
+    from .onnx import int8_source, quantize_qdq
 
     with tempfile.TemporaryDirectory(prefix="maskgate-diagnose-") as work:
         prepared, qdq = Path(work) / "prepared.onnx", Path(work) / "qdq.onnx"
-        quantize_qdq(job.onnx_int8_source or job.onnx_fp32, qdq, job, prepared=prepared)
+        source = int8_source(job) if job.target.format == "onnx" else job.onnx_fp32
+        quantize_qdq(source, qdq, job, prepared=prepared)
         return diagnose_qdq(prepared, qdq, tensors, input_name=job.spec.input.name)
-
-
-def openvino_scope(nodes: list[str]) -> tuple[str, ...]:
-    """OpenVINO ignored-scope patterns for ONNX node names: a Conv becomes
-    ``NAME/WithoutBiases`` plus its bias ``NAME``; other ops keep the name."""
-    import re
-
-    return tuple(f"re:{re.escape(n)}(/WithoutBiases)?" for n in nodes)
 
 
 def _finite(db: float) -> float:

@@ -45,10 +45,10 @@ def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify:
     return notes
 
 
-def convert(job: ConversionJob, out: Path) -> Artifact:
+def convert(job: ConversionJob, folder: Path) -> Artifact:
     onnx = require("onnx", purpose="ONNX export")
     target = job.target
-    dst = out / MODEL_FILE
+    dst = folder / MODEL_FILE
     quantizer = None
     if target.precision == "fp32":
         shutil.copyfile(job.onnx_fp32, dst)
@@ -64,7 +64,9 @@ def convert(job: ConversionJob, out: Path) -> Artifact:
     onnx.helper.set_model_props(model, dict(job.metadata))
     onnx.save(model, str(dst))
     inputs, outputs = _io(dst)
-    return Artifact(files=[MODEL_FILE], inputs=inputs, outputs=outputs, layout=job.spec.input.layout, quantizer=quantizer)
+    return Artifact(
+        files=[MODEL_FILE], inputs=inputs, outputs=outputs, layout=job.spec.input.layout, quantizer=quantizer
+    )
 
 
 def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
@@ -75,13 +77,28 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
         raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
     prepared = dst.with_name("prepared.onnx")
     try:
-        keep_float = quantize_qdq(job.onnx_int8_source or job.onnx_fp32, dst, job, prepared=prepared)
+        keep_float = quantize_qdq(int8_source(job), dst, job, prepared=prepared)
     finally:
         prepared.unlink(missing_ok=True)
     return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
             "per_channel": options.per_channel, "activations": "int8", "weights": "int8",
             "calibration_method": options.calibration_method, "samples": len(job.calibration),
-            "equalized": job.onnx_int8_source is not None, "float_nodes": keep_float}
+            "equalized": options.equalize, "float_nodes": keep_float}
+
+
+def int8_source(job: ConversionJob) -> Path:
+    """The fp32 ONNX that int8 quantizes: the export of the cross-layer-equalized model
+    (``OnnxOptions.equalize``), else the plain export."""
+    if not job.options.onnx.equalize:
+        return job.onnx_fp32
+
+    def make(path: Path) -> None:
+        from .equalize import equalize
+
+        module, _ = equalize(job.module)
+        export_fp32(module, job.spec, path, opset=job.options.onnx.opset, simplify=job.options.onnx.simplify)
+
+    return job.shared.file("fp32-equalized.onnx", make)
 
 
 def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path) -> list[str]:
@@ -138,6 +155,8 @@ def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     dtype = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 
     def info(v):
-        return TensorInfo(v.name, tuple(int(d) if isinstance(d, int) else -1 for d in v.shape), dtype.get(v.type, v.type))
+        return TensorInfo(
+            v.name, tuple(int(d) if isinstance(d, int) else -1 for d in v.shape), dtype.get(v.type, v.type)
+        )
 
     return [info(v) for v in session.get_inputs()], [info(v) for v in session.get_outputs()]

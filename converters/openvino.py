@@ -12,24 +12,22 @@ MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 
 
-def convert(job: ConversionJob, out: Path, *, validation=None) -> Artifact:
-    """``validation``: (items, score) for accuracy control only: inputs with their fp32
-    reference outputs, and ``score(compiled_model, item) -> float`` (1 = agrees)."""
+def convert(job: ConversionJob, folder: Path) -> Artifact:
     ov = require("openvino", purpose="OpenVINO conversion")
     model = ov.convert_model(str(job.onnx_fp32))
     quantizer = None
     if job.target.precision == "int8":
-        model, quantizer = _quantize_int8(job, model, validation)
+        model, quantizer = _quantize_int8(job, model)
     elif job.target.precision == "fp16":
         quantizer = {"tool": "openvino.save_model", "compress_to_fp16": True}
     for key, value in job.metadata.items():
         model.set_rt_info(value, ["maskgate", key])
-    ov.save_model(model, str(out / MODEL_FILE), compress_to_fp16=job.target.precision == "fp16")
+    ov.save_model(model, str(folder / MODEL_FILE), compress_to_fp16=job.target.precision == "fp16")
     return Artifact(files=[MODEL_FILE, WEIGHTS_FILE], inputs=_io(model.inputs), outputs=_io(model.outputs),
                     layout=job.spec.input.layout, quantizer=quantizer)
 
 
-def _quantize_int8(job: ConversionJob, model, validation):
+def _quantize_int8(job: ConversionJob, model):
     import nncf
 
     from maskgate.calibration.adapters import nncf_dataset
@@ -58,9 +56,7 @@ def _quantize_int8(job: ConversionJob, model, validation):
         common["ignored_scope"] = scope
     if not options.accuracy_control:
         return nncf.quantize(model, dataset, **common), settings
-    if validation is None:
-        raise ConversionError(f"{job.target.name}: accuracy control needs a verification set and metric")
-    items, score = validation
+    items, score = _validation(job)
 
     def validate(compiled, data) -> tuple[float, list[float]]:
         # NNCF ranks layers by the per-item values, so return them with the mean.
@@ -80,3 +76,24 @@ def _io(ports) -> list[TensorInfo]:
         shape = tuple(int(d.get_length()) if d.is_static else -1 for d in port.get_partial_shape())
         out.append(TensorInfo(port.get_any_name(), shape, port.get_element_type().to_dtype().name))
     return out
+
+
+def _validation(job: ConversionJob):
+    """Accuracy control scores agreement with the fp32 reference on the calibration inputs
+    (the held-out set stays untouched for the reported figures): (items, score)."""
+    import numpy as np
+
+    from maskgate.compare import sample_agreement
+
+    if job.shared.reference is None:
+        raise ConversionError(f"{job.target.name}: accuracy control needs the fp32 reference's outputs")
+    items = [(x, job.shared.reference(x)) for x in job.calibration.tensors]
+    outputs = job.spec.outputs
+
+    def score(compiled, item) -> float:
+        x, ref = item
+        result = compiled(x)
+        got = {name: np.asarray(result[port]) for name, port in zip(outputs, compiled.outputs)}
+        return sample_agreement(job.spec, got, ref)
+
+    return items, score

@@ -39,9 +39,11 @@ def export_fp32(job: ConversionJob, path: Path) -> None:
         raise ConversionError(f"{job.target.name}: litert-torch conversion failed: {exc}") from exc
 
 
-def convert(job: ConversionJob, out: Path, *, fp32_file: Path) -> Artifact:
-    """``fp32_file``: this model's fp32 TFLite conversion (made once, shared by precisions)."""
-    dst = out / MODEL_FILE
+def convert(job: ConversionJob, folder: Path) -> Artifact:
+    nhwc = job.options.tflite.channel_last_io
+    # The fp32 conversion is made once per model and layout, shared by its precisions.
+    fp32_file = job.shared.file(f"fp32{'-nhwc' if nhwc else ''}.tflite", lambda path: export_fp32(job, path))
+    dst = folder / MODEL_FILE
     quantizer = None
     data = fp32_file.read_bytes()
     if job.target.precision != "fp32":
@@ -70,9 +72,9 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
                                                "recipe": "fp16 weights (float casting), fp32 compute"}
     if job.calibration is None:
         raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
-    from maskgate.calibration.adapters import litert_calibration
-
     from ai_edge_litert.interpreter import Interpreter
+
+    from maskgate.calibration.adapters import litert_calibration
 
     signatures = Interpreter(model_path=str(fp32_file)).get_signature_list()
     signature = next(iter(signatures))
@@ -106,7 +108,9 @@ def _calibrate(fp32_file: Path, data: dict, manager, *, method: str) -> dict:
     update = {"minmax": qsv_utils.min_max_update, "moving_average": qsv_utils.moving_average_update}[method]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "preserve_all_tensors is for debugging": it is how ranges are read
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # "preserve_all_tensors is for debugging": it is how ranges are read
         calib = calibrator.Calibrator(Path(fp32_file).read_bytes(), num_threads=2, qsv_update_func=update)
         calib.calibrate(data, manager)
     return calib.get_model_qsvs()

@@ -21,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from maskgate.converters.targets import ConvertOptions, TfliteOptions
 from maskgate import BuildConfig, build
-from maskgate.build_report import table
+from maskgate.build.report import table
+from maskgate.formats import ConvertOptions, TfliteOptions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,3 +68,10 @@ class Backend(ABC):
 def not_installed(name: str, formats: tuple[str, ...], package: str, extra: str) -> BackendStatus:
     return BackendStatus(name, formats, installed=False,
                          reason=f"Python package '{package}' is not installed (pip install 'maskgate[{extra}]')")
+
+
+def model_path(bundle: Path, manifest: dict) -> Path:
+    """The file a backend loads from a bundle: its format's model file (``maskgate.formats``)."""
+    from maskgate.formats import get_format
+
+    return Path(bundle) / get_format(manifest.get("format")).model_file

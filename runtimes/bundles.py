@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maskgate.converters.binding import MODEL_FILES  # the file each format's runtime loads
 from maskgate.errors import BundleError
+from maskgate.formats import FORMATS
 
 from .backend import Accelerator, OpenOptions
 from .base import Runner
@@ -19,6 +19,6 @@ def runner_for(bundle: str | Path, manifest: dict, *, threads: int | None = None
     fmt = manifest.get("format")
     backend = next((b for b in builtin_backends() if fmt in b.formats), None)
     if backend is None:
-        raise BundleError(f"{bundle}: format {fmt!r} has no built-in runtime; expected one of {sorted(MODEL_FILES)}")
+        raise BundleError(f"{bundle}: format {fmt!r} has no built-in runtime; expected one of {', '.join(FORMATS)}")
     cpu = Accelerator("cpu", TABLE[backend.name]["cpu"][0], True)
     return backend.open(Path(bundle), manifest, cpu, options=OpenOptions(threads=threads))

@@ -9,19 +9,23 @@ from __future__ import annotations
 import os
 import re
 
+from maskgate.config import config_table
 from maskgate.errors import InputError
+from maskgate.formats import DEVICE_KINDS, format_order
 
-DEVICE_KINDS = ("npu", "gpu", "cpu")
 DEFAULT_PREFERENCE = ("npu", "gpu", "cpu")
 #: environment variables: the preference for every model, or for one (``MASKGATE_DEVICE_MASK_MOBILENETV2``)
 ENV_PREFERENCE = "MASKGATE_DEVICE"
-#: a config file (TOML, or JSON) with a ``[devices]`` table: ``default = "gpu,cpu"`` and per-model keys;
-#: ``maskgate.toml`` in the working directory is read when this is not set
-ENV_CONFIG = "MASKGATE_CONFIG"
+# The config file's [devices] table (maskgate.config): ``default = "gpu,cpu"`` and per-model keys.
 
 TABLE: dict[str, dict[str, tuple[str, ...]]] = {
     "onnxruntime": {
-        "gpu": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider"),
+        "gpu": (
+            "TensorrtExecutionProvider",
+            "CUDAExecutionProvider",
+            "DmlExecutionProvider",
+            "CoreMLExecutionProvider",
+        ),
         "npu": ("QNNExecutionProvider", "VitisAIExecutionProvider", "OpenVINOExecutionProvider"),
         "cpu": ("CPUExecutionProvider",),
     },
@@ -39,10 +43,8 @@ TABLE: dict[str, dict[str, tuple[str, ...]]] = {
 # Which precision to try first on each kind: NPUs are integer machines, GPUs run fp16
 # natively, and on the CPUs measured here int8 OpenVINO/TFLite builds were the fastest.
 PRECISION_ORDER = {"npu": ("int8", "fp16", "fp32"), "gpu": ("fp16", "fp32", "int8"), "cpu": ("int8", "fp32", "fp16")}
-# Which format to try first on each kind (measured on this project's CPU: OpenVINO int8
-# detector 10 ms, TFLite 14 ms, ONNX Runtime 18 ms, one thread).
-FORMAT_ORDER = {"npu": ("openvino", "tflite", "onnx"), "gpu": ("onnx", "openvino", "tflite"),
-                "cpu": ("openvino", "tflite", "onnx")}
+# Which format to try first on each kind: each format's device_rank (maskgate.formats).
+FORMAT_ORDER = {kind: format_order(kind) for kind in DEVICE_KINDS}
 
 
 def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: str | None = None) -> tuple[str, ...]:
@@ -71,37 +73,9 @@ def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: s
     return tuple(dict.fromkeys(kinds))
 
 
-def read_config() -> tuple[str | None, dict]:
-    """(path, contents) of the MaskGate config file (``MASKGATE_CONFIG``, else ./maskgate.toml),
-    or (None, {}) when there is none."""
-    from pathlib import Path
-
-    path = os.environ.get(ENV_CONFIG) or ("maskgate.toml" if Path("maskgate.toml").is_file() else None)
-    if path is None:
-        return None, {}
-    path = Path(path)
-    try:
-        text = path.read_text()
-        if path.suffix.lower() == ".json":
-            import json
-
-            data = json.loads(text)
-        else:
-            import tomllib  # Python 3.11+; on 3.10 use a .json config
-
-            data = tomllib.loads(text)
-    except (OSError, ValueError, ModuleNotFoundError) as exc:
-        raise InputError(f"{path}: cannot read the MaskGate config ({type(exc).__name__}: {exc}); expected TOML "
-                         f"(or .json) with tables like [devices] default = \"gpu,cpu\"") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: the MaskGate config must be a table of tables ([devices], [gates.int8], ...)")
-    return str(path), data
-
-
 def config_devices() -> tuple[str | None, dict]:
     """(path, the ``[devices]`` table) of the config file, or (None, {}) when there is none."""
-    path, data = read_config()
-    table = data.get("devices", {})
-    if not isinstance(table, dict) or not all(isinstance(v, (str, list)) for v in table.values()):
+    path, table = config_table("devices")
+    if not all(isinstance(v, (str, list)) for v in table.values()):
         raise InputError(f"{path}: [devices] must map 'default' or a model name to a preference like \"npu,gpu,cpu\"")
     return path, table

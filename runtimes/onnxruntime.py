@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from maskgate.errors import DependencyError, DeviceError, ModelError
+from maskgate.formats import formats_of_backend
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions, not_installed
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
 from .devices import TABLE
 
@@ -30,8 +31,12 @@ class OnnxRuntimeRunner(Runner):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
-        levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        levels = {
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
         options.graph_optimization_level = levels[graph_optimization]
         options.log_severity_level = 3
         # ORT's intra-op workers spin between runs by default; a pipeline holds three sessions,
@@ -45,7 +50,9 @@ class OnnxRuntimeRunner(Runner):
                              "is it a complete ONNX file?") from exc
         wanted = _names(providers)[0]
         if wanted not in self._session.get_providers():  # ORT falls back silently: say so instead
-            raise DeviceError(f"{path}: ONNX Runtime did not enable {wanted} (session has {self._session.get_providers()})")
+            raise DeviceError(
+                f"{path}: ONNX Runtime did not enable {wanted} (session has {self._session.get_providers()})"
+            )
         self.device = wanted.removesuffix("ExecutionProvider").lower()
         self._inputs = tuple(i.name for i in self._session.get_inputs())
         actual = tuple(o.name for o in self._session.get_outputs())
@@ -67,7 +74,7 @@ def _names(providers: list) -> list[str]:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    formats = ("onnx",)
+    formats = formats_of_backend("onnxruntime")
 
     def status(self) -> BackendStatus:
         try:
@@ -86,14 +93,12 @@ class OnnxRuntimeBackend(Backend):
         return BackendStatus(self.name, self.formats, True, ort.__version__, tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from maskgate.converters.binding import MODEL_FILES
-
         provider_options = _PROVIDER_OPTIONS.get((accelerator.kind, accelerator.name))
         primary = (accelerator.name, provider_options) if provider_options else accelerator.name
         # CPU stays listed after an accelerator for the ops it does not take (ORT's own partitioning).
         providers = [primary] + ([] if accelerator.name == "CPUExecutionProvider" else ["CPUExecutionProvider"])
         outputs = tuple(t["name"] for t in manifest["outputs"])
-        runner = OnnxRuntimeRunner(Path(bundle) / MODEL_FILES["onnx"], output_names=outputs, threads=options.threads,
+        runner = OnnxRuntimeRunner(model_path(bundle, manifest), output_names=outputs, threads=options.threads,
                                  providers=providers, graph_optimization=options.extra.get("graph_optimization", "all"))
         runner.expect_inputs(manifest)
         return runner

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from maskgate.errors import DependencyError, ModelError
+from maskgate.formats import formats_of_backend
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions, not_installed
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
 from .devices import TABLE
 
@@ -53,7 +54,7 @@ class OpenVinoRunner(Runner):
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    formats = ("openvino",)
+    formats = formats_of_backend("openvino")
 
     def status(self) -> BackendStatus:
         try:
@@ -71,15 +72,20 @@ class OpenVinoBackend(Backend):
                 for match in matches:
                     accelerators.append(Accelerator(kind, match, True))
                 if not matches:
-                    accelerators.append(Accelerator(kind, device, False, f"OpenVINO reports devices {found}: no {device} "
-                                                    f"plugin device (driver or plugin not installed?)"))
+                    accelerators.append(
+                        Accelerator(
+                            kind,
+                            device,
+                            False,
+                            f"OpenVINO reports devices {found}: no {device} "
+                            f"plugin device (driver or plugin not installed?)",
+                        )
+                    )
         return BackendStatus(self.name, self.formats, True, ov.__version__, tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from maskgate.converters.binding import MODEL_FILES
-
         outputs = tuple(t["name"] for t in manifest["outputs"])
-        runner = OpenVinoRunner(Path(bundle) / MODEL_FILES["openvino"], output_names=outputs, device=accelerator.name,
+        runner = OpenVinoRunner(model_path(bundle, manifest), output_names=outputs, device=accelerator.name,
                               threads=options.threads)
         runner.expect_inputs(manifest)
         return runner

@@ -44,7 +44,9 @@ def resolve_device(device: str) -> str:
 class TorchRunner(Runner):
     backend = "pytorch"
 
-    def __init__(self, model: Any, *, input_names: tuple[str, ...], output_names: tuple[str, ...], device: str = "auto"):
+    def __init__(
+        self, model: Any, *, input_names: tuple[str, ...], output_names: tuple[str, ...], device: str = "auto"
+    ):
         super().__init__()
         torch = _torch()
         self.device = resolve_device(device)
@@ -77,9 +79,13 @@ class TorchBackend(Backend):
         try:
             torch = _torch()
         except DependencyError:
-            return BackendStatus(self.name, self.formats, False,
-                                 reason="torch is not installed (not needed on the device; pip install 'maskgate[torch]' "
-                                        "for the reference)")
+            return BackendStatus(
+                self.name,
+                self.formats,
+                False,
+                reason="torch is not installed (not needed on the device; pip install 'maskgate[torch]' "
+                "for the reference)",
+            )
         cuda = torch.cuda.is_available()
         gpu_reason = "" if cuda else (f"torch.cuda.is_available() is False (torch {torch.__version__}"
                                       f"{', a CPU-only build' if torch.version.cuda is None else ''})")

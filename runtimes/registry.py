@@ -43,8 +43,15 @@ def plugin_backends() -> tuple[list[Backend], list[BackendStatus]]:
             loaded.append(backend)
         except Exception as exc:  # a third party's bug: report it, keep the others
             log.warning("maskgate runtime plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
-            failed.append(BackendStatus(ep.name, (), False, reason=f"plugin failed to load: {type(exc).__name__}: {exc}",
-                                        plugin=f"{ep.name} = {ep.value}"))
+            failed.append(
+                BackendStatus(
+                    ep.name,
+                    (),
+                    False,
+                    reason=f"plugin failed to load: {type(exc).__name__}: {exc}",
+                    plugin=f"{ep.name} = {ep.value}",
+                )
+            )
     return loaded, failed
 
 

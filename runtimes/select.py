@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskgate.converters.manifest import GOLDEN, MANIFEST, Manifest
 from maskgate.errors import BundleError, DeviceError, MaskGateError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions
@@ -38,12 +39,12 @@ class NoUsableBuildError(DeviceError):
 @dataclass(frozen=True)
 class Candidate:
     bundle: Path
-    manifest: dict
+    manifest: Manifest
     backend: Backend
     accelerator: Accelerator
 
     def describe(self) -> str:
-        return (f"{self.manifest['format']} {self.manifest['precision']} on {self.backend.name}/"
+        return (f"{self.manifest.format} {self.manifest.precision} on {self.backend.name}/"
                 f"{self.accelerator.name} ({self.accelerator.kind})")
 
 
@@ -75,12 +76,12 @@ class Selection:
         return f"{self.format} {self.precision} on {self.backend}/{self.device} ({self.device_kind})"
 
 
-def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, dict]]:
+def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, Manifest]]:
     """The bundles of ``model`` under ``builds`` (a folder of bundles, or one bundle)."""
-    return [(folder, m) for folder, m in readable_bundles(builds) if m.get("model") == model]
+    return [(folder, m) for folder, m in readable_bundles(builds) if m.model == model]
 
 
-def readable_bundles(builds: str | Path) -> list[tuple[Path, dict]]:
+def readable_bundles(builds: str | Path) -> list[tuple[Path, Manifest]]:
     """(folder, manifest) of every bundle under ``builds`` (a folder of bundles, or one
     bundle) whose manifest reads; the others are logged and skipped."""
     from maskgate.converters.bundle import read_manifest
@@ -88,7 +89,7 @@ def readable_bundles(builds: str | Path) -> list[tuple[Path, dict]]:
     builds = Path(builds)
     if not builds.is_dir():
         raise BundleError(f"{builds}: no such builds folder; run 'maskgate build --out {builds}' first")
-    folders = [builds] if (builds / "manifest.json").is_file() else bundle_folders(builds)
+    folders = [builds] if (builds / MANIFEST).is_file() else bundle_folders(builds)
     found = []
     for folder in folders:
         try:
@@ -110,22 +111,22 @@ def bundles_at(path: Path) -> list[Path]:
     """``path`` itself when it is a bundle (a folder with a manifest), else the bundles
     directly under it; [] when there are none."""
     path = Path(path)
-    if (path / "manifest.json").is_file():
+    if (path / MANIFEST).is_file():
         return [path]
-    return [p for p in bundle_folders(path) if (p / "manifest.json").is_file()] if path.is_dir() else []
+    return [p for p in bundle_folders(path) if (p / MANIFEST).is_file()] if path.is_dir() else []
 
 
-def candidates(bundles: list[tuple[Path, dict]], backends: list[tuple[Backend, BackendStatus]],
+def candidates(bundles: list[tuple[Path, Manifest]], backends: list[tuple[Backend, BackendStatus]],
                preference: tuple[str, ...]) -> list[Candidate]:
     out = []
     for kind in preference:
         precision_rank = {p: i for i, p in enumerate(PRECISION_ORDER[kind])}
         format_rank = {f: i for i, f in enumerate(FORMAT_ORDER[kind])}
-        ranked = sorted(bundles, key=lambda b: (precision_rank.get(b[1].get("precision"), 9),
-                                                format_rank.get(b[1].get("format"), 9)))
+        ranked = sorted(bundles, key=lambda b: (precision_rank.get(b[1].precision, 9),
+                                                format_rank.get(b[1].format, 9)))
         for folder, manifest in ranked:
             for backend, status in backends:
-                if manifest.get("format") not in backend.formats:
+                if manifest.format not in backend.formats:
                     continue
                 for accelerator in status.usable(kind):
                     out.append(Candidate(folder, manifest, backend, accelerator))
@@ -151,11 +152,16 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     asked = set(preference) if preference != DEFAULT_PREFERENCE else set()
     if not strict:
         preference += tuple(k for k in DEFAULT_PREFERENCE if k not in preference)
-    bundles = [(folder, m) for folder, m in model_bundles(builds, model)
-               if (formats is None or m.get("format") in formats) and (precisions is None or m.get("precision") in precisions)]
+    bundles = [
+        (folder, m)
+        for folder, m in model_bundles(builds, model)
+        if (formats is None or m.get("format") in formats) and (precisions is None or m.get("precision") in precisions)
+    ]
     if not bundles:
         narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
-        raise BundleError(f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'")
+        raise BundleError(
+            f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'"
+        )
     tried: list[str] = []
     if not trust.allow_failed_builds:
         passed = []
@@ -195,7 +201,7 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
         kind = candidate.accelerator.kind
         skipped = [f"{k}: {_why_not(k, probed)}" for k in preference[:preference.index(kind)]]
         selection = Selection(runner, model, candidate.backend.name, kind, candidate.accelerator.name,
-                              manifest["format"], manifest["precision"], candidate.bundle, manifest, tried, skipped)
+                              manifest.format, manifest.precision, candidate.bundle, manifest, tried, skipped)
         for k, reason in zip(preference, skipped):
             log.log(logging.WARNING if k in asked else logging.INFO, "%s: no usable %s; falling back", model, reason)
         log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
@@ -212,20 +218,22 @@ def candidate_key(candidate: Candidate | Selection) -> tuple[str, str, str]:
 
 def _smoke_test(runner: Runner, candidate: Candidate) -> None:
     """The first golden input (stored in the bundle's layout) through the runner: outputs finite."""
-    golden = candidate.bundle / "golden.npz"
+    golden = candidate.bundle / GOLDEN
     if golden.is_file():
         with np.load(golden) as data:
             x = np.ascontiguousarray(data["inputs"][:1], dtype=np.float32)
     else:
-        x = np.zeros(candidate.manifest["input"]["shape"], np.float32)
-    out = runner.infer({candidate.manifest["input"]["name"]: x})
+        x = np.zeros(candidate.manifest.input.shape, np.float32)
+    out = runner.infer({candidate.manifest.input.name: x})
     for name, value in out.items():
         if not np.all(np.isfinite(value)):
             raise MaskGateError(f"output {name!r} is not finite on the bundle's golden input")
 
 
 def _why_not(kind: str, probed: list[tuple[Backend, BackendStatus]]) -> str:
-    reasons = [f"{s.name} {a.name} ({a.reason})" for _, s in probed for a in s.accelerators if a.kind == kind and not a.usable]
+    reasons = [
+        f"{s.name} {a.name} ({a.reason})" for _, s in probed for a in s.accelerators if a.kind == kind and not a.usable
+    ]
     reasons += [f"{s.name} not installed" for _, s in probed if not s.installed]
     return "; ".join(reasons) or "no backend offers one"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from maskgate.errors import DependencyError, ModelError
+from maskgate.formats import formats_of_backend
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
 from .devices import TABLE
 
@@ -53,7 +54,9 @@ class TfliteRunner(Runner):
                                                    experimental_delegates=delegates or None)
             self._interpreter.allocate_tensors()
         except Exception as exc:
-            raise ModelError(f"{path}: the TFLite interpreter cannot load it ({exc}); is it a complete .tflite file?") from exc
+            raise ModelError(
+                f"{path}: the TFLite interpreter cannot load it ({exc}); is it a complete .tflite file?"
+            ) from exc
         self.device = Path(delegate).name if delegate else "xnnpack"
         ins = self._interpreter.get_input_details()
         # Outputs in signature order (output_0, output_1, ...), whatever order the graph lists them.
@@ -69,7 +72,9 @@ class TfliteRunner(Runner):
         for name, detail in zip(self._inputs, self._in):
             self._interpreter.set_tensor(detail["index"], _quantize(np.asarray(feed[name]), detail))
         self._interpreter.invoke()
-        return {name: _dequantize(self._interpreter.get_tensor(d["index"]), d) for name, d in zip(self._outputs, self._out)}
+        return {
+            name: _dequantize(self._interpreter.get_tensor(d["index"]), d) for name, d in zip(self._outputs, self._out)
+        }
 
     def close(self) -> None:
         self._interpreter = None
@@ -99,7 +104,7 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 
 class TfliteBackend(Backend):
     name = "tflite"
-    formats = ("tflite",)
+    formats = formats_of_backend("tflite")
 
     def status(self) -> BackendStatus:
         import os
@@ -107,9 +112,14 @@ class TfliteBackend(Backend):
         try:
             module = _interpreter_module()
         except DependencyError:
-            return BackendStatus(self.name, self.formats, False,
-                                 reason="neither ai-edge-litert nor tflite-runtime is installed (pip install 'maskgate[tflite]')")
-        from importlib.metadata import PackageNotFoundError, version as dist_version
+            return BackendStatus(
+                self.name,
+                self.formats,
+                False,
+                reason="neither ai-edge-litert nor tflite-runtime is installed (pip install 'maskgate[tflite]')",
+            )
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
 
         package = module.__name__.split(".")[0]
         try:
@@ -126,12 +136,10 @@ class TfliteBackend(Backend):
         return BackendStatus(self.name, self.formats, True, f"{package} {version or ''}".strip(), tuple(accelerators))
 
     def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        from maskgate.converters.binding import MODEL_FILES
-
         inputs = tuple(t["name"] for t in manifest["inputs"])
         outputs = tuple(t["name"] for t in manifest["outputs"])
         delegate = None if accelerator.name == "xnnpack" else accelerator.name
-        runner = TfliteRunner(Path(bundle) / MODEL_FILES["tflite"], input_names=inputs, output_names=outputs,
+        runner = TfliteRunner(model_path(bundle, manifest), input_names=inputs, output_names=outputs,
                             threads=options.threads, delegate=delegate)
         runner.expect_inputs(manifest)
         return runner

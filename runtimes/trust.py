@@ -27,9 +27,8 @@ class TrustPolicy:
 
 def configured_trust(*, verify_key: str | Path | None = None, allow_failed_builds: bool | None = None) -> TrustPolicy:
     """The ``[trust]`` table of the config file, then these arguments (None: not given)."""
+    from maskgate.config import read_config
     from maskgate.converters.signing import load_key
-
-    from .devices import read_config
 
     path, config = read_config()
     table = config.get("trust", {})

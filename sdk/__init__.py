@@ -1,6 +1,6 @@
 """MaskGate SDK: masked-face pipeline for turnstile cameras.
 
-Importing ``sdk`` needs only numpy and OpenCV; torch and the runtimes are imported
+Importing ``maskgate`` needs only numpy and OpenCV; torch and the runtimes are imported
 when a model is built or a backend is used.
 """
 from __future__ import annotations
@@ -8,9 +8,6 @@ from __future__ import annotations
 if __name__ != "maskgate":  # the folder sdk/ installs as maskgate (pyproject.toml)
     raise ImportError(f"import maskgate, not {__name__}: the sdk/ folder is installed as "
                       "maskgate (pip install -e . in the checkout)")
-
-
-__version__ = "0.1.0"
 
 from .align import AlignedFace, align_face, eye_roll_degrees
 from .build import BuildConfig, BuildResult, build
@@ -26,14 +23,42 @@ from .errors import (
     WeightsError,
 )
 from .pipeline import AlignConfig, FaceResult, Pipeline
+from .pose import YawBins, estimate_yaw
 from .postprocess import Detections
 from .registry import create_model, get_spec, list_models, register
-from .pose import YawBins, estimate_yaw
 from .specs import ClassifierSpec, DetectionDefaults, InputSpec, ModelSpec, PriorSpec
+from .version import __version__
 
 __all__ = [
-    "AlignConfig", "AlignedFace", "BuildConfig", "BuildResult", "build", "ClassifierSpec", "CropClassifier", "DependencyError", "DetectionDefaults", "Detections", "DeviceError",
-    "FaceDetector", "FaceResult", "InputError", "InputSpec", "MaskGateError", "ModelError", "ModelSpec",
-    "Pipeline", "PriorSpec", "SourceError", "WeightsError", "__version__", "align_face", "create_model",
-    "YawBins", "estimate_yaw", "eye_roll_degrees", "get_spec", "list_models", "register",
+    "AlignConfig",
+    "AlignedFace",
+    "BuildConfig",
+    "BuildResult",
+    "build",
+    "ClassifierSpec",
+    "CropClassifier",
+    "DependencyError",
+    "DetectionDefaults",
+    "Detections",
+    "DeviceError",
+    "FaceDetector",
+    "FaceResult",
+    "InputError",
+    "InputSpec",
+    "MaskGateError",
+    "ModelError",
+    "ModelSpec",
+    "Pipeline",
+    "PriorSpec",
+    "SourceError",
+    "WeightsError",
+    "__version__",
+    "align_face",
+    "create_model",
+    "YawBins",
+    "estimate_yaw",
+    "eye_roll_degrees",
+    "get_spec",
+    "list_models",
+    "register",
 ]

@@ -44,7 +44,9 @@ def eye_roll_degrees(landmarks: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(dy, dx)))
 
 
-def eye_roll_matrix(box: np.ndarray, landmarks: np.ndarray, size: tuple[int, int], *, margin: float = 0.25) -> np.ndarray:
+def eye_roll_matrix(
+    box: np.ndarray, landmarks: np.ndarray, size: tuple[int, int], *, margin: float = 0.25
+) -> np.ndarray:
     """Affine that levels the eyes and maps a square around the box onto ``size``."""
     box = np.asarray(box, np.float64)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -59,7 +61,9 @@ def eye_roll_matrix(box: np.ndarray, landmarks: np.ndarray, size: tuple[int, int
     return matrix
 
 
-def similarity_matrix(landmarks: np.ndarray, size: tuple[int, int], template: np.ndarray = FACE_TEMPLATE_112) -> np.ndarray:
+def similarity_matrix(
+    landmarks: np.ndarray, size: tuple[int, int], template: np.ndarray = FACE_TEMPLATE_112
+) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, shift) of the landmarks onto the template."""
     src = five_points(landmarks)
     dst = np.asarray(template, np.float64) * (np.asarray(size, np.float64) / 112.0)
@@ -102,7 +106,9 @@ def align_face(
         matrix = similarity_matrix(landmarks, size)
     else:
         raise InputError(f"unknown alignment method {method!r}; use 'eye_roll' or 'similarity'")
-    crop = cv2.warpAffine(frame, matrix, tuple(int(v) for v in size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(
+        frame, matrix, tuple(int(v) for v in size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return AlignedFace(image=crop, matrix=matrix, roll_degrees=eye_roll_degrees(landmarks))
 
 

@@ -58,7 +58,9 @@ def crop_to_tensor(crop_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
     w, h = spec.input.size
     if crop_bgr.shape[:2] != (h, w):
         # Crops cut at another --crop-size are resampled to what the model was trained on.
-        crop_bgr = cv2.resize(crop_bgr, (w, h), interpolation=cv2.INTER_AREA if crop_bgr.shape[1] > w else cv2.INTER_LINEAR)
+        crop_bgr = cv2.resize(
+            crop_bgr, (w, h), interpolation=cv2.INTER_AREA if crop_bgr.shape[1] > w else cv2.INTER_LINEAR
+        )
     return to_tensor(crop_bgr, spec.input)
 
 

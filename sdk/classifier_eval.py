@@ -5,8 +5,8 @@ taken for the PyTorch reference and for every build.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -17,7 +17,9 @@ from .pose import YawBins
 _VOC_MASK = {"with_mask": "mask", "without_mask": "no_mask"}
 
 
-def classify_crops(classifier: CropClassifier, images: np.ndarray, *, progress: Callable[[Iterable], Iterable] = lambda it: it) -> np.ndarray:
+def classify_crops(
+    classifier: CropClassifier, images: np.ndarray, *, progress: Callable[[Iterable], Iterable] = lambda it: it
+) -> np.ndarray:
     """Probabilities (N, classes) for BGR crops (N, H, W, 3), one runner call per crop."""
     rows = [classifier.probabilities(images[i]) for i in progress(range(len(images)))]
     return np.stack(rows) if rows else np.zeros((0, len(classifier.spec.class_names)))
@@ -62,7 +64,9 @@ class EndToEnd:
         }
 
 
-def scenes_end_to_end(pipeline, scenes, *, min_width: float = 32.0, iou: float = 0.3, progress=lambda it: it) -> EndToEnd:
+def scenes_end_to_end(
+    pipeline, scenes, *, min_width: float = 32.0, iou: float = 0.3, progress=lambda it: it
+) -> EndToEnd:
     from .sources import read_image
 
     names = pipeline.mask.spec.class_names

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .converters.manifest import MANIFEST
 from .errors import BundleError
 from .specs import DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
@@ -20,11 +21,20 @@ def spec_from_manifest(manifest: dict, *, source: str | Path = "manifest") -> Mo
         priors = manifest.get("priors")
         detection = manifest.get("detection")
         return ModelSpec(
-            name=manifest["model"], task=manifest["task"], input=spec_input,
-            outputs=tuple(o["name"] for o in manifest["outputs"]), factory="-",
+            name=manifest["model"],
+            task=manifest["task"],
+            input=spec_input,
+            outputs=tuple(o["name"] for o in manifest["outputs"]),
+            factory="-",
             description=f"from bundle {manifest.get('name', '?')}",
-            priors=PriorSpec(min_sizes=tuple(tuple(m) for m in priors["min_sizes"]), steps=tuple(priors["steps"]),
-                             variances=tuple(priors["variances"]), clip=bool(priors.get("clip", False))) if priors else None,
+            priors=PriorSpec(
+                min_sizes=tuple(tuple(m) for m in priors["min_sizes"]),
+                steps=tuple(priors["steps"]),
+                variances=tuple(priors["variances"]),
+                clip=bool(priors.get("clip", False)),
+            )
+            if priors
+            else None,
             detection=DetectionDefaults(**detection) if detection else None,
             class_names=tuple(manifest.get("class_names") or ()),
         )
@@ -43,7 +53,7 @@ def open_detector(builds, model: str, *, score_threshold: float | None = None, *
     from .detector import FaceDetector
 
     selection = open_best(builds, model, **select)
-    spec = spec_from_manifest(selection.manifest, source=selection.bundle / "manifest.json")
+    spec = spec_from_manifest(selection.manifest, source=selection.bundle / MANIFEST)
     options = spec.detection or DetectionDefaults()
     if score_threshold is not None:
         options = dataclasses.replace(options, score_threshold=float(score_threshold))
@@ -57,5 +67,5 @@ def open_classifier(builds, model: str, **select):
     from .classifier import CropClassifier
 
     selection = open_best(builds, model, **select)
-    return CropClassifier(spec_from_manifest(selection.manifest, source=selection.bundle / "manifest.json"),
+    return CropClassifier(spec_from_manifest(selection.manifest, source=selection.bundle / MANIFEST),
                           selection.runner), selection

@@ -33,7 +33,9 @@ class DependencyError(MaskGateError, ImportError):
         self.package = package
         self.extra = extra
         how = install or (f"pip install 'maskgate[{extra}]'" if extra else f"pip install {package}")
-        super().__init__(f"{purpose} needs the Python package '{package}', which is not installed. Install it with: {how}")
+        super().__init__(
+            f"{purpose} needs the Python package '{package}', which is not installed. Install it with: {how}"
+        )
 
 
 class DeviceError(MaskGateError):

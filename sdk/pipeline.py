@@ -66,7 +66,9 @@ class Pipeline:
         """``selections``: what the runtime layer chose per model (``maskgate.runtimes.select.Selection``),
         for pipelines opened from builds; every result then records it."""
         if (mask is not None or pose is not None) and align is None:
-            raise ValueError("the classifiers read aligned crops: pass an AlignConfig (align=None only without classifiers)")
+            raise ValueError(
+                "the classifiers read aligned crops: pass an AlignConfig (align=None only without classifiers)"
+            )
         self.detector = detector
         self.align = align
         self.mask = mask
@@ -126,10 +128,9 @@ class Pipeline:
         candidate and the frame rerun there (``maskgate.runtimes.failover``). Needs no torch."""
         from maskgate.runtimes.failover import FailoverRunner
         from maskgate.runtimes.select import open_best
+        from maskgate.runtimes.trust import configured_trust
 
         from .deployed import open_classifier, open_detector
-
-        from maskgate.runtimes.trust import configured_trust
 
         trust = trust if trust is not None else configured_trust()
         select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions,
@@ -170,7 +171,9 @@ class Pipeline:
             start = time.perf_counter()
             crop, roll = None, eye_roll_degrees(points)
             if self.align is not None:
-                aligned = align_face(frame, box, points, size=self.align.size, method=self.align.method, margin=self.align.margin)
+                aligned = align_face(
+                    frame, box, points, size=self.align.size, method=self.align.method, margin=self.align.margin
+                )
                 crop, roll = aligned.image, aligned.roll_degrees
             aligned_at = time.perf_counter()
             mask, pose = self._classify(self.mask, crop, mask_result), self._classify(self.pose, crop, pose_result)

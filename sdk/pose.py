@@ -92,7 +92,9 @@ class YawBins:
         if len(e) < 1 or np.any(np.diff(e) <= 0):
             raise ValueError(f"yaw bin edges must be ascending, got {self.edges}")
         if not np.allclose(e, -e[::-1]):
-            raise ValueError(f"yaw bin edges must be symmetric about 0 so that mirroring maps classes, got {self.edges}")
+            raise ValueError(
+                f"yaw bin edges must be symmetric about 0 so that mirroring maps classes, got {self.edges}"
+            )
 
     @property
     def count(self) -> int:

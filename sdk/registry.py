@@ -17,6 +17,7 @@ _SPECS: dict[str, ModelSpec] = {}
 
 def register(spec: ModelSpec) -> ModelSpec:
     """Add a spec. A second spec under the same name is an error, never a silent skip."""
+    _load_builtin_specs()
     if spec.name in _SPECS:
         raise ModelError(f"a model named {spec.name!r} is already registered; pick another name")
     _SPECS[spec.name] = spec
@@ -63,4 +64,7 @@ def _load_builtin_specs() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        importlib.import_module("maskgate.zoo")
+        from .zoo import BUILTIN_SPECS
+
+        for spec in BUILTIN_SPECS:
+            register(spec)

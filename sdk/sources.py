@@ -60,7 +60,9 @@ def iter_frames(source: str, *, on_skip: Callable[[SourceError], None] | None = 
         return
     path = Path(source)
     if not path.exists():
-        raise SourceError(f"{source}: no such file or folder (give an image, a folder of images, a video or a camera index)")
+        raise SourceError(
+            f"{source}: no such file or folder (give an image, a folder of images, a video or a camera index)"
+        )
     if path.is_dir():
         for file in list_images(path):
             try:

@@ -1,7 +1,7 @@
-"""The built-in models. Adding a model is adding a spec here and a factory in maskgate.models."""
+"""The built-in models. Adding a model is adding a spec here and a factory in maskgate.models;
+the registry (maskgate.registry) takes them in on first lookup."""
 from __future__ import annotations
 
-from .registry import register
 from .pose import YawBins
 from .specs import ClassifierSpec, DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
@@ -20,10 +20,18 @@ DETECTOR_INPUT = InputSpec(size=(640, 480), color="BGR", mean=_RETINAFACE_MEAN)
 _PRIORS = PriorSpec(min_sizes=((16, 32), (64, 128), (256, 512)), steps=(8, 16, 32), variances=(0.1, 0.2))
 
 
+BUILTIN_SPECS: list[ModelSpec] = []  # registered by maskgate.registry on first lookup
+
+
+def _builtin(spec: ModelSpec) -> ModelSpec:
+    BUILTIN_SPECS.append(spec)
+    return spec
+
+
 def _retinaface(name: str, *, description: str, weights: str | None, tags: tuple[str, ...],
                 int8_float_leading_convs: int = 0) -> ModelSpec:
     """RetinaFace variants differ only in their body; decoding and preprocessing are shared."""
-    return register(
+    return _builtin(
         ModelSpec(
             name=name,
             task="face_detection",
@@ -72,7 +80,7 @@ def _classifier(
     name: str, *, task_classes: tuple[str, ...], arch: ClassifierSpec, description: str, tags: tuple[str, ...],
     input_spec: InputSpec = CLASSIFIER_INPUT, int8_float_leading_convs: int = 0, int8_float_head: bool = False,
 ) -> ModelSpec:
-    return register(
+    return _builtin(
         ModelSpec(
             name=name,
             task="classification",
@@ -142,6 +150,7 @@ for _backbone in ("resnet18", "resnet50", "vgg16"):
         f"pose_{_backbone}_skip",
         task_classes=POSE_CLASSES,
         arch=ClassifierSpec(_backbone, "skip"),
-        description=f"six yaw classes; {_backbone} (torchvision layout) with the skip-connected head, for your own weights",
+        description=f"six yaw classes; {_backbone} (torchvision layout) with the skip-connected head, for your "
+                    "own weights",
         tags=("pose", "server"),
     )

@@ -68,9 +68,6 @@ def testvendor_plugin(tmp_path, monkeypatch) -> Path:
     return site
 
 
-EXPORTERS = {"onnx": ("onnxscript",), "openvino": ("onnxscript", "openvino"), "tflite": ("onnxscript", "litert_torch")}
-
-
 @pytest.fixture(scope="session")
 def make_builds(tmp_path_factory):
     """``make_builds(name, **BuildConfig fields)``: a small real build for a test module's
@@ -78,8 +75,10 @@ def make_builds(tmp_path_factory):
     fails on any bundle that did not build; returns the builds folder."""
 
     def make(name: str, **options) -> Path:
-        formats = options.get("formats", tuple(EXPORTERS))
-        for module in dict.fromkeys(m for fmt in formats for m in EXPORTERS[fmt]):
+        from maskgate.formats import FORMATS
+
+        formats = options.get("formats", tuple(FORMATS))
+        for module in dict.fromkeys(m for fmt in formats for m in FORMATS[fmt].exporters):
             pytest.importorskip(module)
         from maskgate.build import build
 

@@ -51,9 +51,9 @@ def test_diagnosis_ranks_the_badly_quantized_layer_of_a_hand_made_model_first(tm
 
 def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path, monkeypatch, impossible_gate):
     pytest.importorskip("onnxscript")
-    import maskgate.accuracy_aware as accuracy_aware
-    from maskgate.converters.bundle import read_manifest
     from maskgate.build import build
+    from maskgate.build import repair as accuracy_aware
+    from maskgate.converters.bundle import read_manifest
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (2, 4))
@@ -64,7 +64,9 @@ def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path,
     d = result.diagnosis
     assert [r["excluded"] for r in d["rounds"]] == [0, 2, 4] and not any(r["passed"] for r in d["rounds"])
     assert len(d["excluded"]) == 4 and len(d["worst_layers"]) == accuracy_aware.SHOWN
-    assert [x["added_db"] for x in d["worst_layers"]] == sorted((x["added_db"] for x in d["worst_layers"]), reverse=True)
+    assert [x["added_db"] for x in d["worst_layers"]] == sorted(
+        (x["added_db"] for x in d["worst_layers"]), reverse=True
+    )
     manifest = read_manifest(result.path)
     assert set(d["excluded"]) <= set(manifest["quantizer"]["float_nodes"])  # what the quantizer really left float
     assert manifest["accuracy_aware"] == d
@@ -75,8 +77,8 @@ def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path,
 
 def test_an_int8_build_below_its_gate_is_diagnosed_without_being_changed(tmp_path, monkeypatch, impossible_gate):
     pytest.importorskip("onnxscript")
-    from maskgate.converters.bundle import read_manifest
     from maskgate.build import build
+    from maskgate.converters.bundle import read_manifest
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     (result,) = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("int8",), out=tmp_path,
@@ -92,8 +94,8 @@ def test_openvino_accuracy_aware_really_leaves_the_named_layers_in_float(tmp_pat
     float weights, where the others read FakeQuantize outputs and int8 weights."""
     pytest.importorskip("onnxscript")
     ov = pytest.importorskip("openvino")
-    import maskgate.accuracy_aware as accuracy_aware
     from maskgate.build import build
+    from maskgate.build import repair as accuracy_aware
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (4,))

@@ -2,7 +2,7 @@
 import json
 
 from maskgate.build import BuildConfig, BuildResult
-from maskgate.build_report import table, write_report
+from maskgate.build.report import table, write_report
 
 
 def _results():

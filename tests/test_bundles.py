@@ -5,8 +5,14 @@ import json
 
 import pytest
 
-from maskgate.converters.bundle import (read_manifest, staging, update_manifest, validate_manifest, verify_bundle,
-                               write_manifest)
+from maskgate.converters.bundle import (
+    read_manifest,
+    staging,
+    update_manifest,
+    validate_manifest,
+    verify_bundle,
+    write_manifest,
+)
 from maskgate.errors import BundleError
 
 
@@ -96,7 +102,8 @@ def test_the_manifest_is_bound_to_its_model_and_changed_only_as_a_whole(tmp_path
     (bundle / "manifest.json").write_text(json.dumps(edited))
     with pytest.raises(BundleError, match=r"changed after the build.*class_names \['b', 'a'\]"):
         verify_bundle(bundle)
-    (bundle / "manifest.json").write_text(json.dumps(updated, indent=8, sort_keys=True))  # layout is not content
+    # layout is not content:
+    (bundle / "manifest.json").write_text(json.dumps(updated.to_dict(), indent=8, sort_keys=True))
     assert verify_bundle(bundle) == updated
     with pytest.raises(BundleError, match="older MaskGate"):
         validate_manifest({**updated, "schema_version": 1})

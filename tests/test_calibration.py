@@ -15,7 +15,10 @@ def test_default_set_ships_disjoint_calibrate_and_verify_parts():
     import json
 
     index = json.loads((DEFAULT_DIR / "index.json").read_text())
-    parts = {part: {f["origin"] for f in index["files"] if f["file"].startswith(part + "/")} for part in ("calibrate", "verify")}
+    parts = {
+        part: {f["origin"] for f in index["files"] if f["file"].startswith(part + "/")}
+        for part in ("calibrate", "verify")
+    }
     assert parts["calibrate"] and parts["verify"] and not parts["calibrate"] & parts["verify"]
     assert {f["split"] for f in index["files"] if f["file"].startswith("verify/")} == {"test"}
     assert (DEFAULT_DIR / "ATTRIBUTION.md").is_file()

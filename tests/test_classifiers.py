@@ -75,7 +75,9 @@ def test_roc_auc_and_confusion():
     assert roc_auc(labels, np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.3])) == pytest.approx(1.0)
     assert roc_auc(labels, -np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.3])) == pytest.approx(0.0)
     assert roc_auc(labels, np.full(6, 0.5)) == pytest.approx(0.5)  # ties count half
-    assert roc_auc(labels, np.array([0.9, 0.2, 0.1, 0.8, 0.7, 0.3])) == pytest.approx(6 / 9)  # 6 of 9 (mask, no_mask) pairs ordered
+    assert roc_auc(labels, np.array([0.9, 0.2, 0.1, 0.8, 0.7, 0.3])) == pytest.approx(
+        6 / 9
+    )  # 6 of 9 (mask, no_mask) pairs ordered
     conf = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 4)
     assert conf.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
     assert per_class_accuracy(conf) == [0.5, 1.0, 1.0, None]

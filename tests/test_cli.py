@@ -65,7 +65,10 @@ def test_run_on_a_video(sample_images, tmp_path, capsys):
     [
         (lambda d: d / "missing.jpg", "missing.jpg: no such file or folder"),
         (lambda d: (d / "empty").mkdir() or d / "empty", "empty: no images found"),
-        (lambda d: (d / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg") and d / "bad.jpg", "bad.jpg: not a readable image"),
+        (
+            lambda d: (d / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg") and d / "bad.jpg",
+            "bad.jpg: not a readable image",
+        ),
         (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", "notes.txt: not an image or a video"),
         (lambda d: "97", "camera:97: camera does not open"),
     ],
@@ -100,7 +103,13 @@ def test_models_lists_the_registry(capsys):
     assert main(["models", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     mnet = next(r for r in rows if r["name"] == "retinaface_mnet025")
-    assert mnet["input"] == {"size": [640, 480], "color": "BGR", "mean": [104.0, 117.0, 123.0], "std": [1.0, 1.0, 1.0], "layout": "NCHW"}
+    assert mnet["input"] == {
+        "size": [640, 480],
+        "color": "BGR",
+        "mean": [104.0, 117.0, 123.0],
+        "std": [1.0, 1.0, 1.0],
+        "layout": "NCHW",
+    }
 
 
 def test_pipeline_accepts_gray_and_bgra_and_refuses_bad_frames(detector, sample_images):

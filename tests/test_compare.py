@@ -4,8 +4,8 @@ import json
 import pytest
 
 from maskgate.cli import main
-from maskgate.errors import SourceError
 from maskgate.cli.compare import table
+from maskgate.errors import SourceError
 
 
 def _mask_run(acc: float) -> dict:

@@ -11,7 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from maskgate.calibration.dataset import CalibrationSet  # noqa: E402
-from maskgate.converters.targets import ConversionJob, ConvertOptions, Target, TfliteOptions  # noqa: E402
+from maskgate.converters.shared import SharedExports  # noqa: E402
+from maskgate.converters.targets import ConversionJob, Target  # noqa: E402
+from maskgate.formats import FORMATS, ConvertOptions, TfliteOptions  # noqa: E402
 from maskgate.specs import InputSpec, ModelSpec  # noqa: E402
 
 _NEEDS = {"onnx": ("onnxscript", "onnxruntime"), "openvino": ("onnxscript", "openvino", "nncf"),
@@ -75,25 +77,22 @@ def tiny(tmp_path_factory):
     return module, onnx_path, cal, work
 
 
-def _convert(tiny, fmt, precision, out, *, options=ConvertOptions()):
+def _job(tiny, fmt, precision, *, spec=SPEC, metadata=None, options=ConvertOptions()):
     module, onnx_path, cal, work = tiny
-    job = ConversionJob(Target("tiny", fmt, precision), SPEC, module, onnx_path, cal if precision == "int8" else None,
-                        {"maskgate_model": "tiny"}, options)
+    # One SharedExports for the module, as in a build: each fp32 TFLite layout is converted once.
+    _SHARED.setdefault(id(module), SharedExports(module, SPEC, work, onnx_fp32=onnx_path))
+    return ConversionJob(Target("tiny", fmt, precision), spec, module, cal if precision == "int8" else None,
+                         {"maskgate_model": "tiny"} if metadata is None else metadata, _SHARED[id(module)], options)
+
+
+_SHARED: dict = {}
+
+
+def _convert(tiny, fmt, precision, out, *, options=ConvertOptions()):
+    """Through the registry, as the build dispatches: the format's converter module, convert(job, folder)."""
+    job = _job(tiny, fmt, precision, options=options)
     out.mkdir()
-    if fmt == "onnx":
-        from maskgate.converters import onnx as conv
-
-        return conv.convert(job, out)
-    if fmt == "openvino":
-        from maskgate.converters import openvino as conv
-
-        return conv.convert(job, out)
-    from maskgate.converters import tflite as conv
-
-    fp32 = work / f"fp32-{options.tflite.channel_last_io}.tflite"
-    if not fp32.exists():
-        conv.export_fp32(job, fp32)
-    return conv.convert(job, out, fp32_file=fp32)
+    return FORMATS[fmt].converter_module().convert(job, out)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
@@ -151,7 +150,9 @@ def test_tflite_channel_last_io(tiny, tmp_path):
         pytest.importorskip(module_name)
     from maskgate.runtimes.bundles import runner_for
 
-    artifact = _convert(tiny, "tflite", "fp32", tmp_path / "n", options=ConvertOptions(tflite=TfliteOptions(channel_last_io=True)))
+    artifact = _convert(
+        tiny, "tflite", "fp32", tmp_path / "n", options=ConvertOptions(tflite=TfliteOptions(channel_last_io=True))
+    )
     assert artifact.layout == "NHWC" and tuple(artifact.inputs[0].shape) == (1, 32, 32, 3)
     manifest = {"format": "tflite", "inputs": [{"name": "input"}], "outputs": [{"name": "probs"}]}
     with runner_for(tmp_path / "n", manifest) as runner:
@@ -172,7 +173,7 @@ def test_int8_hint_keeps_first_conv_and_head_in_float(tiny, fmt, tmp_path):
         pytest.importorskip(module_name)
     module, onnx_path, cal, work = tiny
     spec = dataclasses.replace(SPEC, int8_float_leading_convs=1, int8_float_head=True)
-    job = ConversionJob(Target("tiny", fmt, "int8"), spec, module, onnx_path, cal, {}, ConvertOptions())
+    job = _job(tiny, fmt, "int8", spec=spec, metadata={})
     out = tmp_path / "b"
     out.mkdir()
     if fmt == "onnx":
@@ -199,11 +200,11 @@ def test_int8_hint_keeps_first_conv_and_head_in_float(tiny, fmt, tmp_path):
 
         from maskgate.converters import tflite as conv
 
-        fp32 = work / "fp32-False.tflite"
-        if not fp32.exists():
-            conv.export_fp32(job, fp32)
-        artifact = conv.convert(job, out, fp32_file=fp32)
+        artifact = conv.convert(job, out)
         assert artifact.quantizer["float_ops"] > 0
-        kernels = {tuple(d["shape"]): d["dtype"] for d in Interpreter(model_path=str(out / "model.tflite")).get_tensor_details()
-                   if len(d["shape"]) == 4 and d["shape"][1:3].tolist() == [3, 3]}
+        kernels = {
+            tuple(d["shape"]): d["dtype"]
+            for d in Interpreter(model_path=str(out / "model.tflite")).get_tensor_details()
+            if len(d["shape"]) == 4 and d["shape"][1:3].tolist() == [3, 3]
+        }
         assert kernels[(8, 3, 3, 3)] == np.float32 and kernels[(16, 3, 3, 8)] == np.int8, kernels

@@ -41,7 +41,10 @@ def test_equalize_keeps_outputs_and_balances_ranges():
         r = conv.weight.detach().abs().flatten(1).amax(1)
         return float(r.max() / r.min())
 
-    assert spread(dict(equalized.named_modules())["0"]) < spread(nn.utils.fusion.fuse_conv_bn_eval(model[0], model[1])) / 10
+    assert (
+        spread(dict(equalized.named_modules())["0"])
+        < spread(nn.utils.fusion.fuse_conv_bn_eval(model[0], model[1])) / 10
+    )
 
 
 def test_equalize_leaves_residual_branches_alone():
@@ -89,6 +92,19 @@ def test_hinted_float_ops_takes_leading_stretch_and_head():
     hint = dict(conv_types=("Conv",))
     assert hinted_float_ops(ops, leading_convs=0, head=False, **hint) == []
     assert hinted_float_ops(ops, leading_convs=1, head=False, **hint) == ["t", "c1", "r1"]
-    assert hinted_float_ops(ops, leading_convs=2, head=True, **hint) == ["t", "c1", "r1", "c2", "r2", "pool", "fc", "sm"]
-    assert hinted_float_ops(ops, leading_convs=9, head=False, **hint) == [name for name, _ in ops]  # more than there are
-    assert hinted_float_ops([("fc", "Gemm")], leading_convs=2, head=True, **hint) == []  # no convs: nothing to anchor on
+    assert hinted_float_ops(ops, leading_convs=2, head=True, **hint) == [
+        "t",
+        "c1",
+        "r1",
+        "c2",
+        "r2",
+        "pool",
+        "fc",
+        "sm",
+    ]
+    assert hinted_float_ops(ops, leading_convs=9, head=False, **hint) == [
+        name for name, _ in ops
+    ]  # more than there are
+    assert (
+        hinted_float_ops([("fc", "Gemm")], leading_convs=2, head=True, **hint) == []
+    )  # no convs: nothing to anchor on

@@ -25,8 +25,8 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from maskgate.runtimes.pytorch import resolve_device
     from maskgate import DeviceError
+    from maskgate.runtimes.pytorch import resolve_device
 
     with pytest.raises(DeviceError, match="no CUDA GPU; available: cpu"):
         resolve_device("cuda")
@@ -46,8 +46,8 @@ def test_onnx_build_on_the_cuda_execution_provider_matches_its_golden_outputs(tm
     if not _cuda_provider():
         pytest.skip("ONNX Runtime lists no CUDAExecutionProvider here (needs onnxruntime-gpu and an NVIDIA GPU)")
     pytest.importorskip("onnxscript")
-    from maskgate.runtimes.select import open_best
     from maskgate.build import build
+    from maskgate.runtimes.select import open_best
 
     results = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=tmp_path,
                     progress=False, verify_samples=8)

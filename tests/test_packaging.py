@@ -38,6 +38,63 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+OPTIONAL = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "ai_edge_litert", "tflite_runtime", "cryptography",
+            "matplotlib", "litert_torch", "onnxscript")
+BLOCK_OPTIONAL = f"""
+import sys
+OPTIONAL = {OPTIONAL!r}
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in OPTIONAL:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_with_only_the_core_maskgate_imports_whole():
+    """No optional dependency importable: the package, its facade and every layer's entry
+    points still import (they import frameworks only when used)."""
+    code = BLOCK_OPTIONAL + """
+import maskgate
+from maskgate import Pipeline, build, BuildConfig, compare, formats
+import maskgate.runtimes.select, maskgate.converters.bundle, maskgate.check, maskgate.turnstile, maskgate.cli
+assert Pipeline and formats.FORMATS
+assert not [m for m in sys.modules if m.split(".")[0] in OPTIONAL], sorted(sys.modules)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_distribution_installs_nothing_generic_at_the_top_level(tmp_path):
+    """The wheel holds one top-level package, maskgate (sdk/, runtimes/, ... are mapped into it);
+    importing a folder by its own name from the checkout says what to import instead."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "src"  # built from a copy: setuptools' build/ folder would land in the checkout
+    for name in ("sdk", "runtimes", "converters", "calibration"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("maskgate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"maskgate"}, top
+    assert {"maskgate/runtimes/select.py", "maskgate/converters/bundle.py", "maskgate/calibration/frames.py",
+            "maskgate/formats/onnx.py", "maskgate/weights/mask_mobilenetv2.pt"} <= set(names)
+    mapped = {"sdk": "maskgate", "runtimes": "maskgate/runtimes", "converters": "maskgate/converters",
+              "calibration": "maskgate/calibration"}
+    for folder, package in mapped.items():  # every module of the checkout is in the wheel
+        for path in (ROOT / folder).rglob("*.py"):
+            assert f"{package}/{path.relative_to(ROOT / folder).as_posix()}" in names, path
+    for folder in mapped:
+        out = subprocess.run([sys.executable, "-c", f"import {folder}"], capture_output=True, text=True, cwd=ROOT)
+        assert out.returncode != 0 and "import maskgate" in out.stderr, (folder, out.stderr[-300:])
+
+
 def test_readme_first_lines_and_ci_agree():
     readme = (ROOT / "README.md").read_text().splitlines()
     block = readme[readme.index("```bash") + 1 : readme.index("```bash") + 3]

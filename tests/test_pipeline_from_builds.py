@@ -4,10 +4,9 @@ builds, which the selector picks first on a CPU, within the int8 gates (>= 98 % 
 reference's faces, >= 99 % of their mask labels), and they pass 'maskgate check'."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from maskgate.metrics import match_greedy
+from maskgate.compare import match_boxes
 
 SCENES = 40
 
@@ -21,8 +20,8 @@ def fp32_builds(make_builds):
 def scenes_and_reference(shared_data):
     import cv2
 
-    from maskgate.calibration.frames import FrameSet
     from maskgate import Pipeline
+    from maskgate.calibration.frames import FrameSet
 
     held_out = FrameSet.from_path(shared_data, split="test").paths  # the project's test split
     frames = [cv2.imread(str(p)) for p in held_out if p.relative_to(shared_data).parts[0] == "scenes"][:SCENES]
@@ -36,14 +35,10 @@ def _agreement(pipeline, frames, expected, fmt: str) -> tuple[int, int, int]:
     for frame, ref in zip(frames, expected):
         got = pipeline(frame)
         assert all(face.runtime and fmt in face.runtime["detector"] for face in got)
-        ref_boxes = np.array([f.box for f in ref]).reshape(-1, 4)
-        got_boxes = np.array([f.box for f in got]).reshape(-1, 4)
-        match = match_greedy(ref_boxes, got_boxes, np.array([f.score for f in got]), 0.5)
+        pairs = match_boxes([f.box for f in ref], [f.box for f in got], [f.score for f in got])
         wanted += len(ref)
-        for i, j in enumerate(match):
-            if j >= 0:
-                found += 1
-                same_label += ref[i].mask["label"] == got[j].mask["label"]
+        found += len(pairs)
+        same_label += sum(ref[i].mask["label"] == got[j].mask["label"] for i, j in pairs)
     return wanted, found, same_label
 
 

@@ -26,7 +26,9 @@ def test_prior_count_and_order_on_a_small_canvas():
 
 def test_decode_zero_offsets_gives_the_prior_and_known_offsets_move_it():
     priors = np.array([[0.5, 0.5, 0.2, 0.4]], np.float32)
-    np.testing.assert_allclose(decode_boxes(np.zeros((1, 4), np.float32), priors, (0.1, 0.2)), [[0.4, 0.3, 0.6, 0.7]], rtol=1e-6)
+    np.testing.assert_allclose(
+        decode_boxes(np.zeros((1, 4), np.float32), priors, (0.1, 0.2)), [[0.4, 0.3, 0.6, 0.7]], rtol=1e-6
+    )
     # dx = 1 moves the centre by variance * width = 0.1 * 0.2; dw = ln 2 / 0.2 doubles the width.
     loc = np.array([[1.0, 0.0, np.log(2) / 0.2, 0.0]], np.float32)
     np.testing.assert_allclose(decode_boxes(loc, priors, (0.1, 0.2)), [[0.32, 0.3, 0.72, 0.7]], rtol=1e-5)
@@ -70,10 +72,14 @@ def test_decode_detections_end_to_end_in_canvas_pixels():
     np.testing.assert_allclose(out.boxes[0], [4, -12, 36, 20], atol=1e-4)
     np.testing.assert_allclose(out.boxes[1], [12, -4, 28, 12], atol=1e-4)
     np.testing.assert_allclose(out.landmarks[0], [[20, 4]] * 5, atol=1e-4)
-    none = decode_detections(loc, conf, landmarks, priors=PRIORS, canvas_size=canvas, options=DetectionDefaults(score_threshold=0.95))
+    none = decode_detections(
+        loc, conf, landmarks, priors=PRIORS, canvas_size=canvas, options=DetectionDefaults(score_threshold=0.95)
+    )
     assert len(none) == 0 and none.boxes.shape == (0, 4) and none.landmarks.shape == (0, 5, 2)
     with pytest.raises(ValueError, match="input size and the spec disagree"):
-        decode_detections(loc[:-2], conf[:-2], landmarks[:-2], priors=PRIORS, canvas_size=canvas, options=DetectionDefaults())
+        decode_detections(
+            loc[:-2], conf[:-2], landmarks[:-2], priors=PRIORS, canvas_size=canvas, options=DetectionDefaults()
+        )
 
 
 def test_letterbox_scales_up_and_maps_back():

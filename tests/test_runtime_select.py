@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from maskgate.runtimes.devices import parse_preference
 from maskgate.errors import InputError
+from maskgate.runtimes.devices import parse_preference
 
 MODEL = "mask_mobilenetv2"
 
@@ -82,8 +83,8 @@ def test_npu_preference_falls_back_to_cpu_with_a_logged_reason(builds, caplog):
 def test_strict_npu_raises_a_typed_error_naming_what_is_available(builds):
     if _usable("npu"):
         pytest.skip("this machine has a usable NPU")
-    from maskgate.runtimes.select import NoUsableBuildError, open_best
     from maskgate.errors import DeviceError
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
 
     with pytest.raises(NoUsableBuildError, match=r"usable accelerators: .*cpu/CPU") as err:
         open_best(builds, MODEL, prefer="npu", strict=True)
@@ -142,8 +143,8 @@ def test_run_refuses_reference_options_with_builds_and_selector_options_without(
 def test_a_build_runner_refuses_a_wrong_tensor_with_the_expected_spec(builds):
     import numpy as np
 
-    from maskgate.runtimes.select import open_best
     from maskgate.errors import InputError
+    from maskgate.runtimes.select import open_best
 
     selection = open_best(builds, MODEL, prefer="cpu", formats=("onnx",))
     with selection.runner as runner:
@@ -187,7 +188,7 @@ def _status(backend, usable: set[str]):
 def _order(bundles, backends, preference) -> list[str]:
     from maskgate.runtimes.select import candidates
 
-    return [f"{c.manifest['format']}-{c.manifest['precision']}@{c.accelerator.name}"
+    return [f"{c.manifest.format}-{c.manifest.precision}@{c.accelerator.name}"
             for c in candidates(bundles, backends, preference)]
 
 
@@ -196,7 +197,7 @@ def test_candidate_order_on_machines_with_npus_and_gpus():
     from maskgate.runtimes.openvino import OpenVinoBackend
     from maskgate.runtimes.tflite import TfliteBackend
 
-    bundles = [(Path(f"m-{fmt}-{precision}"), {"format": fmt, "precision": precision})
+    bundles = [(Path(f"m-{fmt}-{precision}"), SimpleNamespace(format=fmt, precision=precision))
                for fmt in ("onnx", "openvino", "tflite") for precision in ("fp32", "fp16", "int8")]
     gpu = "libtensorflowlite_gpu_delegate.so"
     # A Qualcomm camera: ONNX Runtime's QNN provider and the CPU; LiteRT's GPU delegate.

@@ -53,7 +53,11 @@ def _test_split_faces(shared_data, detector, *, per_folder: int = 30):
     from maskgate.sources import list_images, read_image
 
     for label, folder in enumerate(("with_mask", "without_mask")):
-        paths = [p for p in list_images(shared_data / "faces" / folder) if split_of(p.relative_to(shared_data).as_posix()) == "test"]
+        paths = [
+            p
+            for p in list_images(shared_data / "faces" / folder)
+            if split_of(p.relative_to(shared_data).as_posix()) == "test"
+        ]
         for path in paths[:per_folder]:
             frame = read_image(path)
             found = detector.detect(frame, score_threshold=0.3)
@@ -81,7 +85,11 @@ def test_mask_end_to_end_on_test_scenes(shared_data, pipeline):
     from maskgate.datasets.crops import split_of
     from maskgate.voc import read_voc_folder
 
-    scenes = [s for s in read_voc_folder(shared_data / "scenes") if split_of(s.image_path.relative_to(shared_data).as_posix()) == "test"]
+    scenes = [
+        s
+        for s in read_voc_folder(shared_data / "scenes")
+        if split_of(s.image_path.relative_to(shared_data).as_posix()) == "test"
+    ]
     result = scenes_end_to_end(pipeline, scenes[:40], min_width=32)
     assert result.found >= 25
     assert result.accuracy_of_found >= 0.9, result.to_dict()

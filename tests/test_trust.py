@@ -94,8 +94,8 @@ def test_an_edited_manifest_fails_the_check_and_never_runs(builds, tmp_path, fmt
 
 
 def test_site_signatures_ed25519_and_hmac(builds, tmp_path, monkeypatch):
-    from maskgate.runtimes.select import NoUsableBuildError, open_best
     from maskgate.cli import main
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
 
     pytest.importorskip("cryptography")
     bundle = _copy(builds / f"{MASK}-onnx-fp32", tmp_path / "signed")
@@ -189,9 +189,9 @@ def test_a_bundle_below_its_gates_is_built_with_exit_1_and_never_chosen(blank_ca
 
 def test_a_hidden_folder_is_never_a_bundle(builds, tmp_path):
     """Fault 5: a complete copy of a bundle renamed like a staging folder was picked and checked."""
-    from maskgate.runtimes.select import open_best
     from maskgate.check import check_builds
     from maskgate.errors import BundleError
+    from maskgate.runtimes.select import open_best
 
     hidden_only = tmp_path / "hidden-only"
     hidden_only.mkdir()

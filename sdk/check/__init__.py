@@ -6,7 +6,7 @@ them, then latency; the figures go through per-precision gates. Needs no torch.
 """
 from __future__ import annotations
 
-from .checker import BundleCheck, check_bundle, check_builds
+from .checker import BundleCheck, check_builds, check_bundle
 from .gates import DEFAULT_GATES, Gate, GateResult
 
 __all__ = ["BundleCheck", "DEFAULT_GATES", "Gate", "GateResult", "check_bundle", "check_builds"]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import compare
+from ..converters.manifest import GOLDEN, MANIFEST, model_size
 from ..errors import MaskGateError
-from . import compare, gates as gating
+from . import gates as gating
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -83,21 +85,21 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
         result.error = f"integrity: {exc}"
         return result
     result.integrity = "ok"
-    result.name, result.model, result.task = manifest["name"], manifest["model"], manifest["task"]
-    result.format, result.precision = manifest["format"], manifest["precision"]
-    result.size_bytes = sum((bundle / f).stat().st_size for f in manifest["files"] if f != "golden.npz")
-    result.build_verdict = manifest.get("verdict")
+    result.name, result.model, result.task = manifest.name, manifest.model, manifest.task
+    result.format, result.precision = manifest.format, manifest.precision
+    result.size_bytes = model_size(bundle, manifest)
+    result.build_verdict = manifest.verdict
     if require_verdict:
         result.verdict_problem = verdict_problem(manifest)
     try:
         # This bundle is measured whatever its build concluded: the selector may not pass it over.
-        selection = open_best(bundle, manifest["model"], prefer=prefer, threads=threads,
-                              formats=(manifest["format"],), precisions=(manifest["precision"],),
+        selection = open_best(bundle, manifest.model, prefer=prefer, threads=threads,
+                              formats=(manifest.format,), precisions=(manifest.precision,),
                               trust=dataclasses.replace(trust, allow_failed_builds=True))
         with selection.runner as runner:
             result.runtime = selection.describe_runtime()
             inputs = _fidelity(result, runner, bundle, manifest)
-            result.latency_ms = _latency(runner, {manifest["input"]["name"]: inputs[:1]}, runs=runs, warmup=warmup)
+            result.latency_ms = _latency(runner, {manifest.input.name: inputs[:1]}, runs=runs, warmup=warmup)
             result.latency_ms["threads"] = threads
             if task_data is not None:
                 result.task_metrics = _task_metrics(runner, bundle, manifest, task_data)
@@ -108,7 +110,9 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     gate = gates.get(result.precision, gates["int8"])
     # A detector's raw outputs are mostly background anchors whose regressions nobody reads:
     # it is gated on what comes out of post-processing; classifiers on their probabilities too.
-    cosine = min((o["cosine"] for o in result.outputs.values()), default=None) if result.task == "classification" else None
+    cosine = (
+        min((o["cosine"] for o in result.outputs.values()), default=None) if result.task == "classification" else None
+    )
     det = result.detections or {}
     result.gates = [g.to_dict() for g in gating.apply(gate, cosine=cosine, top1=result.top1_agreement,
                                                        recall=det.get("recall"), landmark_nme=det.get("landmark_nme"),
@@ -148,7 +152,7 @@ def check_pipelines(builds: str | Path, task_data, *, prefer=None, threads: int 
     from . import task
 
     builds = Path(builds)
-    if (builds / "manifest.json").is_file() or not task_data.scenes:
+    if (builds / MANIFEST).is_file() or not task_data.scenes:
         return []
     groups = task.pipeline_groups(builds)
     out = []
@@ -164,9 +168,9 @@ def check_pipelines(builds: str | Path, task_data, *, prefer=None, threads: int 
 def check_builds(builds: str | Path, *, progress: bool = False, **options) -> list[BundleCheck]:
     """Every bundle directly under ``builds`` (or ``builds`` itself when it is one);
     ``options``: those of ``check_bundle``."""
-    from ..progress import progress as progress_bar
-
     from maskgate.runtimes.select import bundles_at
+
+    from ..progress import progress as progress_bar
 
     folders = bundles_at(Path(builds))
     if not folders:
@@ -182,7 +186,7 @@ def _task_metrics(runner, bundle: Path, manifest: dict, data) -> dict | None:
     from ..deployed import spec_from_manifest
     from . import task
 
-    spec = spec_from_manifest(manifest, source=bundle / "manifest.json")
+    spec = spec_from_manifest(manifest, source=bundle / MANIFEST)
     if spec.task == "face_detection":
         from ..detector import FaceDetector
 
@@ -196,13 +200,15 @@ def _golden(bundle: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndar
     from ..errors import BundleError
 
     try:
-        with np.load(bundle / "golden.npz") as data:
+        with np.load(bundle / GOLDEN) as data:
             inputs = data["inputs"].astype(np.float32)
-            outputs = {o["name"]: data[f"output_{o['name']}"] for o in manifest["outputs"]}
+            outputs = {name: data[f"output_{name}"] for name in manifest.output_names}
     except (OSError, KeyError, ValueError) as exc:
-        raise BundleError(f"{bundle / 'golden.npz'}: unreadable or incomplete golden data ({exc}); rebuild the bundle") from exc
+        raise BundleError(
+            f"{bundle / GOLDEN}: unreadable or incomplete golden data ({exc}); rebuild the bundle"
+        ) from exc
     if not len(inputs):
-        raise BundleError(f"{bundle / 'golden.npz'}: holds no samples; rebuild the bundle")
+        raise BundleError(f"{bundle / GOLDEN}: holds no samples; rebuild the bundle")
     return inputs, outputs
 
 
@@ -210,39 +216,15 @@ def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: dict) -> np.n
     """Fills the fidelity figures of ``result``; returns the golden inputs."""
     from ..deployed import spec_from_manifest
 
-    spec = spec_from_manifest(manifest, source=bundle / "manifest.json")
+    spec = spec_from_manifest(manifest, source=bundle / MANIFEST)
     inputs, reference = _golden(bundle, manifest)
-    input_name = manifest["input"]["name"]
-    errors: dict[str, list] = {name: [] for name in reference}
-    got_all: dict[str, list] = {name: [] for name in reference}
-    detections = []
-    for k in range(len(inputs)):
-        got = runner.infer({input_name: inputs[k:k + 1]})
-        for name in reference:
-            errors[name].append(compare.tensor_error(got[name], reference[name][k:k + 1]))
-            got_all[name].append(np.asarray(got[name], np.float32))
-        if spec.task == "face_detection":
-            detections.append(_detections(spec, got, {n: v[k:k + 1] for n, v in reference.items()}))
-    result.samples = len(inputs)
-    result.outputs = {name: compare.merge_errors(e).to_dict() for name, e in errors.items()}
-    if spec.task == "classification":
-        name = spec.outputs[0]
-        result.top1_agreement = compare.top1_agreement(np.concatenate(got_all[name]), reference[name])
-    else:
-        result.detections = compare.merge_detections(detections).to_dict()
+    references = [{name: values[k:k + 1] for name, values in reference.items()} for k in range(len(inputs))]
+    agreement = compare.compare(spec, runner, [inputs[k:k + 1] for k in range(len(inputs))], references)
+    result.samples = agreement.samples
+    result.outputs = {name: error.to_dict() for name, error in agreement.outputs.items()}
+    result.top1_agreement = agreement.top1_agreement
+    result.detections = agreement.detections.to_dict() if agreement.detections is not None else None
     return inputs
-
-
-def _detections(spec, got: dict, want: dict) -> compare.DetectionAgreement:
-    from ..postprocess import decode_detections
-
-    def decode(outputs):
-        loc, conf, landmarks = (np.asarray(outputs[n])[0] for n in spec.outputs)
-        return decode_detections(loc, conf, landmarks, priors=spec.priors, canvas_size=spec.input.size,
-                                 options=spec.detection)
-
-    ref, build = decode(want), decode(got)
-    return compare.detection_agreement(ref.boxes, ref.scores, ref.landmarks, build.boxes, build.scores, build.landmarks)
 
 
 def _latency(runner, feed: dict, *, runs: int, warmup: int) -> dict:

@@ -44,8 +44,7 @@ def configured_gates(overrides: dict | None = None) -> dict[str, Gate]:
     """The gate of each precision: the defaults, then ``[gates.<precision>]`` tables of the
     MaskGate config file (``MASKGATE_CONFIG`` or ./maskgate.toml), then ``overrides`` (flags,
     for every precision; None values ignored)."""
-    from maskgate.runtimes.devices import read_config
-
+    from ..config import read_config
     from ..errors import InputError
 
     path, config = read_config()
@@ -61,7 +60,9 @@ def configured_gates(overrides: dict | None = None) -> dict[str, Gate]:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in table.values()):
             raise InputError(f"{path}: [gates.{precision}] may set numbers for {', '.join(sorted(fields))}; "
                              f"got {table!r}")
-        out[precision] = gate.with_overrides(**{k: float(v) for k, v in table.items()}).with_overrides(**(overrides or {}))
+        out[precision] = gate.with_overrides(**{k: float(v) for k, v in table.items()}).with_overrides(
+            **(overrides or {})
+        )
     return out
 
 

@@ -51,9 +51,15 @@ def check_html(report) -> str:
             fidelity = "-"
         cosine = min((o["cosine"] for o in b.outputs.values()), default=None)
         verdict = "<span class=pass>pass</span>" if b else "<span class=bad>FAIL</span>: " + e("; ".join(b.failures()))
-        cells = [b.name or Path(b.bundle).name, b.runtime or "-", f"{b.size_bytes / 1e6:.2f} MB" if b.size_bytes else "-",
-                 fidelity, f"{cosine:.5f}" if cosine is not None else "-", task_summary(b.task_metrics),
-                 *(f"{lat[k]:.2f}" if lat else "-" for k in ("p50", "p90", "p99"))]
+        cells = [
+            b.name or Path(b.bundle).name,
+            b.runtime or "-",
+            f"{b.size_bytes / 1e6:.2f} MB" if b.size_bytes else "-",
+            fidelity,
+            f"{cosine:.5f}" if cosine is not None else "-",
+            task_summary(b.task_metrics),
+            *(f"{lat[k]:.2f}" if lat else "-" for k in ("p50", "p90", "p99")),
+        ]
         rows.append(f"<tr{' class=fail' if not b else ''}>" + "".join(f"<td>{e(str(c))}</td>" for c in cells)
                     + f"<td>{verdict}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("bundle", "ran on", "size", "fidelity vs fp32 (golden)", "min cosine",
@@ -75,9 +81,12 @@ def check_html(report) -> str:
     yaw = [b for b in bundles if (b.task_metrics or {}).get("kind") == "yaw"]
     if yaw:
         names = yaw[0].task_metrics["class_names"]
-        body = "".join(f"<tr><td>{e(b.name)}</td><td>{b.task_metrics['overall_accuracy']:.2%}</td>"
-                       + "".join(f"<td>{'-' if v is None else f'{v:.1%}'}</td>" for v in b.task_metrics["per_class_accuracy"])
-                       + "</tr>" for b in yaw)
+        body = "".join(
+            f"<tr><td>{e(b.name)}</td><td>{b.task_metrics['overall_accuracy']:.2%}</td>"
+            + "".join(f"<td>{'-' if v is None else f'{v:.1%}'}</td>" for v in b.task_metrics["per_class_accuracy"])
+            + "</tr>"
+            for b in yaw
+        )
         sections.append("<h2>Yaw classes</h2><p class=note>Labels are derived from the five landmarks (solvePnP on a "
                         "generic 3D face), not measured head pose.</p><table><tr><th>bundle</th><th>OA</th>"
                         + "".join(f"<th>{e(n)}</th>" for n in names) + f"</tr>{body}</table>")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import io
 
+from ..formats import FORMATS
+
 PRECISION_COLOURS = {"fp32": "#4c72b0", "fp16": "#55a868", "int8": "#c44e52"}
-FORMAT_SHORT = {"openvino": "OV", "onnx": "ONNX", "tflite": "TFLite"}
 TASK_LABEL = {"mask": "mask accuracy", "yaw": "yaw OA", "detection": "detection recall"}
 
 
@@ -38,8 +39,17 @@ def _models(entries: list[dict]) -> list[str]:
     return list(dict.fromkeys(e["model"] for e in entries))
 
 
+def _short(fmt: str) -> str:
+    return FORMATS[fmt].label if fmt in FORMATS else fmt
+
+
+def _style(fmt: str) -> tuple[str, str]:
+    """(line, marker) of a format's curves; a plugin's format gets a plain line."""
+    return (FORMATS[fmt].line, FORMATS[fmt].marker) if fmt in FORMATS else ("-", "o")
+
+
 def _label(e: dict) -> str:
-    return f"{FORMAT_SHORT.get(e['format'], e['format'])}\n{e['precision']}"
+    return f"{_short(e['format'])}\n{e['precision']}"
 
 
 def latency(entries: list[dict], *, title: str = "latency per build") -> str | None:
@@ -76,7 +86,8 @@ def accuracy_per_precision(entries: list[dict]) -> str | None:
     rows = 2 if with_task else 1
     fig, axes = plt.subplots(rows, len(models), figsize=(4.3 * len(models), 3.1 * rows), squeeze=False)
     precisions = [p for p in PRECISION_COLOURS if any(e["precision"] == p for e in entries)]
-    formats = list(dict.fromkeys(e["format"] for e in entries))
+    order = {name: i for i, name in enumerate(FORMATS)}  # the registry's order, then any plugin format
+    formats = sorted(dict.fromkeys(e["format"] for e in entries), key=lambda f: order.get(f, len(order)))
     width = 0.8 / max(len(formats), 1)
     for col, model in enumerate(models):
         mine = [e for e in entries if e["model"] == model]
@@ -95,7 +106,7 @@ def accuracy_per_precision(entries: list[dict]) -> str | None:
                     values.append(float("nan") if v is None else 100 * v)
                     lowest = min(lowest, 100 * v) if v is not None else lowest
                 ax.bar([i + (k - (len(formats) - 1) / 2) * width for i in range(len(precisions))], values, width,
-                       label=FORMAT_SHORT.get(fmt, fmt))
+                       label=_short(fmt), color=FORMATS[fmt].colour if fmt in FORMATS else None)
             ax.set_xticks(range(len(precisions)), precisions)
             ax.set_ylim(max(0.0, min(95.0, lowest - 2)), 100.5)
             ax.set_ylabel(ylabel, fontsize=8)
@@ -118,12 +129,11 @@ def mask_roc(entries: list[dict]) -> str | None:
     if plt is None or not curves:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    styles = {"onnx": "-", "openvino": "--", "tflite": ":"}
     for e in curves:
         roc = e["task"]["roc"]
-        label = f"{FORMAT_SHORT.get(e['format'], e['format'])} {e['precision']} (AUC {e['task']['roc_auc']:.4f})"
+        label = f"{_short(e['format'])} {e['precision']} (AUC {e['task']['roc_auc']:.4f})"
         for ax in axes:
-            ax.plot(roc["fpr"], roc["tpr"], styles.get(e["format"], "-"), color=PRECISION_COLOURS.get(e["precision"]),
+            ax.plot(roc["fpr"], roc["tpr"], _style(e["format"])[0], color=PRECISION_COLOURS.get(e["precision"]),
                     label=label, linewidth=1.3)
     n = curves[0]["task"]["n"]
     axes[0].plot([0, 1], [0, 1], color="#bbb", linewidth=0.8)
@@ -145,15 +155,14 @@ def recall_by_size(entries: list[dict]) -> str | None:
     if plt is None or not detectors:
         return None
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    styles = {"onnx": "-o", "openvino": "--s", "tflite": ":^"}
     buckets = [b["bucket"] for b in detectors[0]["task"]["buckets"]]
     for e in detectors:
         values = [b["recall"] if b["recall"] is not None else float("nan") for b in e["task"]["buckets"]]
-        ax.plot(range(len(values)), values, styles.get(e["format"], "-o"), color=PRECISION_COLOURS.get(e["precision"]),
-                label=f"{FORMAT_SHORT.get(e['format'], e['format'])} {e['precision']}", markersize=4, linewidth=1)
+        ax.plot(range(len(values)), values, "".join(_style(e["format"])), color=PRECISION_COLOURS.get(e["precision"]),
+                label=f"{_short(e['format'])} {e['precision']}", markersize=4, linewidth=1)
     faces = [b["faces"] for b in detectors[0]["task"]["buckets"]]
     ax.set_xticks(range(len(buckets)), [f"{b}\n({n} faces)" for b, n in zip(buckets, faces)], fontsize=7)
-    ax.set_ylabel("recall (IoU >= %g)" % detectors[0]["task"]["iou"])
+    ax.set_ylabel(f"recall (IoU >= {detectors[0]['task']['iou']:g})")
     ax.set_ylim(0, 1.02)
     ax.set_title("detection recall by face width", fontsize=9)
     ax.legend(fontsize=7, ncol=3, loc="lower right")

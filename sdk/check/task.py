@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..converters.manifest import MANIFEST
 from ..errors import BundleError, SourceError
 
 DETECTION_IOU = 0.3  # the scenes' boxes are loose hand boxes: the usual face-benchmark threshold
@@ -86,7 +87,7 @@ def open_reference_detector(builds: str | Path, *, prefer=None, threads: int | N
     from ..deployed import open_detector
 
     builds = Path(builds)
-    where = builds.parent if (builds / "manifest.json").is_file() else builds
+    where = builds.parent if (builds / MANIFEST).is_file() else builds
     models = detector_models(where)
     if not models:
         raise BundleError(f"{where}: --data needs a detector bundle here to cut the face crops the classifiers are "
@@ -147,7 +148,9 @@ def classifier_metrics(classifier, crops) -> dict | None:
     return None
 
 
-def detector_metrics(detector, scenes, *, iou: float = DETECTION_IOU, min_width: float = HEADLINE_MIN_FACE_PX) -> dict | None:
+def detector_metrics(
+    detector, scenes, *, iou: float = DETECTION_IOU, min_width: float = HEADLINE_MIN_FACE_PX
+) -> dict | None:
     """Recall by face width on VOC scenes (faces the annotators boxed, any label)."""
     from ..metrics import RecallBySize
     from ..sources import read_image

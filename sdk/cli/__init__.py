@@ -5,17 +5,32 @@ import argparse
 import sys
 
 from ..errors import MaskGateError
-from . import (backends, build, check, compare, crops, evaluate, evaluate_classifiers, models, run, sign, synth, train,
-               turnstile)
+from . import (
+    backends,
+    build,
+    check,
+    compare,
+    crops,
+    evaluate,
+    evaluate_classifiers,
+    models,
+    run,
+    sign,
+    synth,
+    train,
+    turnstile,
+)
 
 COMMANDS = (run, turnstile, build, check, sign, backends, models, evaluate_classifiers, evaluate, crops, synth, train,
             compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..version import __version__
 
-    parser = argparse.ArgumentParser(prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras")
+    parser = argparse.ArgumentParser(
+        prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras"
+    )
     parser.add_argument("--version", action="version", version=f"maskgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

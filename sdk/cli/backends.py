@@ -28,7 +28,10 @@ def main(args) -> int:
             continue
         if status.reason:
             print(f"  problem: {status.reason}")
-        for a in sorted(status.accelerators, key=lambda a: ("npu", "gpu", "cpu").index(a.kind) if a.kind in ("npu", "gpu", "cpu") else 9):
+        for a in sorted(
+            status.accelerators,
+            key=lambda a: ("npu", "gpu", "cpu").index(a.kind) if a.kind in ("npu", "gpu", "cpu") else 9,
+        ):
             mark = "yes" if a.usable else "no "
             print(f"  {a.kind:3s} {mark} {a.name}" + (f": {a.reason}" if a.reason else ""))
     return 0

@@ -20,25 +20,43 @@ def _names(choices: tuple[str, ...]):
 
 
 def add_parser(sub) -> None:
-    from maskgate.converters.targets import CALIBRATION_METHODS, FORMATS, PRECISIONS
+    from maskgate.formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
 
     from ..build import DEFAULT_MODELS
 
     p = sub.add_parser(
-        "build", help="export and quantize the models to ONNX / OpenVINO / TFLite bundles, each checked against fp32",
+        "build",
+        help="export and quantize the models to ONNX / OpenVINO / TFLite bundles, each checked against fp32",
         description="Builds one bundle per model x format x precision (default: 3 x 3 x 3 = 27) under --out, each with "
         "manifest.json (sha256 of every file) and golden reference data, then runs every bundle on held-out inputs "
-        "beside the fp32 PyTorch reference and through the checker (golden fidelity, latency p50/p90, per-precision gates; "
+        "beside the fp32 PyTorch reference and through the checker (golden fidelity, latency p50/p90, "
+        "per-precision gates; "
         "task metrics with --data). Finished bundles with unchanged inputs are reused. Writes report.json and "
-        "report.html.")
-    p.add_argument("--models", type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()), default=DEFAULT_MODELS,
-                   help=f"comma list of registered models (default {','.join(DEFAULT_MODELS)})")
-    p.add_argument("--formats", type=_names(FORMATS), default=FORMATS, help=f"comma list of {','.join(FORMATS)}")
-    p.add_argument("--precisions", type=_names(PRECISIONS), default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)}")
-    p.add_argument("--calib", type=Path, help="calibration images: a folder (recursive), a video, or a data folder with "
-                   "faces/ and scenes/ (its train split); default: the set shipped in calibration/default")
-    p.add_argument("--verify", type=Path, help="held-out images for the fidelity figures (a data folder: its test split); "
-                   "default: the shipped held-out set")
+        "report.html.",
+    )
+    p.add_argument(
+        "--models",
+        type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()),
+        default=DEFAULT_MODELS,
+        help=f"comma list of registered models (default {','.join(DEFAULT_MODELS)})",
+    )
+    p.add_argument("--formats", type=_names(FORMAT_NAMES), default=FORMAT_NAMES,
+                   help=f"comma list of {','.join(FORMAT_NAMES)}")
+    p.add_argument(
+        "--precisions", type=_names(PRECISIONS), default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)}"
+    )
+    p.add_argument(
+        "--calib",
+        type=Path,
+        help="calibration images: a folder (recursive), a video, or a data folder with "
+        "faces/ and scenes/ (its train split); default: the set shipped in calibration/default",
+    )
+    p.add_argument(
+        "--verify",
+        type=Path,
+        help="held-out images for the fidelity figures (a data folder: its test split); "
+        "default: the shipped held-out set",
+    )
     p.add_argument("--data", type=Path, help="labelled data for task metrics per bundle (mask accuracy and ROC, yaw "
                    "accuracy, detection recall by face size): a data folder like ../shared/data (its test split) or a "
                    "crop set from 'maskgate crops'")
@@ -52,27 +70,20 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("build"), help="output folder (default ./build)")
     p.add_argument("--samples", type=int, default=128, help="calibration samples per model (default 128)")
     p.add_argument("--verify-samples", type=int, default=300, help="held-out inputs per model (default 300)")
-    p.add_argument("--detector-size", type=size, default=(640, 480), help="fixed detector input WIDTHxHEIGHT (default 640x480)")
-    p.add_argument("--mask-weights", help="a mask classifier state dict from 'maskgate train' instead of the shipped one")
-    p.add_argument("--pose-weights", help="a pose classifier state dict from 'maskgate train' instead of the shipped one")
+    p.add_argument(
+        "--detector-size", type=size, default=(640, 480), help="fixed detector input WIDTHxHEIGHT (default 640x480)"
+    )
+    p.add_argument(
+        "--mask-weights", help="a mask classifier state dict from 'maskgate train' instead of the shipped one"
+    )
+    p.add_argument(
+        "--pose-weights", help="a pose classifier state dict from 'maskgate train' instead of the shipped one"
+    )
     p.add_argument("--detector-weights", help="a biubug6 RetinaFace checkpoint (.pth) for the detector")
-    p.add_argument("--onnx-calibration", choices=CALIBRATION_METHODS, default="percentile",
-                   help="ONNX int8 calibration method (default percentile)")
-    p.add_argument("--onnx-no-equalize", action="store_true",
-                   help="quantize the ONNX model as exported, without cross-layer equalization")
-    p.add_argument("--onnx-keep-float", default="", help="comma list of ONNX node names (re:REGEX for patterns) kept in float")
-    p.add_argument("--ov-ignored-scope", default="", help="comma list of OpenVINO node names (re:REGEX for patterns) kept in float")
-    p.add_argument("--ov-accuracy-control", action="store_true",
-                   help="OpenVINO int8 with NNCF accuracy control (reverts layers until agreement drops by at most --ov-max-drop)")
-    p.add_argument("--ov-max-drop", type=float, default=0.01)
-    p.add_argument("--ov-preset", choices=("mixed", "performance"), default="mixed",
-                   help="NNCF preset: mixed = asymmetric activations (default), performance = symmetric")
-    p.add_argument("--ov-bias-correction", choices=("full", "fast"), default="full",
-                   help="NNCF bias correction: full (layer by layer, default) or fast")
-    p.add_argument("--tflite-nhwc", action="store_true", help="TFLite builds take NHWC input (default NCHW)")
-    p.add_argument("--tflite-calibration", choices=("minmax", "moving_average"), default="minmax",
-                   help="TFLite int8 activation ranges: widest seen (default) or ai-edge-quantizer's moving average")
-    p.add_argument("--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)")
+    ConvertOptions.add_flags(p)  # each format's converter options (maskgate.formats)
+    p.add_argument(
+        "--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)"
+    )
     p.add_argument("--sign-key", type=Path, metavar="FILE", help="sign every bundle that was checked with this key "
                    "(Ed25519 private key or HMAC secret, 'maskgate keygen'); cameras verify with [trust] verify_key")
     p.add_argument("--force", action="store_true", help="rebuild bundles even when a finished one matches")
@@ -81,10 +92,10 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from maskgate.converters.targets import ConvertOptions, OnnxOptions, OpenVinoOptions, TfliteOptions
+    from maskgate.formats import ConvertOptions
 
     from ..build import BuildConfig, build
-    from ..build_report import table, write_report
+    from ..build.report import table, write_report
     from ..registry import get_spec
 
     weights = {}
@@ -94,13 +105,7 @@ def main(args) -> int:
             args.mask_weights if "mask" in spec.tags else args.pose_weights if "pose" in spec.tags else None)
         if given:
             weights[model] = given
-    options = ConvertOptions(
-        onnx=OnnxOptions(calibration_method=args.onnx_calibration, equalize=not args.onnx_no_equalize,
-                         keep_float=_comma_list(args.onnx_keep_float)),
-        openvino=OpenVinoOptions(ignored_scope=_comma_list(args.ov_ignored_scope), accuracy_control=args.ov_accuracy_control,
-                                 max_drop=args.ov_max_drop, preset=args.ov_preset,
-                                 bias_correction=args.ov_bias_correction),
-        tflite=TfliteOptions(channel_last_io=args.tflite_nhwc, calibration=args.tflite_calibration))
+    options = ConvertOptions.from_flags(args)
     config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
                          calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
                          detector_size=args.detector_size, weights=weights, reference_device=args.reference_device,
@@ -116,10 +121,9 @@ def main(args) -> int:
     reused = sum(r.status == "reused" for r in results)
     failed = sum(r.error is not None for r in results)
     below_gate = sum(r.error is None and not r.passed for r in results)
-    print(f"\n{len(results)} bundles in {args.out} ({built} built, {reused} reused, {failed} failed, {below_gate} below "
-          f"their gates) in {seconds:.0f} s; report: {html_path}")
+    print(
+        f"\n{len(results)} bundles in {args.out} ({built} built, {reused} reused, {failed} failed, {below_gate} below "
+        f"their gates) in {seconds:.0f} s; report: {html_path}"
+    )
     return 1 if failed or below_gate else 0
 
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())

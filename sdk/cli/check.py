@@ -22,9 +22,12 @@ def add_parser(sub) -> None:
                    "public key or HMAC secret; default: [trust] verify_key in maskgate.toml / MASKGATE_CONFIG)")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
     p.add_argument("--html", metavar="FILE", help="write an HTML report with plots here")
-    for name, what in (("min-top1", "classifier top-1 agreement"), ("min-recall", "share of reference detections found"),
-                       ("min-cosine", "classifier output cosine similarity"),
-                       ("max-landmark-nme", "landmark error / inter-ocular distance")):
+    for name, what in (
+        ("min-top1", "classifier top-1 agreement"),
+        ("min-recall", "share of reference detections found"),
+        ("min-cosine", "classifier output cosine similarity"),
+        ("max-landmark-nme", "landmark error / inter-ocular distance"),
+    ):
         p.add_argument(f"--{name}", type=float, help=f"gate on {what}, for every precision "
                        "(default per precision, or [gates.<precision>] in maskgate.toml / MASKGATE_CONFIG)")
     p.set_defaults(func=main)
@@ -33,10 +36,10 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from maskgate.runtimes.trust import configured_trust
 
-    from ..build_report import atomic_write
     from ..check import check_builds
     from ..check.checker import CheckReport, check_pipelines
     from ..check.gates import configured_gates
+    from ..files import atomic_write
 
     trust = configured_trust(verify_key=args.verify_key)  # a bad key or config fails here, before any work
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
@@ -54,7 +57,9 @@ def main(args) -> int:
     report = CheckReport(str(args.path), results, {k: v.__dict__ for k, v in gates.items()},
                          data=task_data.describe() if task_data else None)
     if task_data is not None:
-        report.pipelines = check_pipelines(args.path, task_data, prefer=args.prefer, threads=args.threads, progress=True)
+        report.pipelines = check_pipelines(
+            args.path, task_data, prefer=args.prefer, threads=args.threads, progress=True
+        )
     _print_table(results)
     if report.pipelines:
         _print_pipelines(report.pipelines)
@@ -97,8 +102,17 @@ def _print_table(results) -> None:
             fidelity = "-"
         lat = r.latency_ms or {}
         task = (summary(r.task_metrics),) if with_task else ()
-        rows.append((r.name or Path(r.bundle).name, r.runtime or "-", fidelity, *task, f"{lat['p50']:.2f}" if lat else "-",
-                     f"{lat['p90']:.2f}" if lat else "-", "pass" if r else "FAIL"))
+        rows.append(
+            (
+                r.name or Path(r.bundle).name,
+                r.runtime or "-",
+                fidelity,
+                *task,
+                f"{lat['p50']:.2f}" if lat else "-",
+                f"{lat['p90']:.2f}" if lat else "-",
+                "pass" if r else "FAIL",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -26,7 +26,9 @@ def _pct(v) -> str:
 
 
 def _stages(m: dict) -> str:
-    return " + ".join(f"{s['stage']} {s['config']['epochs']} ep (frozen {s['config']['freeze_stages']})" for s in m["stages"])
+    return " + ".join(
+        f"{s['stage']} {s['config']['epochs']} ep (frozen {s['config']['freeze_stages']})" for s in m["stages"]
+    )
 
 
 def table(runs: list[tuple[str, dict]]) -> str:
@@ -34,13 +36,20 @@ def table(runs: list[tuple[str, dict]]) -> str:
     if len(tasks) != 1:
         raise SourceError(f"compare runs of one task at a time, got {sorted(tasks)}")
     if tasks == {"mask"}:
-        lines = ["| run | model | init | training | test acc % | mask recall % | test AUC | scenes acc % | faces >= 32 px acc % | seconds |",
-                 "|---|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| run | model | init | training | test acc % | mask recall % | test AUC | scenes acc % | faces >= "
+            "32 px acc % | seconds |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, m in runs:
             t = m["test"]
             auc = "-" if t["all"]["roc_auc"] is None else f"{t['all']['roc_auc']:.4f}"
-            lines.append(f"| {name} | {m['model']} | {m['init']} | {_stages(m)} | {_pct(t['all']['accuracy'])} | {_pct(t['all']['mask_recall'])} | {auc} | "
-                         f"{_pct(t['scenes']['accuracy'])} | {_pct(t['faces_at_least_32px']['accuracy'])} | {m['train_seconds']:.0f} |")
+            lines.append(
+                f"| {name} | {m['model']} | {m['init']} | {_stages(m)} | {_pct(t['all']['accuracy'])} | "
+                f"{_pct(t['all']['mask_recall'])} | {auc} | "
+                f"{_pct(t['scenes']['accuracy'])} | {_pct(t['faces_at_least_32px']['accuracy'])} | "
+                f"{m['train_seconds']:.0f} |"
+            )
         return "\n".join(lines)
     names = runs[0][1]["yaw_bins"]["names"]
     lines = ["| run | model | init | training | OA % | within 1 class % | masked OA % | "
@@ -49,8 +58,11 @@ def table(runs: list[tuple[str, dict]]) -> str:
     for name, m in runs:
         t = m["test"]
         ca = " | ".join(_pct(v) for v in t["all"]["per_class_accuracy"])
-        lines.append(f"| {name} | {m['model']} | {m['init']} | {_stages(m)} | {_pct(t['all']['overall_accuracy'])} | "
-                     f"{_pct(t['all'].get('within_one_class'))} | {_pct(t['masked']['overall_accuracy'])} | {ca} | {m['train_seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {m['model']} | {m['init']} | {_stages(m)} | {_pct(t['all']['overall_accuracy'])} | "
+            f"{_pct(t['all'].get('within_one_class'))} | {_pct(t['masked']['overall_accuracy'])} | {ca} | "
+            f"{m['train_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 

@@ -28,10 +28,14 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    detector = FaceDetector.reference(args.detector, weights=args.weights, device=args.device, input_size=args.input_size)
+    detector = FaceDetector.reference(
+        args.detector, weights=args.weights, device=args.device, input_size=args.input_size
+    )
     options = CropOptions(size=args.crop_size, margin=args.margin, score_threshold=args.crop_min_score)
     start = time.perf_counter()
-    crops = build_crops(args.data, detector, options=options, progress=lambda it: progress(it, desc="crops", unit="img"))
+    crops = build_crops(
+        args.data, detector, options=options, progress=lambda it: progress(it, desc="crops", unit="img")
+    )
     crops.info["seconds"] = round(time.perf_counter() - start, 1)
     crops.info["command"] = " ".join(["maskgate", *sys.argv[1:]]) if sys.argv[0].endswith("maskgate") else None
     path = crops.save(args.out)

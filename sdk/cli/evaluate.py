@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval-detector", help="recall by face size on a Pascal VOC folder (annotations/ + images/)")
     p.add_argument("scenes", help="folder with annotations/*.xml and images/")
     p.add_argument("--iou", type=float, default=0.3, help="IoU for a detection to count as found (default 0.3)")
-    p.add_argument("--min-width", type=float, default=20.0, help="headline recall over faces at least this wide (default 20 px)")
+    p.add_argument(
+        "--min-width", type=float, default=20.0, help="headline recall over faces at least this wide (default 20 px)"
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     add_detector_options(p)
@@ -36,7 +38,11 @@ def evaluate_recall(detector: FaceDetector, scenes, *, iou: float, progress=None
 def main(args) -> int:
     scenes = read_voc_folder(args.scenes)[: args.limit]
     detector = FaceDetector.reference(
-        args.detector, weights=args.weights, device=args.device, input_size=args.input_size, score_threshold=args.min_score
+        args.detector,
+        weights=args.weights,
+        device=args.device,
+        input_size=args.input_size,
+        score_threshold=args.min_score,
     )
     start = time.perf_counter()
 
@@ -54,7 +60,10 @@ def main(args) -> int:
         recall = f"{row['recall']:.3f}" if row["recall"] is not None else "-"
         print(f"{row['bucket']:>14s} {row['faces']:6d} {row['found']:6d} {recall:>7s}")
     headline = acc.recall(min_width=args.min_width)
-    print(f"recall (faces >= {args.min_width:g} px): {headline:.4f}   all faces: {acc.recall():.4f}   precision: {acc.precision:.4f}")
+    print(
+        f"recall (faces >= {args.min_width:g} px): {headline:.4f}   all faces: {acc.recall():.4f}   precision: "
+        f"{acc.precision:.4f}"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({

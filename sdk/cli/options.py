@@ -24,8 +24,14 @@ def probability(text: str) -> float:
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"registered detector (default {DEFAULT_DETECTOR}; see 'maskgate models')")
-    parser.add_argument("--weights", help="a biubug6 RetinaFace checkpoint (.pth) to use instead of the packaged weights")
+    parser.add_argument(
+        "--detector",
+        default=DEFAULT_DETECTOR,
+        help=f"registered detector (default {DEFAULT_DETECTOR}; see 'maskgate models')",
+    )
+    parser.add_argument(
+        "--weights", help="a biubug6 RetinaFace checkpoint (.pth) to use instead of the packaged weights"
+    )
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--min-score", type=probability, default=None, help="face score threshold (default 0.5)")
     parser.add_argument("--input-size", type=size, default=None, help="detector canvas WIDTHxHEIGHT (default 640x480)")
@@ -35,8 +41,12 @@ def add_trust_options(p) -> None:
     """--verify-key / --allow-failed-builds: which bundles may run (maskgate.runtimes.trust)."""
     p.add_argument("--verify-key", metavar="FILE", help="run only bundles signed with this key (Ed25519 public key or "
                    "HMAC secret; default: [trust] verify_key in maskgate.toml / MASKGATE_CONFIG)")
-    p.add_argument("--allow-failed-builds", action="store_true", default=None,
-                   help="also run bundles that failed their gates when built, or were never checked (not for production)")
+    p.add_argument(
+        "--allow-failed-builds",
+        action="store_true",
+        default=None,
+        help="also run bundles that failed their gates when built, or were never checked (not for production)",
+    )
 
 
 def trust_from(args):

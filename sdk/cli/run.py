@@ -21,15 +21,29 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per face on stdout")
     p.add_argument("--save", metavar="DIR", help="write annotated images (and aligned crops with --save-crops) here")
     p.add_argument("--save-crops", action="store_true", help="with --save, also write each aligned face crop")
-    p.add_argument("--align", choices=("eye_roll", "similarity"), default="eye_roll", help="alignment method (default eye_roll)")
+    p.add_argument(
+        "--align", choices=("eye_roll", "similarity"), default="eye_roll", help="alignment method (default eye_roll)"
+    )
     p.add_argument("--crop-size", type=size, default=(128, 128), help="aligned crop WIDTHxHEIGHT (default 128x128)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames of a video or camera")
-    p.add_argument("--mask-model", default=DEFAULT_MASK_MODEL, help=f"mask classifier (default {DEFAULT_MASK_MODEL}; 'none' to skip)")
+    p.add_argument(
+        "--mask-model",
+        default=DEFAULT_MASK_MODEL,
+        help=f"mask classifier (default {DEFAULT_MASK_MODEL}; 'none' to skip)",
+    )
     p.add_argument("--mask-weights", help="a state dict from 'maskgate train mask' instead of the shipped weights")
-    p.add_argument("--pose-model", default=DEFAULT_POSE_MODEL, help=f"yaw classifier (default {DEFAULT_POSE_MODEL}; 'none' to skip)")
+    p.add_argument(
+        "--pose-model",
+        default=DEFAULT_POSE_MODEL,
+        help=f"yaw classifier (default {DEFAULT_POSE_MODEL}; 'none' to skip)",
+    )
     p.add_argument("--pose-weights", help="a state dict from 'maskgate train pose' instead of the shipped weights")
-    p.add_argument("--builds", metavar="DIR", help="run the bundles in DIR (from 'maskgate build --out DIR') instead of "
-                   "the PyTorch reference; each model on the best build and device found (no torch needed)")
+    p.add_argument(
+        "--builds",
+        metavar="DIR",
+        help="run the bundles in DIR (from 'maskgate build --out DIR') instead of "
+        "the PyTorch reference; each model on the best build and device found (no torch needed)",
+    )
     p.add_argument("--prefer", metavar="KINDS", help="with --builds: device preference, e.g. npu,gpu,cpu (the default; "
                    "or MASKGATE_DEVICE); kinds left out follow unless --strict")
     p.add_argument("--strict", action="store_true", help="with --builds: only the preferred device kinds, no fallback")
@@ -81,7 +95,10 @@ def main(args) -> int:
             if save_dir is not None:
                 _save(save_dir, frame, faces, crops=args.save_crops)
     if not args.json:
-        print(f"{n_frames} frame(s), {n_faces} face(s)" + (f", {len(skipped)} unreadable file(s) skipped" if skipped else ""))
+        print(
+            f"{n_frames} frame(s), {n_faces} face(s)"
+            + (f", {len(skipped)} unreadable file(s) skipped" if skipped else "")
+        )
     return 1 if skipped else 0
 
 
@@ -89,8 +106,13 @@ def _open_pipeline(args) -> Pipeline:
     from ..errors import InputError
 
     # A bundle fixes its weights and input size; the selector's options need bundles.
-    reference_only = {"--weights": args.weights, "--mask-weights": args.mask_weights, "--pose-weights": args.pose_weights,
-                      "--input-size": args.input_size, "--device": None if args.device == "auto" else args.device}
+    reference_only = {
+        "--weights": args.weights,
+        "--mask-weights": args.mask_weights,
+        "--pose-weights": args.pose_weights,
+        "--input-size": args.input_size,
+        "--device": None if args.device == "auto" else args.device,
+    }
     builds_only = {"--prefer": args.prefer, "--strict": args.strict or None, "--threads": args.threads,
                    "--verify-key": args.verify_key, "--allow-failed-builds": args.allow_failed_builds}
     clash = [flag for flag, value in (reference_only if args.builds else builds_only).items() if value is not None]
@@ -125,7 +147,9 @@ def _chain(first, rest):
 
 
 def _print_summary(frame, faces, ms) -> None:
-    where = frame.source if frame.index == 0 and not frame.source.startswith("camera:") else f"{frame.source}#{frame.index}"
+    where = (
+        frame.source if frame.index == 0 and not frame.source.startswith("camera:") else f"{frame.source}#{frame.index}"
+    )
     print(f"{where}: {len(faces)} face(s) [{ms:.1f} ms]")
     for i, face in enumerate(faces, 1):
         x1, y1, x2, y2 = face.box
@@ -134,7 +158,10 @@ def _print_summary(frame, faces, ms) -> None:
             extra += f" {face.mask['label']} ({face.mask['prob']:.2f})"
         if face.pose:
             extra += f" {face.pose['label']} ({face.pose['probs'][face.pose['yaw_bin']]:.2f})"
-        print(f"  {i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) {x2 - x1:.0f}x{y2 - y1:.0f}px score={face.score:.3f} roll={face.roll_degrees:+.1f}deg{extra}")
+        print(
+            f"  {i}: box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}) {x2 - x1:.0f}x{y2 - y1:.0f}px "
+            f"score={face.score:.3f} roll={face.roll_degrees:+.1f}deg{extra}"
+        )
 
 
 def _save(save_dir: Path, frame, faces, *, crops: bool) -> None:

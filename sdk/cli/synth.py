@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--crops", required=True, help="crop set folder (from 'maskgate crops')")
     p.add_argument("--templates", required=True, help="folder with masks.cfg and templates/*.png")
     p.add_argument("--out", required=True, help="folder for the synthetic crop set (crops.npz) and grid.jpg")
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="all", help="which split to use (default all)")
+    p.add_argument(
+        "--split", choices=("train", "val", "test", "all"), default="all", help="which split to use (default all)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=int, default=48, help="faces in the sample grid picture (default 48; 0 for none)")
     p.add_argument("--no-progress", action="store_true")

@@ -23,7 +23,9 @@ def add_parser(sub) -> None:
                        "gate event the moment the gate opens or refuses, and one summary event per passage. "
                        "Settings come from --config ([turnstile] in TOML), then these flags.")
     p.add_argument("source", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL")
-    p.add_argument("--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)"
+    )
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./build)")
     p.add_argument("--prefer", "--device", dest="prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per model")
@@ -34,8 +36,12 @@ def add_parser(sub) -> None:
     p.add_argument("--gap", type=int, dest="gap_frames", help="frames without a face that end a passage (default 5)")
     p.add_argument("--min-face-px", type=float, help="faces narrower than this are not at the gate (default 48)")
     p.add_argument("--min-mask-prob", type=float, help="P(mask) needed to open (default 0.5)")
-    p.add_argument("--frontal", type=_ints, metavar="K,K,...", help="yaw classes (0-5) frontal enough (default 1,2,3,4)")
-    p.add_argument("--health-every", type=float, dest="health_every_s", help="seconds between health lines (default 10)")
+    p.add_argument(
+        "--frontal", type=_ints, metavar="K,K,...", help="yaw classes (0-5) frontal enough (default 1,2,3,4)"
+    )
+    p.add_argument(
+        "--health-every", type=float, dest="health_every_s", help="seconds between health lines (default 10)"
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
     from .options import add_trust_options

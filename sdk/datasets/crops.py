@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -59,7 +59,9 @@ class CropSet:
         keep = np.asarray(keep)
         return CropSet(**{c: getattr(self, c)[keep] for c in _COLUMNS}, info=dict(self.info))
 
-    def where(self, *, split: str | None = None, origin: str | None = None, mask: Iterable[int] | None = None) -> CropSet:
+    def where(
+        self, *, split: str | None = None, origin: str | None = None, mask: Iterable[int] | None = None
+    ) -> CropSet:
         keep = np.ones(len(self), bool)
         if split is not None:
             keep &= self.split == split
@@ -74,7 +76,9 @@ class CropSet:
         parts = [p for p in parts if len(p)]
         if not parts:
             raise SourceError("no crops to join: every part is empty")
-        return CropSet(**{c: np.concatenate([getattr(p, c) for p in parts]) for c in _COLUMNS}, info=dict(parts[0].info))
+        return CropSet(
+            **{c: np.concatenate([getattr(p, c) for p in parts]) for c in _COLUMNS}, info=dict(parts[0].info)
+        )
 
     def save(self, folder: str | Path) -> Path:
         """Write ``folder/crops.npz`` atomically (a half-written set is never left behind)."""
@@ -156,7 +160,13 @@ def build_crops(
 
     root = Path(data_root)
     rows: dict[str, list] = {k: [] for k in _COLUMNS}
-    counts = {"faces_images": 0, "faces_without_detection": 0, "scenes_boxes": 0, "scenes_boxes_missed": 0, "unreadable": 0}
+    counts = {
+        "faces_images": 0,
+        "faces_without_detection": 0,
+        "scenes_boxes": 0,
+        "scenes_boxes_missed": 0,
+        "unreadable": 0,
+    }
     jobs: list[tuple[str, Path, object]] = []
     for folder, label in _FOLDER_LABELS.items():
         d = root / "faces" / folder
@@ -187,7 +197,14 @@ def build_crops(
                 continue
             widths = found.boxes[:, 2] - found.boxes[:, 0]
             i = int(np.argmax(widths))
-            _append(rows, _face(frame, found.boxes[i], found.landmarks[i], options), mask=label, split=split, origin=origin, source=rel)
+            _append(
+                rows,
+                _face(frame, found.boxes[i], found.landmarks[i], options),
+                mask=label,
+                split=split,
+                origin=origin,
+                source=rel,
+            )
         else:
             voc = label
             counts["scenes_boxes"] += len(voc.boxes)
@@ -212,6 +229,12 @@ def build_crops(
         split=np.asarray(rows["split"]),
         origin=np.asarray(rows["origin"]),
         source=np.asarray(rows["source"]),
-        info={"size": [w, h], "margin": options.margin, "score_threshold": options.score_threshold,
-              "match_iou": options.match_iou, "counts": counts, "yaw_labels": "landmark-derived (solvePnP, generic 3D face)"},
+        info={
+            "size": [w, h],
+            "margin": options.margin,
+            "score_threshold": options.score_threshold,
+            "match_iou": options.match_iou,
+            "counts": counts,
+            "yaw_labels": "landmark-derived (solvePnP, generic 3D face)",
+        },
     )

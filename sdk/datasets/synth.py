@@ -122,13 +122,22 @@ class MaskSynthesizer:
         group = self.by_view[view]
         return group[int(rng.integers(len(group)))]
 
-    def apply(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, *, template: MaskTemplate | None = None) -> SynthResult:
+    def apply(
+        self,
+        image: np.ndarray,
+        landmarks: np.ndarray,
+        rng: np.random.Generator,
+        *,
+        template: MaskTemplate | None = None,
+    ) -> SynthResult:
         yaw = estimate_yaw(landmarks)
         template = template or self.pick(yaw, rng)
         anchors = project_anchors(landmarks)
         homography, _ = cv2.findHomography(template.anchors, anchors, 0)
         if homography is None:
-            raise SourceError(f"no homography from template {template.name!r} onto landmarks {np.asarray(landmarks).tolist()}")
+            raise SourceError(
+                f"no homography from template {template.name!r} onto landmarks {np.asarray(landmarks).tolist()}"
+            )
         h, w = image.shape[:2]
         rgba = self._restyle(template.image, rng)
         warped = cv2.warpPerspective(rgba, homography, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))

@@ -35,7 +35,9 @@ class MLPHead(nn.Module):
 
     def __init__(self, tap_channels: tuple[int, ...], classes: int, *, hidden: int, projection: int, dropout: float):
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(tap_channels[-1], projection), nn.BatchNorm1d(projection), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(
+            nn.Linear(tap_channels[-1], projection), nn.BatchNorm1d(projection), nn.ReLU(inplace=True)
+        )
         self.mlp = _mlp(projection, hidden, classes, dropout)
 
     def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
@@ -56,7 +58,8 @@ class SkipHead(nn.Module):
         if len(tap_channels) < 3:
             raise ValueError(f"a skip head needs >= 2 shallow stages plus the deep one, got {len(tap_channels)} taps")
         self.project = nn.ModuleList(
-            nn.Sequential(nn.Linear(c, projection), nn.BatchNorm1d(projection), nn.ReLU(inplace=True)) for c in tap_channels
+            nn.Sequential(nn.Linear(c, projection), nn.BatchNorm1d(projection), nn.ReLU(inplace=True))
+            for c in tap_channels
         )
         self.mlp = _mlp(projection * len(tap_channels), hidden, classes, dropout)
 
@@ -66,7 +69,13 @@ class SkipHead(nn.Module):
 
 
 def _mlp(inp: int, hidden: int, classes: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(inp, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, classes))
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(inp, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, classes),
+    )
 
 
 class FaceClassifier(nn.Module):

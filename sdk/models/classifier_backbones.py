@@ -77,7 +77,15 @@ class MobileNetV2Features(SequentialTapped):
     """MobileNetV2 (width 1.0) ``features``; taps at strides 4, 8, 16 and the 1280-ch end."""
 
     # (expand t, channels c, repeats n, first stride s), as in the MobileNetV2 paper.
-    _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    _SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
     # Indices into ``features`` after which a stage ends: 24 ch /4, 32 ch /8, 96 ch /16, 1280 ch /32.
     _TAPS = (3, 6, 13, 18)
     tap_channels = (24, 32, 96, 1280)
@@ -217,4 +225,6 @@ def build_backbone(name: str) -> TappedBackbone:
         return ResNetFeatures(int(name[len("resnet"):]))
     if name == "vgg16":
         return VGG16Features()
-    raise ValueError(f"unknown classifier backbone {name!r}; choose mobilenet_v2, mobilenet_v1_025, resnet18, resnet50 or vgg16")
+    raise ValueError(
+        f"unknown classifier backbone {name!r}; choose mobilenet_v2, mobilenet_v1_025, resnet18, resnet50 or vgg16"
+    )

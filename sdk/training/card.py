@@ -24,8 +24,10 @@ def write_card(out: str | Path, metrics: dict) -> Path:
         "`../shared/data/scenes` (matched to detections at IoU >= "
         f"{crops.get('match_iou')}). Split 70/15/15 by a hash of the source image path, so no photo "
         "feeds two splits; the test split is scored once, after training. "
-        f"Photos without a detected face: {counts.get('faces_without_detection', '?')} of {counts.get('faces_images', '?')}; "
-        f"scene boxes missed by the detector: {counts.get('scenes_boxes_missed', '?')} of {counts.get('scenes_boxes', '?')}.",
+        f"Photos without a detected face: {counts.get('faces_without_detection', '?')} of "
+        f"{counts.get('faces_images', '?')}; "
+        f"scene boxes missed by the detector: {counts.get('scenes_boxes_missed', '?')} of "
+        f"{counts.get('scenes_boxes', '?')}.",
         "",
     ]
     if metrics["task"] == "pose":
@@ -40,7 +42,8 @@ def write_card(out: str | Path, metrics: dict) -> Path:
         cfg = stage["config"]
         lines.append(
             f"- {stage['stage']}: {stage['crops']} training crops, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
-            f"lr {cfg['lr']}, frozen backbone stages {cfg['freeze_stages']}, seed {cfg['seed']}; best epoch {stage['best_epoch']}"
+            f"lr {cfg['lr']}, frozen backbone stages {cfg['freeze_stages']}, seed {cfg['seed']}; best epoch "
+            f"{stage['best_epoch']}"
         )
     if metrics.get("command"):
         lines += ["", "Reproduce (2-core CPU, torch 2.13.0):", "", "```"]
@@ -52,10 +55,16 @@ def write_card(out: str | Path, metrics: dict) -> Path:
         lines += ["| subset | n | accuracy | ROC AUC | mask recall | mask precision |", "|---|---|---|---|---|---|"]
         for name, s in metrics["test"].items():
             auc = "-" if s["roc_auc"] is None else f"{s['roc_auc']:.4f}"
-            lines.append(f"| {name} | {s['n']} | {_pct(s['accuracy'])} | {auc} | {_pct(s['mask_recall'])} | {_pct(s['mask_precision'])} |")
+            lines.append(
+                f"| {name} | {s['n']} | {_pct(s['accuracy'])} | {auc} | {_pct(s['mask_recall'])} | "
+                f"{_pct(s['mask_precision'])} |"
+            )
     else:
         names = metrics["yaw_bins"]["names"]
-        lines += ["| subset | n | OA | " + " | ".join(f"CA {n}" for n in names) + " |", "|---|---|---|" + "---|" * len(names)]
+        lines += [
+            "| subset | n | OA | " + " | ".join(f"CA {n}" for n in names) + " |",
+            "|---|---|---|" + "---|" * len(names),
+        ]
         for name, s in metrics["test"].items():
             ca = " | ".join(_pct(v) for v in s["per_class_accuracy"])
             lines.append(f"| {name} | {s['n']} | {_pct(s['overall_accuracy'])} | {ca} |")

@@ -110,11 +110,18 @@ def fit(
         order = torch.randperm(len(images), generator=generator).numpy()
         losses = []
         batches = range(steps_per_epoch)
-        bar = progress(batches, desc=f"{desc} epoch {epoch}/{config.epochs}", enabled=config.show_progress, unit="batch")
+        bar = progress(
+            batches, desc=f"{desc} epoch {epoch}/{config.epochs}", enabled=config.show_progress, unit="batch"
+        )
         for b in bar:
             idx = np.sort(order[b * config.batch_size : (b + 1) * config.batch_size])
             x, y = augment(
-                torch.from_numpy(images[idx]), labels_t[idx], spec=spec, flip_map=flip, options=config.augment, generator=generator
+                torch.from_numpy(images[idx]),
+                labels_t[idx],
+                spec=spec,
+                flip_map=flip,
+                options=config.augment,
+                generator=generator,
             )
             loss = F.cross_entropy(model.logits(x), y, weight=weights)
             optimizer.zero_grad(set_to_none=True)
@@ -127,7 +134,9 @@ def fit(
         probs = predict(model, val[0], spec)
         val_loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), torch.as_tensor(val[1])))
         val_acc = float(np.mean(probs.argmax(1) == val[1]))
-        history.epochs.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_accuracy": val_acc})
+        history.epochs.append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_accuracy": val_acc}
+        )
         if val_acc > best_acc:
             best_acc, best_state, history.best_epoch = val_acc, copy.deepcopy(model.state_dict()), epoch
     model.load_state_dict(best_state)

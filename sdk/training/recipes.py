@@ -80,11 +80,16 @@ def build_model(options: RecipeOptions):
         raise InputError(f"{spec.name} is not a classifier; pick one of the mask_* or pose_* models")
     expected = "mask" if options.task == "mask" else "pose"
     if not spec.name.startswith(expected):
-        raise InputError(f"{spec.name} is not a {expected} model; use --model {DEFAULT_MODELS[options.task]} or another {expected}_* model")
+        raise InputError(
+            f"{spec.name} is not a {expected} model; use --model {DEFAULT_MODELS[options.task]} or another "
+            f"{expected}_* model"
+        )
     model = create_model(spec.name, pretrained=False)
     if options.init == "face":
         if spec.classifier.backbone != "mobilenet_v1_025":
-            raise InputError(f"--init face loads the detector's MobileNetV1-0.25 body; use --model mask_mnet025, not {spec.name}")
+            raise InputError(
+                f"--init face loads the detector's MobileNetV1-0.25 body; use --model mask_mnet025, not {spec.name}"
+            )
         load_face_detector_body(model.backbone)
     elif options.init in ("imagenet", "synthetic"):
         path = options.init_weights or imagenet_checkpoint(spec.classifier.backbone)
@@ -128,12 +133,28 @@ def train(crops: CropSet, out: str | Path, options: RecipeOptions) -> dict:
             model, _split(s_data, s_labels, "train", options.limit), _split(s_data, s_labels, "val"),
             spec=spec.input, classes=classes, flip_map=flips, config=options.source, desc="source",
         )
-        stages.append({"stage": "synthetic source", "crops": int(np.sum(s_data.split == "train")), "config": _config(options.source), "history": history.epochs, "best_epoch": history.best_epoch})
+        stages.append(
+            {
+                "stage": "synthetic source",
+                "crops": int(np.sum(s_data.split == "train")),
+                "config": _config(options.source),
+                "history": history.epochs,
+                "best_epoch": history.best_epoch,
+            }
+        )
     history = fit(
         model, _split(data, labels, "train", options.limit), _split(data, labels, "val"),
         spec=spec.input, classes=classes, flip_map=flips, config=options.target, desc="target" if stages else "train",
     )
-    stages.append({"stage": "real target" if stages else "real", "crops": int(np.sum(data.split == "train")), "config": _config(options.target), "history": history.epochs, "best_epoch": history.best_epoch})
+    stages.append(
+        {
+            "stage": "real target" if stages else "real",
+            "crops": int(np.sum(data.split == "train")),
+            "config": _config(options.target),
+            "history": history.epochs,
+            "best_epoch": history.best_epoch,
+        }
+    )
     seconds = time.perf_counter() - start
 
     test = data.select(data.split == "test")
@@ -182,7 +203,16 @@ def _test_scores(options: RecipeOptions, test: CropSet, labels: np.ndarray, prob
     return out
 
 
-def _plots(out: Path, spec, options: RecipeOptions, stages: list[dict], test: CropSet, labels: np.ndarray, probs: np.ndarray, metrics: dict) -> None:
+def _plots(
+    out: Path,
+    spec,
+    options: RecipeOptions,
+    stages: list[dict],
+    test: CropSet,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    metrics: dict,
+) -> None:
     rows = [dict(r, epoch=i + 1) for i, r in enumerate(r for s in stages for r in s["history"])]
     starts = tuple(np.cumsum([len(s["history"]) for s in stages])[:-1] + 0.5)
     title = f"{spec.name} ({options.init} init" + (", synthetic source then real target)" if len(stages) > 1 else ")")
@@ -190,6 +220,15 @@ def _plots(out: Path, spec, options: RecipeOptions, stages: list[dict], test: Cr
     if options.task == "mask":
         auc = metrics["test"]["all"]["roc_auc"]
         if auc is not None:
-            report.plot_roc({spec.name: (labels == 0, probs[:, 0], auc)}, out / "roc.png", title="mask, test split of pipeline crops")
+            report.plot_roc(
+                {spec.name: (labels == 0, probs[:, 0], auc)},
+                out / "roc.png",
+                title="mask, test split of pipeline crops",
+            )
     conf = np.asarray(metrics["test"]["all"]["confusion"])
-    report.plot_confusion(conf, spec.class_names, out / "confusion.png", title=f"{spec.name}, test split" + (" (landmark-derived yaw)" if options.task == "pose" else ""))
+    report.plot_confusion(
+        conf,
+        spec.class_names,
+        out / "confusion.png",
+        title=f"{spec.name}, test split" + (" (landmark-derived yaw)" if options.task == "pose" else ""),
+    )

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
+from ..config import read_config
 from ..errors import InputError
 from .app import TurnstileConfig
 from .decision import GateRules
@@ -31,8 +31,14 @@ def load_config(source: str, *, path: str | Path | None = None, **overrides) -> 
     table: dict = {}
     if path is not None:
         table = _read(Path(path))
-    rules = {**table.pop("rules", {}), **{k: v for k, v in (overrides.pop("rules", None) or {}).items() if v is not None}}
-    stream = {**table.pop("stream", {}), **{k: v for k, v in (overrides.pop("stream", None) or {}).items() if v is not None}}
+    rules = {
+        **table.pop("rules", {}),
+        **{k: v for k, v in (overrides.pop("rules", None) or {}).items() if v is not None},
+    }
+    stream = {
+        **table.pop("stream", {}),
+        **{k: v for k, v in (overrides.pop("stream", None) or {}).items() if v is not None},
+    }
     values = {**table, **{k: v for k, v in overrides.items() if v is not None}}
     where = str(path) if path is not None else "the turnstile options"
     try:
@@ -54,19 +60,8 @@ def load_config(source: str, *, path: str | Path | None = None, **overrides) -> 
 
 
 def _read(path: Path) -> dict:
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix.lower() == ".json" else _toml(text)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the turnstile config ({type(exc).__name__}: {exc}); expected TOML "
-                         "with a [turnstile] table") from exc
-    table = data.get("turnstile") if isinstance(data, dict) else None
+    where, data = read_config(path)
+    table = data.get("turnstile")
     if not isinstance(table, dict):
-        raise InputError(f"{path}: no [turnstile] table; see examples/turnstile/turnstile.toml")
+        raise InputError(f"{where}: no [turnstile] table; see examples/turnstile/turnstile.toml")
     return dict(table)
-
-
-def _toml(text: str) -> dict:
-    import tomllib  # Python 3.11+; on 3.10 use a .json config
-
-    return tomllib.loads(text)

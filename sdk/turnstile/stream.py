@@ -130,7 +130,9 @@ class FrameStream:
                 if self._stop.is_set():
                     break
                 attempts += 1
-                if not reconnect or (self.options.max_reconnects is not None and attempts > self.options.max_reconnects):
+                if not reconnect or (
+                    self.options.max_reconnects is not None and attempts > self.options.max_reconnects
+                ):
                     failures.append(f"{self.target}: the source stopped delivering frames"
                                     + (f" and {attempts - 1} reconnection(s) failed" if reconnect else ""))
                     break

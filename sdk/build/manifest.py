@@ -8,19 +8,15 @@ import json
 
 import numpy as np
 
-from maskgate.converters import dist_version
-
-from . import __version__
-
-_TOOLS = {
-    "onnx": ("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime"),
-    "openvino": ("torch", "onnx", "onnxscript", "openvino", "nncf"),
-    "tflite": ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
-}
+from ..converters import dist_version
+from ..converters.manifest import GOLDEN
+from ..formats import get_format
+from ..version import __version__
 
 
 def tool_versions(fmt: str) -> dict[str, str | None]:
-    return {name: dist_version(name) for name in _TOOLS[fmt]}
+    """The versions of the tools a bundle of ``fmt`` records (its ``FormatSpec.tools``)."""
+    return {name: dist_version(name) for name in get_format(fmt).tools}
 
 
 def manifest_for(model, target, artifact, calibration, key: str, *, reference: str) -> dict:
@@ -40,9 +36,17 @@ def manifest_for(model, target, artifact, calibration, key: str, *, reference: s
         "format": target.format,
         "precision": target.precision,
         "quantizer": artifact.quantizer,
-        "input": {"name": inp.name, "shape": shape, "layout": layout, "dtype": "float32", "color": inp.color,
-                  "mean": list(inp.mean), "std": list(inp.std), "size": list(inp.size),
-                  "resize": "letterbox, top-left, mean padding" if spec.task == "face_detection" else "aligned face crop"},
+        "input": {
+            "name": inp.name,
+            "shape": shape,
+            "layout": layout,
+            "dtype": "float32",
+            "color": inp.color,
+            "mean": list(inp.mean),
+            "std": list(inp.std),
+            "size": list(inp.size),
+            "resize": "letterbox, top-left, mean padding" if spec.task == "face_detection" else "aligned face crop",
+        },
         "inputs": inputs,
         "outputs": outputs,
         "class_names": list(spec.class_names),
@@ -51,8 +55,12 @@ def manifest_for(model, target, artifact, calibration, key: str, *, reference: s
         "files": [],
         "calibration": calibration.record() if calibration is not None else None,
         "source_weights_sha256": model.weights_sha,
-        "reference": {"runtime": reference, "precision": "fp32", "golden": "golden.npz",
-                      "note": "golden outputs are the fp32 PyTorch reference's on the golden inputs"},
+        "reference": {
+            "runtime": reference,
+            "precision": "fp32",
+            "golden": GOLDEN,
+            "note": "golden outputs are the fp32 PyTorch reference's on the golden inputs",
+        },
         "build_key": key,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tools": tool_versions(target.format),
@@ -69,11 +77,11 @@ def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[s
     """``count`` held-out inputs (in the bundle's layout) and the reference outputs: the first
     ones for a classifier; for a detector the frames where the reference finds the most faces,
     so that a few frames still check many detections and landmarks."""
-    from maskgate.calibration.dataset import in_layout
+    from ..calibration.dataset import in_layout
 
     picked = list(range(min(count, len(tensors))))
     if spec.task == "face_detection":
-        from .fidelity import detections_of
+        from ..compare import detections_of
 
         faces = [len(detections_of(r, spec).boxes) for r in references]
         picked = sorted(np.argsort([-n for n in faces], kind="stable")[:count].tolist())
@@ -88,13 +96,13 @@ def record_verdict(folder, verdict: dict, *, sign_key=None) -> dict:
     reused bundle is left untouched), so that the selector runs only bundles that passed;
     then sign the bundle with ``sign_key`` (a ``maskgate.converters.signing.BundleKey``) if given.
     Returns the verdict as recorded."""
-    from maskgate.converters.bundle import read_manifest, sign_bundle, update_manifest
+    from ..converters.bundle import read_manifest, sign_bundle, update_manifest
 
     manifest = read_manifest(folder)
-    recorded = manifest.get("verdict") or {}
+    recorded = manifest.verdict or {}
     if {k: v for k, v in recorded.items() if k != "checked"} != json.loads(json.dumps(verdict)):
         checked = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         manifest = update_manifest(folder, {"verdict": {**verdict, "checked": checked}})
     if sign_key is not None:
         sign_bundle(folder, sign_key)
-    return manifest["verdict"]
+    return manifest.verdict

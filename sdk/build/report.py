@@ -10,6 +10,8 @@ import html
 import json
 from pathlib import Path
 
+from ..files import atomic_write
+
 
 def _fidelity(r) -> str:
     f = r.fidelity or {}
@@ -33,7 +35,7 @@ def slower_than_fp32(results) -> list[str]:
 
 
 def rows(results) -> list[list[str]]:
-    from .check.task import summary
+    from ..check.task import summary
 
     out = []
     ratios, slower = speedups(results), set(slower_than_fp32(results))
@@ -60,7 +62,7 @@ def table(results) -> str:
     errors = [f"{r.target}: {'; '.join(r.failures())}" for r in results if not r.passed]
     slower = slower_than_fp32(results)
     flags = [f"slower than its fp32 sibling on the same runtime: {', '.join(slower)}"] if slower else []
-    from .accuracy_aware import describe
+    from .repair import describe
 
     diagnoses = [f"{r.target}: {describe(r.diagnosis)}" for r in results if r.diagnosis]
     return "\n".join(text + ([""] + flags if flags else []) + ([""] + diagnoses if diagnoses else [])
@@ -87,9 +89,7 @@ def _entries(results) -> list[dict]:
     for r in results:
         if r.error:
             continue
-        from .build import headline_of
-
-        fidelity = headline_of(r.fidelity)
+        fidelity = r.headline
         lat = r.latency or {}
         out.append({"model": r.model, "format": r.format, "precision": r.precision, "p50": lat.get("p50"),
                     "p90": lat.get("p90"), "fidelity": fidelity, "task": (r.check or {}).get("task_metrics")})
@@ -97,12 +97,16 @@ def _entries(results) -> list[dict]:
 
 
 def _html(results, data) -> str:
-    from .check import plots
-    from .check.html import STYLE, img
+    from ..check import plots
+    from ..check.html import STYLE, img
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = "".join(("<tr class=fail>" if row[-1] in ("FAIL", "-") else "<tr class=slow>" if "SLOWER" in row[-2] else "<tr>")
-                   + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows(results))
+    body = "".join(
+        ("<tr class=fail>" if row[-1] in ("FAIL", "-") else "<tr class=slow>" if "SLOWER" in row[-2] else "<tr>")
+        + "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
+        + "</tr>"
+        for row in rows(results)
+    )
     slower = data["slower_than_fp32"]
     flag = (f"<p class=slow>Slower than their fp32 sibling on the same runtime: {html.escape(', '.join(slower))}.</p>"
             if slower else "")
@@ -137,23 +141,17 @@ def _html(results, data) -> str:
 def _diagnosis_html(r) -> str:
     d = r.diagnosis
     e = html.escape
-    layers = "".join(f"<tr><td>{e(x['node'])}</td><td>{e(x['op_type'])}</td><td>{x['sqnr_db']:.1f}</td>"
-                     f"<td>{x['added_db']:.1f}</td><td>{'kept in float' if x['node'] in d['excluded'] else ''}</td></tr>"
-                     for x in d["worst_layers"])
+    layers = "".join(
+        f"<tr><td>{e(x['node'])}</td><td>{e(x['op_type'])}</td><td>{x['sqnr_db']:.1f}</td>"
+        f"<td>{x['added_db']:.1f}</td><td>{'kept in float' if x['node'] in d['excluded'] else ''}</td></tr>"
+        for x in d["worst_layers"]
+    )
     rounds = ", ".join(f"{x['excluded']} in float: {x['fidelity']:.2%}{' (passes)' if x['passed'] else ''}"
                        for x in d["rounds"])
     return (f"<h3>{e(r.target)}</h3><p class=note>{e(d['method'])}. Rounds: {e(rounds)}."
             + (f" Kept in float: {e(', '.join(d['excluded']))}." if d["excluded"] else "") + "</p>"
             "<table><tr><th>node</th><th>op</th><th>output SQNR dB</th><th>SQNR lost here, dB</th><th></th></tr>"
             f"{layers}</table>")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a hidden partial file: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _jsonable(value):
@@ -163,4 +161,6 @@ def _jsonable(value):
         return [_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if hasattr(value, "to_dict"):  # ConvertOptions: the options of each format
+        return _jsonable(value.to_dict())
     return value

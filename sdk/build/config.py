@@ -1,0 +1,86 @@
+"""What a build is asked for (``BuildConfig``) and what it gives per bundle (``BuildResult``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..compare import headline_of
+from ..formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
+from ..version import __version__
+
+DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
+# Inputs stored in each bundle with their fp32 outputs for 'maskgate check' (detector: the
+# frames with the most faces; 640x480 float frames are 1 MB each compressed).
+GOLDEN_SAMPLES = {"face_detection": 3, "classification": 32}
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    models: tuple[str, ...] = DEFAULT_MODELS
+    formats: tuple[str, ...] = FORMAT_NAMES
+    precisions: tuple[str, ...] = PRECISIONS
+    out: Path = Path("build")
+    calib: Path | None = None  # None: the shipped default set; a data folder uses its train split
+    verify: Path | None = None  # None: the shipped held-out set; a data folder uses its test split
+    samples: int = 128  # calibration samples per model
+    verify_samples: int = 300  # held-out inputs per model for the fidelity figures
+    detector_size: tuple[int, int] = (640, 480)  # fixed detector input (NPUs need static shapes)
+    weights: dict[str, str] = field(default_factory=dict)  # model name -> checkpoint replacing the shipped one
+    reference_device: str = "auto"  # GPU where present, else CPU; recorded in every manifest
+    latency_threads: int = 1
+    check_runs: int = 20  # timed runs per bundle in its check (p50/p90/p99)
+    data: Path | None = None  # labelled data (a data folder or crop set): task metrics per bundle (maskgate.check.task)
+    data_limit: int | None = None  # at most this many source images of faces/ and scenes/ each
+    diagnose: bool = False  # rank the layers of every lossy int8 build (those below a gate always are)
+    accuracy_aware: bool = False  # a repairable int8 format below its gate: re-quantize with the worst layers in float
+    force: bool = False
+    sign_key: Path | None = None  # sign every bundle with this key (maskgate.converters.signing) once its verdict is in
+    options: ConvertOptions = field(default_factory=ConvertOptions)
+
+
+@dataclass
+class BuildResult:
+    target: str
+    model: str
+    format: str
+    precision: str
+    path: str
+    status: str  # built | reused | failed
+    size_bytes: int = 0
+    seconds: float = 0.0
+    fidelity: dict | None = None  # on the held-out inputs (maskgate.compare.Fidelity.to_dict)
+    latency: dict | None = None  # p50 / p90 / p99 ms from the bundle's check
+    check: dict | None = None  # the checker's BundleCheck (golden fidelity, task metrics, gates)
+    gates: list = field(default_factory=list)  # the precision's gates on the held-out figures
+    diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (build.repair)
+    verdict: dict | None = None  # what the bundle's manifest records: passed, and the failures (record_verdict)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Built, and every gate passed: the checker's (golden inputs) and the held-out ones."""
+        return (self.error is None and bool(self.check and self.check["passed"])
+                and all(g["passed"] for g in self.gates))
+
+    @property
+    def headline(self) -> float | None:
+        """Held-out top-1 agreement for a classifier, detection recall for a detector."""
+        return headline_of(self.fidelity)
+
+    def verdict_record(self) -> dict:
+        """The gate verdict the bundle's manifest records (``build.manifest.record_verdict``)."""
+        return {"passed": self.passed, "failures": self.failures(),
+                "held_out": {"samples": (self.fidelity or {}).get("samples"), "agreement": self.headline},
+                "golden_gates": (self.check or {}).get("gates", []), "held_out_gates": self.gates,
+                "by": f"maskgate build {__version__}"}
+
+    def failures(self) -> list[str]:
+        from ..check.gates import GateResult
+
+        if self.error:
+            return [self.error]
+        out = [f"held-out {GateResult(**g).describe()}" for g in self.gates if not g["passed"]]
+        if self.check and not self.check["passed"]:
+            out += [self.check["error"]] if self.check.get("error") else [
+                f"golden {GateResult(**g).describe()}" for g in self.check["gates"] if not g["passed"]]
+        return out

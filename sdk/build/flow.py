@@ -1,0 +1,122 @@
+"""``maskgate.build``: reference models -> verified bundles, one way through the steps:
+plan -> reference models -> calibration -> convert -> verify -> repair -> record.
+
+Each model's torch reference is made once, exported once per intermediate its formats share,
+calibrated once, and every requested format x precision is converted into a bundle
+(``maskgate.converters.bundle``), measured on held-out inputs beside the reference, checked,
+repaired where asked, and its verdict recorded. A bundle whose build key (inputs, options,
+versions) matches a finished one on disk is reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from ..errors import BundleError, MaskGateError
+from ..progress import progress as progress_bar
+from . import convert as converting
+from . import repair, verify
+from .config import BuildConfig, BuildResult
+from .plan import plan
+from .reference import BuildData, ReferenceModel
+
+log = logging.getLogger("maskgate.build")
+
+
+def build(config: BuildConfig | None = None, *, progress: bool = True, **overrides) -> list[BuildResult]:
+    """Build every requested bundle; keyword overrides replace BuildConfig fields."""
+    from ..converters.bundle import exclusive_folder
+
+    config = dataclasses.replace(config or BuildConfig(), **overrides)
+    signing_key = None
+    if config.sign_key is not None:
+        from ..converters.signing import load_key
+
+        signing_key = load_key(config.sign_key, signing=True)  # a bad key fails here, before any work
+    specs, targets = plan(config)
+    with exclusive_folder(Path(config.out)) as removed:
+        if removed:
+            log.warning("%s: removed %d unfinished staging folder(s) of an interrupted build: %s", config.out,
+                        len(removed), ", ".join(removed))
+        data = BuildData(config)
+        by_name = {spec.name: spec for spec in specs}
+        results: list[BuildResult] = []
+        model = None
+        try:
+            bar = progress_bar(targets, desc="build", total=len(targets), enabled=progress, unit="bundle")
+            for target in bar:
+                if hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(target.name)
+                if model is None or model.spec.name != target.model:
+                    model = None  # the previous reference is released before the next is made
+                    model = data.reference(by_name[target.model])
+                with converting.quiet_converters():
+                    results.append(build_bundle(model, target, config, data, signing_key=signing_key))
+        finally:
+            data.close()
+        return results
+
+
+def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: BuildData, *,
+                 signing_key=None) -> BuildResult:
+    """One bundle through every step; a failure is recorded in the result, never raised."""
+    from ..converters.bundle import verify_bundle
+    from ..converters.manifest import model_size
+
+    folder = Path(config.out) / target.name
+    result = BuildResult(target.name, target.model, target.format, target.precision, str(folder), "failed")
+    start = time.perf_counter()
+    try:
+        calibration = data.calibration(model) if target.precision == "int8" else None
+        key = converting.build_key(model, target, config, data, calibration)
+        if _reusable(folder, key, force=config.force):
+            result.status = "reused"
+        else:
+            converting.convert(model, target, data, calibration=calibration, key=key, folder=folder,
+                               options=config.options)
+            result.status = "built"
+        manifest = verify_bundle(folder)
+        verify.measure(result, model, data, folder, manifest)
+        result.diagnosis = manifest.accuracy_aware
+        if (target.precision == "int8" and result.diagnosis is None
+                and repair.needs_diagnosis(result.fidelity, result.gates, diagnose_all=config.diagnose)):
+            attempt = _attempt(model, target, config, data, calibration, key, folder)
+            result.diagnosis = repair.diagnose_or_repair(attempt, result, repair=config.accuracy_aware)
+            manifest = verify_bundle(folder)
+        result.size_bytes = model_size(folder, manifest)
+        verify.check(result, folder, config, data)
+        verify.record(result, folder, signing_key=signing_key)
+    except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _reusable(folder: Path, key: str, *, force: bool) -> bool:
+    from ..converters.bundle import verify_bundle
+    from ..converters.manifest import MANIFEST
+
+    if force or not (folder / MANIFEST).is_file():
+        return False
+    try:
+        return verify_bundle(folder).build_key == key
+    except BundleError:
+        return False
+
+
+def _attempt(model, target, config, data, calibration, key, folder) -> repair.BuildAttempt:
+    """The repair's view of this bundle: rank its layers, rebuild it with other options."""
+    from ..converters.bundle import read_manifest
+
+    def rank() -> list:
+        job = converting.conversion_job(model, target, calibration, options=config.options)
+        return repair.rank_layers(job, calibration)
+
+    def rebuild(options) -> tuple[dict, list[dict]]:
+        converting.convert(model, target, data, calibration=calibration, key=key, folder=folder, options=options)
+        fidelity = verify.held_out_fidelity(model, data, folder, read_manifest(folder))
+        return fidelity, verify.held_out_gates(target.precision, fidelity)
+
+    return repair.BuildAttempt(target.format, folder, config.options, rank, rebuild)

@@ -1,0 +1,33 @@
+"""Step 1, plan: which bundles to make (model x format x precision), checked before any work."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..formats import FORMATS, PRECISIONS, get_format
+from ..registry import get_spec
+from ..specs import ModelSpec
+from .config import BuildConfig
+
+
+def model_spec(name: str, config: BuildConfig) -> ModelSpec:
+    """The registered spec, with the build's fixed detector input size (NPUs need static shapes)."""
+    spec = get_spec(name)
+    if spec.task == "face_detection":
+        spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(config.detector_size)))
+    return spec
+
+
+def plan(config: BuildConfig) -> tuple[list[ModelSpec], list]:
+    """(the model specs, the targets in build order: model by model, formats and precisions in
+    the registry's order). Unknown model, format or precision names fail here."""
+    from ..converters.targets import Target
+
+    for fmt in config.formats:
+        get_format(fmt)
+    unknown = [p for p in config.precisions if p not in PRECISIONS]
+    if unknown:
+        raise ValueError(f"unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
+    specs = [model_spec(name, config) for name in config.models]
+    formats = [f for f in FORMATS if f in config.formats]
+    precisions = [p for p in PRECISIONS if p in config.precisions]
+    return specs, [Target(spec.name, fmt, precision) for spec in specs for fmt in formats for precision in precisions]

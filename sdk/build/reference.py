@@ -1,0 +1,120 @@
+"""Steps 2 and 3, the reference models and the pictures: each model's fp32 torch reference
+(and the intermediate exports its bundles share), the calibration set its int8 builds are
+quantized with and the held-out inputs with the reference's outputs that every bundle is
+measured on."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..specs import ModelSpec
+from .config import BuildConfig
+
+
+class ReferenceModel:
+    """One model's fp32 reference and everything its bundles share."""
+
+    def __init__(self, spec: ModelSpec, config: BuildConfig, work: Path):
+        from ..converters.shared import SharedExports
+        from ..models.weights import state_dict_sha256
+        from ..registry import create_model
+
+        self.spec = spec
+        self.module = create_model(spec.name, weights=config.weights.get(spec.name)).eval().cpu()
+        self.weights_sha = state_dict_sha256(self.module.state_dict())
+        self.device = config.reference_device
+        work.mkdir(parents=True, exist_ok=True)
+        self.shared = SharedExports(self.module, spec, work, reference=self.infer)
+        self.calibration = None  # maskgate.calibration.CalibrationSet, made on first int8 build
+        self.held_out: tuple[list[np.ndarray], list[dict[str, np.ndarray]]] | None = None
+        self._runner = None
+
+    @property
+    def runner(self):
+        """The torch reference as a runner (logical input and output names)."""
+        if self._runner is None:
+            from ..runtimes.pytorch import TorchRunner
+
+            self._runner = TorchRunner(self.module, input_names=(self.spec.input.name,),
+                                       output_names=self.spec.outputs, device=self.device)
+        return self._runner
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self.runner.infer({self.spec.input.name: x})
+
+    def describe(self) -> str:
+        return self.runner.describe()
+
+    @property
+    def notes(self) -> list[str]:
+        return self.shared.notes
+
+
+class BuildData:
+    """The pictures a build reads: calibration and held-out frames (the shipped sets unless
+    given), the reference detector that cuts classifier crops, the labelled task data."""
+
+    def __init__(self, config: BuildConfig):
+        from ..calibration import default_frames
+        from ..calibration.frames import FrameSet
+
+        self.config = config
+        self.work = Path(tempfile.mkdtemp(prefix=".work-", dir=config.out))
+        self.calib_frames = (FrameSet.from_path(config.calib, split=_split(config.calib, "train"))
+                             if config.calib else default_frames("calibrate"))
+        self.verify_frames = (FrameSet.from_path(config.verify, split=_split(config.verify, "test"))
+                              if config.verify else default_frames("verify"))
+        self._detector = None
+        self._task_data = None
+
+    def reference(self, spec: ModelSpec) -> ReferenceModel:
+        return ReferenceModel(spec, self.config, self.work / spec.name)
+
+    def detector(self):
+        """The fp32 reference detector that cuts classifier crops (default detector, build size)."""
+        if self._detector is None:
+            from ..detector import FaceDetector
+
+            self._detector = FaceDetector.reference(device="cpu", input_size=self.config.detector_size)
+        return self._detector
+
+    def calibration(self, model: ReferenceModel):
+        """The model's calibration set (frames for the detector, aligned crops for a classifier)."""
+        from ..calibration import calibration_set
+
+        if model.calibration is None:
+            model.calibration = calibration_set(model.spec, self.calib_frames, detector=self.detector(),
+                                                limit=self.config.samples)
+        return model.calibration
+
+    def held_out(self, model: ReferenceModel) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+        """The held-out input tensors and the reference's outputs for each."""
+        from ..calibration import calibration_set
+
+        if model.held_out is None:
+            held_out = calibration_set(model.spec, self.verify_frames, detector=self.detector(),
+                                       limit=self.config.verify_samples)
+            model.held_out = held_out.tensors, [model.infer(x) for x in held_out.tensors]
+        return model.held_out
+
+    def task_data(self):
+        """The labelled data of ``--data`` (test split), crops cut by the reference detector."""
+        if self.config.data is not None and self._task_data is None:
+            from ..check.task import TaskData
+
+            self._task_data = TaskData.load(self.config.data, detector=self.detector(), limit=self.config.data_limit)
+        return self._task_data
+
+    def close(self) -> None:
+        if self._detector is not None:
+            self._detector.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _split(path: Path, split: str) -> str | None:
+    """A data folder (faces/ + scenes/) is narrowed to one split; a plain folder is used whole."""
+    path = Path(path)
+    return split if (path / "faces").is_dir() and (path / "scenes").is_dir() else None

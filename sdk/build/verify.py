@@ -1,0 +1,59 @@
+"""Step 5, verify: each finished bundle on the held-out inputs beside the fp32 reference
+(its fidelity and the precision's gates), then the checker (integrity, golden fidelity and
+gates, latency, task metrics with ``--data``), then the verdict recorded in its manifest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import BuildConfig, BuildResult
+from .reference import BuildData, ReferenceModel
+
+
+def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, manifest) -> dict:
+    """The bundle against the reference on the held-out inputs (``maskgate.compare``)."""
+    from ..calibration.dataset import in_layout
+    from ..compare import compare
+    from ..runtimes.bundles import runner_for
+
+    tensors, references = data.held_out(model)
+    tensors = [in_layout(x, manifest.input.layout) for x in tensors]
+    with runner_for(folder, manifest) as runner:
+        return compare(model.spec, runner, tensors, references).to_dict()
+
+
+def held_out_gates(precision: str, fidelity: dict | None) -> list[dict]:
+    """The precision's gates on the held-out figures. Held out, the shares are gated as
+    observed (hundreds of samples: the build's real figure); the golden check, on a few
+    dozen, holds its 95 % upper bound to the gate (maskgate.check.gates)."""
+    from ..check.gates import apply, configured_gates
+
+    gates = configured_gates()
+    f = fidelity or {}
+    return [g.to_dict() for g in apply(gates.get(precision, gates["int8"]), cosine=None,
+                                       top1=f.get("top1_agreement"), recall=f.get("detection_recall"),
+                                       landmark_nme=None)]
+
+
+def measure(result: BuildResult, model: ReferenceModel, data: BuildData, folder: Path, manifest) -> None:
+    """Fill ``result.fidelity`` and ``result.gates`` for the bundle now in ``folder``."""
+    result.fidelity = held_out_fidelity(model, data, folder, manifest)
+    result.gates = held_out_gates(result.precision, result.fidelity)
+
+
+def check(result: BuildResult, folder: Path, config: BuildConfig, data: BuildData) -> None:
+    """The checker on the finished bundle: integrity, golden fidelity and gates, latency,
+    task metrics with --data."""
+    from ..check import check_bundle
+
+    checked = check_bundle(folder, runs=config.check_runs, threads=config.latency_threads,
+                           task_data=data.task_data(), require_verdict=False)
+    result.check = checked.to_dict()
+    result.latency = checked.latency_ms
+
+
+def record(result: BuildResult, folder: Path, *, signing_key=None) -> None:
+    """Write the verdict into the bundle's manifest (the selector runs only bundles that
+    passed) and sign it with ``signing_key`` if given."""
+    from .manifest import record_verdict
+
+    result.verdict = record_verdict(folder, result.verdict_record(), sign_key=signing_key)

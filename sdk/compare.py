@@ -1,0 +1,204 @@
+"""How far a build's outputs are from the fp32 reference's on the same inputs: raw tensors,
+top-1 class, detections (one decode, one IoU rule), with hand-checkable definitions.
+
+One module for every comparison: the build's held-out pass, ``maskgate check`` on the golden
+inputs, accuracy control and the benchmarks. An ``Agreement`` is truthy when the build agrees
+at least as well as required (by default on every input) and carries its headline figure:
+top-1 agreement for a classifier, the share of the reference's faces found for a detector.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .metrics import match_greedy
+from .postprocess import decode_detections
+from .specs import ModelSpec
+
+DETECTION_IOU = 0.5  # a build's face matches a reference face at IoU >= this (greedy by the build's score)
+
+
+@dataclass
+class TensorError:
+    max_abs: float
+    mean_abs: float
+    cosine: float  # of the flattened tensors; 1.0 when both are all zeros
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tensor_error(got: np.ndarray, want: np.ndarray) -> TensorError:
+    got = np.asarray(got, np.float64).reshape(-1)
+    want = np.asarray(want, np.float64).reshape(-1)
+    if got.shape != want.shape:
+        raise ValueError(f"output has {got.size} values, the reference {want.size}")
+    diff = np.abs(got - want)
+    norm = np.linalg.norm(got) * np.linalg.norm(want)
+    cosine = float(got @ want / norm) if norm > 0 else float(np.allclose(got, want))
+    return TensorError(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0, cosine)
+
+
+def merge_errors(errors: list[TensorError]) -> TensorError:
+    """Worst case over samples: largest max, mean of means, smallest cosine."""
+    if not errors:
+        return TensorError(0.0, 0.0, 1.0)
+    return TensorError(max(e.max_abs for e in errors), float(np.mean([e.mean_abs for e in errors])),
+                       min(e.cosine for e in errors))
+
+
+def top1_agreement(got: np.ndarray, want: np.ndarray) -> float:
+    """Share of rows (samples) whose arg-max class is the same; inputs [N, classes]."""
+    got, want = np.asarray(got).reshape(len(got), -1), np.asarray(want).reshape(len(want), -1)
+    if len(got) != len(want) or not len(got):
+        raise ValueError(f"{len(got)} build rows against {len(want)} reference rows")
+    return float(np.mean(got.argmax(1) == want.argmax(1)))
+
+
+@dataclass
+class DetectionAgreement:
+    reference: int  # reference detections
+    found: int  # of those, matched by the build at IoU >= DETECTION_IOU
+    build: int  # the build's detections
+    landmark_nme: float | None  # mean landmark error / inter-ocular distance, over matched faces
+    score_diff: float | None  # mean |score - reference score| over matched faces
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.reference if self.reference else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.found / self.build if self.build else 1.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "recall": self.recall, "precision": self.precision}
+
+
+def match_boxes(ref_boxes, boxes, scores=None, *, iou: float = DETECTION_IOU) -> list[tuple[int, int]]:
+    """(reference index, build index) of each reference box matched by a build box at IoU >=
+    ``iou``, greedily in the order of the build's ``scores`` (as listed, without scores)."""
+    ref_boxes, boxes = np.asarray(ref_boxes, np.float64).reshape(-1, 4), np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.ones(len(boxes)) if scores is None else np.asarray(scores)
+    match = match_greedy(ref_boxes, boxes, scores, iou)
+    return [(i, int(j)) for i, j in enumerate(match) if j >= 0]
+
+
+def detection_agreement(ref_boxes, ref_scores, ref_landmarks, boxes, scores, landmarks, *,
+                        iou: float = DETECTION_IOU) -> DetectionAgreement:
+    """Match the build's detections to the reference's (greedy by the build's score)."""
+    ref_boxes, boxes = np.asarray(ref_boxes).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4)
+    pairs = match_boxes(ref_boxes, boxes, scores, iou=iou)
+    nme = score_diff = None
+    if pairs:
+        ref_lm = np.asarray(ref_landmarks).reshape(-1, 5, 2)
+        lm = np.asarray(landmarks).reshape(-1, 5, 2)
+        errors = []
+        for i, j in pairs:
+            inter_ocular = max(float(np.linalg.norm(ref_lm[i, 0] - ref_lm[i, 1])), 1e-6)
+            errors.append(float(np.linalg.norm(lm[j] - ref_lm[i], axis=1).mean()) / inter_ocular)
+        nme = float(np.mean(errors))
+        score_diff = float(np.mean([abs(float(scores[j]) - float(ref_scores[i])) for i, j in pairs]))
+    return DetectionAgreement(len(ref_boxes), len(pairs), len(boxes), nme, score_diff)
+
+
+def merge_detections(parts: list[DetectionAgreement]) -> DetectionAgreement:
+    found = sum(p.found for p in parts)
+
+    def weighted(attr):
+        values = [(getattr(p, attr), p.found) for p in parts if getattr(p, attr) is not None and p.found]
+        return float(sum(v * n for v, n in values) / sum(n for _, n in values)) if values else None
+
+    return DetectionAgreement(sum(p.reference for p in parts), found, sum(p.build for p in parts),
+                              weighted("landmark_nme"), weighted("score_diff"))
+
+
+def detections_of(outputs: dict[str, np.ndarray], spec: ModelSpec, *, score_threshold: float | None = None):
+    """The detector's raw outputs for one input, decoded as the pipeline decodes them."""
+    loc, conf, landmarks = (np.asarray(outputs[n])[0] for n in spec.outputs)
+    options = spec.detection
+    if score_threshold is not None:
+        options = dataclasses.replace(options, score_threshold=score_threshold)
+    return decode_detections(loc, conf, landmarks, priors=spec.priors, canvas_size=spec.input.size, options=options)
+
+
+def match_detections(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> DetectionAgreement:
+    """One input's detections (decoded from both raw outputs) against the reference's."""
+    ref, build = detections_of(want, spec), detections_of(got, spec)
+    return detection_agreement(ref.boxes, ref.scores, ref.landmarks, build.boxes, build.scores, build.landmarks)
+
+
+def sample_agreement(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
+    """1 when a build's outputs for one input agree with the reference's, less when not."""
+    if spec.task == "classification":
+        name = spec.outputs[0]
+        return float(np.argmax(got[name]) == np.argmax(want[name]))
+    return match_detections(spec, got, want).recall
+
+
+@dataclass
+class Agreement:
+    """A build's outputs against the reference's on the same inputs."""
+
+    task: str
+    samples: int
+    outputs: dict[str, TensorError] = field(default_factory=dict)  # per output, worst case over the inputs
+    top1_agreement: float | None = None  # classifiers
+    detections: DetectionAgreement | None = None  # detector
+    required: float = 1.0  # the headline at which it passes
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((e.max_abs for e in self.outputs.values()), default=0.0)
+
+    @property
+    def headline(self) -> float | None:
+        if self.task == "classification":
+            return self.top1_agreement
+        return self.detections.recall if self.detections is not None else None
+
+    @property
+    def passed(self) -> bool:
+        return self.headline is None or self.headline >= self.required
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict:
+        """The held-out figures a build records (``BuildResult.fidelity``)."""
+        d = self.detections
+        return {"samples": self.samples, "max_abs_diff": self.max_abs_diff, "top1_agreement": self.top1_agreement,
+                "detections_reference": d.reference if d else None, "detections_found": d.found if d else None,
+                "detections_extra": d.build - d.found if d else None,
+                "detection_recall": d.recall if d else None}
+
+
+def compare_outputs(spec: ModelSpec, got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]], *,
+                    required: float = 1.0) -> Agreement:
+    """Each input's outputs (logical output names) against the reference's for the same input."""
+    if len(got) != len(want):
+        raise ValueError(f"{len(got)} build outputs against {len(want)} reference outputs")
+    errors = {name: merge_errors([tensor_error(g[name], w[name]) for g, w in zip(got, want)]) for name in spec.outputs}
+    result = Agreement(spec.task, len(got), errors, required=required)
+    if spec.task == "classification":
+        name = spec.outputs[0]
+        result.top1_agreement = (top1_agreement(np.concatenate([np.asarray(g[name]) for g in got]),
+                                                np.concatenate([np.asarray(w[name]) for w in want])) if got else None)
+    else:
+        result.detections = merge_detections([match_detections(spec, g, w) for g, w in zip(got, want)])
+    return result
+
+
+def compare(spec: ModelSpec, runner, tensors: list[np.ndarray], references: list[dict[str, np.ndarray]], *,
+            required: float = 1.0) -> Agreement:
+    """Run ``runner`` on ``tensors`` (the model's input) and compare with ``references``."""
+    got = [runner.infer({spec.input.name: x}) for x in tensors]
+    return compare_outputs(spec, got, references, required=required)
+
+
+def headline_of(fidelity: dict | None) -> float | None:
+    """The headline of a recorded ``Agreement.to_dict()``: top-1 agreement, else detection recall."""
+    f = fidelity or {}
+    return f.get("top1_agreement") if f.get("top1_agreement") is not None else f.get("detection_recall")

@@ -1,0 +1,53 @@
+"""The one reader of MaskGate's config file: ``maskgate.toml`` in the working directory, or
+the file ``MASKGATE_CONFIG`` names (TOML, or JSON where the suffix is .json). Each part of
+the SDK reads its own table: ``[devices]`` (the runtime selector), ``[gates.*]`` (the
+checker), ``[trust]`` (which bundles may run), ``[turnstile]`` (the gate app)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import InputError
+
+ENV_CONFIG = "MASKGATE_CONFIG"
+DEFAULT_NAME = "maskgate.toml"
+
+
+def config_path() -> Path | None:
+    """``MASKGATE_CONFIG``, else ./maskgate.toml where it exists, else None."""
+    named = os.environ.get(ENV_CONFIG)
+    if named:
+        return Path(named)
+    return Path(DEFAULT_NAME) if Path(DEFAULT_NAME).is_file() else None
+
+
+def read_config(path: str | Path | None = None) -> tuple[str | None, dict]:
+    """(path, contents) of the config file at ``path`` (default: ``config_path()``), or
+    (None, {}) when there is none."""
+    path = Path(path) if path is not None else config_path()
+    if path is None:
+        return None, {}
+    try:
+        text = path.read_text()
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib  # Python 3.11+; on 3.10 use a .json config
+
+            data = tomllib.loads(text)
+    except (OSError, ValueError, ModuleNotFoundError) as exc:
+        raise InputError(f"{path}: cannot read the MaskGate config ({type(exc).__name__}: {exc}); expected TOML "
+                         f"(or .json) with tables like [devices] default = \"gpu,cpu\" or [turnstile]") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the MaskGate config must be a table of tables ([devices], [gates.int8], ...)")
+    return str(path), data
+
+
+def config_table(name: str, *, path: str | Path | None = None) -> tuple[str | None, dict]:
+    """(path, the ``[name]`` table) of the config file; {} when the file or the table is absent."""
+    where, data = read_config(path)
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [{name}] must be a table, got {type(table).__name__}")
+    return where, table

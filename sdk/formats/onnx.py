@@ -1,0 +1,66 @@
+"""ONNX: exported by torch.onnx, fp16 by onnxconverter, int8 by ONNX Runtime (static QDQ)."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .spec import Flag, FormatSpec
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """ONNX Runtime static int8 (QDQ) settings; dynamic and QOperator int8 were 5-10x
+    slower on CPU here, so they are not offered as defaults.
+
+    ``equalize``: cross-layer equalization of the torch model before the int8 export
+    (``maskgate.converters.equalize``). ``keep_float``: node names of the exported graph (or
+    regexes, prefixed ``re:``) left unquantized, added to the model's own hints.
+    """
+
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "percentile"
+    per_channel: bool = True
+    equalize: bool = True
+    keep_float: tuple[str, ...] = ()
+    opset: int | None = None  # the exporter's default when None
+    simplify: bool = True
+
+    def __post_init__(self):
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"calibration_method must be one of {CALIBRATION_METHODS}, got {self.calibration_method!r}"
+            )
+
+
+def _keep_float(options: OnnxOptions, nodes: Sequence[str]) -> OnnxOptions:
+    return dataclasses.replace(options, keep_float=tuple(dict.fromkeys(options.keep_float + tuple(nodes))))
+
+
+FORMAT = FormatSpec(
+    name="onnx",
+    label="ONNX",
+    description="ONNX model for ONNX Runtime (CPU, and its GPU / NPU execution providers)",
+    model_file="model.onnx",
+    converter="maskgate.converters.onnx",
+    stamp_reader="maskgate.converters.binding:onnx_metadata_props",
+    backends=("onnxruntime",),
+    options=OnnxOptions,
+    flags=(
+        Flag("--onnx-calibration", "calibration_method", "ONNX int8 calibration method (default percentile)",
+             choices=CALIBRATION_METHODS),
+        Flag("--onnx-no-equalize", "equalize", "quantize the ONNX model as exported, without cross-layer equalization",
+             kind="false"),
+        Flag("--onnx-keep-float", "keep_float", "comma list of ONNX node names (re:REGEX for patterns) kept in float",
+             kind="comma_list"),
+    ),
+    tools=("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime"),
+    exporters=("onnxscript",),
+    device_rank={"npu": 2, "gpu": 0, "cpu": 2},
+    colour="#8172b2",
+    line="-",
+    marker="o",
+    keep_float=_keep_float,
+)

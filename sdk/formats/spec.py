@@ -1,0 +1,87 @@
+"""What a format declaration holds (``FormatSpec``) and the per-format converter options."""
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+DEVICE_KINDS: tuple[str, ...] = ("npu", "gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One ``maskgate build`` flag that sets one field of a format's options."""
+
+    flag: str  # e.g. --onnx-calibration
+    field: str  # the options field it sets
+    help: str
+    kind: str = "value"  # value | comma_list (tuple of names) | true (store_true) | false (store_true, sets False)
+    choices: tuple[str, ...] | None = None
+    type: Callable[[str], Any] | None = None
+
+    def add_to(self, parser: argparse.ArgumentParser, default: Any) -> None:
+        dest = self.flag.lstrip("-").replace("-", "_")
+        if self.kind in ("true", "false"):
+            parser.add_argument(self.flag, dest=dest, action="store_true", help=self.help)
+        elif self.kind == "comma_list":
+            parser.add_argument(self.flag, dest=dest, default=",".join(default), metavar="NAMES", help=self.help)
+        else:
+            parser.add_argument(self.flag, dest=dest, default=default, choices=self.choices, type=self.type,
+                                help=self.help)
+
+    def value(self, args: argparse.Namespace) -> Any:
+        raw = getattr(args, self.flag.lstrip("-").replace("-", "_"))
+        if self.kind == "true":
+            return bool(raw)
+        if self.kind == "false":
+            return not raw
+        if self.kind == "comma_list":
+            return tuple(s.strip() for s in str(raw).split(",") if s.strip())
+        return raw
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """Every fact about one build format. The build dispatches to ``converter``, the runtime
+    layer to ``backends``, the CLI adds ``flags``, the manifests record ``tools``, and the
+    reports draw it in ``colour``, ``line`` and ``marker``."""
+
+    name: str
+    label: str  # short name in tables and plots
+    description: str
+    model_file: str  # the file its runtime loads (the manifest digest is stamped into it)
+    converter: str  # module with ``convert(job, folder) -> Artifact`` (maskgate.converters.targets)
+    stamp_reader: str  # "module:function" reading the metadata stamped into the model file from its bytes
+    backends: tuple[str, ...]  # built-in runtimes (maskgate.runtimes.<name>) that run it
+    options: type  # frozen dataclass of the converter's options; its defaults are the build's
+    flags: tuple[Flag, ...]  # ``maskgate build`` flags for those options
+    tools: tuple[str, ...]  # distributions whose versions every bundle records (and its build key)
+    exporters: tuple[str, ...]  # Python modules a build of this format imports
+    device_rank: Mapping[str, int]  # per device kind: the selector tries lower ranks first
+    colour: str  # plots
+    line: str = "-"
+    marker: str = "o"
+    # --accuracy-aware: options with these ONNX graph nodes kept in float; None: not repairable.
+    keep_float: Callable[[Any, Sequence[str]], Any] | None = None
+    diagnosis_note: str = ""  # how the int8 layer ranking (made on the ONNX graph) applies to this format
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def repairable(self) -> bool:
+        return self.keep_float is not None
+
+    def converter_module(self) -> ModuleType:
+        return importlib.import_module(self.converter)
+
+    def stamp_reader_function(self) -> Callable[[bytes], dict[str, str]]:
+        module, _, function = self.stamp_reader.partition(":")
+        if not function:
+            raise ValueError(f"stamp_reader {self.stamp_reader!r} is not 'module:function'")
+        return getattr(importlib.import_module(module), function)
+
+    def options_from_flags(self, args: argparse.Namespace) -> Any:
+        return self.options(**{f.field: f.value(args) for f in self.flags})
