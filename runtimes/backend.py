@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .base import Runner
 
@@ -53,6 +54,8 @@ class Backend(ABC):
     name: str = ""
     #: bundle formats this backend runs (manifest "format")
     formats: tuple[str, ...] = ()
+    #: the accelerators it offers per device kind (npu, gpu, cpu), best first
+    devices: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: "name = module:object" of the entry point it came from (set by the registry for plugins)
     plugin: str | None = None
 

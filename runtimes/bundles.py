@@ -13,12 +13,11 @@ from .base import Runner
 
 def runner_for(bundle: str | Path, manifest: dict, *, threads: int | None = None) -> Runner:
     """A CPU runner whose input and output names are the model spec's logical names."""
-    from .devices import TABLE
     from .registry import builtin_backends
 
     fmt = manifest.get("format")
     backend = next((b for b in builtin_backends() if fmt in b.formats), None)
     if backend is None:
         raise BundleError(f"{bundle}: format {fmt!r} has no built-in runtime; expected one of {', '.join(FORMATS)}")
-    cpu = Accelerator("cpu", TABLE[backend.name]["cpu"][0], True)
+    cpu = Accelerator("cpu", backend.devices["cpu"][0], True)
     return backend.open(Path(bundle), manifest, cpu, options=OpenOptions(threads=threads))

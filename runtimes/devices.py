@@ -1,8 +1,8 @@
-"""Which accelerator each runtime offers for a device kind, and the preference order.
+"""The device preference (npu, gpu, cpu) and the order of precisions and formats per kind.
 
-One table maps a device kind (npu, gpu, cpu) to each backend's execution providers,
-devices or delegates, best first. A backend reports which of them are usable here
-(``Backend.status``); the selector walks the user's preference through this table.
+Each backend lists the accelerators it offers per kind (``Backend.devices``: execution
+providers, devices or delegates, best first) and reports which are usable here
+(``Backend.status``); the selector walks the user's preference through them.
 """
 from __future__ import annotations
 
@@ -17,28 +17,6 @@ DEFAULT_PREFERENCE = ("npu", "gpu", "cpu")
 #: environment variables: the preference for every model, or for one (``MASKGATE_DEVICE_MASK_MOBILENETV2``)
 ENV_PREFERENCE = "MASKGATE_DEVICE"
 # The config file's [devices] table (maskgate.config): ``default = "gpu,cpu"`` and per-model keys.
-
-TABLE: dict[str, dict[str, tuple[str, ...]]] = {
-    "onnxruntime": {
-        "gpu": (
-            "TensorrtExecutionProvider",
-            "CUDAExecutionProvider",
-            "DmlExecutionProvider",
-            "CoreMLExecutionProvider",
-        ),
-        "npu": ("QNNExecutionProvider", "VitisAIExecutionProvider", "OpenVINOExecutionProvider"),
-        "cpu": ("CPUExecutionProvider",),
-    },
-    "openvino": {"gpu": ("GPU",), "npu": ("NPU",), "cpu": ("CPU",)},
-    "tflite": {
-        # Delegates are shared libraries loaded by name; the Edge TPU runs only models
-        # compiled for it (edgetpu_compiler), which the selector learns from the first inference.
-        "gpu": ("libtensorflowlite_gpu_delegate.so",),
-        "npu": ("libedgetpu.so.1",),
-        "cpu": ("xnnpack",),
-    },
-    "pytorch": {"gpu": ("cuda",), "npu": (), "cpu": ("cpu",)},
-}
 
 # Which precision to try first on each kind: NPUs are integer machines, GPUs run fp16
 # natively, and on the CPUs measured here int8 OpenVINO/TFLite builds were the fastest.

@@ -11,7 +11,6 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
-from .devices import TABLE
 
 # Providers that need options to pick the accelerator kind they were listed for.
 _PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"}}
@@ -75,6 +74,12 @@ def _names(providers: list) -> list[str]:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     formats = formats_of_backend("onnxruntime")
+    devices = {
+        "gpu": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider",
+                "CoreMLExecutionProvider"),
+        "npu": ("QNNExecutionProvider", "VitisAIExecutionProvider", "OpenVINOExecutionProvider"),
+        "cpu": ("CPUExecutionProvider",),
+    }
 
     def status(self) -> BackendStatus:
         try:
@@ -83,7 +88,7 @@ class OnnxRuntimeBackend(Backend):
             return not_installed(self.name, self.formats, "onnxruntime", "onnx")
         available = set(ort.get_available_providers())
         accelerators = []
-        for kind, providers in TABLE[self.name].items():
+        for kind, providers in self.devices.items():
             for provider in providers:
                 usable = provider in available
                 reason = "" if usable else (f"not in onnxruntime.get_available_providers() of this onnxruntime "

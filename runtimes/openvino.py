@@ -11,7 +11,6 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
-from .devices import TABLE
 
 
 class OpenVinoRunner(Runner):
@@ -55,6 +54,7 @@ class OpenVinoRunner(Runner):
 class OpenVinoBackend(Backend):
     name = "openvino"
     formats = formats_of_backend("openvino")
+    devices = {"gpu": ("GPU",), "npu": ("NPU",), "cpu": ("CPU",)}
 
     def status(self) -> BackendStatus:
         try:
@@ -66,7 +66,7 @@ class OpenVinoBackend(Backend):
         except Exception as exc:  # a broken plugin install
             return BackendStatus(self.name, self.formats, True, ov.__version__, reason=f"Core() failed: {exc}")
         accelerators = []
-        for kind, devices in TABLE[self.name].items():
+        for kind, devices in self.devices.items():
             for device in devices:
                 matches = [d for d in found if d == device or d.startswith(device + ".")]
                 for match in matches:

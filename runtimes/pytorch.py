@@ -74,6 +74,7 @@ class TorchBackend(Backend):
 
     name = "pytorch"
     formats = ()
+    devices = {"gpu": ("cuda",), "npu": (), "cpu": ("cpu",)}
 
     def status(self) -> BackendStatus:
         try:

@@ -27,7 +27,7 @@ from maskgate.errors import BundleError, DeviceError, MaskGateError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions
 from .base import Runner
-from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, TABLE, parse_preference
+from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, parse_preference
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def _nothing_usable(model, preference, bundles, probed, tried) -> str:
         lines.append(f"  not installed: {'; '.join(missing)}")
     wanted = [k for k in preference if not any(s.usable(k) for _, s in probed)]
     for kind in wanted:
-        names = sorted({n for table in TABLE.values() for n in table[kind]})
+        names = sorted({n for backend, _ in probed for n in backend.devices.get(kind, ())})
         lines.append(f"  no usable {kind} here (looked for {', '.join(names) or 'none'}); allow a fallback, "
                      f"e.g. prefer='{kind},cpu'")
     lines += [f"  tried {t}" for t in tried]

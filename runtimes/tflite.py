@@ -16,7 +16,6 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
-from .devices import TABLE
 
 #: an extra delegate library (a vendor NPU's), offered as an npu accelerator
 ENV_DELEGATE = "MASKGATE_TFLITE_DELEGATE"
@@ -105,6 +104,9 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 class TfliteBackend(Backend):
     name = "tflite"
     formats = formats_of_backend("tflite")
+    # Delegates are shared libraries loaded by name; the Edge TPU runs only models compiled
+    # for it (edgetpu_compiler), which the selector learns from the first inference.
+    devices = {"gpu": ("libtensorflowlite_gpu_delegate.so",), "npu": ("libedgetpu.so.1",), "cpu": ("xnnpack",)}
 
     def status(self) -> BackendStatus:
         import os
@@ -127,7 +129,7 @@ class TfliteBackend(Backend):
         except PackageNotFoundError:
             version = None
         accelerators = [Accelerator("cpu", "xnnpack", True)]
-        libraries = [(kind, lib) for kind in ("npu", "gpu") for lib in TABLE[self.name][kind]]
+        libraries = [(kind, lib) for kind in ("npu", "gpu") for lib in self.devices[kind]]
         if os.environ.get(ENV_DELEGATE):
             libraries.insert(0, ("npu", os.environ[ENV_DELEGATE]))
         for kind, library in libraries:

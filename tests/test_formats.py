@@ -17,7 +17,6 @@ from tests.conftest import ROOT
 
 def problems_of(spec: FormatSpec) -> list[str]:
     """What ``spec`` lacks for a build, a run and a report of its format."""
-    from maskgate.runtimes import devices
     from maskgate.runtimes.registry import builtin_backends
 
     out = []
@@ -35,8 +34,8 @@ def problems_of(spec: FormatSpec) -> list[str]:
     for name in spec.backends:
         if name not in backends or spec.name not in backends[name].formats:
             out.append(f"a built-in backend {name!r} that runs {spec.name}")
-        if name not in devices.TABLE:
-            out.append(f"a device table row for backend {name!r}")
+        elif sorted(backends[name].devices) != sorted(DEVICE_KINDS) or not backends[name].devices["cpu"]:
+            out.append(f"backend {name!r} lists its accelerators for each of {DEVICE_KINDS}, a CPU one at least")
     if not spec.backends:
         out.append("a backend that runs it")
     if sorted(spec.device_rank) != sorted(DEVICE_KINDS):
@@ -71,7 +70,7 @@ def test_a_format_missing_pieces_is_caught():
                                  backends=("npuruntime",), device_rank={"cpu": 0}, colour="red",
                                  stamp_reader="maskgate.converters.binding:npuformat_metadata")
     problems = " | ".join(problems_of(broken))
-    for piece in ("converter module", "built-in backend 'npuruntime'", "device table row", "device rank",
+    for piece in ("converter module", "built-in backend 'npuruntime'", "device rank",
                   "plot colour", "stamped into its model"):
         assert piece in problems, problems
 

@@ -178,10 +178,9 @@ def _status(backend, usable: set[str]):
     """What ``backend.status()`` reports on a machine where the accelerators in ``usable`` work
     (the same object, built in the device table's order as the real status() builds it)."""
     from maskgate.runtimes.backend import Accelerator, BackendStatus
-    from maskgate.runtimes.devices import TABLE
 
     accelerators = tuple(Accelerator(kind, name, name in usable, "" if name in usable else "not on this machine")
-                         for kind, names in TABLE[backend.name].items() for name in names)
+                         for kind, names in backend.devices.items() for name in names)
     return backend, BackendStatus(backend.name, backend.formats, True, "test", accelerators)
 
 
