@@ -107,9 +107,9 @@ class Manifest(Mapping):
     notes: tuple[str, ...] = ()
     detection: dict | None = None
     priors: dict | None = None
-    verdict: dict | None = None  # the build's gate verdict (maskgate.build.verify.record)
+    verdict: dict | None = None  # the build's gate verdict (maskgate.builder.verify.record)
     tools: dict | None = None
-    accuracy_aware: dict | None = None  # the int8 diagnosis and repair (maskgate.build.repair)
+    accuracy_aware: dict | None = None  # the int8 diagnosis and repair (maskgate.builder.repair)
     extra: dict = field(default_factory=dict)  # fields this SDK does not know, kept as read
     source: dict = field(default_factory=dict, compare=False, repr=False)  # the JSON as read
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from maskgate import BuildConfig, build
-from maskgate.build.report import table
+from maskgate.builder.report import table
 from maskgate.formats import ConvertOptions, TfliteOptions
 
 

@@ -10,7 +10,7 @@ if __name__ != "maskgate":  # the folder sdk/ installs as maskgate (pyproject.to
                       "maskgate (pip install -e . in the checkout)")
 
 from .align import AlignedFace, align_face, eye_roll_degrees
-from .build import BuildConfig, BuildResult, build
+from .builder import BuildConfig, BuildResult, build
 from .classifier import CropClassifier
 from .detector import FaceDetector
 from .errors import (

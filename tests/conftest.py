@@ -80,7 +80,7 @@ def make_builds(tmp_path_factory):
         formats = options.get("formats", tuple(FORMATS))
         for module in dict.fromkeys(m for fmt in formats for m in FORMATS[fmt].exporters):
             pytest.importorskip(module)
-        from maskgate.build import build
+        from maskgate import build
 
         out = tmp_path_factory.mktemp(name)
         results = build(out=out, progress=False, **{"verify_samples": 8, **options})

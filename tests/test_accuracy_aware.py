@@ -51,8 +51,8 @@ def test_diagnosis_ranks_the_badly_quantized_layer_of_a_hand_made_model_first(tm
 
 def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path, monkeypatch, impossible_gate):
     pytest.importorskip("onnxscript")
-    from maskgate.build import build
-    from maskgate.build import repair as accuracy_aware
+    from maskgate import build
+    from maskgate.builder import repair as accuracy_aware
     from maskgate.converters.bundle import read_manifest
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
@@ -77,7 +77,7 @@ def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path,
 
 def test_an_int8_build_below_its_gate_is_diagnosed_without_being_changed(tmp_path, monkeypatch, impossible_gate):
     pytest.importorskip("onnxscript")
-    from maskgate.build import build
+    from maskgate import build
     from maskgate.converters.bundle import read_manifest
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
@@ -94,8 +94,8 @@ def test_openvino_accuracy_aware_really_leaves_the_named_layers_in_float(tmp_pat
     float weights, where the others read FakeQuantize outputs and int8 weights."""
     pytest.importorskip("onnxscript")
     ov = pytest.importorskip("openvino")
-    from maskgate.build import build
-    from maskgate.build import repair as accuracy_aware
+    from maskgate import build
+    from maskgate.builder import repair as accuracy_aware
 
     monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (4,))

@@ -1,8 +1,8 @@
 """The build summary: table, report.json and report.html (with its plot where matplotlib is)."""
 import json
 
-from maskgate.build import BuildConfig, BuildResult
-from maskgate.build.report import table, write_report
+from maskgate.builder import BuildConfig, BuildResult
+from maskgate.builder.report import table, write_report
 
 
 def _results():

@@ -112,7 +112,7 @@ def test_the_manifest_is_bound_to_its_model_and_changed_only_as_a_whole(tmp_path
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     pytest.importorskip("onnxscript")
-    from maskgate.build import build
+    from maskgate import build
 
     out = tmp_path_factory.mktemp("build")
     return out, build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32", "int8"), out=out,
@@ -134,7 +134,7 @@ def test_build_real_classifier_makes_verified_bundles(built):
 
 
 def test_unchanged_build_is_reused_and_a_corrupt_one_rebuilt(built):
-    from maskgate.build import build
+    from maskgate import build
 
     out, results = built
     fp32, int8 = out / "mask_mobilenetv2-onnx-fp32", out / "mask_mobilenetv2-onnx-int8"

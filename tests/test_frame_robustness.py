@@ -12,8 +12,7 @@ from maskgate.metrics import match_greedy
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     pytest.importorskip("onnxscript")
-    from maskgate import Pipeline
-    from maskgate.build import build
+    from maskgate import Pipeline, build
 
     out = tmp_path_factory.mktemp("frames")
     results = build(models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx",), precisions=("fp32",),

@@ -46,7 +46,7 @@ def test_onnx_build_on_the_cuda_execution_provider_matches_its_golden_outputs(tm
     if not _cuda_provider():
         pytest.skip("ONNX Runtime lists no CUDAExecutionProvider here (needs onnxruntime-gpu and an NVIDIA GPU)")
     pytest.importorskip("onnxscript")
-    from maskgate.build import build
+    from maskgate import build
     from maskgate.runtimes.select import open_best
 
     results = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=tmp_path,

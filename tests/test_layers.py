@@ -9,7 +9,7 @@ Bottom to top (maskgate.*):
   pipeline   pre/post-processing, models, registry, compare, detector, classifier, pipeline
   makers     calibration, converters
   apps       check, turnstile, training
-  build      build
+  build      builder (maskgate.build() and its steps)
   cli        cli, and the package's own __init__ (the public facade)
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ LAYERS = [
                   "compare", "detector", "classifier", "classifier_eval", "pipeline", "deployed", "datasets")),
     ("makers", ("calibration", "converters")),
     ("apps", ("check", "turnstile", "training")),
-    ("build", ("build",)),
+    ("build", ("builder",)),
     ("cli", ("cli", "__init__")),
 ]
 TURNSTILE_MAY_USE = {"core", "bundle", "runtimes", "pipeline"}

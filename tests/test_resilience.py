@@ -109,7 +109,7 @@ def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
     """The build is held at an explicit pause point (the second bundle written, not yet in
     place) and killed there, however fast or slow this machine is."""
     pytest.importorskip("onnxscript")
-    from maskgate.build import build
+    from maskgate import build
     from maskgate.converters.bundle import verify_bundle
 
     out, marker = tmp_path / "builds", tmp_path / "paused"

@@ -22,7 +22,7 @@ def _names(choices: tuple[str, ...]):
 def add_parser(sub) -> None:
     from maskgate.formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
 
-    from ..build import DEFAULT_MODELS
+    from ..builder import DEFAULT_MODELS
 
     p = sub.add_parser(
         "build",
@@ -94,8 +94,8 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from maskgate.formats import ConvertOptions
 
-    from ..build import BuildConfig, build
-    from ..build.report import table, write_report
+    from ..builder import BuildConfig, build
+    from ..builder.report import table, write_report
     from ..registry import get_spec
 
     weights = {}

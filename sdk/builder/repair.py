@@ -42,7 +42,7 @@ class Attempt(Protocol):
 
 @dataclass
 class BuildAttempt:
-    """``Attempt`` over the build's steps (``build.convert`` and ``build.verify``)."""
+    """``Attempt`` over the build's steps (``builder.convert`` and ``builder.verify``)."""
 
     format: str
     folder: Path

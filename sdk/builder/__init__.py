@@ -1,4 +1,4 @@
-"""``maskgate.build``: the reference models -> verified bundles for every format and precision.
+"""``maskgate.builder``: the reference models -> verified bundles for every format and precision.
 
 The steps, one module each, in the order a bundle goes through them: ``plan``,
 ``reference`` (the fp32 models, calibration and held-out data), ``convert``, ``verify``,

@@ -1,4 +1,4 @@
-"""``maskgate.build``: reference models -> verified bundles, one way through the steps:
+"""``maskgate.build()``: reference models -> verified bundles, one way through the steps:
 plan -> reference models -> calibration -> convert -> verify -> repair -> record.
 
 Each model's torch reference is made once, exported once per intermediate its formats share,
@@ -22,7 +22,7 @@ from .config import BuildConfig, BuildResult
 from .plan import plan
 from .reference import BuildData, ReferenceModel
 
-log = logging.getLogger("maskgate.build")
+log = logging.getLogger(__name__)
 
 
 def build(config: BuildConfig | None = None, *, progress: bool = True, **overrides) -> list[BuildResult]:

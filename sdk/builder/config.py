@@ -52,7 +52,7 @@ class BuildResult:
     latency: dict | None = None  # p50 / p90 / p99 ms from the bundle's check
     check: dict | None = None  # the checker's BundleCheck (golden fidelity, task metrics, gates)
     gates: list = field(default_factory=list)  # the precision's gates on the held-out figures
-    diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (build.repair)
+    diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (builder.repair)
     verdict: dict | None = None  # what the bundle's manifest records: passed, and the failures (record_verdict)
     error: str | None = None
 
@@ -68,7 +68,7 @@ class BuildResult:
         return headline_of(self.fidelity)
 
     def verdict_record(self) -> dict:
-        """The gate verdict the bundle's manifest records (``build.manifest.record_verdict``)."""
+        """The gate verdict the bundle's manifest records (``builder.manifest.record_verdict``)."""
         return {"passed": self.passed, "failures": self.failures(),
                 "held_out": {"samples": (self.fidelity or {}).get("samples"), "agreement": self.headline},
                 "golden_gates": (self.check or {}).get("gates", []), "held_out_gates": self.gates,
