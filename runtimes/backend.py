@@ -11,9 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .base import Runner
+
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,10 @@ class Backend(ABC):
         """What is installed and usable here; never raises for a missing package."""
 
     @abstractmethod
-    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        """Load the bundle's model on ``accelerator``; raise a ``MaskGateError`` when it cannot."""
+    def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        """Load the bundle's model on ``accelerator``; raise a ``MaskGateError`` when it cannot.
+        ``manifest`` (``maskgate.converters.manifest.Manifest``) is also a read-only mapping of
+        the manifest's JSON, for backends written against the dictionary."""
 
 
 def not_installed(name: str, formats: tuple[str, ...], package: str, extra: str) -> BackendStatus:
@@ -73,8 +78,8 @@ def not_installed(name: str, formats: tuple[str, ...], package: str, extra: str)
                          reason=f"Python package '{package}' is not installed (pip install 'maskgate[{extra}]')")
 
 
-def model_path(bundle: Path, manifest: dict) -> Path:
+def model_path(bundle: Path, manifest: Manifest) -> Path:
     """The file a backend loads from a bundle: its format's model file (``maskgate.formats``)."""
     from maskgate.formats import get_format
 
-    return Path(bundle) / get_format(manifest.get("format")).model_file
+    return Path(bundle) / get_format(manifest.format).model_file

@@ -9,10 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from maskgate.errors import InputError
+
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
 
 
 class Runner(ABC):
@@ -35,11 +39,10 @@ class Runner(ABC):
     # so a wrong tensor is refused here with a clear message, not deep inside a runtime.
     input_spec: dict[str, tuple[tuple[int, ...], str]] | None = None
 
-    def expect_inputs(self, manifest: dict) -> None:
+    def expect_inputs(self, manifest: Manifest) -> None:
         """Check every feed against the manifest's input spec from now on."""
-        spec = manifest.get("input") or {}
-        if spec.get("name") and spec.get("shape"):
-            self.input_spec = {spec["name"]: (tuple(int(d) for d in spec["shape"]), spec.get("dtype", "float32"))}
+        spec = manifest.input
+        self.input_spec = {spec.name: (tuple(int(d) for d in spec.shape), spec.dtype)}
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ execution providers (only those ``get_available_providers()`` lists)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
+
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
 
 # Providers that need options to pick the accelerator kind they were listed for.
 _PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"}}
@@ -97,12 +101,12 @@ class OnnxRuntimeBackend(Backend):
                 accelerators.append(Accelerator(kind, provider, usable, reason))
         return BackendStatus(self.name, self.formats, True, ort.__version__, tuple(accelerators))
 
-    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+    def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
         provider_options = _PROVIDER_OPTIONS.get((accelerator.kind, accelerator.name))
         primary = (accelerator.name, provider_options) if provider_options else accelerator.name
         # CPU stays listed after an accelerator for the ops it does not take (ORT's own partitioning).
         providers = [primary] + ([] if accelerator.name == "CPUExecutionProvider" else ["CPUExecutionProvider"])
-        outputs = tuple(t["name"] for t in manifest["outputs"])
+        outputs = manifest.output_names
         runner = OnnxRuntimeRunner(model_path(bundle, manifest), output_names=outputs, threads=options.threads,
                                  providers=providers, graph_optimization=options.extra.get("graph_optimization", "all"))
         runner.expect_inputs(manifest)

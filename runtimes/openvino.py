@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
+
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
 
 
 class OpenVinoRunner(Runner):
@@ -83,8 +87,8 @@ class OpenVinoBackend(Backend):
                     )
         return BackendStatus(self.name, self.formats, True, ov.__version__, tuple(accelerators))
 
-    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        outputs = tuple(t["name"] for t in manifest["outputs"])
+    def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        outputs = manifest.output_names
         runner = OpenVinoRunner(model_path(bundle, manifest), output_names=outputs, device=accelerator.name,
                               threads=options.threads)
         runner.expect_inputs(manifest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
+
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
 
 #: an extra delegate library (a vendor NPU's), offered as an npu accelerator
 ENV_DELEGATE = "MASKGATE_TFLITE_DELEGATE"
@@ -137,9 +141,9 @@ class TfliteBackend(Backend):
             accelerators.append(Accelerator(kind, library, reason is None, reason or ""))
         return BackendStatus(self.name, self.formats, True, f"{package} {version or ''}".strip(), tuple(accelerators))
 
-    def open(self, bundle: Path, manifest: dict, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        inputs = tuple(t["name"] for t in manifest["inputs"])
-        outputs = tuple(t["name"] for t in manifest["outputs"])
+    def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        inputs = manifest.input_names
+        outputs = manifest.output_names
         delegate = None if accelerator.name == "xnnpack" else accelerator.name
         runner = TfliteRunner(model_path(bundle, manifest), input_names=inputs, output_names=outputs,
                             threads=options.threads, delegate=delegate)

@@ -88,6 +88,22 @@ def _job(tiny, fmt, precision, *, spec=SPEC, metadata=None, options=ConvertOptio
 _SHARED: dict = {}
 
 
+def _manifest(fmt, precision, artifact):
+    """The typed manifest a bundle of this artifact carries (what the runtime reads of it)."""
+    from maskgate.converters.manifest import InputEntry, Manifest, TensorEntry
+
+    inp = SPEC.input
+    tensors = {"input": artifact.inputs[0], "probs": artifact.outputs[0]}
+    entries = {name: TensorEntry(name, t.name, tuple(t.shape), t.dtype, t.quantization) for name, t in tensors.items()}
+    return Manifest(schema_version=2, sdk_version="test", name=f"tiny-{fmt}-{precision}", model="tiny",
+                    task="classification", format=fmt, precision=precision, quantizer=artifact.quantizer,
+                    input=InputEntry("input", entries["input"].shape, artifact.layout, "float32", inp.color, inp.mean,
+                                     inp.std, inp.size),
+                    inputs=(entries["input"],), outputs=(entries["probs"],), class_names=SPEC.class_names,
+                    files={f: "0" * 64 for f in artifact.files}, calibration=None, source_weights_sha256="",
+                    reference={}, build_key="", created="")
+
+
 def _convert(tiny, fmt, precision, out, *, options=ConvertOptions()):
     """Through the registry, as the build dispatches: the format's converter module, convert(job, folder)."""
     job = _job(tiny, fmt, precision, options=options)
@@ -104,7 +120,7 @@ def test_converter_output_runs_and_matches_torch(tiny, fmt, precision, tmp_path)
 
     artifact = _convert(tiny, fmt, precision, tmp_path / "b")
     assert all((tmp_path / "b" / f).is_file() for f in artifact.files)
-    manifest = {"format": fmt, "inputs": [{"name": "input"}], "outputs": [{"name": "probs"}]}
+    manifest = _manifest(fmt, precision, artifact)
     calibration, held_out = tiny[2].tensors, list(tinted(8, 7)[0][:, None])
     inputs = calibration + held_out
     with torch.no_grad():
@@ -154,7 +170,7 @@ def test_tflite_channel_last_io(tiny, tmp_path):
         tiny, "tflite", "fp32", tmp_path / "n", options=ConvertOptions(tflite=TfliteOptions(channel_last_io=True))
     )
     assert artifact.layout == "NHWC" and tuple(artifact.inputs[0].shape) == (1, 32, 32, 3)
-    manifest = {"format": "tflite", "inputs": [{"name": "input"}], "outputs": [{"name": "probs"}]}
+    manifest = _manifest("tflite", "fp32", artifact)
     with runner_for(tmp_path / "n", manifest) as runner:
         for x in tiny[2].tensors[:3]:  # one of each class
             with torch.no_grad():
