@@ -26,6 +26,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from maskgate.errors import BundleError
+from maskgate.files import permission_denied
 from maskgate.formats import FORMATS, model_files
 
 from .manifest import MANIFEST
@@ -73,6 +74,8 @@ def read_stamp(fmt: str, path: Path) -> dict[str, str]:
     try:
         if fmt in FORMATS:
             return FORMATS[fmt].stamp_reader_function()(Path(path).read_bytes())
+    except PermissionError:
+        raise permission_denied(path, Path(path).parent) from None
     except (OSError, ValueError, IndexError, struct.error, ET.ParseError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: cannot read the model's stamped metadata ({type(exc).__name__}: {exc}); "
                           f"the file is damaged or not a {fmt} model; rebuild the bundle") from exc

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from maskgate.errors import BundleError
+from maskgate.files import current_umask, permission_denied
 
 from .binding import STAMP_KEY, check_binding, manifest_digest, read_stamp, restamp, stamped_file
 from .manifest import MANIFEST, SCHEMA_VERSION, Manifest
@@ -48,6 +49,8 @@ def read_manifest(bundle: str | Path) -> Manifest:
     path = Path(bundle) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
+    except PermissionError:
+        raise permission_denied(path, bundle) from None
     except FileNotFoundError:
         raise BundleError(f"{bundle}: no {MANIFEST}; not a MaskGate bundle (or an unfinished one); rebuild it with "
                           "`maskgate build`") from None
@@ -66,7 +69,10 @@ def verify_bundle(bundle: str | Path, *, key=None) -> Manifest:
         path = bundle / name
         if not path.is_file():
             raise BundleError(f"{path}: listed in the manifest but missing; the bundle is incomplete, rebuild it")
-        actual = sha256_file(path)
+        try:
+            actual = sha256_file(path)
+        except PermissionError:
+            raise permission_denied(path, bundle) from None
         if actual != digest:
             raise BundleError(f"{path}: sha256 {actual[:12]}... does not match the manifest's {digest[:12]}...; "
                               "the file was changed or corrupted, rebuild the bundle")
@@ -155,6 +161,8 @@ def staging(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
+        # mkdtemp makes 0700; a bundle is read by other accounts too (a camera's service user)
+        tmp.chmod(0o777 & ~current_umask())
         yield tmp
         if not (tmp / MANIFEST).is_file():
             raise BundleError(f"{final}: no manifest was written; the bundle is not complete")

@@ -1,7 +1,15 @@
-"""Writing files a reader may look at any moment: whole or not at all."""
+"""Files: written whole or not at all, readable by the accounts that should read them."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+try:
+    import pwd  # imported here: the account name is looked up where the interpreter's own files may be unreadable
+except ImportError:  # not on Windows
+    pwd = None
+
+from .errors import BundleError
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -11,3 +19,30 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def permission_denied(path: Path, bundle: Path) -> BundleError:
+    """A file this account may not read: the bundle may be fine, so no advice to rebuild it."""
+    return BundleError(f"{path}: permission denied for {_account()}; make the bundle readable by this "
+                       f"account (e.g. chmod -R a+rX {bundle}) or run as its owner")
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where /proc says it (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _account() -> str:
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (AttributeError, KeyError):
+        return f"uid {uid}"

@@ -146,3 +146,64 @@ def test_unchanged_build_is_reused_and_a_corrupt_one_rebuilt(built):
     assert (int8 / "manifest.json").read_bytes() == before[int8]  # reused untouched: same verdict, nothing rewritten
     rebuilt = verify_bundle(fp32)  # the corrupt file replaced by one that matches the manifest and its stamp
     assert (fp32 / "model.onnx").read_bytes() != b"corrupt" and rebuilt["verdict"]["passed"]
+
+
+def _verify_as(uid: int, bundle) -> str:
+    """verify_bundle in a child process switched to account ``uid``, as the camera's service
+    user would run it ("ok", or the BundleError's message). The child is forked with the code
+    already imported: this machine's interpreter lives in a folder other accounts cannot enter."""
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            verify_bundle(bundle)
+            message = "ok"
+        except BundleError as exc:
+            message = str(exc)
+        except BaseException as exc:  # a crash is what the test is about: report it
+            message = f"{type(exc).__name__}: {exc}"
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        return pipe.read()
+
+
+def test_a_bundle_is_readable_by_other_accounts_and_a_denied_read_says_so(tmp_path_factory):
+    """Bundles are read-only artefacts for everyone the umask allows (dirs 0755, files 0644
+    under umask 022): the service user verifies a bundle root built; a file it may not read
+    is reported as permission denied, not as a damaged bundle to rebuild."""
+    import os
+    import stat
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("switching to another account needs root")
+    where = tempfile.mkdtemp(prefix="maskgate-perm-")  # beside pytest's own 0700 folders
+    try:
+        os.chmod(where, 0o755)
+        bundle = os.path.join(where, "b")
+        old = os.umask(0o022)
+        try:
+            with staging(__import__("pathlib").Path(bundle)) as tmp:
+                _model(tmp / "model.onnx")
+                write_manifest(tmp, _manifest())
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(os.stat(bundle).st_mode) == 0o755
+        assert {stat.S_IMODE(os.stat(os.path.join(bundle, f)).st_mode) for f in os.listdir(bundle)} == {0o644}
+        nobody = 65534
+        verify_bundle(bundle)  # warm every import the child needs
+        assert _verify_as(nobody, bundle) == "ok"
+        os.chmod(os.path.join(bundle, "model.onnx"), 0o600)
+        line = _verify_as(nobody, bundle)
+        assert "permission denied" in line and "rebuild" not in line, line
+    finally:
+        import shutil
+
+        shutil.rmtree(where, ignore_errors=True)
