@@ -19,6 +19,7 @@ from .errors import (
     InputError,
     MaskGateError,
     ModelError,
+    OutputError,
     SourceError,
     WeightsError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "MaskGateError",
     "ModelError",
     "ModelSpec",
+    "OutputError",
     "Pipeline",
     "PriorSpec",
     "SourceError",

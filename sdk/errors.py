@@ -52,3 +52,7 @@ class ConversionError(MaskGateError):
 
 class BundleError(MaskGateError):
     """A build bundle is incomplete, corrupt, or its manifest does not match its files."""
+
+
+class OutputError(MaskGateError):
+    """An output folder or file that cannot be written (read-only, no permission, a file in the way)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 try:
@@ -9,7 +10,7 @@ try:
 except ImportError:  # not on Windows
     pwd = None
 
-from .errors import BundleError
+from .errors import BundleError, OutputError
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -46,3 +47,28 @@ def _account() -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (AttributeError, KeyError):
         return f"uid {uid}"
+
+
+def writable_folder(path: str | Path, *, what: str, flag: str, wanted: str = "a folder you can write to") -> Path:
+    """``path``, created if need be, after writing a probe file in it: a folder that cannot
+    take ``what`` fails here in one line naming ``flag``, before any work is done."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(20, "a file, not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".maskgate-write-probe-", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write {what} here ({exc.strerror or exc}); give {flag} {wanted}") from None
+    return path
+
+
+def writable_file(path: str | Path, *, what: str, flag: str) -> Path:
+    """``path`` as a file to write: its folder takes files, and no folder stands in its place."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give {flag} a file name for {what}")
+    writable_folder(path.parent, what=what, flag=flag, wanted="a file in a folder you can write to")
+    return path

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import BundleError, MaskGateError
+from ..files import writable_folder
 from ..progress import progress as progress_bar
 from . import convert as converting
 from . import repair, verify
@@ -36,6 +37,7 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
 
         signing_key = load_key(config.sign_key, signing=True)  # a bad key fails here, before any work
     specs, targets = plan(config)
+    writable_folder(config.out, what="build bundles", flag="--out")
     with exclusive_folder(Path(config.out)) as removed:
         if removed:
             log.warning("%s: removed %d unfinished staging folder(s) of an interrupted build: %s", config.out,

@@ -39,8 +39,11 @@ def main(args) -> int:
     from ..check import check_builds
     from ..check.checker import CheckReport, check_pipelines
     from ..check.gates import configured_gates
-    from ..files import atomic_write
+    from ..files import atomic_write, writable_file
 
+    for flag, path in (("--json", args.json), ("--html", args.html)):  # not after every check has run
+        if path:
+            writable_file(path, what="the check report", flag=flag)
     trust = configured_trust(verify_key=args.verify_key)  # a bad key or config fails here, before any work
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
                  "max_landmark_nme": args.max_landmark_nme}

@@ -10,6 +10,7 @@ import cv2
 from ..classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL
 from ..draw import annotate
 from ..errors import SourceError
+from ..files import writable_folder
 from ..pipeline import AlignConfig, Pipeline
 from ..sources import IMAGE_SUFFIXES, iter_frames
 from .options import add_detector_options, add_trust_options, size, trust_from
@@ -54,9 +55,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    save_dir = Path(args.save) if args.save else None
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
+    save_dir = writable_folder(args.save, what="annotated images", flag="--save") if args.save else None
     skipped: list[str] = []
 
     def on_skip(err: SourceError) -> None:

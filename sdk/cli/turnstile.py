@@ -51,6 +51,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from ..files import writable_file
     from ..turnstile import TurnstileApp, load_config
 
     config = load_config(
@@ -60,6 +61,11 @@ def main(args) -> int:
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
         stream={"max_reconnects": args.max_reconnects})
+    # Outputs that cannot be written fail here in one line, not after the pipeline has started.
+    if config.events is not None:
+        writable_file(config.events, what="turnstile events", flag="--events")
+    if config.video_out is not None:
+        writable_file(config.video_out, what="the annotated video", flag="--video-out")
     if not Path(config.builds).is_dir():
         from ..errors import BundleError
 
