@@ -155,11 +155,12 @@ def _details(row: dict) -> str:
 
 def main() -> int:
     from maskgate.compare import DETECTION_IOU, match_boxes
+    from maskgate.config import DEFAULT_BUILDS
     from maskgate.metrics import iou_matrix
     from maskgate.runtimes.select import model_bundles
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--builds", type=Path, default=ROOT / "build")
+    parser.add_argument("--builds", type=Path, default=ROOT / DEFAULT_BUILDS)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one configuration

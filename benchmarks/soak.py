@@ -40,9 +40,10 @@ def threads() -> int:
 
 def main() -> int:
     from maskgate import Pipeline
+    from maskgate.config import DEFAULT_BUILDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--builds", type=Path, default=ROOT / "build")
+    parser.add_argument("--builds", type=Path, default=ROOT / DEFAULT_BUILDS)
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--prefer", help="device preference (default npu,gpu,cpu)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from maskgate import BuildConfig, build
 from maskgate.builder.report import table
+from maskgate.config import DEFAULT_BUILDS
 from maskgate.formats import ConvertOptions, TfliteOptions
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify", type=Path, help="held-out frames for the fidelity figures; default: the shipped set")
     p.add_argument("--detector-size", default="640x480", help="fixed detector input WIDTHxHEIGHT")
     p.add_argument("--nhwc", action="store_true", help="TFLite: NHWC input")
-    p.add_argument("--out", type=Path, default=Path("build"))
+    p.add_argument("--out", type=Path, default=DEFAULT_BUILDS)
     args = p.parse_args(argv)
     if not args.weights.is_file():
         p.error(f"--weights {args.weights}: no such file")

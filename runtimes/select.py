@@ -83,7 +83,8 @@ def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, Manifest]]
 
 def readable_bundles(builds: str | Path) -> list[tuple[Path, Manifest]]:
     """(folder, manifest) of every bundle under ``builds`` (a folder of bundles, or one
-    bundle) whose manifest reads; the others are logged and skipped."""
+    bundle) whose manifest reads; a bundle whose manifest does not is logged and skipped, a
+    folder without one (another tool's) is passed over quietly (logged at debug level)."""
     from maskgate.converters.bundle import read_manifest
 
     builds = Path(builds)
@@ -92,6 +93,9 @@ def readable_bundles(builds: str | Path) -> list[tuple[Path, Manifest]]:
     folders = [builds] if (builds / MANIFEST).is_file() else bundle_folders(builds)
     found = []
     for folder in folders:
+        if not (folder / MANIFEST).is_file():  # another tool's folder (setuptools' build/lib, say): not ours
+            log.debug("%s: no %s, not a bundle; passed over", folder, MANIFEST)
+            continue
         try:
             manifest = read_manifest(folder)  # schema checked; the files' checksums when one is chosen
         except BundleError as exc:

@@ -12,6 +12,9 @@ from .errors import InputError
 
 ENV_CONFIG = "MASKGATE_CONFIG"
 DEFAULT_NAME = "maskgate.toml"
+#: where ``maskgate build`` writes and ``run`` / ``turnstile`` look by default: not ./build,
+#: which setuptools and pip fill with build/lib and build/bdist.* on ``pip install .``
+DEFAULT_BUILDS = Path("builds")
 
 
 def config_path() -> Path | None:

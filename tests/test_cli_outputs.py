@@ -52,3 +52,28 @@ def test_an_unwritable_output_is_one_line_and_exit_2(command, tmp_path):
         flag = command.split()[1]
         assert str(bad) in lines[0] and flag in lines[0] and "cannot write" in lines[0], lines[0]
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing else was written
+
+
+def test_builds_go_where_no_packaging_tool_writes_and_foreign_folders_pass_quietly(make_builds, tmp_path):
+    """setuptools and pip fill ./build with build/lib and build/bdist.* on 'pip install .': the
+    default output is ./builds, and under --builds a folder with no manifest (another tool's)
+    is passed over without a word, listed only with --verbose."""
+    import shutil
+
+    from maskgate.builder import BuildConfig
+
+    assert BuildConfig().out == Path("builds")
+    built = make_builds("quiet-builds", models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx",),
+                        precisions=("fp32",), verify_samples=4, check_runs=1)
+    builds = tmp_path / "builds"
+    shutil.copytree(built, builds)
+    for foreign in ("lib/maskgate", "bdist.linux-x86_64"):  # what 'pip install .' leaves in ./build
+        (builds / foreign).mkdir(parents=True)
+        (builds / foreign / "x.py").write_text("")
+    exe = str(Path(sys.executable).with_name("maskgate"))
+    command = ["run", "examples/images", "--builds", str(builds), "--pose-model", "none"]
+    quiet = subprocess.run([exe, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-1500:]
+    assert "bdist" not in quiet.stderr and "lib" not in quiet.stderr and "not a usable bundle" not in quiet.stderr
+    verbose = subprocess.run([exe, "--verbose", *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 0 and "bdist.linux-x86_64: no manifest.json" in verbose.stderr, verbose.stderr[-1500:]

@@ -9,7 +9,7 @@ whose yaw label is not frontal -> LOOK_AT_CAMERA. Yaw labels are derived as ever
 in this project (there are no measured head poses in the data): from the five landmarks
 the fp32 detector build finds on the labelled face, by solvePnP on a generic 3D face.
 
-    python examples/turnstile/make_test_video.py ../shared/data clip.avi --scenes 12 --builds build/
+    python examples/turnstile/make_test_video.py ../shared/data clip.avi --scenes 12 --builds builds/
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compare import headline_of
+from ..config import DEFAULT_BUILDS
 from ..formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
 from ..version import __version__
 
@@ -19,7 +20,7 @@ class BuildConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     formats: tuple[str, ...] = FORMAT_NAMES
     precisions: tuple[str, ...] = PRECISIONS
-    out: Path = Path("build")
+    out: Path = DEFAULT_BUILDS
     calib: Path | None = None  # None: the shipped default set; a data folder uses its train split
     verify: Path | None = None  # None: the shipped held-out set; a data folder uses its test split
     samples: int = 128  # calibration samples per model

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..errors import MaskGateError
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras"
     )
     parser.add_argument("--version", action="version", version=f"maskgate {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also log what MaskGate passes over quietly (folders under --builds that are not "
+                        "bundles, say)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -41,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("maskgate: %(name)s: %(message)s"))
+        logger = logging.getLogger("maskgate")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     try:
         return int(args.func(args) or 0)
     except MaskGateError as exc:

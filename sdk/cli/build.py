@@ -20,6 +20,7 @@ def _names(choices: tuple[str, ...]):
 
 
 def add_parser(sub) -> None:
+    from maskgate.config import DEFAULT_BUILDS
     from maskgate.formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
 
     from ..builder import DEFAULT_MODELS
@@ -67,7 +68,7 @@ def add_parser(sub) -> None:
                    help="ONNX / OpenVINO int8 below its gate: re-quantize with the worst 2, 4, 8, ... layers in float "
                    "until the gate passes; the manifest and report say what was kept in float")
     p.add_argument("--check-runs", type=int, default=20, help="timed runs per bundle in its check (default 20)")
-    p.add_argument("--out", type=Path, default=Path("build"), help="output folder (default ./build)")
+    p.add_argument("--out", type=Path, default=DEFAULT_BUILDS, help=f"output folder (default ./{DEFAULT_BUILDS})")
     p.add_argument("--samples", type=int, default=128, help="calibration samples per model (default 128)")
     p.add_argument("--verify-samples", type=int, default=300, help="held-out inputs per model (default 300)")
     p.add_argument(

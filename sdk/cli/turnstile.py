@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)"
     )
-    p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./build)")
+    p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./builds)")
     p.add_argument("--prefer", "--device", dest="prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per model")
     p.add_argument("--roi", type=_ints, metavar="X,Y,W,H", help="region of interest: only faces centred in it count")

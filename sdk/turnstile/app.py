@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..config import DEFAULT_BUILDS
 from ..errors import MaskGateError
 from .decision import Decision, GateEvent, GateRules, GateStateMachine, Observation, Passage, observe
 from .stream import FrameStream, StreamOptions
@@ -35,7 +36,7 @@ DECISION_COLOURS = {Decision.OPEN: (0, 200, 0), Decision.NO_MASK: (0, 0, 255),
 @dataclass(frozen=True)
 class TurnstileConfig:
     source: str  # camera index, video file, rtsp:// or http:// URL
-    builds: Path = Path("build")
+    builds: Path = DEFAULT_BUILDS
     prefer: str | None = None  # device preference (npu,gpu,cpu by default)
     threads: int | None = None
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height of the gate area

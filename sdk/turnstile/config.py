@@ -1,7 +1,7 @@
 """The turnstile's settings from a TOML (or JSON) file, under flags that override them.
 
     [turnstile]
-    builds = "build"
+    builds = "builds"
     roi = [160, 60, 320, 400]        # x, y, width, height of the gate area
     events = "events.jsonl"
     [turnstile.rules]
