@@ -87,6 +87,7 @@ def _iter_video(target: int | str, *, name: str) -> Iterator[Frame]:
                 "not an image or a video that OpenCV can open"
             )
             raise SourceError(f"{name}: {what}")
+        promised = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if isinstance(target, str) else 0
         index = 0
         while True:
             ok, image = cap.read()
@@ -96,9 +97,24 @@ def _iter_video(target: int | str, *, name: str) -> Iterator[Frame]:
             index += 1
         if index == 0:
             raise SourceError(f"{name}: opened, but no frame could be read (empty or corrupt stream)")
+        problem = truncation(index, promised)
+        if problem:
+            raise TruncatedVideoError(f"{name}: truncated or corrupt video: {problem}")
     finally:
         cap.release()
 
 
 def _natural(path: Path) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name))
+
+
+class TruncatedVideoError(SourceError):
+    """A video file that ended before the frame count its header promises (raised after the
+    frames that could be read were given)."""
+
+
+def truncation(frames_read: int, promised: int) -> str | None:
+    """What a video file that stopped early lacks, or None. Containers may over-count by one."""
+    if promised and frames_read < promised - 1:
+        return f"ended after {frames_read} of the {promised} frames its header promises"
+    return None

@@ -77,3 +77,32 @@ def test_builds_go_where_no_packaging_tool_writes_and_foreign_folders_pass_quiet
     assert "bdist" not in quiet.stderr and "lib" not in quiet.stderr and "not a usable bundle" not in quiet.stderr
     verbose = subprocess.run([exe, "--verbose", *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert verbose.returncode == 0 and "bdist.linux-x86_64: no manifest.json" in verbose.stderr, verbose.stderr[-1500:]
+
+
+def test_a_truncated_video_is_reported_by_run_as_by_turnstile(tmp_path):
+    """The frames before the cut are run, then one error line (the turnstile's words for the
+    same file: maskgate.sources.truncation) and exit 1, never a quiet exit 0."""
+    import cv2
+    import numpy as np
+
+    pytest.importorskip("torch")
+    frame = cv2.resize(cv2.imread(str(ROOT / "examples" / "images" / "scene_5.jpg")), (320, 240))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (320, 240))
+    for k in range(80):
+        writer.write(np.roll(frame, k, axis=1))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    exe = str(Path(sys.executable).with_name("maskgate"))
+    whole = subprocess.run([exe, "run", str(video), "--mask-model", "none", "--pose-model", "none"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0 and "80 frame(s)" in whole.stdout, whole.stderr[-1000:]
+    done = subprocess.run([exe, "run", str(cut), "--mask-model", "none", "--pose-model", "none"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("maskgate: error: ")]
+    assert done.returncode == 1, done.stderr[-1000:]
+    assert len(errors) == 1 and f"{cut}: truncated or corrupt video: ended after " in errors[0], errors
+    assert "of the 80 frames its header promises" in errors[0]
+    read = int(errors[0].split("ended after ")[1].split()[0])
+    assert 0 < read < 79 and f"{read} frame(s)" in done.stdout

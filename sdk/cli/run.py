@@ -12,7 +12,7 @@ from ..draw import annotate
 from ..errors import SourceError
 from ..files import writable_folder
 from ..pipeline import AlignConfig, Pipeline
-from ..sources import IMAGE_SUFFIXES, iter_frames
+from ..sources import IMAGE_SUFFIXES, TruncatedVideoError, iter_frames
 from .options import add_detector_options, add_trust_options, size, trust_from
 
 
@@ -79,26 +79,32 @@ def main(args) -> int:
             for reason in sel.fallbacks:
                 print(f"  {sel.model}: passed over {reason}")
     n_frames = n_faces = 0
+    truncated = None
     with pipeline:
-        for frame in _chain(first, frames):
-            if args.max_frames is not None and n_frames >= args.max_frames:
-                break
-            faces = pipeline(frame.image)
-            n_frames += 1
-            n_faces += len(faces)
-            if args.json:
-                for face in faces:
-                    print(json.dumps({"source": frame.source, "frame": frame.index, **face.to_dict()}), flush=True)
-            else:
-                _print_summary(frame, faces, pipeline.detector.runner.last_inference_ms)
-            if save_dir is not None:
-                _save(save_dir, frame, faces, crops=args.save_crops)
+        try:
+            for frame in _chain(first, frames):
+                if args.max_frames is not None and n_frames >= args.max_frames:
+                    break
+                faces = pipeline(frame.image)
+                n_frames += 1
+                n_faces += len(faces)
+                if args.json:
+                    for face in faces:
+                        print(json.dumps({"source": frame.source, "frame": frame.index, **face.to_dict()}), flush=True)
+                else:
+                    _print_summary(frame, faces, pipeline.detector.runner.last_inference_ms)
+                if save_dir is not None:
+                    _save(save_dir, frame, faces, crops=args.save_crops)
+        except TruncatedVideoError as exc:  # the frames before the cut were run: say so, as turnstile does
+            truncated = exc
+            print(f"maskgate: error: {exc}", file=sys.stderr)
     if not args.json:
         print(
             f"{n_frames} frame(s), {n_faces} face(s)"
             + (f", {len(skipped)} unreadable file(s) skipped" if skipped else "")
+            + (", the video was cut short" if truncated else "")
         )
-    return 1 if skipped else 0
+    return 1 if skipped or truncated else 0
 
 
 def _open_pipeline(args) -> Pipeline:

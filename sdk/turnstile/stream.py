@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
+from ..sources import truncation
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ class FrameStream:
             if not self._stop.is_set():
                 if index == 0:
                     raise SourceError(f"{self.target}: opened, but no frame could be read (empty or corrupt)")
-                if promised and index < promised - 1:  # containers may over-count by one
-                    self.stats.truncated = f"ended after {index} of the {promised} frames its header promises"
+                self.stats.truncated = truncation(index, promised)
         finally:
             cap.release()
 
