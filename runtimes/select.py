@@ -24,6 +24,7 @@ import numpy as np
 
 from maskgate.converters.manifest import GOLDEN, MANIFEST, Manifest
 from maskgate.errors import BundleError, DeviceError, MaskGateError
+from maskgate.formats import get_format
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions
 from .base import Runner
@@ -183,12 +184,19 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     present = {m.get("format") for _, m in bundles}
     probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())
               if present & set(b.formats)]
+    failed_to_load = []  # candidates that verified, then would not load or run: the cause, whatever the device
     for candidate in candidates(bundles, probed, preference):
         if candidate_key(candidate) in exclude:
             tried.append(f"{candidate.describe()}: failed earlier in this run")
             continue
         try:
             verify_bundle(candidate.bundle, key=trust.key)  # checksums, binding, signature: before any runtime
+        except Exception as exc:
+            reason = f"{candidate.describe()}: {type(exc).__name__}: {exc}"
+            log.warning("%s: passing over %s", model, reason)
+            tried.append(reason)
+            continue
+        try:
             runner = candidate.backend.open(candidate.bundle, candidate.manifest, candidate.accelerator,
                                             options=OpenOptions(threads=threads))
             try:
@@ -197,9 +205,11 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
                 runner.close()
                 raise
         except Exception as exc:  # a backend's own error types too: the next candidate may work
-            reason = f"{candidate.describe()}: {type(exc).__name__}: {exc}"
+            model_file = candidate.bundle / get_format(candidate.manifest.format).model_file
+            reason = f"{model_file} ({candidate.describe()}): {type(exc).__name__}: {exc}"
             log.warning("%s: passing over %s", model, reason)
             tried.append(reason)
+            failed_to_load.append(reason)
             continue
         manifest = candidate.manifest
         kind = candidate.accelerator.kind
@@ -210,7 +220,7 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
             log.log(logging.WARNING if k in asked else logging.INFO, "%s: no usable %s; falling back", model, reason)
         log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
         return selection
-    raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried))
+    raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried, failed_to_load))
 
 
 def candidate_key(candidate: Candidate | Selection) -> tuple[str, str, str]:
@@ -242,7 +252,13 @@ def _why_not(kind: str, probed: list[tuple[Backend, BackendStatus]]) -> str:
     return "; ".join(reasons) or "no backend offers one"
 
 
-def _nothing_usable(model, preference, bundles, probed, tried) -> str:
+def _nothing_usable(model, preference, bundles, probed, tried, failed_to_load=()) -> str:
+    if failed_to_load:  # a device was there; the model file was not fit to run on it: that is the cause
+        lines = [f"{model}: every build that could run here failed to load or run (its checksums match its "
+                 "manifest, so it was written damaged or this runtime cannot read it; rebuild it):"]
+        lines += [f"  {reason}" for reason in failed_to_load]
+        lines += [f"  also passed over: {t}" for t in tried if t not in failed_to_load]
+        return "\n".join(lines)
     have = sorted({f"{m['format']} {m['precision']}" for _, m in bundles})
     usable = [f"{s.name}: {', '.join(f'{a.kind}/{a.name}' for a in s.accelerators if a.usable) or 'none'}"
               for _, s in probed if s.installed]

@@ -100,3 +100,34 @@ def test_a_mutated_manifest_is_read_or_refused_never_crashes(builds, tmp_path_fa
         spec_from_manifest(manifest)
     except BundleError:
         pass
+
+
+@pytest.mark.parametrize("fmt, damage", [("onnx", "weights"), ("openvino", "graph")])
+def test_a_damaged_model_whose_checksums_match_is_named_with_its_load_error(builds, tmp_path, fmt, damage):
+    """A model file written damaged, its manifest re-bound to it (so every checksum matches):
+    the error names the file and what the runtime said, with no device advice beside the point
+    (the CPU was there; the model would not run on it)."""
+    from maskgate.converters.bundle import write_manifest
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
+
+    copy = tmp_path / "builds"
+    shutil.copytree(builds / f"{MODEL}-{fmt}-fp32", copy / f"{MODEL}-{fmt}-fp32")
+    bundle = copy / f"{MODEL}-{fmt}-fp32"
+    if damage == "weights":  # the middle of the weights: the graph still parses
+        path = bundle / "model.onnx"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3: len(data) // 3 + 4000] = b"\xff" * 4000
+    else:  # an IR whose first layer names an operation no opset has
+        path = bundle / "model.xml"
+        data = bytearray(path.read_bytes().replace(b'type="Parameter"', b'type="NoSuchOperation"', 1))
+    path.write_bytes(bytes(data))
+    write_manifest(bundle, {**json.loads((bundle / "manifest.json").read_text()),
+                            "files": list(json.loads((bundle / "manifest.json").read_text())["files"])})
+    verify_bundle(bundle)  # the checksums and the binding hold
+    with pytest.raises(NoUsableBuildError) as caught:
+        open_best(copy, MODEL, formats=(fmt,))
+    message = str(caught.value)
+    first, *rest = message.splitlines()
+    assert "failed to load or run" in first and str(path) in message, message
+    assert ("not finite" in message) if damage == "weights" else ("NoSuchOperation" in message), message
+    assert "allow a fallback" not in message and "no usable" not in message, message
