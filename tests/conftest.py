@@ -60,9 +60,14 @@ def testvendor_plugin(tmp_path, monkeypatch) -> Path:
     import subprocess
     import sys
 
-    site = tmp_path / "site"
+    import shutil
+
+    site, source = tmp_path / "site", tmp_path / "testvendor"
+    # Installed from a copy: pip builds in place, which would leave build/ and egg-info in the checkout.
+    shutil.copytree(ROOT / "tests" / "plugins" / "testvendor", source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(ROOT / "tests" / "plugins" / "testvendor")], check=True)
+                    "--no-index", "--target", str(site), str(source)], check=True)
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     return site
