@@ -169,7 +169,40 @@ def gate_video(gate_builds, shared_data, tmp_path_factory):
 
 
 def _events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The events in ``path``, each one checked against the shipped JSON Schema."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    _valid(records)
+    return records
+
+
+def _valid(records: list[dict]) -> None:
+    from jsonschema import Draft202012Validator
+
+    from maskgate.turnstile.events import load_schema
+
+    validator = Draft202012Validator(load_schema())
+    for record in records:
+        problems = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(record)]
+        assert not problems, (record, problems)
+
+
+def test_the_event_schema_refuses_what_an_event_must_not_be():
+    """The schema can fail: an event without wall-clock time, a passage with the old epoch-or-
+    stream 'time' field, a stop without a reason it stopped, a gate that is neither open nor refuse."""
+    from jsonschema import Draft202012Validator
+
+    from maskgate.turnstile.events import event_record, load_schema
+
+    validator = Draft202012Validator(load_schema())
+    good = event_record("error", stream_time=None, message="camera 0 does not open")
+    assert validator.is_valid(good) and good["wall_time"].endswith("Z")
+    bad = [{k: v for k, v in good.items() if k != "wall_time"},
+           {**good, "event": "passage", "time": 1.0},
+           event_record("stop", stream_time=3.0, frames=1, passages=0, decisions={}, opened=0, refused=0, dropped=0,
+                        reconnects=0, errors=[], stopped_by=None, seconds=1.0),
+           event_record("gate", stream_time=1.0, action="close", decision="OPEN", frame=3, reason="x",
+                        passage_start=0.5, mask_prob=0.9, yaw_class=None, runtime=None)]
+    assert not any(validator.is_valid(b) for b in bad)
 
 
 def _shown_at(labels: list[dict], frame: int) -> dict | None:
@@ -196,7 +229,7 @@ def test_turnstile_acts_on_arrival_and_sums_up_each_passage_matching_the_labels(
     window = GateRules().window
     for shown in labels:  # each person at the gate gives exactly one passage, while they are shown
         start = shown["first_frame"] / FPS
-        (passage,) = [p for p in passages if start - 0.05 <= p["time"] <= start + 1.0]
+        (passage,) = [p for p in passages if start - 0.05 <= p["start"] <= start + 1.0]
         mine = [g for g in gates if _shown_at(labels, g["frame"]) is shown]
         opened = [g for g in mine if g["action"] == "open"]
         assert len(opened) <= 1 and (passage["decision"] == "OPEN") == bool(opened), (shown, mine, passage)
@@ -208,7 +241,8 @@ def test_turnstile_acts_on_arrival_and_sums_up_each_passage_matching_the_labels(
             assert passage["decision"] == shown["expected"], (shown, passage)
     assert all(_shown_at(labels, g["frame"]) for g in gates)  # nothing happens when nobody is there
     first = passages[0]
-    assert set(first) >= {"time", "decision", "reason", "mask_prob", "yaw_class", "runtime", "stages_ms"}
+    assert set(first) >= {"start", "decision", "reason", "mask_prob", "yaw_class", "runtime", "stages_ms"}
+    assert all(r["stream_time"] is not None for r in records) and records[-1]["stopped_by"] == "end_of_stream"
     assert all("openvino int8" in first["runtime"][model] for model in ("detector", "mask", "pose"))
     assert set(first["stages_ms"]) == {"preprocess", "detect", "postprocess", "align", "classify"}
     assert all("openvino int8" in g["runtime"]["mask"] and g["reason"] for g in gates)
@@ -284,9 +318,11 @@ def test_a_truncated_or_corrupt_video_ends_with_an_error_event(gate_builds, gate
     garbage = tmp_path / "garbage.avi"
     garbage.write_bytes(os.urandom(4096))
     events2 = tmp_path / "events2.jsonl"
-    assert main(["turnstile", str(garbage), "--builds", str(gate_builds), "--events", str(events2)]) == 1
+    # Nothing could be read: exit 2, as 'maskgate run' on the same file.
+    assert main(["turnstile", str(garbage), "--builds", str(gate_builds), "--events", str(events2)]) == 2
     records = _events(events2)
     assert records[0]["event"] == "error" and "garbage.avi" in records[0]["message"]
+    assert records[0]["stream_time"] is None and records[-1]["stopped_by"] == "error"
     assert "Traceback" not in capsys.readouterr().err
 
 

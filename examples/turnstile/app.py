@@ -27,14 +27,14 @@ MESSAGES = {Decision.OPEN: "welcome", Decision.NO_MASK: "please wear a mask",
 def on_gate(gate: GateEvent) -> None:
     """Replace with your relay / display calls: open the relay on "open", show the message on both."""
     relay = "open" if gate.action == "open" else "closed"
-    print(f"frame {gate.frame:6d} {gate.time:8.2f} s  {gate.decision.value:14s} relay {relay:6s} "
+    print(f"frame {gate.frame:6d} at {gate.time:7.2f} s  {gate.decision.value:14s} relay {relay:6s} "
           f"{MESSAGES[gate.decision]} ({gate.reason})", flush=True)
 
 
 def on_passage(passage: Passage) -> None:
     """The passage's summary, once the person has left: a log line here (no relay action)."""
     opened = f"opened at frame {passage.opened_frame}" if passage.opened_frame is not None else "did not open"
-    print(f"passage {passage.start:8.2f}-{passage.end:.2f} s  {passage.decision.value:14s} {opened}", flush=True)
+    print(f"passage {passage.start:7.2f} s to {passage.end:7.2f} s  {passage.decision.value:14s} {opened}", flush=True)
 
 
 def main() -> int:
@@ -46,9 +46,11 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = load_config(args.source, path=args.config, builds=args.builds)
     summary = TurnstileApp(config, on_gate=on_gate, on_passage=on_passage).run()
-    print(f"{summary.frames} frames, {summary.passages} passages, stopped by {summary.stopped_by or 'end of stream'}",
-          file=sys.stderr)
-    return 1 if summary.errors else 0
+    print(f"{summary.frames} frames, {summary.passages} passages in {summary.seconds:.1f} s, "
+          f"stopped by {summary.stopped_by}", file=sys.stderr)
+    if summary.errors:  # the exit codes of 'maskgate turnstile' and 'maskgate run'
+        return 2 if summary.frames == 0 else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -71,11 +71,18 @@ def main(args) -> int:
 
         raise BundleError(f"{config.builds}: no builds folder; run 'maskgate build --out {config.builds}' first "
                           "(or pass --builds DIR)")
-    app = TurnstileApp(config, on_gate=lambda g: print(json.dumps({"event": "gate", **g.to_dict()}), flush=True),
-                       on_passage=lambda p: print(json.dumps({"event": "passage", **p.to_dict()}), flush=True))
+
+    def show(record: dict) -> None:  # gate and passage events on stdout, as written to --events
+        if record["event"] in ("gate", "passage"):
+            print(json.dumps(record), flush=True)
+
+    app = TurnstileApp(config, on_event=show)
     summary = app.run()
     print(f"turnstile: {summary.frames} frames, gate opened {summary.opened} time(s), "
           f"{summary.passages} passages {summary.decisions}, "
           f"dropped {summary.dropped}, reconnects {summary.reconnects}"
-          + (f", stopped by {summary.stopped_by}" if summary.stopped_by else ""), file=sys.stderr)
-    return 1 if summary.errors else 0
+          + f", stopped by {summary.stopped_by}", file=sys.stderr)
+    # As 'maskgate run': 2 when nothing could be read, 1 when the stream ended with a problem.
+    if summary.errors:
+        return 2 if summary.frames == 0 else 1
+    return 0

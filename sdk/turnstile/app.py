@@ -26,6 +26,7 @@ import numpy as np
 from ..config import DEFAULT_BUILDS
 from ..errors import MaskGateError
 from .decision import Decision, GateEvent, GateRules, GateStateMachine, Observation, Passage, observe
+from .events import event_record
 from .stream import FrameStream, StreamOptions
 
 DECISION_COLOURS = {Decision.OPEN: (0, 200, 0), Decision.NO_MASK: (0, 0, 255),
@@ -60,7 +61,7 @@ class RunSummary:
     dropped: int = 0
     reconnects: int = 0
     errors: list = field(default_factory=list)
-    stopped_by: str | None = None  # a signal name, "max_frames", or None at the end of the stream
+    stopped_by: str | None = None  # end_of_stream, max_frames, error, stop, or a signal name (SIGINT, SIGTERM)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -68,16 +69,20 @@ class RunSummary:
 
 
 class TurnstileApp:
-    def __init__(self, config: TurnstileConfig, *, pipeline=None, on_gate=None, on_passage=None):
+    def __init__(self, config: TurnstileConfig, *, pipeline=None, on_gate=None, on_passage=None, on_event=None):
         """``pipeline``: an opened ``maskgate.Pipeline`` (default: from ``config.builds``, each model
         on the best build and device); ``on_gate``: called with each ``GateEvent`` the moment
         the gate acts (drive the relay and the display here); ``on_passage``: called with
-        each ``Passage`` summary once the person has left."""
+        each ``Passage`` summary once the person has left; ``on_event``: called with every
+        event record as written to ``config.events`` (``maskgate.turnstile.events``)."""
         self.config = config
         self.stream = FrameStream(config.source, config.stream)
         self._pipeline = pipeline
         self._on_gate = on_gate
         self._on_passage = on_passage
+        self._on_event = on_event
+        self._stream_time: float | None = None  # of the last frame read
+        self._failed = False
         self._stopped_by: str | None = None
         self._events = None
         self._video = None
@@ -109,15 +114,16 @@ class TurnstileApp:
                                                       threads=self.config.threads, trust=trust)
             self._loop()
         except MaskGateError as exc:
+            self._failed = True
             self._error(str(exc))
         finally:
             passage = self.machine.finish()
             if passage is not None:
                 self._emit_passage(passage)
             self.summary.dropped, self.summary.reconnects = self.stream.stats.dropped, self.stream.stats.reconnects
-            self.summary.stopped_by = self._stopped_by
-            self.summary.seconds = time.monotonic() - start
-            self._write({"event": "stop", **self.summary.to_dict()})
+            self.summary.stopped_by = self._stopped_by or ("error" if self._failed else "end_of_stream")
+            self.summary.seconds = round(time.monotonic() - start, 3)
+            self._emit("stop", self._stream_time, self.summary.to_dict())
             if self._video is not None:
                 self._video.release()
             if self._events is not None:
@@ -133,6 +139,7 @@ class TurnstileApp:
         last_health = time.monotonic()
         frames_at_health = 0
         for index, (at, frame) in enumerate(self.stream.frames()):
+            self._stream_time = at
             timings: dict = {}
             began = time.perf_counter()
             faces = self._pipeline(frame, timings=timings)
@@ -160,7 +167,7 @@ class TurnstileApp:
             self.summary.opened += 1
         else:
             self.summary.refused += 1
-        self._write({"event": "gate", **gate.to_dict()})
+        self._emit("gate", gate.time, gate.to_dict())
         if self._on_gate is not None:
             self._on_gate(gate)
 
@@ -168,13 +175,13 @@ class TurnstileApp:
         self.summary.passages += 1
         key = passage.decision.value
         self.summary.decisions[key] = self.summary.decisions.get(key, 0) + 1
-        self._write({"event": "passage", **passage.to_dict()})
+        self._emit("passage", passage.end, passage.to_dict())
         if self._on_passage is not None:
             self._on_passage(passage)
 
     def _error(self, message: str) -> None:
         self.summary.errors.append(message)
-        self._write({"event": "error", "time": round(time.time(), 3), "message": message})
+        self._emit("error", self._stream_time, {"message": message})
         print(f"maskgate turnstile: {message}", file=sys.stderr)
 
     def _health(self, latencies: list[float], fps: float) -> None:
@@ -190,10 +197,13 @@ class TurnstileApp:
             self.config.events.parent.mkdir(parents=True, exist_ok=True)
             self._events = open(self.config.events, "a", encoding="utf-8")
 
-    def _write(self, record: dict) -> None:
+    def _emit(self, kind: str, stream_time: float | None, fields: dict) -> None:
+        record = event_record(kind, stream_time=stream_time, **fields)
         if self._events is not None:
             self._events.write(json.dumps(record) + "\n")
             self._events.flush()  # a crash or power loss keeps every event written so far
+        if self._on_event is not None:
+            self._on_event(record)
 
     def _write_video(self, frame: np.ndarray, faces, obs: Observation) -> None:
         from ..draw import annotate

@@ -157,10 +157,16 @@ class GateEvent:
     runtime: dict | None = None
 
     def to_dict(self) -> dict:
-        return {"action": self.action, "decision": self.decision.value, "time": round(self.time, 3),
-                "frame": self.frame, "reason": self.reason, "passage_start": round(self.passage_start, 3),
-                "mask_prob": None if self.mask_prob is None else round(self.mask_prob, 4),
-                "yaw_class": self.yaw_class, "runtime": self.runtime}
+        return {
+            "action": self.action,
+            "decision": self.decision.value,
+            "frame": self.frame,
+            "reason": self.reason,
+            "passage_start": round(self.passage_start, 3),
+            "mask_prob": None if self.mask_prob is None else round(self.mask_prob, 4),
+            "yaw_class": self.yaw_class,
+            "runtime": self.runtime,
+        }
 
 
 @dataclass
@@ -180,7 +186,7 @@ class Passage:
     reason: str = ""  # why the gate opened, or the last refusal's reason
 
     def to_dict(self) -> dict:
-        return {"time": round(self.start, 3), "end": round(self.end, 3), "decision": self.decision.value,
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "decision": self.decision.value,
                 "reason": self.reason, "frames": self.frames,
                 "mask_prob": None if self.mask_prob is None else round(self.mask_prob, 4),
                 "yaw_class": self.yaw_class, "opened_at": None if self.opened_at is None else round(self.opened_at, 3),

@@ -1,0 +1,27 @@
+"""The turnstile's events: one JSON object per line, in the schema shipped beside this module
+(``events.schema.json``). Every event names its kind, the schema version, the wall-clock
+time it was written (UTC, ISO 8601) and the stream time it refers to (seconds from the
+first frame; null when no frame was read)."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("events.schema.json")
+KINDS = ("gate", "passage", "error", "stop")
+
+
+def event_record(kind: str, *, stream_time: float | None, **fields) -> dict:
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}; one of {KINDS}")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"event": kind, "schema": SCHEMA_VERSION,
+            "wall_time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "stream_time": None if stream_time is None else round(float(stream_time), 3), **fields}
+
+
+def load_schema() -> dict:
+    """The JSON Schema of an event (draft 2020-12)."""
+    return json.loads(SCHEMA_FILE.read_text())
