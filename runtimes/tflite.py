@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maskgate.console import native_stderr_filtered
 from maskgate.errors import DependencyError, ModelError
 from maskgate.formats import formats_of_backend
 
@@ -53,9 +54,10 @@ class TfliteRunner(Runner):
             except (ValueError, OSError) as exc:
                 raise ModelError(f"{path}: TFLite delegate {delegate!r} cannot be loaded ({exc})") from exc
         try:
-            self._interpreter = module.Interpreter(model_path=str(path), num_threads=threads,
-                                                   experimental_delegates=delegates or None)
-            self._interpreter.allocate_tensors()
+            with native_stderr_filtered():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self._interpreter = module.Interpreter(model_path=str(path), num_threads=threads,
+                                                       experimental_delegates=delegates or None)
+                self._interpreter.allocate_tensors()
         except Exception as exc:
             raise ModelError(
                 f"{path}: the TFLite interpreter cannot load it ({exc}); is it a complete .tflite file?"

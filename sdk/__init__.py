@@ -9,6 +9,9 @@ if __name__ != "maskgate":  # the folder sdk/ installs as maskgate (pyproject.to
     raise ImportError(f"import maskgate, not {__name__}: the sdk/ folder is installed as "
                       "maskgate (pip install -e . in the checkout)")
 
+from . import console  # noqa: F401  (first: keeps FFmpeg's chatter out of the console before cv2 loads)
+
+# isort: split
 from .align import AlignedFace, align_face, eye_roll_degrees
 from .builder import BuildConfig, BuildResult, build
 from .classifier import CropClassifier

@@ -57,10 +57,9 @@ def testvendor_plugin(tmp_path, monkeypatch) -> Path:
     """pip-installs tests/plugins/testvendor (an 'NPU' backend for ONNX bundles, found through
     its entry point) into a folder put on sys.path for this test; returns that folder."""
     import importlib
+    import shutil
     import subprocess
     import sys
-
-    import shutil
 
     site, source = tmp_path / "site", tmp_path / "testvendor"
     # Installed from a copy: pip builds in place, which would leave build/ and egg-info in the checkout.

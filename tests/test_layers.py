@@ -3,7 +3,7 @@ app on the pipeline and the runtimes only. Every import counts, the ones made in
 function too: a lazy import is still a dependency.
 
 Bottom to top (maskgate.*):
-  core       version, errors, specs, config, files, progress, memory, metrics, formats
+  core       version, errors, specs, config, files, console, progress, memory, metrics, formats
   bundle     converters.bundle / manifest / binding / signing: the bundle format that runtimes trust
   runtimes   runtimes
   pipeline   pre/post-processing, models, registry, compare, detector, classifier, pipeline
@@ -24,7 +24,7 @@ from tests.conftest import ROOT
 FOLDERS = {"sdk": "maskgate", "runtimes": "maskgate.runtimes", "converters": "maskgate.converters",
            "calibration": "maskgate.calibration"}
 LAYERS = [
-    ("core", ("version", "errors", "specs", "config", "files", "progress", "memory", "metrics", "formats")),
+    ("core", ("version", "errors", "specs", "config", "files", "console", "progress", "memory", "metrics", "formats")),
     ("bundle", ("converters.bundle", "converters.binding", "converters.signing", "converters.manifest",
                 "converters.__init__")),
     ("runtimes", ("runtimes",)),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import native_stderr_filtered
 from ..errors import ConversionError, MaskGateError
 from ..formats import ConvertOptions, get_format
 from ..version import __version__
@@ -78,14 +79,16 @@ def quiet_converters():
     (missing torchvision ops, deprecations); a build shows its own progress instead."""
     import warnings
 
+    # torchao: the CUDA kernels it cannot load on a machine without them ("Failed to load ...so").
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "torch.utils._pytree",
-                                              "nncf", "absl")]
+                                              "nncf", "absl", "torchao")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
         # ORT's histogram calibrators and NNCF's progress bars print to stdout.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # TensorFlow's C++ INFO lines (under litert-torch) go to fd 2 directly: filtered there.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), native_stderr_filtered():
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
+        from ..console import set_verbose
+
+        set_verbose(True)
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("maskgate: %(name)s: %(message)s"))
         logger = logging.getLogger("maskgate")

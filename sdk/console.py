@@ -1,0 +1,67 @@
+"""Keeping third-party chatter out of the user's console, without hiding real warnings.
+
+Native libraries (TensorFlow's and LiteRT's C++ logging) write straight to file descriptor
+2, past Python's logging: ``native_stderr_filtered`` captures what they write during one call
+and passes on every line but their INFO ones. ``maskgate --verbose`` lets everything through.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+
+# TensorFlow / absl INFO ("I0000 00:00:... file.cc:12] ...") and TFLite's own ("INFO: ...").
+NATIVE_INFO = re.compile(r"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |INFO: )")
+VERBOSE = os.environ.get("MASKGATE_VERBOSE") == "1"  # set by 'maskgate --verbose'
+
+
+def _quiet_ffmpeg() -> None:
+    """FFmpeg (inside OpenCV) prints every complaint about a damaged stream ("[mjpeg @ 0x..]
+    overread 8"); MaskGate reports a damaged or cut video itself. OpenCV reads this variable
+    once, when cv2 is first imported, so it is set here, before that, unless the user set it
+    (OPENCV_FFMPEG_LOGLEVEL=24 shows them) or runs 'maskgate --verbose'."""
+    if "OPENCV_FFMPEG_LOGLEVEL" in os.environ or "cv2" in sys.modules:
+        return
+    cli = os.path.basename(sys.argv[0] if sys.argv else "") == "maskgate"
+    verbose = VERBOSE or (cli and any(a in ("-v", "--verbose") for a in sys.argv[1:2]))
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24" if verbose else "8"  # warnings, or fatal errors only
+
+
+_quiet_ffmpeg()
+
+
+def set_verbose(verbose: bool) -> None:
+    global VERBOSE
+    VERBOSE = verbose
+
+
+@contextlib.contextmanager
+def native_stderr_filtered() -> Iterator[None]:
+    """Capture fd 2 for the duration; afterwards write back every line that is not a native
+    library's INFO line. A real warning or error still reaches the console, in order."""
+    if VERBOSE:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (an embedding app): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not NATIVE_INFO.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
