@@ -54,3 +54,37 @@ def config_table(name: str, *, path: str | Path | None = None) -> tuple[str | No
     if not isinstance(table, dict):
         raise InputError(f"{where}: [{name}] must be a table, got {type(table).__name__}")
     return where, table
+
+
+ENV_DATA = "MASKGATE_DATA"
+#: what each part of a data folder holds (README, "Data")
+DATA_PARTS = {
+    "faces": ("faces/with_mask", "faces/without_mask"),
+    "scenes": ("scenes/images", "scenes/annotations"),
+}
+
+
+def data_folder(given: str | Path | None, *, needs: tuple[str, ...] = ("faces", "scenes"), any_of: bool = False,
+                flag: str = "--data") -> Path:
+    """The labelled data folder: ``given``, else ``MASKGATE_DATA``, else ``[data] path`` in the
+    config file; checked to hold the parts in ``needs`` (all of them, or one with ``any_of``).
+    A missing folder or part fails in one line that says where the data comes from."""
+    source = flag
+    if given is None:
+        given, source = os.environ.get(ENV_DATA) or None, ENV_DATA
+    if given is None:
+        where, table = config_table("data")
+        given, source = table.get("path"), f"{where} [data] path"
+    if not given:
+        raise InputError(f"no data folder: give {flag} DIR, set {ENV_DATA}, or [data] path in maskgate.toml "
+                         "(the README's Data section says what it holds and where to get it)")
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        raise InputError(f"{path} (from {source}): no such folder; see the README's Data section for its layout")
+    missing = {part: [p for p in DATA_PARTS[part] if not (path / p).is_dir()] for part in needs}
+    lacking = [part for part, gaps in missing.items() if gaps]
+    if (any_of and len(lacking) == len(needs)) or (not any_of and lacking):
+        gaps = [g for part in lacking for g in missing[part]]
+        raise InputError(f"{path} (from {source}): lacks {', '.join(gaps)}; see the README's Data section for the "
+                         "layout and where each part comes from")
+    return path

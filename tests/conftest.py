@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The labelled data set (README, "Data"): MASKGATE_DATA where set, else ../shared/data beside the checkout.
+SHARED_DATA = Path(os.environ.get("MASKGATE_DATA") or ROOT.parent / "shared" / "data")
 pytest_plugins = ["tests.strict_skips"]  # under CI, a skip for a missing import fails
 
 
@@ -19,7 +21,8 @@ def _torch_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is absent (the shared data set sits beside the checkout)")
+    no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is absent (the data set: ../shared/data beside the checkout, or "
+                               "MASKGATE_DATA; see the README's Data section)")
     no_gpu = pytest.mark.skip(reason="no CUDA GPU visible to torch on this machine")
     has_data = SHARED_DATA.is_dir()
     has_gpu = _torch_cuda() if any("gpu" in i.keywords for i in items) else False

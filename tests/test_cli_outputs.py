@@ -140,3 +140,46 @@ def test_native_info_lines_are_dropped_and_everything_else_kept(capfd):
     finally:
         console.set_verbose(False)
     assert capfd.readouterr().err == "INFO: shown with --verbose\n"
+
+
+def test_the_data_folder_comes_from_the_flag_the_environment_or_the_config_and_is_checked(tmp_path):
+    """Commands that need the labelled data take --data, MASKGATE_DATA or [data] path; a folder
+    without the parts they need is refused in one line naming the missing parts."""
+    exe = str(Path(sys.executable).with_name("maskgate"))
+    half = tmp_path / "half"
+    (half / "scenes" / "images").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MASKGATE_DATA", "MASKGATE_CONFIG")}
+
+    def run(*args, **extra):
+        done = subprocess.run([exe, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={**env, **extra})
+        return done.returncode, done.stderr.strip().splitlines()
+
+    code, lines = run("eval")
+    assert code == 2 and len(lines) == 1 and "--data DIR, set MASKGATE_DATA, or [data] path" in lines[0], lines
+    code, lines = run("eval", MASKGATE_DATA=str(half))
+    assert code == 2 and len(lines) == 1 and "(from MASKGATE_DATA)" in lines[0], lines
+    assert all(p in lines[0] for p in ("faces/with_mask", "faces/without_mask", "scenes/annotations")), lines
+    (tmp_path / "maskgate.toml").write_text(f'[data]\npath = "{half}"\n')
+    code, lines = run("crops", "--out", str(tmp_path / "c"))
+    assert code == 2 and len(lines) == 1 and "[data] path" in lines[0] and "scenes/annotations" in lines[0], lines
+
+
+def test_the_test_video_maker_takes_your_own_photos_and_refuses_in_one_line(tmp_path):
+    pytest.importorskip("torch")
+    maker = [sys.executable, str(ROOT / "examples" / "turnstile" / "make_test_video.py")]
+    done = subprocess.run([*maker, str(ROOT / "examples" / "images"), str(tmp_path / "own.avi"), "--scenes", "3"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-1500:]
+    import json
+
+    labels = json.loads((tmp_path / "own.avi.labels.json").read_text())
+    assert len(labels) == 3 and all(x["label"] is None and x["expected"] is None for x in labels)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "half" / "scenes" / "images").mkdir(parents=True)
+    for folder, said in (("empty", "neither scenes/"), ("half", "needs images/ and annotations/"),
+                         ("missing", "no such folder")):
+        done = subprocess.run([*maker, str(tmp_path / folder), str(tmp_path / "x.avi")], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and said in lines[0], (folder, lines)

@@ -1,4 +1,4 @@
-"""A video of people "walking up to the gate", made of held-out scene photos.
+"""A video of people "walking up to the gate", made of held-out scene photos (or your own).
 
 Each chosen test-split scene of DATA/scenes is cropped around its largest labelled face
 (with_mask / without_mask) so that the face is about 140 px wide on a 640x480 frame, as
@@ -9,7 +9,12 @@ whose yaw label is not frontal -> LOOK_AT_CAMERA. Yaw labels are derived as ever
 in this project (there are no measured head poses in the data): from the five landmarks
 the fp32 detector build finds on the labelled face, by solvePnP on a generic 3D face.
 
+DATA may instead be a folder of your own photos (no annotations): the largest face the
+detector finds in each (the fp32 build with --builds, else the PyTorch reference) is the
+person at the gate, and the labels hold no expected decision.
+
     python examples/turnstile/make_test_video.py ../shared/data clip.avi --scenes 12 --builds builds/
+    python examples/turnstile/make_test_video.py my_photos/ clip.avi --builds builds/
 """
 from __future__ import annotations
 
@@ -82,32 +87,86 @@ def yaw_label(detector, view: np.ndarray, box: np.ndarray) -> int | None:
     return None if match < 0 else YawBins().classify(estimate_yaw(found.landmarks[match]))
 
 
+class Unusable(Exception):
+    """DATA lacks what a video needs: said in one line."""
+
+
+def pick_photos(folder: Path, count: int, detector) -> list:
+    """(photo, its largest face's box) for up to ``count`` photos in which the detector finds a face."""
+    from maskgate.sources import SourceError, list_images, read_image, spread
+
+    chosen = []
+    for path in spread(list_images(folder), None):
+        try:
+            found = detector.detect(read_image(path))
+        except SourceError:
+            continue
+        if len(found.boxes):
+            widths = found.boxes[:, 2] - found.boxes[:, 0]
+            chosen.append((path, found.boxes[int(np.argmax(widths))]))
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _has_photos(folder: Path) -> bool:
+    from maskgate.sources import SourceError, list_images
+
+    try:
+        return bool(list_images(folder))
+    except SourceError:
+        return False
+
+
 def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: int = 8, fps: float = 10.0,
                builds: Path | None = None) -> list[dict]:
     from maskgate.sources import read_image
     from maskgate.turnstile import GateRules
 
-    picked = pick_scenes(data, scenes)
+    data = Path(data)
+    if not data.is_dir():
+        raise Unusable(f"{data}: no such folder; give a data folder (see the README's Data section) or a folder "
+                       "of your own photos")
+    labelled = (data / "scenes").is_dir()
+    if labelled and not ((data / "scenes" / "images").is_dir() and (data / "scenes" / "annotations").is_dir()):
+        raise Unusable(f"{data / 'scenes'}: needs images/ and annotations/ (Pascal VOC, one XML per image)")
+    if not labelled and not _has_photos(data):
+        raise Unusable(f"{data}: neither scenes/ (labelled scenes) nor any photo (.jpg, .png, ...) to make a "
+                       "video from")
+    picked = pick_scenes(data, scenes) if labelled else None
+    if labelled and not picked:
+        raise Unusable(f"{data / 'scenes'}: no test-split scene with one clearly largest labelled face")
     detector = None
     if builds is not None:
         from maskgate.deployed import open_detector
 
         detector, _ = open_detector(builds, "retinaface_mnet025", precisions=("fp32",))
+    elif not labelled:
+        from maskgate import FaceDetector
+
+        detector = FaceDetector.reference(device="cpu")
+    if not labelled:
+        photos = pick_photos(data, scenes, detector)
+        if not photos:
+            detector.close()
+            raise Unusable(f"{data}: the detector finds no face in any of its photos")
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME)
     if not writer.isOpened():
-        raise SystemExit(f"{out}: cannot write an MJPG video here")
+        raise Unusable(f"{out}: cannot write an MJPG video here")
     blank = np.full((FRAME[1], FRAME[0], 3), 114, np.uint8)
     labels = []
     try:
         for _ in range(gap):
             writer.write(blank)
-        for scene, top in picked:
-            view, box = gate_view(read_image(scene.image_path), scene.boxes[top])
+        people = ([(s.image_path, s.boxes[top], s.labels[top]) for s, top in picked] if labelled
+                  else [(path, box, None) for path, box in photos])
+        for path, face, label in people:
+            view, box = gate_view(read_image(path), face)
             yaw = yaw_label(detector, view, box) if detector is not None else None
-            expected = EXPECTED[scene.labels[top]]
-            if yaw is not None and yaw not in GateRules().frontal_yaw_classes:
+            expected = EXPECTED[label] if label is not None else None  # your own photos: unknown
+            if expected is not None and yaw is not None and yaw not in GateRules().frontal_yaw_classes:
                 expected = "LOOK_AT_CAMERA"
-            labels.append({"scene": scene.image_path.name, "label": scene.labels[top], "yaw_label": yaw,
+            labels.append({"scene": path.name, "label": label, "yaw_label": yaw,
                            "expected": expected, "first_frame": len(labels) * (hold + gap) + gap})
             for _ in range(hold):
                 writer.write(view)
@@ -123,7 +182,7 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="data folder with scenes/ (e.g. ../shared/data)")
+    parser.add_argument("data", type=Path, help="data folder with scenes/ (e.g. ../shared/data), or a folder of photos")
     parser.add_argument("video", type=Path)
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--hold", type=int, default=10, help="frames each person stays at the gate (default 10)")
@@ -131,9 +190,15 @@ def main() -> int:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--builds", type=Path, help="derive yaw labels with the fp32 detector build here")
     args = parser.parse_args()
-    labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
-                        builds=args.builds)
-    print(f"{args.video}: {len(labels)} passages ({sum(x['expected'] == 'OPEN' for x in labels)} masked)")
+    try:
+        labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
+                            builds=args.builds)
+    except Unusable as exc:
+        print(f"make_test_video: error: {exc}", file=sys.stderr)
+        return 2
+    masked = sum(x["expected"] == "OPEN" for x in labels)
+    print(f"{args.video}: {len(labels)} passages" + (f" ({masked} masked)" if labels[0]["label"] else
+                                                     " (your photos: no expected decisions)"))
     return 0
 
 

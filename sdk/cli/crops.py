@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
         description="Builds the crop set the classifiers train and test on: the crops the deployed "
         "pipeline sees, split by source image (70/15/15 by a hash of the path).",
     )
-    p.add_argument("--data", required=True, help="folder holding faces/with_mask, faces/without_mask and/or scenes/")
+    p.add_argument("--data", help="folder holding faces/with_mask, faces/without_mask and/or scenes/ (default: "
+                   "MASKGATE_DATA, or [data] path in maskgate.toml)")
     p.add_argument("--out", required=True, help="folder to write crops.npz into")
     p.add_argument("--crop-size", type=size, default=(128, 128), help="crop WIDTHxHEIGHT (default 128x128)")
     p.add_argument("--margin", type=float, default=0.25, help="context around the face box (default 0.25)")
@@ -28,13 +29,16 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from ..config import data_folder
+
+    data = data_folder(args.data, needs=("faces", "scenes"), any_of=True)
     detector = FaceDetector.reference(
         args.detector, weights=args.weights, device=args.device, input_size=args.input_size
     )
     options = CropOptions(size=args.crop_size, margin=args.margin, score_threshold=args.crop_min_score)
     start = time.perf_counter()
     crops = build_crops(
-        args.data, detector, options=options, progress=lambda it: progress(it, desc="crops", unit="img")
+        data, detector, options=options, progress=lambda it: progress(it, desc="crops", unit="img")
     )
     crops.info["seconds"] = round(time.perf_counter() - start, 1)
     crops.info["command"] = " ".join(["maskgate", *sys.argv[1:]]) if sys.argv[0].endswith("maskgate") else None

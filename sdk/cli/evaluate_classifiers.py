@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
         description="Scores the classifiers on the test split (by source image) of the crops cut from DATA, "
         "and runs detect -> align -> classify on the test images of DATA/scenes. Yaw labels are landmark-derived.",
     )
-    p.add_argument("--data", required=True, help="data folder with faces/ and scenes/ (e.g. ../shared/data)")
+    p.add_argument("--data", help="data folder with faces/ and scenes/ (default: MASKGATE_DATA, or [data] path in "
+                   "maskgate.toml; see the README's Data section)")
     p.add_argument(
         "--crops",
         help="a crop set built from DATA by 'maskgate crops' (else the crops are cut now, about 4 min on 2 cores)",
@@ -39,6 +40,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from ..config import data_folder
     from ..datasets.crops import CropSet, build_crops, split_of
     from ..detector import FaceDetector
     from ..metrics import mask_scores, pose_scores
@@ -46,7 +48,7 @@ def main(args) -> int:
     from ..voc import read_voc_folder
 
     show = not args.no_progress
-    data = Path(args.data)
+    data = data_folder(args.data, needs=("faces", "scenes"))
     if args.crops:
         crops = CropSet.load(args.crops)
     else:

@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("task", choices=("mask", "pose"))
     p.add_argument(
         "--data",
-        required=True,
-        help="a crop set folder (from 'maskgate crops'), or a data folder with faces/ and scenes/ to crop first",
+        help="a crop set folder (from 'maskgate crops'), or a data folder with faces/ and scenes/ to crop first "
+        "(default: MASKGATE_DATA, or [data] path in maskgate.toml)",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="registered classifier (default mask_mobilenetv2 / pose_mobilenetv2_skip)")
@@ -75,12 +75,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def load_or_build_crops(data: str, out: Path, args):
+def load_or_build_crops(data: str | None, out: Path, args):
+    from ..config import data_folder
     from ..datasets.crops import CROPS_FILE, CropSet
 
-    path = Path(data)
-    if (path / CROPS_FILE).is_file() or path.suffix == ".npz":
-        return CropSet.load(path)
+    if data is not None and ((Path(data) / CROPS_FILE).is_file() or Path(data).suffix == ".npz"):
+        return CropSet.load(data)
+    path = data_folder(data, needs=("faces", "scenes"), any_of=True)
     from ..datasets.crops import build_crops
     from ..detector import FaceDetector
     from ..progress import progress
