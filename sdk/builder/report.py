@@ -18,7 +18,8 @@ def _fidelity(r) -> str:
     if f.get("top1_agreement") is not None:
         return f"top-1 {100 * f['top1_agreement']:.2f}% (n={f['samples']})"
     if f.get("detection_recall") is not None:
-        return f"det {100 * f['detection_recall']:.2f}% of {f['detections_reference']} (+{f['detections_extra']})"
+        return (f"det {100 * f['detection_recall']:.2f}% of {f['detections_reference']}, "
+                f"{f['detections_extra']} extra")
     return "-"
 
 
@@ -30,8 +31,19 @@ def speedups(results) -> dict[str, float]:
 
 
 def slower_than_fp32(results) -> list[str]:
-    """Reduced-precision builds that run slower than their fp32 sibling on the same runtime."""
-    return [target for target, ratio in speedups(results).items() if ratio < 1.0 and not target.endswith("-fp32")]
+    """Reduced-precision builds slower than their fp32 sibling on the same runtime by more than
+    the timing's own spread: the faster quarter of their runs is slower than the slower
+    quarter of the sibling's (interquartile ranges apart). A p50 a little above the sibling's
+    is noise on a shared machine and flips between runs."""
+    fp32 = {(r.model, r.format): r.latency for r in results if r.precision == "fp32" and r.latency}
+    out = []
+    for r in results:
+        sibling = fp32.get((r.model, r.format))
+        if r.precision == "fp32" or not r.latency or not sibling:
+            continue
+        if r.latency.get("p25", r.latency["p50"]) > sibling.get("p75", sibling["p50"]):
+            out.append(r.target)
+    return out
 
 
 def rows(results) -> list[list[str]]:
@@ -41,7 +53,7 @@ def rows(results) -> list[list[str]]:
     ratios, slower = speedups(results), set(slower_than_fp32(results))
     for r in results:
         size = f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-"
-        p50, p90 = (f"{r.latency[k]:.2f}" for k in ("p50", "p90")) if r.latency else ("-", "-")
+        p50, p90 = (_p50(r.latency), f"{r.latency['p90']:.2f}") if r.latency else ("-", "-")
         ratio = f"{ratios[r.target]:.2f}x" + (" SLOWER" if r.target in slower else "") if r.target in ratios else "-"
         task = summary((r.check or {}).get("task_metrics"))
         verdict = "-" if r.error else ("pass" if r.passed else "FAIL")
@@ -50,15 +62,27 @@ def rows(results) -> list[list[str]]:
     return out
 
 
-HEADER = ["model", "format", "precision", "status", "size", "fidelity vs fp32 (held-out)", "task metric", "p50 ms",
-          "p90 ms", "vs fp32", "gates"]
+HEADER = ["model", "format", "precision", "status", "size", "fidelity vs fp32 (held-out)", "task metric",
+          "p50 ms (p25-p75)", "p90 ms", "vs fp32", "gates"]
+# What the marks in the table mean: printed under it, and in the HTML report.
+LEGEND = ("fidelity: classifiers, top-1 agreement with the fp32 PyTorch reference on n held-out crops; detector, "
+          "the share of the reference's detections found (IoU >= 0.5), and how many it adds that the reference does "
+          "not make ('extra'). p50 (p25-p75): median latency of one inference and the middle half of the timed runs. "
+          "vs fp32: the fp32 build's p50 / this one's on the same runtime; SLOWER only where the two middle halves "
+          "do not overlap.")
+
+
+def _p50(latency: dict) -> str:
+    if "p25" in latency and "p75" in latency:
+        return f"{latency['p50']:.2f} ({latency['p25']:.2f}-{latency['p75']:.2f})"
+    return f"{latency['p50']:.2f}"
 
 
 def table(results) -> str:
     body = rows(results)
     widths = [max(len(str(x)) for x in col) for col in zip(HEADER, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    text = [line(HEADER), line(["-" * w for w in widths])] + [line(r) for r in body]
+    text = [line(HEADER), line(["-" * w for w in widths])] + [line(r) for r in body] + ["", LEGEND]
     errors = [f"{r.target}: {'; '.join(r.failures())}" for r in results if not r.passed]
     slower = slower_than_fp32(results)
     flags = [f"slower than its fp32 sibling on the same runtime: {', '.join(slower)}"] if slower else []
@@ -92,7 +116,8 @@ def _entries(results) -> list[dict]:
         fidelity = r.headline
         lat = r.latency or {}
         out.append({"model": r.model, "format": r.format, "precision": r.precision, "p50": lat.get("p50"),
-                    "p90": lat.get("p90"), "fidelity": fidelity, "task": (r.check or {}).get("task_metrics")})
+                    "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
+                    "task": (r.check or {}).get("task_metrics")})
     return out
 
 
@@ -133,6 +158,8 @@ def _html(results, data) -> str:
 <style>{STYLE}.slow{{background:#fff4d6}}</style></head><body>
 <h1>MaskGate build: {passed} of {len(results)} bundles pass their gates</h1>
 <p>{len(results)} bundles in {data['seconds']:.0f} s. {html.escape(data['fidelity_note'])}.</p>
+<p class=note>{html.escape(LEGEND)} Rows shaded red failed a gate; yellow, SLOWER. In every plot the colour is the
+runtime format; the precision is the hatching of a bar and the line style of a curve.</p>
 <table><tr>{head}</tr>{body}</table>{flag}{'<h2>Failures</h2><ul>' + errors + '</ul>' if errors else ''}
 {''.join(sections)}</body></html>
 """

@@ -235,5 +235,6 @@ def _latency(runner, feed: dict, *, runs: int, warmup: int) -> dict:
         start = time.perf_counter()
         runner.infer(feed)
         times.append((time.perf_counter() - start) * 1e3)
-    p50, p90, p99 = np.percentile(times, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "runs": len(times), "warmup": warmup}
+    p25, p50, p75, p90, p99 = np.percentile(times, [25, 50, 75, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "p25": float(p25), "p75": float(p75),
+            "runs": len(times), "warmup": warmup}

@@ -21,7 +21,8 @@ def entries_of(bundles) -> list[dict]:
         lat = b.latency_ms or {}
         fidelity = b.top1_agreement if b.top1_agreement is not None else (b.detections or {}).get("recall")
         out.append({"model": b.model, "format": b.format, "precision": b.precision, "p50": lat.get("p50"),
-                    "p90": lat.get("p90"), "fidelity": fidelity, "task": b.task_metrics})
+                    "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
+                    "task": b.task_metrics})
     return out
 
 

@@ -12,7 +12,10 @@ import io
 
 from ..formats import FORMATS
 
-PRECISION_COLOURS = {"fp32": "#4c72b0", "fp16": "#55a868", "int8": "#c44e52"}
+# One meaning per colour in a report: the colour is the runtime format (FormatSpec.colour);
+# the precision is the line style of a curve and the hatching of a bar.
+PRECISION_STYLE = {"fp32": ("-", "o", ""), "fp16": ("--", "s", "//"), "int8": (":", "^", "xx")}  # line, marker, hatch
+PLUGIN_COLOUR = "#888888"
 TASK_LABEL = {"mask": "mask accuracy", "yaw": "yaw OA", "detection": "detection recall"}
 
 
@@ -43,9 +46,35 @@ def _short(fmt: str) -> str:
     return FORMATS[fmt].label if fmt in FORMATS else fmt
 
 
-def _style(fmt: str) -> tuple[str, str]:
-    """(line, marker) of a format's curves; a plugin's format gets a plain line."""
-    return (FORMATS[fmt].line, FORMATS[fmt].marker) if fmt in FORMATS else ("-", "o")
+def _colour(fmt: str) -> str:
+    return FORMATS[fmt].colour if fmt in FORMATS else PLUGIN_COLOUR
+
+
+def _style(precision: str) -> tuple[str, str, str]:
+    """(line, marker, hatch) of a precision."""
+    return PRECISION_STYLE.get(precision, ("-.", "d", ".."))
+
+
+def _key(ax, formats: list[str], precisions: list[str], *, bars: bool, extra=(), loc="upper right") -> None:
+    """A legend that says both codes: colour = format, line style (or hatching) = precision."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=_colour(f), label=_short(f)) for f in formats]
+    if bars:
+        handles += [Patch(facecolor="white", edgecolor="black", hatch=_style(p)[2], label=p) for p in precisions]
+    else:
+        handles += [Line2D([], [], color="black", linestyle=_style(p)[0], marker=_style(p)[1], markersize=4, label=p)
+                    for p in precisions]
+    ax.legend(handles=handles + list(extra), fontsize=7, loc=loc, ncol=2)
+
+
+def _ordered(entries: list[dict]) -> tuple[list[str], list[str]]:
+    """The formats (registry order) and precisions present."""
+    order = {name: i for i, name in enumerate(FORMATS)}
+    formats = sorted(dict.fromkeys(e["format"] for e in entries), key=lambda f: order.get(f, len(order)))
+    precisions = [p for p in PRECISION_STYLE if any(e["precision"] == p for e in entries)]
+    return formats, precisions
 
 
 def _label(e: dict) -> str:
@@ -53,7 +82,7 @@ def _label(e: dict) -> str:
 
 
 def latency(entries: list[dict], *, title: str = "latency per build") -> str | None:
-    """Bars of p50 per bundle, a tick at p90; one panel per model."""
+    """Bars of p50 per bundle (the whisker: its interquartile range), a tick at p90; one panel per model."""
     plt = _pyplot()
     timed = [e for e in entries if e.get("p50") is not None]
     if plt is None or not timed:
@@ -63,11 +92,19 @@ def latency(entries: list[dict], *, title: str = "latency per build") -> str | N
     for ax, model in zip(axes[0], models):
         mine = [e for e in timed if e["model"] == model]
         x = range(len(mine))
-        ax.bar(x, [e["p50"] for e in mine], color=[PRECISION_COLOURS.get(e["precision"], "#888") for e in mine])
+        spread = [[e["p50"] - (e.get("p25") or e["p50"]) for e in mine],
+                  [(e.get("p75") or e["p50"]) - e["p50"] for e in mine]]
+        ax.bar(x, [e["p50"] for e in mine], color=[_colour(e["format"]) for e in mine],
+               hatch=None, edgecolor="black", linewidth=0.5, yerr=spread, capsize=2)
+        for patch, e in zip(ax.patches, mine):
+            patch.set_hatch(_style(e["precision"])[2])
         p90 = [(i, e["p90"]) for i, e in enumerate(mine) if e.get("p90") is not None]
         if p90:
-            ax.scatter([i for i, _ in p90], [v for _, v in p90], marker="_", s=200, color="black", label="p90")
-            ax.legend(fontsize=7, loc="upper right")
+            ax.scatter([i for i, _ in p90], [v for _, v in p90], marker="_", s=200, color="black")
+        from matplotlib.lines import Line2D
+
+        tick = [Line2D([], [], color="black", marker="_", linestyle="", markersize=10, label="p90")]
+        _key(ax, *_ordered(mine), bars=True, extra=tick if p90 else ())
         ax.set_title(model, fontsize=9)
         ax.set_ylabel("ms per inference (p50)")
         ax.set_xticks(list(x), [_label(e) for e in mine], fontsize=7)
@@ -85,9 +122,7 @@ def accuracy_per_precision(entries: list[dict]) -> str | None:
     with_task = any(e.get("task") for e in entries)
     rows = 2 if with_task else 1
     fig, axes = plt.subplots(rows, len(models), figsize=(4.3 * len(models), 3.1 * rows), squeeze=False)
-    precisions = [p for p in PRECISION_COLOURS if any(e["precision"] == p for e in entries)]
-    order = {name: i for i, name in enumerate(FORMATS)}  # the registry's order, then any plugin format
-    formats = sorted(dict.fromkeys(e["format"] for e in entries), key=lambda f: order.get(f, len(order)))
+    formats, precisions = _ordered(entries)
     width = 0.8 / max(len(formats), 1)
     for col, model in enumerate(models):
         mine = [e for e in entries if e["model"] == model]
@@ -106,13 +141,13 @@ def accuracy_per_precision(entries: list[dict]) -> str | None:
                     values.append(float("nan") if v is None else 100 * v)
                     lowest = min(lowest, 100 * v) if v is not None else lowest
                 ax.bar([i + (k - (len(formats) - 1) / 2) * width for i in range(len(precisions))], values, width,
-                       label=_short(fmt), color=FORMATS[fmt].colour if fmt in FORMATS else None)
+                       label=_short(fmt), color=_colour(fmt), edgecolor="black", linewidth=0.5)
             ax.set_xticks(range(len(precisions)), precisions)
             ax.set_ylim(max(0.0, min(95.0, lowest - 2)), 100.5)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.set_title(model, fontsize=9)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=len(formats))
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # colour = format; precision on the x axis
+    fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=len(formats), title="format", title_fontsize=8)
     fig.suptitle("accuracy per precision", fontsize=10)
     return _png(fig, plt)
 
@@ -133,7 +168,7 @@ def mask_roc(entries: list[dict]) -> str | None:
         roc = e["task"]["roc"]
         label = f"{_short(e['format'])} {e['precision']} (AUC {e['task']['roc_auc']:.4f})"
         for ax in axes:
-            ax.plot(roc["fpr"], roc["tpr"], _style(e["format"])[0], color=PRECISION_COLOURS.get(e["precision"]),
+            ax.plot(roc["fpr"], roc["tpr"], _style(e["precision"])[0], color=_colour(e["format"]),
                     label=label, linewidth=1.3)
     n = curves[0]["task"]["n"]
     axes[0].plot([0, 1], [0, 1], color="#bbb", linewidth=0.8)
@@ -144,7 +179,7 @@ def mask_roc(entries: list[dict]) -> str | None:
     for ax in axes:
         ax.set_xlabel("false-positive rate (bare faces called masked)")
         ax.set_ylabel("true-positive rate")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="lower right", title="colour: format, line: precision", title_fontsize=7)
     return _png(fig, plt)
 
 
@@ -158,12 +193,13 @@ def recall_by_size(entries: list[dict]) -> str | None:
     buckets = [b["bucket"] for b in detectors[0]["task"]["buckets"]]
     for e in detectors:
         values = [b["recall"] if b["recall"] is not None else float("nan") for b in e["task"]["buckets"]]
-        ax.plot(range(len(values)), values, "".join(_style(e["format"])), color=PRECISION_COLOURS.get(e["precision"]),
+        line, marker, _ = _style(e["precision"])
+        ax.plot(range(len(values)), values, line, marker=marker, color=_colour(e["format"]),
                 label=f"{_short(e['format'])} {e['precision']}", markersize=4, linewidth=1)
     faces = [b["faces"] for b in detectors[0]["task"]["buckets"]]
     ax.set_xticks(range(len(buckets)), [f"{b}\n({n} faces)" for b, n in zip(buckets, faces)], fontsize=7)
     ax.set_ylabel(f"recall (IoU >= {detectors[0]['task']['iou']:g})")
     ax.set_ylim(0, 1.02)
     ax.set_title("detection recall by face width", fontsize=9)
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    ax.legend(fontsize=7, ncol=3, loc="lower right", title="colour: format, line: precision", title_fontsize=7)
     return _png(fig, plt)

@@ -60,7 +60,5 @@ FORMAT = FormatSpec(
     exporters=("onnxscript",),
     device_rank={"npu": 2, "gpu": 0, "cpu": 2},
     colour="#8172b2",
-    line="-",
-    marker="o",
     keep_float=_keep_float,
 )

@@ -72,8 +72,6 @@ FORMAT = FormatSpec(
     exporters=("onnxscript", "openvino"),
     device_rank={"npu": 0, "gpu": 1, "cpu": 0},
     colour="#dd8452",
-    line="--",
-    marker="s",
     keep_float=_keep_float,
     diagnosis_note=" (ranked on the ONNX graph, whose node names OpenVINO keeps)",
 )

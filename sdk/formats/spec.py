@@ -48,7 +48,7 @@ class Flag:
 class FormatSpec:
     """Every fact about one build format. The build dispatches to ``converter``, the runtime
     layer to ``backends``, the CLI adds ``flags``, the manifests record ``tools``, and the
-    reports draw it in ``colour``, ``line`` and ``marker``."""
+    reports draw it in ``colour``."""
 
     name: str
     label: str  # short name in tables and plots
@@ -62,9 +62,7 @@ class FormatSpec:
     tools: tuple[str, ...]  # distributions whose versions every bundle records (and its build key)
     exporters: tuple[str, ...]  # Python modules a build of this format imports
     device_rank: Mapping[str, int]  # per device kind: the selector tries lower ranks first
-    colour: str  # plots
-    line: str = "-"
-    marker: str = "o"
+    colour: str  # plots: the colour means the format in every plot of a report
     # --accuracy-aware: options with these ONNX graph nodes kept in float; None: not repairable.
     keep_float: Callable[[Any, Sequence[str]], Any] | None = None
     diagnosis_note: str = ""  # how the int8 layer ranking (made on the ONNX graph) applies to this format

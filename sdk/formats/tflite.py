@@ -45,8 +45,6 @@ FORMAT = FormatSpec(
     exporters=("onnxscript", "litert_torch"),
     device_rank={"npu": 1, "gpu": 2, "cpu": 1},
     colour="#55a868",
-    line=":",
-    marker="^",
     keep_float=None,  # TFLite names its ops differently from the ONNX graph the ranking is made on
     diagnosis_note=" (ranked on the ONNX graph: TFLite names its ops differently, so --accuracy-aware does not "
                    "repair TFLite builds)",
