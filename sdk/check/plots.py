@@ -55,7 +55,7 @@ def _style(precision: str) -> tuple[str, str, str]:
     return PRECISION_STYLE.get(precision, ("-.", "d", ".."))
 
 
-def _key(ax, formats: list[str], precisions: list[str], *, bars: bool, extra=(), loc="upper right") -> None:
+def _key(target, formats: list[str], precisions: list[str], *, bars: bool, extra=(), loc="upper right") -> None:
     """A legend that says both codes: colour = format, line style (or hatching) = precision."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -66,7 +66,7 @@ def _key(ax, formats: list[str], precisions: list[str], *, bars: bool, extra=(),
     else:
         handles += [Line2D([], [], color="black", linestyle=_style(p)[0], marker=_style(p)[1], markersize=4, label=p)
                     for p in precisions]
-    ax.legend(handles=handles + list(extra), fontsize=7, loc=loc, ncol=2)
+    target.legend(handles=handles + list(extra), fontsize=7, loc=loc, ncol=len(handles) + len(extra))
 
 
 def _ordered(entries: list[dict]) -> tuple[list[str], list[str]]:
@@ -101,14 +101,16 @@ def latency(entries: list[dict], *, title: str = "latency per build") -> str | N
         p90 = [(i, e["p90"]) for i, e in enumerate(mine) if e.get("p90") is not None]
         if p90:
             ax.scatter([i for i, _ in p90], [v for _, v in p90], marker="_", s=200, color="black")
-        from matplotlib.lines import Line2D
-
-        tick = [Line2D([], [], color="black", marker="_", linestyle="", markersize=10, label="p90")]
-        _key(ax, *_ordered(mine), bars=True, extra=tick if p90 else ())
+        ax.set_ylim(0, max([e.get("p90") or e["p50"] for e in mine] + [e.get("p75") or e["p50"] for e in mine]) * 1.08)
         ax.set_title(model, fontsize=9)
         ax.set_ylabel("ms per inference (p50)")
         ax.set_xticks(list(x), [_label(e) for e in mine], fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    from matplotlib.lines import Line2D
+
+    tick = [Line2D([], [], color="black", marker="_", linestyle="", markersize=10, label="p90"),
+            Line2D([], [], color="black", marker="|", linestyle="", markersize=8, label="p25-p75")]
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    _key(fig, *_ordered(timed), bars=True, extra=tick)
     return _png(fig, plt)
 
 
