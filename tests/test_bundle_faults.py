@@ -131,3 +131,32 @@ def test_a_damaged_model_whose_checksums_match_is_named_with_its_load_error(buil
     assert "failed to load or run" in first and str(path) in message, message
     assert ("not finite" in message) if damage == "weights" else ("NoSuchOperation" in message), message
     assert "allow a fallback" not in message and "no usable" not in message, message
+
+
+def test_the_user_sees_the_damaged_file_and_its_load_error_in_one_error(make_builds, tmp_path):
+    """As a user meets it: 'maskgate run --builds' on a detector bundle whose weights were
+    damaged after the build and whose manifest was re-bound to them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from maskgate.converters.bundle import write_manifest
+    from tests.conftest import ROOT
+
+    built = make_builds("damaged-detector", models=("retinaface_mnet025",), formats=("onnx",), precisions=("fp32",),
+                        verify_samples=4, check_runs=1)
+    bundle = tmp_path / "builds" / "retinaface_mnet025-onnx-fp32"
+    shutil.copytree(built / bundle.name, bundle)
+    model = bundle / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 4000] = b"\xff" * 4000
+    model.write_bytes(bytes(data))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    write_manifest(bundle, {**manifest, "files": list(manifest["files"])})
+    exe = str(Path(sys.executable).with_name("maskgate"))
+    done = subprocess.run([exe, "run", "examples/images", "--builds", str(bundle.parent), "--mask-model", "none",
+                           "--pose-model", "none"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("maskgate: error: ")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-1500:]
+    assert "failed to load or run" in errors[0] and "allow a fallback" not in done.stderr, done.stderr[-1500:]
+    assert f"{model} (onnx fp32 on onnxruntime" in done.stderr and "not finite" in done.stderr
