@@ -24,9 +24,8 @@ import numpy as np
 
 from maskgate.converters.manifest import GOLDEN, MANIFEST, Manifest
 from maskgate.errors import BundleError, DeviceError, MaskGateError
-from maskgate.formats import get_format
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
 from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, parse_preference
 
@@ -205,8 +204,8 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
                 runner.close()
                 raise
         except Exception as exc:  # a backend's own error types too: the next candidate may work
-            model_file = candidate.bundle / get_format(candidate.manifest.format).model_file
-            reason = f"{model_file} ({candidate.describe()}): {type(exc).__name__}: {exc}"
+            reason = (f"{model_path(candidate.bundle, candidate.manifest)} ({candidate.describe()}): "
+                      f"{type(exc).__name__}: {exc}")
             log.warning("%s: passing over %s", model, reason)
             tried.append(reason)
             failed_to_load.append(reason)

@@ -73,13 +73,14 @@ def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: Build
     try:
         calibration = data.calibration(model) if target.precision == "int8" else None
         key = converting.build_key(model, target, config, data, calibration)
-        if _reusable(folder, key, force=config.force):
+        manifest = _reusable(folder, key, force=config.force)  # verified already when it is reused
+        if manifest is not None:
             result.status = "reused"
         else:
             converting.convert(model, target, data, calibration=calibration, key=key, folder=folder,
                                options=config.options)
             result.status = "built"
-        manifest = verify_bundle(folder)
+            manifest = verify_bundle(folder)
         verify.measure(result, model, data, folder, manifest)
         result.diagnosis = manifest.accuracy_aware
         if (target.precision == "int8" and result.diagnosis is None
@@ -96,16 +97,19 @@ def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: Build
     return result
 
 
-def _reusable(folder: Path, key: str, *, force: bool) -> bool:
+def _reusable(folder: Path, key: str, *, force: bool):
+    """The verified manifest of a finished bundle in ``folder`` made from the same inputs
+    (build key), else None."""
     from ..converters.bundle import verify_bundle
     from ..converters.manifest import MANIFEST
 
     if force or not (folder / MANIFEST).is_file():
-        return False
+        return None
     try:
-        return verify_bundle(folder).build_key == key
+        manifest = verify_bundle(folder)
     except BundleError:
-        return False
+        return None
+    return manifest if manifest.build_key == key else None
 
 
 def _attempt(model, target, config, data, calibration, key, folder) -> repair.BuildAttempt:
