@@ -79,7 +79,8 @@ def not_installed(name: str, formats: tuple[str, ...], package: str, extra: str)
 
 
 def model_path(bundle: Path, manifest: Manifest) -> Path:
-    """The file a backend loads from a bundle: its format's model file (``maskgate.formats``)."""
-    from maskgate.formats import get_format
+    """The file a backend loads from a bundle: its format's model file, the one the manifest's
+    digest is stamped into (``maskgate.converters.binding.stamped_file``)."""
+    from maskgate.converters.binding import stamped_file
 
-    return Path(bundle) / get_format(manifest.format).model_file
+    return stamped_file(bundle, manifest)
