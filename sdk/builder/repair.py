@@ -47,14 +47,8 @@ class BuildAttempt:
     format: str
     folder: Path
     options: ConvertOptions
-    rank: Callable[[], list]
-    convert_with: Callable[[ConvertOptions], tuple[dict, list[dict]]]
-
-    def ranking(self) -> list:
-        return self.rank()
-
-    def rebuild(self, options: ConvertOptions) -> tuple[dict, list[dict]]:
-        return self.convert_with(options)
+    ranking: Callable[[], list]  # the protocol's methods, as the build's closures
+    rebuild: Callable[[ConvertOptions], tuple[dict, list[dict]]]
 
 
 def rank_layers(job: Any, calibration) -> list:
