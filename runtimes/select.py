@@ -159,7 +159,7 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     bundles = [
         (folder, m)
         for folder, m in model_bundles(builds, model)
-        if (formats is None or m.get("format") in formats) and (precisions is None or m.get("precision") in precisions)
+        if (formats is None or m.format in formats) and (precisions is None or m.precision in precisions)
     ]
     if not bundles:
         narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
@@ -174,13 +174,13 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
             if problem is None:
                 passed.append((folder, m))
                 continue
-            reason = (f"{m.get('format')} {m.get('precision')} ({folder.name}): {problem}; allow it with "
+            reason = (f"{m.format} {m.precision} ({folder.name}): {problem}; allow it with "
                       "--allow-failed-builds")
             log.warning("%s: passing over %s", model, reason)
             tried.append(reason)
         bundles = passed
     # Only the backends that run these bundles' formats are probed (the PyTorch one would import torch).
-    present = {m.get("format") for _, m in bundles}
+    present = {m.format for _, m in bundles}
     probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())
               if present & set(b.formats)]
     failed_to_load = []  # candidates that verified, then would not load or run: the cause, whatever the device
@@ -258,7 +258,7 @@ def _nothing_usable(model, preference, bundles, probed, tried, failed_to_load=()
         lines += [f"  {reason}" for reason in failed_to_load]
         lines += [f"  also passed over: {t}" for t in tried if t not in failed_to_load]
         return "\n".join(lines)
-    have = sorted({f"{m['format']} {m['precision']}" for _, m in bundles})
+    have = sorted({f"{m.format} {m.precision}" for _, m in bundles})
     usable = [f"{s.name}: {', '.join(f'{a.kind}/{a.name}' for a in s.accelerators if a.usable) or 'none'}"
               for _, s in probed if s.installed]
     missing = [f"{s.name} ({s.reason})" for _, s in probed if not s.installed]
