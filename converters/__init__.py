@@ -8,7 +8,7 @@ if __name__ != "maskgate.converters":  # the folder converters/ installs as mask
 import importlib
 
 
-def require(module: str, *, purpose: str, package: str | None = None):
+def require(module: str, *, purpose: str, package: str | None = None, extra: str = "export"):
     """Import an exporter or quantizer, or say which extra installs it."""
     from maskgate.errors import DependencyError
 
@@ -16,7 +16,7 @@ def require(module: str, *, purpose: str, package: str | None = None):
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise DependencyError(
-            package or module.split(".")[0].replace("_", "-"), extra="export", purpose=purpose
+            package or module.split(".")[0].replace("_", "-"), extra=extra, purpose=purpose
         ) from exc
 
 

@@ -37,7 +37,7 @@ MODEL_FILES = model_files()
 TFLITE_METADATA_NAME = "maskgate"
 # Fields that the converter stamps beside the digest: named in the error when they differ.
 _STAMPED_FIELDS = {"maskgate_model": "model", "maskgate_task": "task", "maskgate_precision": "precision",
-                   "maskgate_class_names": "class_names", "maskgate_build_key": "build_key"}
+                   "maskgate_class_names": "class_names", "maskgate_build_key": "build_key", "maskgate_soc": "soc"}
 
 
 def placeholder() -> str:
@@ -238,3 +238,20 @@ def _buffer_bytes(data: bytes, buffer) -> bytes:
     offset, size = _scalar(data, buffer, 1, "<Q"), _scalar(data, buffer, 2, "<Q")  # large models: after the flatbuffer
     return data[offset:offset + size]
 
+
+
+# -- RKNN: the toolkit keeps the build's custom string verbatim: "maskgate:{...json...}" ----------
+
+RKNN_STAMP_PREFIX = b"maskgate:{"
+
+
+def rknn_stamp(data: bytes) -> dict[str, str]:
+    at = data.find(RKNN_STAMP_PREFIX)
+    if at < 0:
+        return {}
+    end = data.find(b"\x00", at)
+    text = data[at + len(RKNN_STAMP_PREFIX) - 1:end if end >= 0 else len(data)].decode()
+    value, _ = json.JSONDecoder().raw_decode(text)
+    if not isinstance(value, dict):
+        raise ValueError("the maskgate custom string is not a JSON object")
+    return {str(k): str(v) for k, v in value.items()}

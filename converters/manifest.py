@@ -77,7 +77,8 @@ _FIELDS: dict[str, tuple[Any, bool]] = {
     "files": (dict, True), "calibration": (_NULLABLE_DICT, True), "source_weights_sha256": (str, True),
     "reference": (dict, True), "build_key": (str, True), "created": (str, True), "notes": (list, False),
     "detection": (_NULLABLE_DICT, False), "priors": (_NULLABLE_DICT, False), "verdict": (_NULLABLE_DICT, False),
-    "tools": (dict, False), "accuracy_aware": (_NULLABLE_DICT, False),
+    "tools": (dict, False), "accuracy_aware": (_NULLABLE_DICT, False), "soc": (str, False),
+    "sources": (list, False),
 }
 _INPUT_FIELDS = {"name": str, "shape": list, "layout": str, "dtype": str, "color": str, "mean": list, "std": list,
                  "size": list}
@@ -110,6 +111,8 @@ class Manifest(Mapping):
     verdict: dict | None = None  # the build's gate verdict (maskgate.builder.verify.record)
     tools: dict | None = None
     accuracy_aware: dict | None = None  # the int8 diagnosis and repair (maskgate.builder.repair)
+    soc: str | None = None  # the chip a format compiled per chip was built for (rk3588, qcs6490, ...)
+    sources: tuple[str, ...] = ()  # files the model was made from (a check rebuilds it); never loaded
     extra: dict = field(default_factory=dict)  # fields this SDK does not know, kept as read
     source: dict = field(default_factory=dict, compare=False, repr=False)  # the JSON as read
 
@@ -125,6 +128,7 @@ class Manifest(Mapping):
                       inputs=tuple(TensorEntry.from_dict(t) for t in data["inputs"]),
                       outputs=tuple(TensorEntry.from_dict(t) for t in data["outputs"]),
                       class_names=tuple(data["class_names"]), notes=tuple(data.get("notes") or ()),
+                      sources=tuple(data.get("sources") or ()),
                       files=dict(data["files"]))
         return cls(**values, extra={k: v for k, v in data.items() if k not in known}, source=dict(data))
 
@@ -142,8 +146,8 @@ class Manifest(Mapping):
                 value = value.to_dict()
             elif f.name in ("inputs", "outputs"):
                 value = [t.to_dict() for t in value]
-            elif f.name in ("class_names", "notes"):
-                value = list(value)
+            elif f.name in ("class_names", "notes", "sources"):
+                value = list(value) if value or f.name != "sources" else None
             if value is not None or f.default is dataclasses.MISSING:
                 out[f.name] = value
         return {**out, **self.extra}
@@ -172,8 +176,9 @@ class Manifest(Mapping):
 
 
 def model_size(bundle: str | Path, manifest: Manifest | Mapping) -> int:
-    """Bytes of a bundle's model files (the golden data it carries for checks left out)."""
-    return sum((Path(bundle) / name).stat().st_size for name in manifest["files"] if name != GOLDEN)
+    """Bytes of a bundle's model files (the golden data and the sources it carries for checks left out)."""
+    skip = {GOLDEN, *(manifest.get("sources") or ())}
+    return sum((Path(bundle) / name).stat().st_size for name in manifest["files"] if name not in skip)
 
 
 def manifest_problems(manifest: object) -> list[str]:

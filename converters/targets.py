@@ -20,6 +20,8 @@ class Target:
     model: str
     format: str
     precision: str
+    chip: str = ""  # the chip a format compiled per chip is built for (rk3588, qcs6490, ...); "" for any
+
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -29,7 +31,7 @@ class Target:
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.format}-{self.precision}"
+        return f"{self.model}-{self.format}-{self.precision}" + (f"-{self.chip}" if self.chip else "")
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Artifact:
     outputs: list[TensorInfo]
     layout: str  # input layout of the built model, NCHW or NHWC
     quantizer: dict[str, Any] | None = None  # tool, version and settings; None for fp32
+    # files the model was made from, kept so a check can make it again; the runtime never loads them
+    sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 

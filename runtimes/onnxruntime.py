@@ -90,6 +90,9 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ModuleNotFoundError:
             return not_installed(self.name, self.formats, "onnxruntime", "onnx")
+        from .qnn import EP as QNN_EP
+        from .qnn import simulated_here
+
         available = set(ort.get_available_providers())
         accelerators = []
         for kind, providers in self.devices.items():
@@ -98,6 +101,9 @@ class OnnxRuntimeBackend(Backend):
                 reason = "" if usable else (f"not in onnxruntime.get_available_providers() of this onnxruntime "
                                             f"build ({ort.__version__}); it needs a package built with it, e.g. "
                                             f"{_PACKAGE_HINT.get(provider, 'a vendor onnxruntime build')}")
+                if usable and provider == QNN_EP and simulated_here():  # onnxruntime-qnn's plugin on x86
+                    usable, reason = False, ("on x86 the QNN EP's HTP is Qualcomm's simulator, not an NPU; QNN "
+                                             "bundles (maskgate build --formats qnn) run there under the qnn backend")
                 accelerators.append(Accelerator(kind, provider, usable, reason))
         return BackendStatus(self.name, self.formats, True, ort.__version__, tuple(accelerators))
 

@@ -23,9 +23,11 @@ def builtin_backends() -> list[Backend]:
     from .onnxruntime import OnnxRuntimeBackend
     from .openvino import OpenVinoBackend
     from .pytorch import TorchBackend
+    from .qnn import QnnBackend
+    from .rknn import RknnBackend
     from .tflite import TfliteBackend
 
-    return [OpenVinoBackend(), TfliteBackend(), OnnxRuntimeBackend(), TorchBackend()]
+    return [QnnBackend(), RknnBackend(), OpenVinoBackend(), TfliteBackend(), OnnxRuntimeBackend(), TorchBackend()]
 
 
 def plugin_backends() -> tuple[list[Backend], list[BackendStatus]]:

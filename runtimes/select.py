@@ -27,7 +27,7 @@ from maskgate.errors import BundleError, DeviceError, MaskGateError
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
-from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, parse_preference
+from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, SIMULATOR, parse_preference
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,14 @@ def candidates(bundles: list[tuple[Path, Manifest]], backends: list[tuple[Backen
 def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
               threads: int | None = None, backends: list[Backend] | None = None,
               formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None,
-              exclude: set | frozenset = frozenset(), trust=None) -> Selection:
+              exclude: set | frozenset = frozenset(), trust=None, checking: bool = False) -> Selection:
     """Open the best runnable build of ``model``; see the module docstring for the order.
     ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32); ``exclude``:
     (bundle path, backend name, accelerator name) of candidates that already failed;
-    ``trust``: a ``maskgate.runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``)."""
+    ``trust``: a ``maskgate.runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``);
+    ``checking``: the model is opened to check it, not to serve a camera: an NPU simulator
+    (``npu-sim``) may run it after every other kind, quietly. Otherwise a simulator runs a
+    model only when the preference names ``npu-sim``."""
     from maskgate.converters.bundle import verdict_problem, verify_bundle
 
     from .registry import all_backends
@@ -156,6 +159,8 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     asked = set(preference) if preference != DEFAULT_PREFERENCE else set()
     if not strict:
         preference += tuple(k for k in DEFAULT_PREFERENCE if k not in preference)
+    if checking and SIMULATOR not in preference:
+        preference += (SIMULATOR,)
     bundles = [
         (folder, m)
         for folder, m in model_bundles(builds, model)

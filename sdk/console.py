@@ -13,8 +13,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-# TensorFlow / absl INFO ("I0000 00:00:... file.cc:12] ...") and TFLite's own ("INFO: ...").
-NATIVE_INFO = re.compile(r"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |INFO: )")
+# TensorFlow / absl INFO ("I0000 00:00:... file.cc:12] ..."), TFLite's own ("INFO: ...") and the
+# QNN HTP library's note on its thread-local settings.
+NATIVE_INFO = re.compile(r"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |INFO: | # LIBNATIVE: No alternate configuration)")
 VERBOSE = os.environ.get("MASKGATE_VERBOSE") == "1"  # set by 'maskgate --verbose'
 
 
@@ -42,26 +43,42 @@ def set_verbose(verbose: bool) -> None:
 def native_stderr_filtered() -> Iterator[None]:
     """Capture fd 2 for the duration; afterwards write back every line that is not a native
     library's INFO line. A real warning or error still reaches the console, in order."""
+    with _filtered(2, "stderr"):
+        yield
+
+
+@contextlib.contextmanager
+def native_output_filtered() -> Iterator[None]:
+    """``native_stderr_filtered`` for fd 1 as well: some vendor libraries (QNN's HTP) print
+    their notes on stdout, where they would corrupt a command's JSON output."""
+    with _filtered(1, "stdout"), _filtered(2, "stderr"):
+        yield
+
+
+@contextlib.contextmanager
+def _filtered(fd: int, name: str) -> Iterator[None]:
+    stream = getattr(sys, name)
     if VERBOSE:
         yield
         return
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (an embedding app): nothing to filter
+        stream.flush()
+        saved = os.dup(fd)
+    except (OSError, ValueError):  # no real fd (an embedding app): nothing to filter
         yield
         return
     with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
+        os.dup2(capture.fileno(), fd)
         try:
             yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
+            stream = getattr(sys, name)
+            stream.flush()
+            os.dup2(saved, fd)
             os.close(saved)
             capture.seek(0)
             kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
                     if not NATIVE_INFO.match(line)]
             if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+                stream.write("".join(kept))
+                stream.flush()

@@ -34,12 +34,18 @@ def problems_of(spec: FormatSpec) -> list[str]:
     for name in spec.backends:
         if name not in backends or spec.name not in backends[name].formats:
             out.append(f"a built-in backend {name!r} that runs {spec.name}")
-        elif sorted(backends[name].devices) != sorted(DEVICE_KINDS) or not backends[name].devices["cpu"]:
-            out.append(f"backend {name!r} lists its accelerators for each of {DEVICE_KINDS}, a CPU one at least")
+        elif not set(backends[name].devices) <= set(DEVICE_KINDS) or not any(backends[name].devices.values()):
+            out.append(f"backend {name!r} lists its accelerators per device kind ({DEVICE_KINDS})")
+        elif not set(spec.device_rank) <= set(backends[name].devices):
+            out.append(f"a device rank only for the kinds its backend {name!r} offers")
     if not spec.backends:
         out.append("a backend that runs it")
-    if sorted(spec.device_rank) != sorted(DEVICE_KINDS):
-        out.append(f"a device rank for each of {DEVICE_KINDS}")
+    if not spec.device_rank or not set(spec.device_rank) <= set(DEVICE_KINDS):
+        out.append(f"a device rank for each kind of {DEVICE_KINDS} it runs on")
+    if not spec.precisions or not set(spec.precisions) <= {"fp32", "fp16", "int8"}:
+        out.append("the precisions it builds")
+    if spec.device_targets is not None and not spec.targets_of(spec.options()):
+        out.append("default chips for a format built per chip")
     if not (dataclasses.is_dataclass(spec.options) and spec.options.__dataclass_params__.frozen):
         out.append("a frozen options dataclass")
     else:
@@ -67,7 +73,7 @@ def test_every_format_has_every_piece(name):
 
 def test_a_format_missing_pieces_is_caught():
     broken = dataclasses.replace(FORMATS["onnx"], name="npuformat", converter="maskgate.converters.npuformat",
-                                 backends=("npuruntime",), device_rank={"cpu": 0}, colour="red",
+                                 backends=("npuruntime",), device_rank={"tpu": 0}, colour="red",
                                  stamp_reader="maskgate.converters.binding:npuformat_metadata")
     problems = " | ".join(problems_of(broken))
     for piece in ("converter module", "built-in backend 'npuruntime'", "device rank",
@@ -89,7 +95,7 @@ def test_flags_are_unique_and_parse_to_the_default_options():
 
 def test_convert_options_refuse_unknown_formats_and_wrong_types():
     with pytest.raises(TypeError, match="unknown format"):
-        ConvertOptions(rknn=object())
+        ConvertOptions(mystery=object())
     with pytest.raises(TypeError, match="takes a OnnxOptions"):
         ConvertOptions(onnx=FORMATS["tflite"].options())
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -100,6 +106,7 @@ def test_the_selector_order_is_the_measured_one():
     # OpenVINO int8 detector 10 ms, TFLite 14 ms, ONNX Runtime 18 ms on one CPU thread.
     assert format_order("cpu") == ("openvino", "tflite", "onnx")
     assert format_order("gpu")[0] == "onnx"
+    assert format_order("npu")[:2] == ("qnn", "rknn") and format_order("npu-sim") == ("qnn", "rknn")
 
 
 def test_no_module_keeps_its_own_list_of_formats():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..compare import headline_of
 from ..config import DEFAULT_BUILDS
-from ..formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
+from ..formats import DEFAULT_FORMATS, PRECISIONS, ConvertOptions
 from ..version import __version__
 
 DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
@@ -18,7 +18,7 @@ GOLDEN_SAMPLES = {"face_detection": 3, "classification": 32}
 @dataclass(frozen=True)
 class BuildConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
-    formats: tuple[str, ...] = FORMAT_NAMES
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     precisions: tuple[str, ...] = PRECISIONS
     out: Path = DEFAULT_BUILDS
     calib: Path | None = None  # None: the shipped default set; a data folder uses its train split

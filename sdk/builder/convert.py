@@ -45,6 +45,8 @@ def conversion_job(model: ReferenceModel, target, calibration, *, options: Conve
                 "maskgate_precision": target.precision, "maskgate_sdk_version": __version__, "maskgate_build_key": key,
                 "maskgate_class_names": json.dumps(list(spec.class_names)),
                 "maskgate_input": json.dumps(dataclasses.asdict(spec.input))}
+    if target.chip:
+        metadata["maskgate_soc"] = target.chip
     return ConversionJob(target, spec, model.module, calibration, metadata, model.shared, options)
 
 

@@ -15,8 +15,16 @@ from ..version import __version__
 
 
 def tool_versions(fmt: str) -> dict[str, str | None]:
-    """The versions of the tools a bundle of ``fmt`` records (its ``FormatSpec.tools``)."""
-    return {name: dist_version(name) for name in get_format(fmt).tools}
+    """The versions of the tools a bundle of ``fmt`` records (its ``FormatSpec.tools``), those
+    in an environment of their own read from there (``FormatSpec.tool_env``)."""
+    import importlib
+
+    spec = get_format(fmt)
+    elsewhere = {}
+    if spec.tool_env:
+        module, _, function = spec.tool_env.partition(":")
+        elsewhere = getattr(importlib.import_module(module), function)()
+    return {name: dist_version(name) or elsewhere.get(name) for name in spec.tools}
 
 
 def manifest_for(model, target, artifact, calibration, key: str, *, reference: str) -> dict:
@@ -65,6 +73,8 @@ def manifest_for(model, target, artifact, calibration, key: str, *, reference: s
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tools": tool_versions(target.format),
         "notes": list(model.notes) + list(artifact.notes),
+        **({"soc": target.chip} if target.chip else {}),
+        **({"sources": list(artifact.sources)} if artifact.sources else {}),
     }
 
 

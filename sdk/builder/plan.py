@@ -30,4 +30,11 @@ def plan(config: BuildConfig) -> tuple[list[ModelSpec], list]:
     specs = [model_spec(name, config) for name in config.models]
     formats = [f for f in FORMATS if f in config.formats]
     precisions = [p for p in PRECISIONS if p in config.precisions]
-    return specs, [Target(spec.name, fmt, precision) for spec in specs for fmt in formats for precision in precisions]
+    builds = []  # (format, precision, chip) in the registry's order
+    for fmt in formats:
+        spec = FORMATS[fmt]
+        mine = [p for p in precisions if p in spec.precisions]
+        if not mine:
+            raise ValueError(f"format {fmt} builds {', '.join(spec.precisions)} only; add it to --precisions")
+        builds += [(fmt, p, chip) for p in mine for chip in spec.targets_of(config.options[fmt])]
+    return specs, [Target(spec.name, fmt, precision, chip) for spec in specs for fmt, precision, chip in builds]

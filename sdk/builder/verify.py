@@ -13,9 +13,13 @@ def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, mani
     """The bundle against the reference on the held-out inputs (``maskgate.compare``)."""
     from ..calibration.dataset import in_layout
     from ..compare import compare
+    from ..formats import get_format
     from ..runtimes.bundles import runner_for
 
     tensors, references = data.held_out(model)
+    cap = (get_format(manifest.format).simulator_samples or {}).get(model.spec.task)
+    if cap:  # a simulator takes seconds a frame: the figure rests on fewer samples (recorded in it)
+        tensors, references = tensors[:cap], references[:cap]
     tensors = [in_layout(x, manifest.input.layout) for x in tensors]
     with runner_for(folder, manifest) as runner:
         return compare(model.spec, runner, tensors, references).to_dict()
@@ -44,8 +48,10 @@ def check(result: BuildResult, folder: Path, config: BuildConfig, data: BuildDat
     """The checker on the finished bundle: integrity, golden fidelity and gates, latency,
     task metrics with --data."""
     from ..check import check_bundle
+    from ..formats import get_format
 
-    checked = check_bundle(folder, runs=config.check_runs, threads=config.latency_threads,
+    runs = min(config.check_runs, get_format(result.format).simulator_runs or config.check_runs)
+    checked = check_bundle(folder, runs=runs, threads=config.latency_threads,
                            task_data=data.task_data(), require_verdict=False)
     result.check = checked.to_dict()
     result.latency = checked.latency_ms

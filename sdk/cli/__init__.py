@@ -16,14 +16,29 @@ from . import (
     evaluate_classifiers,
     models,
     run,
+    setup,
     sign,
     synth,
     train,
     turnstile,
 )
 
-COMMANDS = (run, turnstile, build, check, sign, backends, models, evaluate_classifiers, evaluate, crops, synth, train,
-            compare)
+COMMANDS = (
+    run,
+    turnstile,
+    build,
+    check,
+    sign,
+    backends,
+    setup,
+    models,
+    evaluate_classifiers,
+    evaluate,
+    crops,
+    synth,
+    train,
+    compare,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras"
     )
     parser.add_argument("--version", action="version", version=f"maskgate {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also log what MaskGate passes over quietly (folders under --builds that are not "
-                        "bundles, say)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log what MaskGate passes over quietly (folders under --builds that are not bundles, say)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)

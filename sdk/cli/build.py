@@ -21,7 +21,7 @@ def _names(choices: tuple[str, ...]):
 
 def add_parser(sub) -> None:
     from maskgate.config import DEFAULT_BUILDS
-    from maskgate.formats import FORMAT_NAMES, PRECISIONS, ConvertOptions
+    from maskgate.formats import DEFAULT_FORMATS, FORMAT_NAMES, PRECISIONS, ConvertOptions
 
     from ..builder import DEFAULT_MODELS
 
@@ -41,8 +41,9 @@ def add_parser(sub) -> None:
         default=DEFAULT_MODELS,
         help=f"comma list of registered models (default {','.join(DEFAULT_MODELS)})",
     )
-    p.add_argument("--formats", type=_names(FORMAT_NAMES), default=FORMAT_NAMES,
-                   help=f"comma list of {','.join(FORMAT_NAMES)}")
+    p.add_argument("--formats", type=_names(FORMAT_NAMES), default=DEFAULT_FORMATS,
+                   help=f"comma list of {','.join(FORMAT_NAMES)} (default {','.join(DEFAULT_FORMATS)}; the NPU "
+                   "formats are built per chip, see --rknn-targets and --qnn-socs)")
     p.add_argument(
         "--precisions", type=_names(PRECISIONS), default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)}"
     )

@@ -14,14 +14,20 @@ import dataclasses
 from typing import Any
 
 from ..errors import InputError
-from . import onnx, openvino, tflite
+from . import onnx, openvino, qnn, rknn, tflite
 from .onnx import CALIBRATION_METHODS, OnnxOptions
 from .openvino import OpenVinoOptions
+from .qnn import QnnOptions
+from .rknn import RknnOptions
 from .spec import DEVICE_KINDS, PRECISIONS, Flag, FormatSpec
 from .tflite import TfliteOptions
 
-FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (onnx.FORMAT, openvino.FORMAT, tflite.FORMAT)}
+FORMATS: dict[str, FormatSpec] = {
+    spec.name: spec for spec in (onnx.FORMAT, openvino.FORMAT, tflite.FORMAT, rknn.FORMAT, qnn.FORMAT)
+}
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
+#: the formats a plain 'maskgate build' makes (the CPU/GPU ones; NPU formats are asked for by name)
+DEFAULT_FORMATS: tuple[str, ...] = tuple(name for name, spec in FORMATS.items() if spec.default)
 
 
 def get_format(name: str) -> FormatSpec:
@@ -37,8 +43,9 @@ def formats_of_backend(backend: str) -> tuple[str, ...]:
 
 
 def format_order(kind: str) -> tuple[str, ...]:
-    """The formats in the order the selector tries them on a device kind (npu, gpu, cpu)."""
-    return tuple(sorted(FORMATS, key=lambda name: FORMATS[name].device_rank[kind]))
+    """The formats that run on a device kind (npu, gpu, cpu, npu-sim), in the order the selector tries them."""
+    ranked = [name for name in FORMATS if kind in FORMATS[name].device_rank]
+    return tuple(sorted(ranked, key=lambda name: FORMATS[name].device_rank[kind]))
 
 
 def model_files() -> dict[str, str]:
@@ -120,6 +127,23 @@ def _convert_options(by_format: dict[str, Any]) -> ConvertOptions:
     return ConvertOptions(**by_format)
 
 
-__all__ = ["CALIBRATION_METHODS", "DEVICE_KINDS", "FORMATS", "FORMAT_NAMES", "PRECISIONS", "ConvertOptions", "Flag",
-           "FormatSpec", "OnnxOptions", "OpenVinoOptions", "TfliteOptions", "format_order", "formats_of_backend",
-           "get_format", "model_files"]
+__all__ = [
+    "CALIBRATION_METHODS",
+    "DEFAULT_FORMATS",
+    "DEVICE_KINDS",
+    "FORMATS",
+    "FORMAT_NAMES",
+    "PRECISIONS",
+    "ConvertOptions",
+    "Flag",
+    "FormatSpec",
+    "OnnxOptions",
+    "OpenVinoOptions",
+    "QnnOptions",
+    "RknnOptions",
+    "TfliteOptions",
+    "format_order",
+    "formats_of_backend",
+    "get_format",
+    "model_files",
+]

@@ -58,7 +58,7 @@ FORMAT = FormatSpec(
     ),
     tools=("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime"),
     exporters=("onnxscript",),
-    device_rank={"npu": 2, "gpu": 0, "cpu": 2},
+    device_rank={"npu": 4, "gpu": 0, "cpu": 2},
     colour="#8172b2",
     keep_float=_keep_float,
 )

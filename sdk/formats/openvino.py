@@ -70,7 +70,7 @@ FORMAT = FormatSpec(
     ),
     tools=("torch", "onnx", "onnxscript", "openvino", "nncf"),
     exporters=("onnxscript", "openvino"),
-    device_rank={"npu": 0, "gpu": 1, "cpu": 0},
+    device_rank={"npu": 2, "gpu": 1, "cpu": 0},
     colour="#dd8452",
     keep_float=_keep_float,
     diagnosis_note=" (ranked on the ONNX graph, whose node names OpenVINO keeps)",

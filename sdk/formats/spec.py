@@ -9,7 +9,9 @@ from types import ModuleType
 from typing import Any
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-DEVICE_KINDS: tuple[str, ...] = ("npu", "gpu", "cpu")
+# npu-sim: a vendor's NPU simulator on the workstation. It checks NPU builds; it is never the
+# camera's NPU, so the selector takes it only when asked for by name (maskgate.runtimes.devices).
+DEVICE_KINDS: tuple[str, ...] = ("npu", "gpu", "cpu", "npu-sim")
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,28 @@ class FormatSpec:
     flags: tuple[Flag, ...]  # ``maskgate build`` flags for those options
     tools: tuple[str, ...]  # distributions whose versions every bundle records (and its build key)
     exporters: tuple[str, ...]  # Python modules a build of this format imports
-    device_rank: Mapping[str, int]  # per device kind: the selector tries lower ranks first
+    device_rank: Mapping[str, int]  # per device kind it runs on: the selector tries lower ranks first
     colour: str  # plots: the colour means the format in every plot of a report
     # --accuracy-aware: options with these ONNX graph nodes kept in float; None: not repairable.
     keep_float: Callable[[Any, Sequence[str]], Any] | None = None
     diagnosis_note: str = ""  # how the int8 layer ranking (made on the ONNX graph) applies to this format
     notes: tuple[str, ...] = field(default_factory=tuple)
+    precisions: tuple[str, ...] = PRECISIONS  # the precisions it builds
+    default: bool = True  # in a plain 'maskgate build' (the NPU formats are asked for by name)
+    # Formats compiled per chip: the chips one build makes a bundle for, from the options
+    # (a bundle per chip, named MODEL-FORMAT-PRECISION-CHIP); None: one bundle for any device.
+    device_targets: Callable[[Any], tuple[str, ...]] | None = None
+    # Formats checked in a simulator (seconds a frame): at most this many held-out inputs per
+    # task, and this many timed runs in a check; None: the build's own counts.
+    simulator_samples: Mapping[str, int] | None = None
+    simulator_runs: int | None = None
+    # "module:function" giving {distribution: version} of the tools that run in an environment
+    # of their own (rknn-toolkit2): what ``tools`` records for those.
+    tool_env: str | None = None
+
+    def targets_of(self, options: Any) -> tuple[str, ...]:
+        """The chips a build with ``options`` makes bundles for; ("",) when not compiled per chip."""
+        return tuple(self.device_targets(options)) if self.device_targets else ("",)
 
     @property
     def repairable(self) -> bool:

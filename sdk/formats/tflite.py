@@ -43,7 +43,7 @@ FORMAT = FormatSpec(
     ),
     tools=("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"),
     exporters=("onnxscript", "litert_torch"),
-    device_rank={"npu": 1, "gpu": 2, "cpu": 1},
+    device_rank={"npu": 3, "gpu": 2, "cpu": 1},
     colour="#55a868",
     keep_float=None,  # TFLite names its ops differently from the ONNX graph the ranking is made on
     diagnosis_note=" (ranked on the ONNX graph: TFLite names its ops differently, so --accuracy-aware does not "

@@ -1,0 +1,151 @@
+"""QNN builds: the fp32 ONNX export -> a QNN-ready QDQ model (onnxruntime's QNN quantization
+settings) -> an offline EPContext model + context binary compiled for one SoC's HTP.
+
+The QDQ model is made once per model (``job.shared``) and compiled per SoC. The bundle
+keeps both: ``model_ctx.onnx`` + ``model_ctx_qnn.bin`` load in seconds on the device, and
+``model.qdq.onnx`` lets a newer QNN runtime compile it again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from maskgate.errors import ConversionError
+
+from . import require
+from .onnx import _io, float_nodes, int8_source
+from .targets import Artifact, ConversionJob
+
+CONTEXT_MODEL = "model_ctx.onnx"  # the EPContext model ORT writes names its binary after itself
+CONTEXT_BINARY = "model_ctx_qnn.bin"
+QDQ_MODEL = "model.qdq.onnx"
+
+
+def convert(job: ConversionJob, folder: Path) -> Artifact:
+    from maskgate.formats.qnn import QNN_SOCS
+
+    onnx = require("onnx", purpose="QNN builds")
+    require("onnxruntime_qnn", purpose="QNN builds", package="onnxruntime-qnn", extra="qnn")
+    if job.calibration is None:
+        raise ConversionError(f"{job.target.name}: QNN int8 needs a calibration set")
+    options = job.format_options
+    soc = QNN_SOCS[job.target.chip]
+    qdq, settings = qdq_model(job)
+    shutil.copyfile(qdq, folder / QDQ_MODEL)
+    compile_context(folder / QDQ_MODEL, folder / CONTEXT_MODEL, soc.provider_options())
+    if not (folder / CONTEXT_BINARY).is_file():
+        raise ConversionError(f"{job.target.name}: onnxruntime-qnn wrote no {CONTEXT_BINARY} beside {CONTEXT_MODEL}")
+    model = onnx.load(str(folder / CONTEXT_MODEL))
+    compatibility = {p.key: p.value for p in model.metadata_props}.get("ep_compatibility_info.QNNExecutionProvider")
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **job.metadata})
+    onnx.save(model, str(folder / CONTEXT_MODEL))
+    inputs, outputs = _io(folder / QDQ_MODEL)
+    quantizer = {**settings, "soc": job.target.chip, "soc_description": soc.description, "htp_arch": soc.htp_arch,
+                 "soc_model": soc.soc_model, "context_compatibility": compatibility,
+                 "activations_16bit": list(options.wide_activations)}
+    return Artifact(files=[CONTEXT_MODEL, CONTEXT_BINARY, QDQ_MODEL], inputs=inputs, outputs=outputs,
+                    layout=job.spec.input.layout, quantizer=quantizer, sources=[QDQ_MODEL])
+
+
+def qdq_model(job: ConversionJob) -> tuple[Path, dict]:
+    """The model's QDQ ONNX for these options, made once and shared by its SoCs' builds."""
+    import onnxruntime
+
+    options = job.format_options
+    record = {"tool": "onnxruntime.quantization (get_qnn_qdq_config)", "version": onnxruntime.__version__,
+              "format": "QDQ", "activations": options.activations,
+              "weights": "int8 symmetric per channel" if options.per_channel else "uint8 per tensor",
+              "calibration_method": options.calibration_method, "samples": len(job.calibration),
+              "equalized": job.options.onnx.equalize, "model_hints": options.model_hints}
+    key = hashlib.sha256(json.dumps([record, list(options.wide_activations), job.calibration.sha256()],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return job.shared.file(f"qnn-qdq-{key}.onnx", lambda dst: _quantize(job, dst)), record
+
+
+def _quantize(job: ConversionJob, dst: Path) -> list[str]:
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from maskgate.calibration.adapters import ort_reader
+
+    onnx = require("onnx", purpose="QNN builds")
+    options = job.format_options
+    source = dst.with_name(dst.stem + ".source.onnx")
+    prepared = dst.with_name(dst.stem + ".prepared.onnx")
+    # onnxruntime's QNN pre-processing raises on models with metadata_props (1.31, 1.32).
+    model = onnx.load(str(int8_source(job)))
+    del model.metadata_props[:]
+    onnx.save(model, str(source))
+    try:
+        # Shape inference folds the leftover Shape/Slice nodes that per-channel weights trip on.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        activation = QuantType.QUInt16 if options.activations == "uint16" else QuantType.QUInt8
+        overrides = (_wide_overrides(prepared, options.wide_activations, job.spec if options.model_hints else None,
+                                     heads=options.wide_heads) if options.activations == "uint8" else {})
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[options.calibration_method]
+        config = get_qnn_qdq_config(str(prepared), ort_reader(job.calibration), calibrate_method=method,
+                                    activation_type=activation,
+                                    weight_type=QuantType.QInt8 if options.per_channel else QuantType.QUInt8,
+                                    per_channel=options.per_channel, init_overrides=overrides or None)
+        quantize(str(prepared), str(dst), config)
+    finally:
+        source.unlink(missing_ok=True)
+        prepared.unlink(missing_ok=True)
+        for leftover in dst.parent.glob("augmented_model*.onnx"):
+            leftover.unlink()
+    return [f"qnn: the activations of {len(overrides)} tensors kept at 16 bits"] if overrides else []
+
+
+def _wide_overrides(path: Path, patterns: tuple[str, ...], spec, *, heads: bool) -> dict:
+    """Tensor overrides that keep the outputs of the nodes named by ``patterns`` (those of
+    ``spec``'s int8 hint, if given, and with ``heads`` the prediction heads) at 16 bits (QNN's
+    mixed precision: the quantizer inserts the conversions around them)."""
+    from onnxruntime.quantization import QuantType
+
+    onnx = require("onnx", purpose="QNN builds")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    nodes = {n.name: n for n in graph.node}
+    names = float_nodes(path, patterns, leading_convs=spec.int8_float_leading_convs if spec else 0,
+                        head=bool(spec and spec.int8_float_head))
+    if heads:
+        names += [n for n in head_nodes(graph) if n not in names]
+    return {output: [{"quant_type": QuantType.QUInt16}] for name in names for output in nodes[name].output}
+
+
+def head_nodes(graph) -> list[str]:
+    """The nodes that make the graph's outputs: walking back from each output through every
+    op up to and including the first convolution on each path (a detector's box, score and
+    landmark heads; a classifier's pooling and classifier)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    found, todo = [], [producer[o.name] for o in graph.output if o.name in producer]
+    while todo:
+        node = todo.pop()
+        if node.name in found:
+            continue
+        found.append(node.name)
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            todo += [producer[i] for i in node.input if i in producer]
+    return found
+
+
+def compile_context(qdq: Path, ctx: Path, soc_options: dict[str, str]) -> None:
+    """Compile ``qdq`` for one SoC's HTP into ``ctx`` (+ its ``_qnn.bin``), refusing any CPU fallback."""
+    import onnxruntime as ort
+
+    from maskgate.console import native_output_filtered
+    from maskgate.runtimes.qnn import qnn_session_options
+
+    options = qnn_session_options(provider_options=soc_options, strict=True)
+    options.add_session_config_entry("ep.context_enable", "1")
+    options.add_session_config_entry("ep.context_file_path", str(ctx))
+    options.add_session_config_entry("ep.context_embed_mode", "0")
+    try:
+        with native_output_filtered():
+            ort.InferenceSession(str(qdq), options)
+    except Exception as exc:  # ORT's Fail types: say what the compile needed
+        raise ConversionError(f"{qdq.name}: onnxruntime-qnn could not compile it for HTP {soc_options} ({exc}); "
+                              "every node must run on the NPU (static shapes, QDQ int8/int16)") from exc

@@ -1,0 +1,161 @@
+"""Qualcomm QNN through onnxruntime-qnn: the plugin execution provider for the stock
+onnxruntime, running a bundle's EPContext model on the Hexagon NPU (HTP).
+
+On x86_64 the HTP library is a simulator (seconds a frame, device kind ``npu-sim``): it
+checks builds, and the selector never takes it for the camera's NPU. The EP reports a
+"CPU" device either way, so the kind comes from the machine. Sessions refuse CPU
+fallback by default (``strict``): a model that does not fit the NPU fails to open
+instead of running slowly on the CPU; without ``strict``, light nodes may fall back but
+every heavy one (convolutions, matrix products, the compiled context) must land on the NPU.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from maskgate.errors import DependencyError, DeviceError, ModelError
+from maskgate.formats import formats_of_backend
+
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
+from .base import Runner
+
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
+
+EP = "QNNExecutionProvider"
+HTP = "QNN HTP"
+HTP_SIMULATOR = "QNN HTP simulator"
+HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "EPContext"})
+log = logging.getLogger(__name__)
+_registered = threading.Lock()
+_done = False
+
+
+def simulated_here() -> bool:
+    """On an x86 machine the HTP backend library is Qualcomm's simulator, not an NPU."""
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def register() -> tuple[object, list]:
+    """Register the plugin EP with onnxruntime once per process; (onnxruntime_qnn, its EP devices)."""
+    global _done
+    try:
+        import onnxruntime as ort
+        import onnxruntime_qnn
+    except ModuleNotFoundError as exc:
+        raise DependencyError("onnxruntime-qnn", extra="qnn", purpose="running QNN builds") from exc
+    from maskgate.console import native_output_filtered
+
+    with _registered, native_output_filtered():
+        if not _done:
+            ort.register_execution_provider_library(EP, onnxruntime_qnn.get_library_path())
+            _done = True
+    return onnxruntime_qnn, [d for d in ort.get_ep_devices() if d.ep_name == EP]
+
+
+def qnn_session_options(*, provider_options: dict[str, str] | None = None, strict: bool = True,
+                        threads: int | None = None):
+    """Session options with the QNN EP on HTP; ``strict``: no node may fall back to the CPU."""
+    import onnxruntime as ort
+
+    qnn, devices = register()
+    if not devices:
+        raise DeviceError("onnxruntime-qnn is registered but offers no device here; is the QNN runtime present?")
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # its errors come back in the exception, said once by us
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    options.add_session_config_entry("session.disable_cpu_ep_fallback", "1" if strict else "0")
+    options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    options.add_provider_for_devices(devices, {"backend_path": qnn.get_qnn_htp_path(), **(provider_options or {})})
+    return options
+
+
+class QnnRunner(Runner):
+    backend = "qnn"
+    concurrent_infer = True
+
+    def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, strict: bool = True,
+                 simulator: bool = False, threads: int | None = None):
+        super().__init__()
+        import onnxruntime as ort
+
+        from maskgate.console import native_output_filtered
+
+        options = qnn_session_options(strict=strict, threads=threads)
+        try:
+            with native_output_filtered():
+                self._session = ort.InferenceSession(str(path), options)
+        except Exception as exc:  # ORT's Fail types
+            why = ("every node must run on the NPU and CPU fallback is refused (strict); "
+                   if strict else "")
+            raise ModelError(f"{path}: the QNN EP cannot load it on {HTP_SIMULATOR if simulator else HTP} "
+                             f"({exc}); {why}was it compiled for this SoC and QNN runtime (maskgate build "
+                             "--formats qnn --qnn-socs ...)?") from exc
+        self.placement = placement(self._session)
+        on_cpu = [f"{name} ({op})" for ep, name, op in self.placement if ep != EP and op in HEAVY_OPS]
+        if on_cpu:
+            self._session = None
+            raise DeviceError(f"{path}: {len(on_cpu)} heavy node(s) fell back to the CPU: {', '.join(on_cpu[:5])}; "
+                              "rebuild for this SoC")
+        light = [name for ep, name, _ in self.placement if ep != EP]
+        if light:
+            log.info("%s: %d light node(s) run on the CPU: %s", path, len(light), ", ".join(light[:5]))
+        self.device = HTP_SIMULATOR if simulator else HTP
+        self._inputs = tuple(i.name for i in self._session.get_inputs())
+        self._actual = tuple(o.name for o in self._session.get_outputs())
+        self._outputs = tuple(output_names or self._actual)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
+        return dict(zip(self._outputs, out))
+
+    def close(self) -> None:
+        self._session = None
+        super().close()
+
+
+def placement(session) -> list[tuple[str, str, str]]:
+    """(execution provider, node name, op type) of every node of a session."""
+    return [(assigned.ep_name, node.name, node.op_type) for assigned in session.get_provider_graph_assignment_info()
+            for node in assigned.get_nodes()]
+
+
+class QnnBackend(Backend):
+    name = "qnn"
+    formats = formats_of_backend("qnn")
+    devices = {"npu": (HTP,), "npu-sim": (HTP_SIMULATOR,)}
+
+    def status(self) -> BackendStatus:
+        try:
+            import onnxruntime_qnn
+        except ModuleNotFoundError:
+            return BackendStatus(self.name, self.formats, installed=False,
+                                 reason="Python package 'onnxruntime-qnn' is not installed "
+                                        "(pip install 'maskgate[qnn]')")
+        try:
+            _, devices = register()
+        except Exception as exc:  # a broken plugin library: report it, never raise
+            return BackendStatus(self.name, self.formats, False, onnxruntime_qnn.__version__,
+                                 reason=f"onnxruntime-qnn failed to register its EP: {exc}")
+        version = getattr(onnxruntime_qnn, "__version__", None)
+        sim = simulated_here()
+        none = "" if devices else "onnxruntime-qnn registered but reports no device"
+        npu_reason = (f"{platform.machine()}: onnxruntime-qnn's HTP library is Qualcomm's simulator here, not an "
+                      "NPU; the NPU is on Qualcomm devices (aarch64 Linux, Windows on Snapdragon)") if sim else none
+        sim_reason = ("the HTP simulator ships only in the x86_64 wheels" if not sim else none)
+        accelerators = (Accelerator("npu", HTP, not npu_reason, npu_reason),
+                        Accelerator("npu-sim", HTP_SIMULATOR, not sim_reason, sim_reason))
+        return BackendStatus(self.name, self.formats, True, version, accelerators)
+
+    def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
+        runner = QnnRunner(model_path(bundle, manifest), output_names=manifest.output_names,
+                           strict=options.extra.get("strict", True), simulator=accelerator.kind == "npu-sim",
+                           threads=options.threads)
+        runner.expect_inputs(manifest)
+        return runner
