@@ -20,9 +20,28 @@ if TYPE_CHECKING:
 _PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"}}
 
 
-class OnnxRuntimeRunner(Runner):
-    backend = "onnxruntime"
+class SessionRunner(Runner):
+    """A runner over one onnxruntime ``InferenceSession`` (built-in or plugin execution providers)."""
+
     concurrent_infer = True  # InferenceSession.run is thread-safe
+
+    def _bind(self, session, output_names: tuple[str, ...] | None) -> None:
+        self._session = session
+        self._inputs = tuple(i.name for i in session.get_inputs())
+        self._actual = tuple(o.name for o in session.get_outputs())
+        self._outputs = tuple(output_names or self._actual)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
+        return dict(zip(self._outputs, out))
+
+    def close(self) -> None:
+        self._session = None
+        super().close()
+
+
+class OnnxRuntimeRunner(SessionRunner):
+    backend = "onnxruntime"
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, threads: int | None = None,
                  providers: list | None = None, graph_optimization: str = "all"):
@@ -47,28 +66,15 @@ class OnnxRuntimeRunner(Runner):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers or ["CPUExecutionProvider"]
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=providers)
+            session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise ModelError(f"{path}: ONNX Runtime cannot load it with {_names(providers)} ({exc}); "
                              "is it a complete ONNX file?") from exc
         wanted = _names(providers)[0]
-        if wanted not in self._session.get_providers():  # ORT falls back silently: say so instead
-            raise DeviceError(
-                f"{path}: ONNX Runtime did not enable {wanted} (session has {self._session.get_providers()})"
-            )
+        if wanted not in session.get_providers():  # ORT falls back silently: say so instead
+            raise DeviceError(f"{path}: ONNX Runtime did not enable {wanted} (session has {session.get_providers()})")
         self.device = wanted.removesuffix("ExecutionProvider").lower()
-        self._inputs = tuple(i.name for i in self._session.get_inputs())
-        actual = tuple(o.name for o in self._session.get_outputs())
-        self._outputs = tuple(output_names or actual)
-        self._actual = actual
-
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
-        return dict(zip(self._outputs, out))
-
-    def close(self) -> None:
-        self._session = None
-        super().close()
+        self._bind(session, output_names)
 
 
 def _names(providers: list) -> list[str]:

@@ -16,13 +16,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
+from .onnxruntime import SessionRunner
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
@@ -76,9 +75,8 @@ def qnn_session_options(*, provider_options: dict[str, str] | None = None, stric
     return options
 
 
-class QnnRunner(Runner):
+class QnnRunner(SessionRunner):
     backend = "qnn"
-    concurrent_infer = True
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, strict: bool = True,
                  simulator: bool = False, threads: int | None = None):
@@ -90,34 +88,23 @@ class QnnRunner(Runner):
         options = qnn_session_options(strict=strict, threads=threads)
         try:
             with native_output_filtered():
-                self._session = ort.InferenceSession(str(path), options)
+                session = ort.InferenceSession(str(path), options)
         except Exception as exc:  # ORT's Fail types
             why = ("every node must run on the NPU and CPU fallback is refused (strict); "
                    if strict else "")
             raise ModelError(f"{path}: the QNN EP cannot load it on {HTP_SIMULATOR if simulator else HTP} "
                              f"({exc}); {why}was it compiled for this SoC and QNN runtime (maskgate build "
                              "--formats qnn --qnn-socs ...)?") from exc
-        self.placement = placement(self._session)
+        self.placement = placement(session)
         on_cpu = [f"{name} ({op})" for ep, name, op in self.placement if ep != EP and op in HEAVY_OPS]
         if on_cpu:
-            self._session = None
             raise DeviceError(f"{path}: {len(on_cpu)} heavy node(s) fell back to the CPU: {', '.join(on_cpu[:5])}; "
                               "rebuild for this SoC")
         light = [name for ep, name, _ in self.placement if ep != EP]
         if light:
             log.info("%s: %d light node(s) run on the CPU: %s", path, len(light), ", ".join(light[:5]))
         self.device = HTP_SIMULATOR if simulator else HTP
-        self._inputs = tuple(i.name for i in self._session.get_inputs())
-        self._actual = tuple(o.name for o in self._session.get_outputs())
-        self._outputs = tuple(output_names or self._actual)
-
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
-        return dict(zip(self._outputs, out))
-
-    def close(self) -> None:
-        self._session = None
-        super().close()
+        self._bind(session, output_names)
 
 
 def placement(session) -> list[tuple[str, str, str]]:
