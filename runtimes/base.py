@@ -89,3 +89,23 @@ class Runner(ABC):
 
     def describe(self) -> str:
         return f"{self.backend}/{self.device}"
+
+
+class SessionRunner(Runner):
+    """A runner over one onnxruntime ``InferenceSession`` (built-in or plugin execution providers)."""
+
+    concurrent_infer = True  # InferenceSession.run is thread-safe
+
+    def _bind(self, session, output_names: tuple[str, ...] | None) -> None:
+        self._session = session
+        self._inputs = tuple(i.name for i in session.get_inputs())
+        self._actual = tuple(o.name for o in session.get_outputs())
+        self._outputs = tuple(output_names or self._actual)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
+        return dict(zip(self._outputs, out))
+
+    def close(self) -> None:
+        self._session = None
+        super().close()

@@ -5,39 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
-from .base import Runner
+from .base import Runner, SessionRunner
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
 
 # Providers that need options to pick the accelerator kind they were listed for.
 _PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"}}
-
-
-class SessionRunner(Runner):
-    """A runner over one onnxruntime ``InferenceSession`` (built-in or plugin execution providers)."""
-
-    concurrent_infer = True  # InferenceSession.run is thread-safe
-
-    def _bind(self, session, output_names: tuple[str, ...] | None) -> None:
-        self._session = session
-        self._inputs = tuple(i.name for i in session.get_inputs())
-        self._actual = tuple(o.name for o in session.get_outputs())
-        self._outputs = tuple(output_names or self._actual)
-
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._session.run(list(self._actual), {n: feed[n] for n in self._inputs})
-        return dict(zip(self._outputs, out))
-
-    def close(self) -> None:
-        self._session = None
-        super().close()
 
 
 class OnnxRuntimeRunner(SessionRunner):

@@ -20,8 +20,7 @@ from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
-from .base import Runner
-from .onnxruntime import SessionRunner
+from .base import Runner, SessionRunner
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
