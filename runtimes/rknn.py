@@ -136,13 +136,24 @@ class RknnSimulatorRunner(_PixelRunner):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._outputs, self._worker.infer(self.pixels(feed))))
 
-    def analyze(self, feed: dict[str, np.ndarray]) -> list[tuple[str, float, float]]:
+    def analyze(self, feed: dict[str, np.ndarray]) -> list[dict]:
         """Per-layer error of the quantized model against float on one input (the toolkit's accuracy_analysis)."""
         return self._worker.analyze(self.pixels(feed))
 
     def close(self) -> None:
         self._worker.close()
         super().close()
+
+
+def layer_report(bundle: Path, manifest: Manifest, x: np.ndarray, *, shown: int = 8) -> dict:
+    """The toolkit's per-layer error of a bundle (rebuilt in the simulator) on one input: the
+    layers whose own quantization loses most (lowest single-layer cosine) first."""
+    with RknnSimulatorRunner(Path(bundle), manifest) as runner:
+        rows = runner.analyze({manifest.input.name: x})
+    worst = sorted(rows, key=lambda row: row["single_cosine"])[:shown]
+    return {"method": "rknn-toolkit2 accuracy_analysis in its simulator, on one calibration input: each layer's "
+                      "output against float, alone (single) and with every layer before it (entire)",
+            "layers": len(rows), "worst_layers": worst, "last": rows[-1] if rows else None}
 
 
 def _compact(stamp: dict[str, str]) -> str:

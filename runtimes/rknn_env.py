@@ -189,12 +189,15 @@ class Worker:
         with np.load(target) as data:
             return [data[f"arr_{k}"] for k in range(len(data.files))]
 
-    def analyze(self, pixels: np.ndarray) -> list[tuple[str, float, float]]:
-        """Per-layer (name, cosine, euclidean) of the quantized model against float on one input."""
+    def analyze(self, pixels: np.ndarray) -> list[dict]:
+        """Per layer, the quantized model against float on one input (the toolkit's
+        accuracy_analysis): op, layer, and the cosine / euclidean error of the model up to it
+        (``entire_*``) and of that layer alone (``single_*``), in graph order."""
         source = self.folder / "analyze-input.npy"
         np.save(source, np.ascontiguousarray(pixels, np.float32))
         answer = self.request({"op": "analyze", "input": str(source), "folder": str(self.folder / "analysis")})
-        return [(str(n), float(c), float(e)) for n, c, e in answer["layers"]]
+        keys = ("op", "layer", "entire_cosine", "entire_euclidean", "single_cosine", "single_euclidean")
+        return [dict(zip(keys, row)) for row in answer["layers"]]
 
     def log_tail(self, lines: int = 12) -> str:
         try:

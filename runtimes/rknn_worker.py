@@ -128,32 +128,27 @@ class Worker:
 
 
 def read_error_table(path: str) -> list:
-    """(layer, cosine, euclidean) per layer from accuracy_analysis' error_analysis.txt: the
-    simulator's quantized output of each layer against float."""
+    """[op type, layer, entire cosine, entire euclidean, single cosine, single euclidean] per
+    layer of accuracy_analysis' error_analysis.txt ("entire": the quantized model up to that
+    layer against float; "single": that layer alone on float inputs). Layers the toolkit
+    fused (no figures on their line) are left out."""
     rows = []
     if not os.path.isfile(path):
         return rows
     with open(path) as table:
         for line in table:
             parts = line.split()
-            if len(parts) >= 4 and parts[0].startswith("["):
-                numbers = []
-                for p in parts[1:]:
-                    try:
-                        numbers.append(float(p))
-                    except ValueError:
-                        continue
-                if len(numbers) >= 2:
-                    rows.append([parts[1] if not _is_number(parts[1]) else parts[0], numbers[0], numbers[1]])
+            if len(parts) < 3 or not (parts[0].startswith("[") and parts[0].endswith("]")):
+                continue
+            numbers = []
+            for p in parts[2:]:
+                try:
+                    numbers.append(float(p))
+                except ValueError:
+                    continue
+            if len(numbers) == 4:
+                rows.append([parts[0][1:-1], parts[1], *numbers])
     return rows
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def check(code, what: str) -> None:

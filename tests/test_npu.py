@@ -224,3 +224,23 @@ def test_a_bundle_without_its_sources_cannot_be_rebuilt(npu_builds, tmp_path):
         from maskgate.converters.bundle import verify_bundle
 
         verify_bundle(copy)
+
+
+def test_the_toolkits_layer_error_table_is_read(tmp_path):
+    from maskgate.runtimes.rknn_worker import read_error_table
+
+    # The head of rknn-toolkit2 2.5.0's error_analysis.txt for the mask classifier (rk3568).
+    table = tmp_path / "error_analysis.txt"
+    table.write_text(
+        "                                            entire              single             \n"
+        "                                         cos      euc        cos      euc          \n"
+        "-------------------------------------------------------------------------------\n"
+        "[Input] input                          1.00000 | 0.00000   1.00000 | 0.00000       \n"
+        "[exDataConvert] input_int8             0.99999 | 1.17614   0.99999 | 1.17614       \n"
+        "[Conv] getitem                         \n"
+        "[Clip] hardtanh                        0.99994 | 1.71979   0.99994 | 1.71979       \n"
+        "[Conv] getitem_6                       0.99700 | 11.85970  0.99952 | 4.74643       \n")
+    rows = read_error_table(str(table))
+    assert [r[:2] for r in rows] == [["Input", "input"], ["exDataConvert", "input_int8"], ["Clip", "hardtanh"],
+                                     ["Conv", "getitem_6"]]  # the fused conv (no figures) is left out
+    assert rows[-1][2:] == [0.997, 11.8597, 0.99952, 4.74643]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import BundleError, MaskGateError
 from ..files import writable_folder
+from ..formats import get_format
 from ..progress import progress as progress_bar
 from . import convert as converting
 from . import repair, verify
@@ -125,4 +126,8 @@ def _attempt(model, target, config, data, calibration, key, folder) -> repair.Bu
         fidelity = verify.held_out_fidelity(model, data, folder, read_manifest(folder))
         return fidelity, verify.held_out_gates(target.precision, fidelity)
 
-    return repair.BuildAttempt(target.format, folder, config.options, rank, rebuild)
+    def layer_report() -> dict | None:
+        report = get_format(target.format).layer_report_function()
+        return report(folder, read_manifest(folder), calibration.tensors[0]) if report else None
+
+    return repair.BuildAttempt(target.format, folder, config.options, rank, rebuild, layer_report)

@@ -39,6 +39,9 @@ class Attempt(Protocol):
     def rebuild(self, options: ConvertOptions) -> tuple[dict, list[dict]]:
         """Convert again with ``options`` into ``folder``; the held-out (fidelity, gates) of the result."""
 
+    def layer_report(self) -> dict | None:
+        """The format's own per-layer error report of the bundle (``FormatSpec.layer_report``), or None."""
+
 
 @dataclass
 class BuildAttempt:
@@ -49,6 +52,7 @@ class BuildAttempt:
     options: ConvertOptions
     ranking: Callable[[], list]  # the protocol's methods, as the build's closures
     rebuild: Callable[[ConvertOptions], tuple[dict, list[dict]]]
+    layer_report: Callable[[], dict | None]
 
 
 def rank_layers(job: Any, calibration) -> list:
@@ -77,6 +81,9 @@ def diagnose_or_repair(attempt: Attempt, result, *, repair: bool) -> dict:
               "worst_layers": [e.to_dict() for e in ranking[:SHOWN]], "excluded": [],
               "rounds": [{"excluded": 0, "fidelity": headline_of(result.fidelity),
                           "passed": all(g["passed"] for g in result.gates)}]}
+    toolkit = attempt.layer_report()
+    if toolkit:
+        record["toolkit"] = toolkit
     if repair and fmt.repairable and not record["rounds"][0]["passed"]:
         candidates = [e.node for e in ranking if e.added_db > 0]
         for count in STEPS:

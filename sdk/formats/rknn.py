@@ -91,4 +91,5 @@ FORMAT = FormatSpec(
     simulator_samples={"face_detection": 60, "classification": 300},
     simulator_runs=5,
     tool_env="maskgate.runtimes.rknn_env:versions",
+    layer_report="maskgate.runtimes.rknn:layer_report",
 )

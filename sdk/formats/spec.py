@@ -81,6 +81,9 @@ class FormatSpec:
     # "module:function" giving {distribution: version} of the tools that run in an environment
     # of their own (rknn-toolkit2): what ``tools`` records for those.
     tool_env: str | None = None
+    # "module:function" (bundle folder, manifest, one input) -> the format's own per-layer error
+    # report, added to the int8 diagnosis of a bundle below its gate (RKNN: accuracy_analysis)
+    layer_report: str | None = None
 
     def targets_of(self, options: Any) -> tuple[str, ...]:
         """The chips a build with ``options`` makes bundles for; ("",) when not compiled per chip."""
@@ -97,6 +100,12 @@ class FormatSpec:
         module, _, function = self.stamp_reader.partition(":")
         if not function:
             raise ValueError(f"stamp_reader {self.stamp_reader!r} is not 'module:function'")
+        return getattr(importlib.import_module(module), function)
+
+    def layer_report_function(self) -> Callable[..., dict] | None:
+        if not self.layer_report:
+            return None
+        module, _, function = self.layer_report.partition(":")
         return getattr(importlib.import_module(module), function)
 
     def options_from_flags(self, args: argparse.Namespace) -> Any:
