@@ -80,10 +80,12 @@ def test_rebuild_comparison_says_what_differs():
     report = compare_bytes(base, bytes(changed))
     assert (report.differing_bytes, report.ranges) == (9, ((100, 108), (5000, 5001)))
     assert report.acceptable and "9 of 10240 bytes" in report.describe() and "100-107" in report.describe()
-    assert not compare_bytes(base, bytes(changed) * 2).acceptable
+    assert not compare_bytes(base, bytes(changed) * 2).acceptable  # another size: another model, refused
     noisy = bytearray(base)
     noisy[::50] = b"\x00" * len(noisy[::50])
-    assert not compare_bytes(base, bytes(noisy)).acceptable  # beyond the toolkit's bookkeeping: refused
+    spread = compare_bytes(base, bytes(noisy))
+    assert spread.differing_bytes > 190 and len(spread.ranges) == 20  # said, the first 20 runs listed
+    assert "20+ runs" in spread.describe()
 
 
 def test_the_rknn_stamp_reader_reads_the_custom_string():
@@ -178,6 +180,8 @@ def test_check_passes_npu_bundles_in_the_simulators_and_fails_a_tampered_one(npu
         result = check_bundle(folder, runs=2, warmup=1)
         assert result.passed, (name, result.error, result.gates)
         assert "(npu-sim)" in result.runtime
+        if result.format == "rknn":  # rebuilt to run in the simulator: the check says how it compares
+            assert result.rebuild["size"] == result.rebuild["rebuilt_size"] and result.rebuild["summary"]
         tampered = tmp_path / name
         shutil.copytree(folder, tampered)
         manifest = json.loads((tampered / "manifest.json").read_text())

@@ -37,6 +37,9 @@ class BundleCheck:
     gates: list = field(default_factory=list)  # GateResult dicts
     build_verdict: dict | None = None  # what the bundle's build recorded (maskgate.converters.bundle.verdict_problem)
     verdict_problem: str | None = None  # set when the recorded verdict does not let the bundle run
+    # A runner that had to make the model again to run it (the RKNN simulator): how the model it
+    # ran compares with the bundled file (identical, or exactly which bytes differ)
+    rebuild: dict | None = None
     error: str | None = None
 
     @property
@@ -102,6 +105,8 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
             warmup = min(warmup, 1)
         with selection.runner as runner:
             result.runtime = selection.describe_runtime()
+            rebuilt = getattr(runner, "rebuild", None)
+            result.rebuild = rebuilt.to_dict() if rebuilt is not None else None
             inputs = _fidelity(result, runner, bundle, manifest)
             result.latency_ms = _latency(runner, {manifest.input.name: inputs[:1]}, runs=runs, warmup=warmup)
             result.latency_ms["threads"] = threads

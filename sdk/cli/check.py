@@ -73,6 +73,9 @@ def main(args) -> int:
 
         atomic_write(Path(args.html), check_html(report))
         print(f"wrote {args.html}")
+    for r in results:
+        if r.rebuild and not r.rebuild["identical"]:
+            print(f"note {r.name}: {r.rebuild['summary']}; its figures are the rebuilt model's")
     failed = [r for r in results if not r]
     for r in failed:
         print(f"FAILED {r.name or r.bundle}: " + "; ".join(r.failures()), file=sys.stderr)
