@@ -245,6 +245,12 @@ def _buffer_bytes(data: bytes, buffer) -> bytes:
 RKNN_STAMP_PREFIX = b"maskgate:{"
 
 
+def rknn_stamp_string(fields: dict[str, str]) -> str:
+    """The custom string the toolkit stores in an .rknn model: ``fields`` as compact JSON
+    after the prefix ``rknn_stamp`` looks for (a rebuild passes what it read back verbatim)."""
+    return RKNN_STAMP_PREFIX[:-1].decode() + json.dumps(fields, separators=(",", ":"))
+
+
 def rknn_stamp(data: bytes) -> dict[str, str]:
     at = data.find(RKNN_STAMP_PREFIX)
     if at < 0:

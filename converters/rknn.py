@@ -8,7 +8,7 @@ model built in the same process, so a check rebuilds it and compares the bytes.
 """
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,6 @@ MODEL_FILE = "model.rknn"
 SOURCE_MODEL = "rknn_source.onnx"
 CALIBRATION = "rknn_calibration.npz"
 MAX_OPSET = 19  # rknn-toolkit2 2.5.0 refuses newer ONNX opsets
-STAMP_PREFIX = "maskgate:"  # the custom string the toolkit stores verbatim in the model (rknn_query reads it)
 # The stamped fields that fit the toolkit's custom string (the manifest holds the rest).
 STAMPED = ("maskgate_manifest_sha256", "maskgate_model", "maskgate_task", "maskgate_precision", "maskgate_soc",
            "maskgate_build_key", "maskgate_sdk_version", "maskgate_class_names")
@@ -37,9 +36,11 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
     options = job.format_options
     spec = job.spec
     source = job.shared.file(SOURCE_MODEL, lambda path: source_model(job.onnx_fp32, path))
-    (folder / SOURCE_MODEL).write_bytes(source.read_bytes())
-    pixels = calibration_pixels(job.calibration, spec.input, options.calibration_samples)
-    np.savez_compressed(folder / CALIBRATION, pixels=pixels)
+    shutil.copyfile(source, folder / SOURCE_MODEL)
+    calibration = job.shared.file(f"rknn-calibration-{options.calibration_samples}.npz",
+                                  lambda path: _save_pixels(job.calibration, spec.input, options.calibration_samples,
+                                                            path))
+    shutil.copyfile(calibration, folder / CALIBRATION)
     hybrid = float_stretches(source, options.float_layers, leading_convs=spec.int8_float_leading_convs,
                              head=spec.int8_float_head)
     request = BuildRequest(onnx=str(folder / SOURCE_MODEL), target=job.target.chip, mean=list(spec.input.mean),
@@ -51,8 +52,8 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
     quantizer = {"tool": "rknn-toolkit2", "version": reply.toolkit, "target": job.target.chip,
                  "algorithm": options.algorithm, "dtype": "w8a8", "mean": list(spec.input.mean),
                  "std": list(spec.input.std), "normalization": "folded into the model (the NPU takes pixels)",
-                 "hybrid": hybrid, "samples": int(len(pixels)), "source": SOURCE_MODEL, "calibration": CALIBRATION,
-                 "build_seconds": round(reply.seconds, 2)}
+                 "hybrid": hybrid, "samples": min(options.calibration_samples, len(job.calibration)),
+                 "source": SOURCE_MODEL, "calibration": CALIBRATION, "build_seconds": round(reply.seconds, 2)}
     return Artifact(files=[MODEL_FILE, SOURCE_MODEL, CALIBRATION], inputs=inputs, outputs=outputs, layout="NCHW",
                     quantizer=quantizer, sources=[SOURCE_MODEL, CALIBRATION])
 
@@ -73,14 +74,20 @@ def source_model(fp32: Path, path: Path) -> list[str]:
     return notes
 
 
+def _save_pixels(calibration, spec_input, count: int, path: Path) -> None:
+    # np.savez_compressed appends .npz to a name without it: write under the name asked for.
+    with open(path, "wb") as out:
+        np.savez_compressed(out, pixels=calibration_pixels(calibration, spec_input, count))
+
+
 def calibration_pixels(calibration, spec_input, count: int) -> np.ndarray:
     """The first ``count`` calibration inputs as the pixels they were made from (N x 3 x H x W
     uint8): the toolkit applies the model's mean/std itself."""
-    mean = np.asarray(spec_input.mean, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(spec_input.std, np.float32).reshape(1, 3, 1, 1)
+    from maskgate.runtimes.rknn import to_pixels
+
     picked = []
     for x in calibration:
-        picked.append(np.clip(np.round(x * std + mean), 0, 255).astype(np.uint8))
+        picked.append(np.clip(np.round(to_pixels(x, spec_input.mean, spec_input.std)), 0, 255).astype(np.uint8))
         if len(picked) == count:
             break
     if not picked:
@@ -110,5 +117,8 @@ def float_stretches(path: Path, patterns: tuple[str, ...], *, leading_convs: int
 
 
 def stamp_string(metadata: dict[str, str]) -> str:
-    """The custom string the toolkit stores in the model: the stamp's fields as compact JSON."""
-    return STAMP_PREFIX + json.dumps({k: metadata[k] for k in STAMPED if k in metadata}, separators=(",", ":"))
+    """The custom string the toolkit stores verbatim in the model (rknn_query reads it): the
+    stamped fields that fit it."""
+    from .binding import rknn_stamp_string
+
+    return rknn_stamp_string({k: metadata[k] for k in STAMPED if k in metadata})

@@ -22,7 +22,6 @@ class Target:
     precision: str
     chip: str = ""  # the chip a format compiled per chip is built for (rk3588, qcs6490, ...); "" for any
 
-
     def __post_init__(self):
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")

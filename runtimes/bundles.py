@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maskgate.errors import BundleError, DeviceError
-from maskgate.formats import FORMATS
+from maskgate.formats import FORMATS, SIMULATOR
 
 from .backend import Accelerator, OpenOptions
 from .base import Runner
@@ -29,7 +29,7 @@ def runner_for(bundle: str | Path, manifest: Manifest, *, threads: int | None = 
         accelerator = Accelerator("cpu", backend.devices["cpu"][0], True)
     else:
         status = backend.status()
-        usable = status.usable("npu-sim") + status.usable("npu")
+        usable = status.usable(SIMULATOR) + status.usable("npu")
         if not usable:
             reasons = "; ".join(f"{a.name}: {a.reason}" for a in status.accelerators) or status.reason
             raise DeviceError(f"{bundle}: {fmt} bundles run only on an NPU or its simulator, and {backend.name} has "

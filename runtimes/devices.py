@@ -11,20 +11,19 @@ import re
 
 from maskgate.config import config_table
 from maskgate.errors import InputError
-from maskgate.formats import DEVICE_KINDS, format_order
+from maskgate.formats import DEVICE_KINDS, SIMULATOR, format_order
 
+# A vendor's NPU simulator (SIMULATOR, "npu-sim") checks builds; it never serves a camera: the
+# default preference leaves it out, and a fallback never reaches it (only a preference naming it does).
 DEFAULT_PREFERENCE = ("npu", "gpu", "cpu")
-# A vendor's NPU simulator checks builds; it never serves a camera: the default preference
-# leaves it out, and a fallback never reaches it (only a preference naming it does).
-SIMULATOR = "npu-sim"
 #: environment variables: the preference for every model, or for one (``MASKGATE_DEVICE_MASK_MOBILENETV2``)
 ENV_PREFERENCE = "MASKGATE_DEVICE"
 # The config file's [devices] table (maskgate.config): ``default = "gpu,cpu"`` and per-model keys.
 
 # Which precision to try first on each kind: NPUs are integer machines, GPUs run fp16
 # natively, and on the CPUs measured here int8 OpenVINO/TFLite builds were the fastest.
-PRECISION_ORDER = {"npu": ("int8", "fp16", "fp32"), "gpu": ("fp16", "fp32", "int8"), "cpu": ("int8", "fp32", "fp16"),
-                   "npu-sim": ("int8", "fp16", "fp32")}
+PRECISION_ORDER = {"npu": ("int8", "fp16", "fp32"), "gpu": ("fp16", "fp32", "int8"), "cpu": ("int8", "fp32", "fp16")}
+PRECISION_ORDER[SIMULATOR] = PRECISION_ORDER["npu"]  # a simulator orders them as the NPU it stands for
 # Which format to try first on each kind: each format's device_rank (maskgate.formats).
 FORMAT_ORDER = {kind: format_order(kind) for kind in DEVICE_KINDS}
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from maskgate.converters import dist_version
+from maskgate.converters.binding import read_stamp, rknn_stamp_string
 from maskgate.errors import BundleError, DependencyError, ModelError
 from maskgate.formats import formats_of_backend
 
@@ -44,13 +46,17 @@ class _PixelRunner(Runner):
     def __init__(self, manifest: Manifest):
         super().__init__()
         spec = manifest.input
-        self._mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
-        self._std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
+        self._mean, self._std = spec.mean, spec.std
         self._inputs = (spec.name,)
         self._outputs = manifest.output_names
 
     def pixels(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return feed[self._inputs[0]] * self._std + self._mean
+        return to_pixels(feed[self._inputs[0]], self._mean, self._std)
+
+
+def to_pixels(x: np.ndarray, mean, std) -> np.ndarray:
+    """The pixels a normalized NCHW tensor was made from (``x * std + mean``, per channel)."""
+    return x * np.asarray(std, np.float32).reshape(1, 3, 1, 1) + np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -112,10 +118,7 @@ class RknnSimulatorRunner(_PixelRunner):
             raise BundleError(f"{bundle}: its manifest's quantizer lacks {missing}, which a rebuild in the RKNN "
                               "simulator needs; rebuild the bundle with 'maskgate build --formats rknn'")
         bundled = model_path(bundle, manifest)
-        from maskgate.converters.binding import read_stamp
-
-        stamp = read_stamp("rknn", bundled)
-        custom = "maskgate:" + _compact(stamp)
+        custom = rknn_stamp_string(read_stamp("rknn", bundled))  # the bytes the bundled model carries
         self._worker = Worker()
         try:
             rebuilt = self._worker.folder / "rebuilt.rknn"
@@ -154,12 +157,6 @@ def layer_report(bundle: Path, manifest: Manifest, x: np.ndarray, *, shown: int 
     return {"method": "rknn-toolkit2 accuracy_analysis in its simulator, on one calibration input: each layer's "
                       "output against float, alone (single) and with every layer before it (entire)",
             "layers": len(rows), "worst_layers": worst, "last": rows[-1] if rows else None}
-
-
-def _compact(stamp: dict[str, str]) -> str:
-    import json
-
-    return json.dumps(stamp, separators=(",", ":"))
 
 
 class RknnLiteRunner(_PixelRunner):
@@ -205,7 +202,7 @@ class RknnBackend(Backend):
                 rknn_env.python()
             except rknn_env.ToolkitMissingError as exc:
                 sim_reason = str(exc)
-        lite = _dist_version("rknn-toolkit-lite2")
+        lite = dist_version("rknn-toolkit-lite2")
         toolkit = rknn_env.versions().get("rknn-toolkit2")
         version = lite or toolkit
         return BackendStatus(self.name, self.formats, bool(lite or toolkit), version,
@@ -225,19 +222,10 @@ def _npu_problem(machine: str) -> str:
     """Why the RKNPU cannot run here ("" when it can)."""
     if machine not in ("aarch64", "arm64"):
         return f"the RKNPU is on Rockchip aarch64 boards; this is {machine}"
-    if _dist_version("rknn-toolkit-lite2") is None:
+    if dist_version("rknn-toolkit-lite2") is None:
         return "rknn-toolkit-lite2 is not installed (pip install rknn-toolkit-lite2)"
     if not any(os.path.exists(p) for p in NPU_NODES):
         return f"no RKNPU device here (none of {', '.join(NPU_NODES)}): not a Rockchip board, or its driver is absent"
     if not any(os.path.exists(p) for p in RUNTIME_LIBRARIES):
         return f"librknnrt.so is not installed (looked in {', '.join(RUNTIME_LIBRARIES)})"
     return ""
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None

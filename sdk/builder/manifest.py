@@ -17,13 +17,8 @@ from ..version import __version__
 def tool_versions(fmt: str) -> dict[str, str | None]:
     """The versions of the tools a bundle of ``fmt`` records (its ``FormatSpec.tools``), those
     in an environment of their own read from there (``FormatSpec.tool_env``)."""
-    import importlib
-
     spec = get_format(fmt)
-    elsewhere = {}
-    if spec.tool_env:
-        module, _, function = spec.tool_env.partition(":")
-        elsewhere = getattr(importlib.import_module(module), function)()
+    elsewhere = spec.tool_env_versions()
     return {name: dist_version(name) or elsewhere.get(name) for name in spec.tools}
 
 

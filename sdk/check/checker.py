@@ -75,7 +75,7 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     import dataclasses
 
     from maskgate.converters.bundle import verdict_problem, verify_bundle
-    from maskgate.formats import get_format
+    from maskgate.formats import SIMULATOR, get_format
     from maskgate.runtimes.select import open_best
     from maskgate.runtimes.trust import configured_trust
 
@@ -100,7 +100,7 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
         selection = open_best(bundle, manifest.model, prefer=prefer, threads=threads,
                               formats=(manifest.format,), precisions=(manifest.precision,),
                               trust=dataclasses.replace(trust, allow_failed_builds=True), checking=True)
-        if selection.device_kind == "npu-sim":  # seconds a frame: a few timed runs say enough
+        if selection.device_kind == SIMULATOR:  # seconds a frame: a few timed runs say enough
             runs = min(runs, get_format(manifest.format).simulator_runs or runs)
             warmup = min(warmup, 1)
         with selection.runner as runner:

@@ -19,7 +19,7 @@ from .onnx import CALIBRATION_METHODS, OnnxOptions
 from .openvino import OpenVinoOptions
 from .qnn import QnnOptions
 from .rknn import RknnOptions
-from .spec import DEVICE_KINDS, PRECISIONS, Flag, FormatSpec
+from .spec import DEVICE_KINDS, PRECISIONS, SIMULATOR, Flag, FormatSpec
 from .tflite import TfliteOptions
 
 FORMATS: dict[str, FormatSpec] = {
@@ -134,6 +134,7 @@ __all__ = [
     "FORMATS",
     "FORMAT_NAMES",
     "PRECISIONS",
+    "SIMULATOR",
     "ConvertOptions",
     "Flag",
     "FormatSpec",

@@ -11,7 +11,8 @@ from typing import Any
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 # npu-sim: a vendor's NPU simulator on the workstation. It checks NPU builds; it is never the
 # camera's NPU, so the selector takes it only when asked for by name (maskgate.runtimes.devices).
-DEVICE_KINDS: tuple[str, ...] = ("npu", "gpu", "cpu", "npu-sim")
+SIMULATOR = "npu-sim"
+DEVICE_KINDS: tuple[str, ...] = ("npu", "gpu", "cpu", SIMULATOR)
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,22 @@ class FormatSpec:
         return importlib.import_module(self.converter)
 
     def stamp_reader_function(self) -> Callable[[bytes], dict[str, str]]:
-        module, _, function = self.stamp_reader.partition(":")
-        if not function:
-            raise ValueError(f"stamp_reader {self.stamp_reader!r} is not 'module:function'")
-        return getattr(importlib.import_module(module), function)
+        return _resolve(self.stamp_reader, "stamp_reader")
 
     def layer_report_function(self) -> Callable[..., dict] | None:
-        if not self.layer_report:
-            return None
-        module, _, function = self.layer_report.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return _resolve(self.layer_report, "layer_report") if self.layer_report else None
+
+    def tool_env_versions(self) -> dict[str, str]:
+        """{distribution: version} of the tools in an environment of their own ({} when none)."""
+        return _resolve(self.tool_env, "tool_env")() if self.tool_env else {}
 
     def options_from_flags(self, args: argparse.Namespace) -> Any:
         return self.options(**{f.field: f.value(args) for f in self.flags})
+
+
+def _resolve(reference: str, what: str) -> Callable:
+    """The function a "module:function" reference of a format declaration names."""
+    module, _, function = reference.partition(":")
+    if not function:
+        raise ValueError(f"{what} {reference!r} is not 'module:function'")
+    return getattr(importlib.import_module(module), function)
