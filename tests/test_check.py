@@ -42,6 +42,17 @@ def test_detection_agreement_with_a_known_iou_and_landmark_error():
     assert (merged.reference, merged.found, merged.build) == (2, 1, 2) and merged.landmark_nme == pytest.approx(0.1)
 
 
+def test_landmark_error_of_a_profile_face_is_normalized_by_its_box_not_its_overlapping_eyes():
+    box = np.array([[0.0, 0.0, 40.0, 40.0]])
+    profile = np.array([[[20, 10], [21, 10], [25, 20], [22, 30], [23, 30]]], float)  # eyes 1 px apart
+    off = profile + np.array([2.0, 0.0])  # every point 2 px off
+    a = compare.detection_agreement(box, [0.9], profile, box, [0.9], off)
+    assert a.landmark_nme == pytest.approx(2.0 / (compare.NME_MIN_NORMALIZER * 40))  # not 2.0
+    frontal = np.array([[[10, 10], [30, 10], [20, 20], [12, 30], [28, 30]]], float)  # eyes 20 px apart
+    f = compare.detection_agreement(box, [0.9], frontal, box, [0.9], frontal + np.array([2.0, 0.0]))
+    assert f.landmark_nme == pytest.approx(2.0 / 20)
+
+
 def test_gates_pass_and_fail_on_their_threshold():
     gate = Gate(min_cosine=0.99, min_top1=0.99, min_recall=0.98, max_landmark_nme=0.05)
     results = {g.name: g for g in apply(gate, cosine=None, top1=0.99, recall=0.979, landmark_nme=0.05)}
