@@ -7,6 +7,7 @@ keeps both: ``model_ctx.onnx`` + ``model_ctx_qnn.bin`` load in seconds on the de
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -16,6 +17,7 @@ from maskgate.errors import ConversionError
 
 from . import require
 from .onnx import _io, float_nodes
+from .qnn_weights import depthwise_convs, split_fine_weights
 from .targets import Artifact, ConversionJob
 
 CONTEXT_MODEL = "model_ctx.onnx"  # the EPContext model ORT writes names its binary after itself
@@ -51,8 +53,6 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
 
 def qdq_model(job: ConversionJob) -> tuple[Path, dict]:
     """The model's QDQ ONNX for these options, made once and shared by its SoCs' builds."""
-    import dataclasses
-
     import onnxruntime
 
     options = job.format_options
@@ -61,7 +61,7 @@ def qdq_model(job: ConversionJob) -> tuple[Path, dict]:
               "weights": "int8 symmetric per channel" if options.per_channel else "uint8 per tensor",
               "calibration_method": options.calibration_method, "samples": len(job.calibration),
               "equalized": False, "model_hints": options.model_hints,
-              "wide_heads": options.wide_heads}
+              "wide_heads": options.wide_heads, "fine_weights": options.fine_weights and options.model_hints}
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k != "socs"}
     key = hashlib.sha256(json.dumps([record, settings, job.calibration.sha256()], sort_keys=True).encode())
     name = f"qnn-qdq-{key.hexdigest()[:16]}.onnx"
@@ -88,12 +88,22 @@ def _quantize(job: ConversionJob, dst: Path) -> list[str]:
     model = onnx.load(str(job.onnx_fp32))
     del model.metadata_props[:]
     onnx.save(model, str(source))
+    notes = []
     try:
         # Shape inference folds the leftover Shape/Slice nodes that per-channel weights trip on.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        wide = _wide_nodes(prepared, options, job.spec)
+        wide_tensors = _outputs_of(prepared, wide)
+        if options.fine_weights and options.model_hints:
+            hinted = _wide_nodes(prepared, dataclasses.replace(options, wide_activations=(), wide_heads=False),
+                                 job.spec)
+            split = split_fine_weights(prepared, depthwise_convs(prepared, hinted))
+            wide_tensors += split
+            if split:
+                notes.append(f"qnn: {len(split) // 3} depthwise convolutions get 16-bit weights as two int8 ones")
         activation = QuantType.QUInt16 if options.activations == "uint16" else QuantType.QUInt8
-        overrides = (_wide_overrides(prepared, options.wide_activations, job.spec if options.model_hints else None,
-                                     heads=options.wide_heads) if options.activations == "uint8" else {})
+        overrides = ({t: [{"quant_type": QuantType.QUInt16}] for t in wide_tensors}
+                     if options.activations == "uint8" else {})
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[options.calibration_method]
         config = get_qnn_qdq_config(str(prepared), ort_reader(job.calibration), calibrate_method=method,
@@ -106,23 +116,27 @@ def _quantize(job: ConversionJob, dst: Path) -> list[str]:
         prepared.unlink(missing_ok=True)
         for leftover in dst.parent.glob("augmented_model*.onnx"):
             leftover.unlink()
-    return [f"qnn: the activations of {len(overrides)} tensors kept at 16 bits"] if overrides else []
+    if overrides:
+        notes.append(f"qnn: the activations of {len(overrides)} tensors kept at 16 bits")
+    return notes
 
 
-def _wide_overrides(path: Path, patterns: tuple[str, ...], spec, *, heads: bool) -> dict:
-    """Tensor overrides that keep the outputs of the nodes named by ``patterns`` (those of
-    ``spec``'s int8 hint, if given, and with ``heads`` the prediction heads) at 16 bits (QNN's
-    mixed precision: the quantizer inserts the conversions around them)."""
-    from onnxruntime.quantization import QuantType
-
+def _wide_nodes(path: Path, options, spec) -> list[str]:
+    """The nodes whose outputs stay 16-bit: those named by ``options.wide_activations``, the
+    model's int8 hint (with ``model_hints``) and the prediction heads (with ``wide_heads``)."""
     onnx = require("onnx", purpose="QNN builds")
-    graph = onnx.load(str(path), load_external_data=False).graph
-    nodes = {n.name: n for n in graph.node}
-    names = float_nodes(path, patterns, leading_convs=spec.int8_float_leading_convs if spec else 0,
-                        head=bool(spec and spec.int8_float_head))
-    if heads:
-        names += [n for n in head_nodes(graph) if n not in names]
-    return {output: [{"quant_type": QuantType.QUInt16}] for name in names for output in nodes[name].output}
+    hints = options.model_hints
+    names = float_nodes(path, options.wide_activations, leading_convs=spec.int8_float_leading_convs if hints else 0,
+                        head=bool(hints and spec.int8_float_head))
+    if options.wide_heads:
+        names += [n for n in head_nodes(onnx.load(str(path), load_external_data=False).graph) if n not in names]
+    return names
+
+
+def _outputs_of(path: Path, names: list[str]) -> list[str]:
+    onnx = require("onnx", purpose="QNN builds")
+    nodes = {n.name: n for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return [output for name in names for output in nodes[name].output]
 
 
 def head_nodes(graph) -> list[str]:

@@ -130,6 +130,44 @@ def test_qnn_refuses_a_model_that_would_fall_back_to_the_cpu(tmp_path):
     assert runner.placement == [("CPUExecutionProvider", "det", "Det")]
 
 
+# -- QNN: 16-bit depthwise weights as two int8 convolutions -----------------------------------
+
+def test_fine_weights_split_a_depthwise_conv_into_an_exact_int8_part_and_a_residual(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from maskgate.converters.qnn_weights import depthwise_convs, split_fine_weights
+
+    rng = np.random.default_rng(0)
+    dw, pw = rng.normal(size=(4, 1, 3, 3)).astype(np.float32), rng.normal(size=(2, 4, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "dw", "b"], ["h"], name="depthwise", group=4, pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["h", "pw"], ["y"], name="pointwise")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(dw, "dw"), numpy_helper.from_array(pw, "pw"),
+         numpy_helper.from_array(np.arange(4, dtype=np.float32), "b")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    x = rng.normal(size=(1, 4, 6, 6)).astype(np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    assert depthwise_convs(path, ["depthwise", "pointwise"]) == ["depthwise"]
+    made = split_fine_weights(path, ["depthwise"])
+    assert made == ["h_fine", "h_coarse", "h"]
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)  # the float model computes the same
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    from onnxruntime.quantization.quant_utils import quantize_data
+
+    for channel in range(4):  # onnxruntime's own symmetric int8 quantization of each output channel
+        coarse, fine = weights["dw"][channel], weights["dw_fine"][channel]
+        _, scale, q = quantize_data(coarse.ravel(), TensorProto.INT8, True)
+        np.testing.assert_allclose(q.astype(np.float32) * scale, coarse.ravel(), rtol=0, atol=1e-6)  # exact
+        assert np.abs(fine).max() <= scale / 2 + 1e-7 and np.abs(fine).max() > 0  # the residual: under half a step
+
+
 # -- real NPU bundles of the three models, checked in the simulators ---------------------------
 
 @pytest.fixture(scope="module")

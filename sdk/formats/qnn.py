@@ -60,7 +60,10 @@ class QnnOptions:
     int8 hint keeps in float elsewhere get 16-bit activations here. ``wide_heads``: so do the
     prediction heads (the convolutions that make the outputs, and what follows them): the
     detector's box and landmark regressions need the range. ``per_channel``:
-    symmetric int8 weights per output channel (else uint8 per tensor). ``calibration_method``:
+    symmetric int8 weights per output channel (else uint8 per tensor). ``fine_weights``: the
+    depthwise convolutions among the hinted layers get about 15-bit weights, each run as two
+    int8 convolutions summed (v68 takes no 16-bit weights; ``maskgate.converters.qnn_weights``);
+    the pose classifier needs them. ``calibration_method``:
     how activation ranges are taken from the calibration set; minmax let outliers widen the
     8-bit ranges: on the detector's QDQ model (on the CPU, 80 calibration frames, 24 held-out)
     minmax found 96.2 % of the reference detections, percentile 100 %."""
@@ -71,6 +74,7 @@ class QnnOptions:
     model_hints: bool = True
     wide_heads: bool = True
     per_channel: bool = True
+    fine_weights: bool = True
     calibration_method: Literal["minmax", "entropy", "percentile"] = "percentile"
 
     def __post_init__(self):
@@ -109,6 +113,8 @@ FORMAT = FormatSpec(
         Flag("--qnn-no-hints", "model_hints", "QNN: quantize the layers the model's int8 hint spares to 8 bits too",
              kind="false"),
         Flag("--qnn-8bit-heads", "wide_heads", "QNN: quantize the prediction heads to 8 bits too", kind="false"),
+        Flag("--qnn-coarse-weights", "fine_weights", "QNN: plain int8 weights on the hinted depthwise convolutions "
+             "too (not two int8 convolutions summed)", kind="false"),
     ),
     tools=("torch", "onnx", "onnxscript", "onnxsim", "onnxruntime", "onnxruntime-qnn"),
     exporters=("onnxscript", "onnxruntime_qnn"),
