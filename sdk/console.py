@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 # TensorFlow / absl INFO ("I0000 00:00:... file.cc:12] ..."), TFLite's own ("INFO: ...") and the
@@ -55,30 +56,55 @@ def native_output_filtered() -> Iterator[None]:
         yield
 
 
+# One capture per file descriptor for the whole process: a build verifies simulator bundles in
+# threads beside its conversions, and fd redirections made and undone by two threads in turn
+# would leave a descriptor pointing at the other's capture. The first filter in redirects, the
+# last one out restores and writes back what was kept.
+_lock = threading.Lock()
+_active: dict[int, list] = {}  # fd -> [users, saved fd, capture file]
+
+
 @contextlib.contextmanager
 def _filtered(fd: int, name: str) -> Iterator[None]:
-    stream = getattr(sys, name)
     if VERBOSE:
         yield
         return
-    try:
-        stream.flush()
-        saved = os.dup(fd)
-    except (OSError, ValueError):  # no real fd (an embedding app): nothing to filter
+    with _lock:
+        entry = _active.get(fd)
+        if entry is None:
+            try:
+                getattr(sys, name).flush()
+                saved = os.dup(fd)
+            except (OSError, ValueError):  # no real fd (an embedding app): nothing to filter
+                entry = None
+            else:
+                capture = tempfile.TemporaryFile()
+                os.dup2(capture.fileno(), fd)
+                entry = _active[fd] = [0, saved, capture]
+        if entry is not None:
+            entry[0] += 1
+    if entry is None:
         yield
         return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), fd)
-        try:
-            yield
-        finally:
-            stream = getattr(sys, name)
-            stream.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
-                    if not NATIVE_INFO.match(line)]
-            if kept:
-                stream.write("".join(kept))
-                stream.flush()
+    try:
+        yield
+    finally:
+        with _lock:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _active[fd]
+                _restore(fd, name, entry[1], entry[2])
+
+
+def _restore(fd: int, name: str, saved: int, capture) -> None:
+    stream = getattr(sys, name)
+    stream.flush()
+    os.dup2(saved, fd)
+    os.close(saved)
+    with capture:
+        capture.seek(0)
+        kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                if not NATIVE_INFO.match(line)]
+    if kept:
+        stream.write("".join(kept))
+        stream.flush()

@@ -142,6 +142,34 @@ def test_native_info_lines_are_dropped_and_everything_else_kept(capfd):
     assert capfd.readouterr().err == "INFO: shown with --verbose\n"
 
 
+def test_native_filters_overlapping_in_two_threads_restore_the_descriptor(capfd):
+    """A build verifies simulator bundles in threads beside its conversions: filters that begin
+    and end out of order must still leave fd 2 the console's, with every kept line."""
+    import os
+    import threading
+
+    from maskgate import console
+
+    inner_in, outer_out = threading.Event(), threading.Event()
+
+    def lane():
+        with console.native_stderr_filtered():
+            inner_in.set()
+            os.write(2, b"INFO: dropped\nfrom the lane\n")
+            outer_out.wait(5)  # ends after the main thread's filter
+
+    thread = threading.Thread(target=lane)
+    with console.native_stderr_filtered():
+        thread.start()
+        inner_in.wait(5)
+        os.write(2, b"from the build\n")
+    outer_out.set()
+    thread.join()
+    os.write(2, b"after both\n")
+    err = capfd.readouterr().err
+    assert sorted(err.splitlines()) == ["after both", "from the build", "from the lane"], err
+
+
 def test_the_data_folder_comes_from_the_flag_the_environment_or_the_config_and_is_checked(tmp_path):
     """Commands that need the labelled data take --data, MASKGATE_DATA or [data] path; a folder
     without the parts they need is refused in one line naming the missing parts."""

@@ -172,19 +172,13 @@ def test_fine_weights_split_a_depthwise_conv_into_an_exact_int8_part_and_a_resid
 
 @pytest.fixture(scope="module")
 def npu_builds(make_builds):
-    """RKNN (rk3568) bundles of the three models and a QNN (qcs6490) one of the mask classifier.
-    QNN's detector and pose builds are still below their gates in the simulator (issue 17)."""
+    """RKNN (rk3568) and QNN (qcs6490) bundles of the three models, built in one run (the
+    simulator checks go to their lanes beside the conversions), every one passing its gates."""
     pytest.importorskip("onnxruntime_qnn")
     _toolkit_or_skip()
     options = ConvertOptions(rknn=RknnOptions(targets=("rk3568",)), qnn=QnnOptions(socs=("qcs6490",)))
-    out = make_builds("npu-builds", formats=("rknn",), precisions=("int8",), options=options, check_runs=2,
-                      verify_samples=16, samples=32)
-    from maskgate import build
-
-    results = build(out=out, progress=False, formats=("qnn",), precisions=("int8",), options=options,
-                    models=("mask_mobilenetv2",), check_runs=2, verify_samples=16, samples=32)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
-    return out
+    return make_builds("npu-builds", formats=("rknn", "qnn"), precisions=("int8",), options=options, check_runs=2,
+                       verify_samples=16, samples=32)
 
 
 def _bundles(builds):
@@ -195,9 +189,9 @@ def _bundles(builds):
 
 def test_npu_bundles_record_their_chip_sources_and_toolkit(npu_builds):
     bundles = _bundles(npu_builds)
-    assert sorted(bundles) == sorted([f"{m}-rknn-int8-rk3568" for m in ("retinaface_mnet025", "mask_mobilenetv2",
-                                                                         "pose_mobilenetv2_skip")]
-                                     + ["mask_mobilenetv2-qnn-int8-qcs6490"])
+    models = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
+    assert sorted(bundles) == sorted([f"{m}-{chip}" for m in models for chip in ("rknn-int8-rk3568",
+                                                                                  "qnn-int8-qcs6490")])
     for name, (_folder, manifest) in bundles.items():
         assert manifest.soc == name.rsplit("-", 1)[1]
         assert manifest.verdict["passed"], (name, manifest.verdict["failures"])
@@ -207,6 +201,7 @@ def test_npu_bundles_record_their_chip_sources_and_toolkit(npu_builds):
             assert manifest.quantizer["target"] == "rk3568" and "folded" in manifest.quantizer["normalization"]
         else:
             assert manifest.tools["onnxruntime-qnn"] and manifest.quantizer["htp_arch"] == 68
+            assert manifest.quantizer["fine_weights"] and manifest.quantizer["calibration_method"] == "percentile"
 
 
 def test_check_passes_npu_bundles_in_the_simulators_and_fails_a_tampered_one(npu_builds, tmp_path):
@@ -286,3 +281,34 @@ def test_the_toolkits_layer_error_table_is_read(tmp_path):
     assert [r[:2] for r in rows] == [["Input", "input"], ["exDataConvert", "input_int8"], ["Clip", "hardtanh"],
                                      ["Conv", "getitem_6"]]  # the fused conv (no figures) is left out
     assert rows[-1][2:] == [0.997, 11.8597, 0.99952, 4.74643]
+
+
+# -- simulator bundles are verified beside the build ------------------------------------------
+
+def test_simulator_lanes_keep_the_build_order_and_raise_failures_when_drained():
+    import threading
+
+    from maskgate.builder.lanes import SimulatorLanes, results
+
+    release, ran = threading.Event(), []
+
+    def slow():
+        release.wait(5)
+        ran.append("rknn")
+        return "first"
+
+    def fast():
+        ran.append("qnn")
+        return "second"
+
+    with SimulatorLanes() as lanes:
+        items = [lanes.submit("rknn", slow), lanes.submit("qnn", fast), "inline"]
+        items[1].result(5)
+        assert ran == ["qnn"]  # the QNN lane did not wait for the RKNN one
+        release.set()
+        lanes.drain()
+        assert ran == ["qnn", "rknn"] and all(f.done() for f in items[:2])
+        assert results(items) == ["first", "second", "inline"]  # in the build's order
+        lanes.submit("qnn", lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            lanes.drain()

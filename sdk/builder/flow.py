@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from ..errors import BundleError, MaskGateError
@@ -21,6 +22,8 @@ from ..progress import progress as progress_bar
 from . import convert as converting
 from . import repair, verify
 from .config import BuildConfig, BuildResult
+from .lanes import SimulatorLanes
+from .lanes import results as lane_results
 from .plan import plan
 from .reference import BuildData, ReferenceModel
 
@@ -45,28 +48,32 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
                         len(removed), ", ".join(removed))
         data = BuildData(config)
         by_name = {spec.name: spec for spec in specs}
-        results: list[BuildResult] = []
+        results: list = []
         model = None
         try:
-            bar = progress_bar(targets, desc="build", total=len(targets), enabled=progress, unit="bundle")
-            for target in bar:
-                if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(target.name)
-                if model is None or model.spec.name != target.model:
-                    model = None  # the previous reference is released before the next is made
-                    model = data.reference(by_name[target.model])
-                with converting.quiet_converters():
-                    results.append(build_bundle(model, target, config, data, signing_key=signing_key))
+            with SimulatorLanes() as lanes:
+                bar = progress_bar(targets, desc="build", total=len(targets), enabled=progress, unit="bundle")
+                for target in bar:
+                    if hasattr(bar, "set_postfix_str"):
+                        bar.set_postfix_str(target.name)
+                    if model is None or model.spec.name != target.model:
+                        model = None  # the previous reference is released before the next is made
+                        model = data.reference(by_name[target.model])
+                    with converting.quiet_converters():
+                        results.append(build_bundle(model, target, config, data, signing_key=signing_key,
+                                                    lanes=lanes))
+                lanes.drain(progress=progress)
         finally:
             data.close()
-        return results
+        return lane_results(results)
 
 
 def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: BuildData, *,
-                 signing_key=None) -> BuildResult:
-    """One bundle through every step; a failure is recorded in the result, never raised."""
+                 signing_key=None, lanes: SimulatorLanes | None = None) -> BuildResult | Future:
+    """One bundle through every step; a failure is recorded in the result, never raised.
+    With ``lanes``, a bundle checked in a simulator is verified there, beside the build (its
+    result comes as a Future); any other waits for the lanes to empty before it is timed."""
     from ..converters.bundle import verify_bundle
-    from ..converters.manifest import model_size
 
     folder = Path(config.out) / target.name
     result = BuildResult(target.name, target.model, target.format, target.precision, str(folder), "failed")
@@ -82,6 +89,34 @@ def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: Build
                                options=config.options)
             result.status = "built"
             manifest = verify_bundle(folder)
+    except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - start
+        return result
+    result.seconds = time.perf_counter() - start
+
+    def finish() -> BuildResult:
+        return _verify_and_record(result, model, target, config, data, calibration, key, folder, manifest,
+                                  signing_key=signing_key)
+
+    if lanes is not None and get_format(target.format).simulated:
+        data.held_out(model)  # made here, in build order: the lane only reads them
+        data.task_data()
+        return lanes.submit(target.format, finish)
+    if lanes is not None:
+        lanes.drain()
+    return finish()
+
+
+def _verify_and_record(result: BuildResult, model: ReferenceModel, target, config: BuildConfig, data: BuildData,
+                       calibration, key: str, folder: Path, manifest, *, signing_key=None) -> BuildResult:
+    """Steps 5-7 for a converted bundle: held-out figures, diagnosis or repair, the checker,
+    the verdict in its manifest."""
+    from ..converters.bundle import verify_bundle
+    from ..converters.manifest import model_size
+
+    start = time.perf_counter()
+    try:
         verify.measure(result, model, data, folder, manifest)
         result.diagnosis = manifest.accuracy_aware
         if (target.precision == "int8" and result.diagnosis is None
@@ -94,7 +129,7 @@ def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: Build
         verify.record(result, folder, signing_key=signing_key)
     except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-    result.seconds = time.perf_counter() - start
+    result.seconds += time.perf_counter() - start
     return result
 
 

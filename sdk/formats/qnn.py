@@ -126,6 +126,6 @@ FORMAT = FormatSpec(
     precisions=("int8",),
     default=False,
     device_targets=lambda options: options.socs,
-    simulator_samples={"face_detection": 60, "classification": 160},
+    simulator_samples={"face_detection": 40, "classification": 100},
     simulator_runs=3,
 )

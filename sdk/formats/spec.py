@@ -91,6 +91,11 @@ class FormatSpec:
         return tuple(self.device_targets(options)) if self.device_targets else ("",)
 
     @property
+    def simulated(self) -> bool:
+        """Checked in a vendor's simulator on the build machine (its samples are capped)."""
+        return self.simulator_samples is not None
+
+    @property
     def repairable(self) -> bool:
         return self.keep_float is not None
 
