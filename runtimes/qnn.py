@@ -30,7 +30,12 @@ HTP = "QNN HTP"
 HTP_SIMULATOR = "QNN HTP simulator"
 HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "EPContext"})
 log = logging.getLogger(__name__)
-_registered = threading.Lock()
+# One lock for everything that touches onnxruntime-qnn's HTP library in this process. A
+# session created (a compile, or an EPContext model opened) while another thread runs a
+# session segfaulted in the x86 library (2.7.0): a build converts the next QNN bundle while
+# its verification lane runs the last one in the simulator. Runs were serialized inside the
+# library already (two threads ran no faster than one), so holding it costs nothing.
+HTP_LOCK = threading.RLock()
 _done = False
 
 
@@ -49,7 +54,7 @@ def register() -> tuple[object, list]:
         raise DependencyError("onnxruntime-qnn", extra="qnn", purpose="running QNN builds") from exc
     from maskgate.console import native_output_filtered
 
-    with _registered, native_output_filtered():
+    with HTP_LOCK, native_output_filtered():
         if not _done:
             ort.register_execution_provider_library(EP, onnxruntime_qnn.get_library_path())
             _done = True
@@ -76,6 +81,7 @@ def qnn_session_options(*, provider_options: dict[str, str] | None = None, stric
 
 class QnnRunner(SessionRunner):
     backend = "qnn"
+    concurrent_infer = False  # see HTP_LOCK
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, strict: bool = True,
                  simulator: bool = False, threads: int | None = None):
@@ -86,7 +92,7 @@ class QnnRunner(SessionRunner):
 
         options = qnn_session_options(strict=strict, threads=threads)
         try:
-            with native_output_filtered():
+            with HTP_LOCK, native_output_filtered():
                 session = ort.InferenceSession(str(path), options)
         except Exception as exc:  # ORT's Fail types
             why = ("every node must run on the NPU and CPU fallback is refused (strict); "
@@ -104,6 +110,14 @@ class QnnRunner(SessionRunner):
             log.info("%s: %d light node(s) run on the CPU: %s", path, len(light), ", ".join(light[:5]))
         self.device = HTP_SIMULATOR if simulator else HTP
         self._bind(session, output_names)
+
+    def _infer(self, feed):
+        with HTP_LOCK:
+            return super()._infer(feed)
+
+    def close(self) -> None:
+        with HTP_LOCK:  # the session is released here
+            super().close()
 
 
 def placement(session) -> list[tuple[str, str, str]]:

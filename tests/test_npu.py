@@ -312,3 +312,37 @@ def test_simulator_lanes_keep_the_build_order_and_raise_failures_when_drained():
         lanes.submit("qnn", lambda: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             lanes.drain()
+
+
+def test_a_qnn_compile_beside_a_simulator_run_does_not_crash(npu_builds, tmp_path):
+    """A build compiles the next QNN bundle while its lane runs the last one in the simulator;
+    unserialized, onnxruntime-qnn 2.7.0 segfaulted there (so this runs in a child process)."""
+    import subprocess
+    import sys
+
+    folder, _ = _bundles(npu_builds)["mask_mobilenetv2-qnn-int8-qcs6490"]
+    script = f"""
+import threading, numpy as np
+from pathlib import Path
+from maskgate.converters.qnn import compile_context
+from maskgate.runtimes.qnn import QnnRunner
+folder = Path({str(folder)!r})
+x = np.load(folder / "golden.npz")["inputs"][:1]
+runner = QnnRunner(folder / "model_ctx.onnx", simulator=True)
+stop = threading.Event()
+def lane():
+    while not stop.is_set():
+        runner.infer({{runner.input_names[0]: x}})
+thread = threading.Thread(target=lane)
+thread.start()
+for k in range(3):
+    out = Path({str(tmp_path)!r}) / str(k)
+    out.mkdir()
+    compile_context(folder / "model.qdq.onnx", out / "model_ctx.onnx", {{"soc_model": "66", "htp_arch": "73"}})
+stop.set()
+thread.join()
+runner.close()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, (done.returncode, done.stderr[-2000:])
