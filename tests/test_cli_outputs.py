@@ -142,6 +142,18 @@ def test_native_info_lines_are_dropped_and_everything_else_kept(capfd):
     assert capfd.readouterr().err == "INFO: shown with --verbose\n"
 
 
+def test_the_quantizers_opset_upgrade_notice_is_dropped_and_other_warnings_kept(caplog):
+    import logging
+
+    from maskgate.builder.convert import quiet_converters
+
+    with quiet_converters():
+        logging.warning("The original model opset version is 20, which does not support 16-bit integer "
+                        "quantization natively. ...")
+        logging.warning("a real warning")
+    assert [r.getMessage() for r in caplog.records] == ["a real warning"]
+
+
 def test_native_filters_overlapping_in_two_threads_restore_the_descriptor(capfd):
     """A build verifies simulator bundles in threads beside its conversions: filters that begin
     and end out of order must still leave fd 2 the console's, with every kept line."""

@@ -87,6 +87,7 @@ def quiet_converters():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    logging.getLogger().addFilter(_opset_upgrade_notice)
     try:
         # ORT's histogram calibrators and NNCF's progress bars print to stdout.
         # TensorFlow's C++ INFO lines (under litert-torch) go to fd 2 directly: filtered there.
@@ -99,3 +100,10 @@ def quiet_converters():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        logging.getLogger().removeFilter(_opset_upgrade_notice)
+
+
+def _opset_upgrade_notice(record: logging.LogRecord) -> bool:
+    """onnxruntime's quantizer raises an opset-20 export to 21 itself when a tensor is 16-bit
+    (QNN's wide activations) and says so on the root logger at every build, as a warning."""
+    return not str(record.msg).startswith("The original model opset version is")
