@@ -160,15 +160,18 @@ def compile_context(qdq: Path, ctx: Path, soc_options: dict[str, str]) -> None:
     import onnxruntime as ort
 
     from maskgate.console import native_output_filtered
-    from maskgate.runtimes.qnn import HTP_LOCK, qnn_session_options
+    from maskgate.runtimes.qnn import HTP_LOCK, SOC_SCOPE, qnn_session_options, soc_key
 
     options = qnn_session_options(provider_options=soc_options, strict=True)
     options.add_session_config_entry("ep.context_enable", "1")
     options.add_session_config_entry("ep.context_file_path", str(ctx))
     options.add_session_config_entry("ep.context_embed_mode", "0")
+    SOC_SCOPE.enter(soc_key(soc_options))
     try:
         with HTP_LOCK, native_output_filtered():
             ort.InferenceSession(str(qdq), options)  # released inside the lock too
     except Exception as exc:  # ORT's Fail types: say what the compile needed
         raise ConversionError(f"{qdq.name}: onnxruntime-qnn could not compile it for HTP {soc_options} ({exc}); "
                               "every node must run on the NPU (static shapes, QDQ int8/int16)") from exc
+    finally:
+        SOC_SCOPE.leave()

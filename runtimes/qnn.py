@@ -39,6 +39,41 @@ HTP_LOCK = threading.RLock()
 _done = False
 
 
+class SocScope:
+    """Sessions of one SoC at a time in this process. Compiling a context for a v73 SoC while a
+    v68 session was open made that session's next run fail (QNN_COMMON_ERROR_GENERAL; x86
+    simulator, onnxruntime-qnn 2.7.0): the HTP backend is set up for one SoC. Sessions of the
+    same SoC share the scope; one for another SoC waits until they are all closed."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._soc: str | None = None
+        self._open = 0
+
+    def enter(self, soc: str) -> None:
+        with self._changed:
+            while self._open and self._soc != soc:
+                self._changed.wait()
+            self._soc = soc
+            self._open += 1
+
+    def leave(self) -> None:
+        with self._changed:
+            self._open -= 1
+            if not self._open:
+                self._soc = None
+                self._changed.notify_all()
+
+
+SOC_SCOPE = SocScope()
+
+
+def soc_key(provider_options: dict[str, str] | None) -> str:
+    """What the scope compares: the options that pick the SoC a context is compiled for."""
+    options = provider_options or {}
+    return ",".join(f"{k}={options[k]}" for k in ("soc_model", "htp_arch") if k in options)
+
+
 def simulated_here() -> bool:
     """On an x86 machine the HTP backend library is Qualcomm's simulator, not an NPU."""
     return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -84,8 +119,19 @@ class QnnRunner(SessionRunner):
     concurrent_infer = False  # see HTP_LOCK
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, strict: bool = True,
-                 simulator: bool = False, threads: int | None = None):
+                 simulator: bool = False, threads: int | None = None, soc: str = ""):
+        """``soc``: the SoC the context was compiled for, as ``soc_key`` gives it (the bundle's
+        quantizer record); sessions of another SoC wait for this one to close."""
         super().__init__()
+        SOC_SCOPE.enter(soc)
+        self._in_scope = True
+        try:
+            self._open(path, output_names, strict=strict, simulator=simulator, threads=threads)
+        except BaseException:
+            self._leave_scope()
+            raise
+
+    def _open(self, path, output_names, *, strict: bool, simulator: bool, threads: int | None) -> None:
         import onnxruntime as ort
 
         from maskgate.console import native_output_filtered
@@ -109,15 +155,31 @@ class QnnRunner(SessionRunner):
         if light:
             log.info("%s: %d light node(s) run on the CPU: %s", path, len(light), ", ".join(light[:5]))
         self.device = HTP_SIMULATOR if simulator else HTP
+        self.path = Path(path)
         self._bind(session, output_names)
 
     def _infer(self, feed):
         with HTP_LOCK:
-            return super()._infer(feed)
+            try:
+                return super()._infer(feed)
+            except Exception as exc:  # ORT's Fail types. After a failed run, onnxruntime retries on the
+                # CPU, which strict sessions refuse: the first error is the one that says what happened.
+                first = exc.__context__ or exc
+                raise DeviceError(f"{self.path}: the {self.device} failed to run it ({first})") from exc
 
     def close(self) -> None:
         with HTP_LOCK:  # the session is released here
             super().close()
+        self._leave_scope()
+
+    def _leave_scope(self) -> None:
+        if getattr(self, "_in_scope", False):
+            self._in_scope = False
+            SOC_SCOPE.leave()
+
+    def __del__(self):  # a runner dropped without close() must not hold the SoC scope
+        if getattr(self, "_in_scope", False):
+            self.close()
 
 
 def placement(session) -> list[tuple[str, str, str]]:
@@ -156,6 +218,14 @@ class QnnBackend(Backend):
     def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
         runner = QnnRunner(model_path(bundle, manifest), output_names=manifest.output_names,
                            strict=options.extra.get("strict", True), simulator=accelerator.kind == "npu-sim",
-                           threads=options.threads)
+                           threads=options.threads, soc=soc_key(_soc_options(manifest)))
         runner.expect_inputs(manifest)
         return runner
+
+
+def _soc_options(manifest: Manifest) -> dict[str, str]:
+    q = manifest.quantizer or {}
+    options = {"htp_arch": str(q["htp_arch"])} if q.get("htp_arch") is not None else {}
+    if q.get("soc_model") is not None:
+        options["soc_model"] = str(q["soc_model"])
+    return options

@@ -126,8 +126,8 @@ def test_qnn_refuses_a_model_that_would_fall_back_to_the_cpu(tmp_path):
             QnnRunner(path, strict=True, simulator=True)
     with pytest.raises(DeviceError, match=r"heavy node\(s\) fell back to the CPU: mm \(MatMul\)"):
         QnnRunner(matmul, strict=False, simulator=True)
-    runner = QnnRunner(det, strict=False, simulator=True)  # light nodes may fall back when not strict
-    assert runner.placement == [("CPUExecutionProvider", "det", "Det")]
+    with QnnRunner(det, strict=False, simulator=True) as runner:  # light nodes may fall back when not strict
+        assert runner.placement == [("CPUExecutionProvider", "det", "Det")]
 
 
 # -- QNN: 16-bit depthwise weights as two int8 convolutions -----------------------------------
@@ -314,21 +314,26 @@ def test_simulator_lanes_keep_the_build_order_and_raise_failures_when_drained():
             lanes.drain()
 
 
-def test_a_qnn_compile_beside_a_simulator_run_does_not_crash(npu_builds, tmp_path):
-    """A build compiles the next QNN bundle while its lane runs the last one in the simulator;
-    unserialized, onnxruntime-qnn 2.7.0 segfaulted there (so this runs in a child process)."""
+def _in_child(script: str) -> None:
     import subprocess
     import sys
 
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ok" in done.stdout, (done.returncode, done.stdout[-1000:], done.stderr[-2000:])
+
+
+def test_a_qnn_compile_beside_a_simulator_run_does_not_crash(npu_builds, tmp_path):
+    """A build compiles the next QNN bundle while its lane runs the last one in the simulator;
+    unserialized, onnxruntime-qnn 2.7.0 segfaulted there (so this runs in a child process)."""
     folder, _ = _bundles(npu_builds)["mask_mobilenetv2-qnn-int8-qcs6490"]
-    script = f"""
+    _in_child(f"""
 import threading, numpy as np
 from pathlib import Path
 from maskgate.converters.qnn import compile_context
 from maskgate.runtimes.qnn import QnnRunner
 folder = Path({str(folder)!r})
 x = np.load(folder / "golden.npz")["inputs"][:1]
-runner = QnnRunner(folder / "model_ctx.onnx", simulator=True)
+runner = QnnRunner(folder / "model_ctx.onnx", simulator=True, soc="htp_arch=68")
 stop = threading.Event()
 def lane():
     while not stop.is_set():
@@ -338,11 +343,40 @@ thread.start()
 for k in range(3):
     out = Path({str(tmp_path)!r}) / str(k)
     out.mkdir()
-    compile_context(folder / "model.qdq.onnx", out / "model_ctx.onnx", {{"soc_model": "66", "htp_arch": "73"}})
+    compile_context(folder / "model.qdq.onnx", out / "model_ctx.onnx", {{"htp_arch": "68"}})
 stop.set()
 thread.join()
 runner.close()
 print("ok")
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "ok" in done.stdout, (done.returncode, done.stderr[-2000:])
+""")
+
+
+def test_a_context_for_another_soc_waits_until_the_open_sessions_close(npu_builds, tmp_path):
+    """Compiling for a v73 SoC while a v68 session was open broke that session's next run: the
+    compile now waits for it. The lane's runs must all succeed, and the compile come after."""
+    folder, _ = _bundles(npu_builds)["mask_mobilenetv2-qnn-int8-qcs6490"]
+    _in_child(f"""
+import threading, time, numpy as np
+from pathlib import Path
+from maskgate.converters.qnn import compile_context
+from maskgate.runtimes.qnn import QnnRunner
+folder = Path({str(folder)!r})
+x = np.load(folder / "golden.npz")["inputs"][:1]
+opened, events = threading.Event(), []
+def lane():
+    with QnnRunner(folder / "model_ctx.onnx", simulator=True, soc="htp_arch=68") as runner:
+        opened.set()
+        for _ in range(4):
+            runner.infer({{runner.input_names[0]: x}})
+            time.sleep(0.3)
+        events.append("lane done")
+thread = threading.Thread(target=lane)
+thread.start()
+opened.wait(60)
+compile_context(folder / "model.qdq.onnx", Path({str(tmp_path)!r}) / "model_ctx.onnx",
+                {{"soc_model": "66", "htp_arch": "73"}})
+events.append("compiled")
+thread.join()
+assert events == ["lane done", "compiled"], events
+print("ok")
+""")
