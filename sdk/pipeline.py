@@ -5,6 +5,7 @@ Mask and head-pose classifiers are optional: without them ``mask`` and ``pose`` 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,8 +158,12 @@ class Pipeline:
             raise
         return cls(det, align=align, mask=classifiers.get("mask"), pose=classifiers.get("pose"), selections=selections)
 
-    def __call__(self, frame: np.ndarray, *, timings: dict | None = None) -> list[FaceResult]:
-        """``timings``: a dict that receives the ms spent per stage (STAGES) on this frame."""
+    def __call__(self, frame: np.ndarray, *, timings: dict | None = None,
+                 classify: Callable[[np.ndarray], Iterable[int]] | None = None) -> list[FaceResult]:
+        """``timings``: a dict that receives the ms spent per stage (STAGES) on this frame.
+        ``classify``: given the detected boxes (N x 4), the indices of the faces to align and
+        classify (the turnstile: the person at the gate only); the others come back with
+        their box and landmarks, no crop, mask or pose. Default: every face."""
         stages = {} if timings is None else timings
         start = time.perf_counter()
         frame = as_bgr_frame(frame)
@@ -166,11 +171,12 @@ class Pipeline:
         found = self.detector.detect(frame, timings=stages)
         stages.setdefault("align", 0.0)
         stages.setdefault("classify", 0.0)
+        wanted = None if classify is None else {int(i) for i in classify(np.asarray(found.boxes).reshape(-1, 4))}
         results = []
-        for box, score, points in zip(found.boxes, found.scores, found.landmarks):
+        for index, (box, score, points) in enumerate(zip(found.boxes, found.scores, found.landmarks)):
             start = time.perf_counter()
             crop, roll = None, eye_roll_degrees(points)
-            if self.align is not None:
+            if self.align is not None and (wanted is None or index in wanted):
                 aligned = align_face(
                     frame, box, points, size=self.align.size, method=self.align.method, margin=self.align.margin
                 )

@@ -497,3 +497,29 @@ def cv2_writer(path):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20.0, (320, 240))
     assert writer.isOpened()
     return writer
+
+
+@pytest.mark.shared_data
+def test_the_turnstile_path_classifies_only_the_person_at_the_gate(shared_data):
+    """In a crowded frame only the face the gate decides on is aligned and classified, and
+    the gate's reading is the one it makes when every face is classified."""
+    from maskgate import Pipeline
+    from maskgate.sources import read_image
+    from maskgate.turnstile import person_at_gate
+    from maskgate.voc import read_voc_folder
+
+    rules = GateRules(min_face_px=20)
+    crowded = [s for s in read_voc_folder(shared_data / "scenes") if len(s.boxes) >= 6][:3]
+    assert crowded
+    with Pipeline.reference(device="cpu") as pipeline:
+        for scene in crowded:
+            frame = read_image(scene.image_path)
+            every, timed = pipeline(frame), {}
+            gate = pipeline(frame, timings=timed, classify=lambda boxes: [
+                i for i in [person_at_gate(boxes, rules=rules)] if i is not None])
+            assert [f.box for f in gate] == [f.box for f in every] and len(every) >= 4, scene.image_path
+            classified = [i for i, f in enumerate(gate) if f.mask is not None]
+            assert classified == [person_at_gate([f.box for f in every], rules=rules)]
+            assert all(f.crop is None and f.pose is None for i, f in enumerate(gate) if i not in classified)
+            want, got = observe(every, rules=rules, time=0.0), observe(gate, rules=rules, time=0.0)
+            assert (got.decision, got.mask_prob, got.yaw_class) == (want.decision, want.mask_prob, want.yaw_class)

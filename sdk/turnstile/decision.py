@@ -72,13 +72,25 @@ class Observation:
     frame: int | None = None  # index of the frame in the stream
 
 
+def person_at_gate(boxes, *, rules: GateRules, roi: tuple[int, int, int, int] | None = None) -> int | None:
+    """Index of the person at the gate among the detected ``boxes`` (x1, y1, x2, y2): the widest
+    face of at least ``rules.min_face_px`` whose centre is in ``roi``; None when there is none.
+    The pipeline classifies that face alone on the turnstile path, and ``observe`` decides on it."""
+    best, best_width = None, -1.0
+    for index, box in enumerate(boxes):
+        width = _box_width(box)  # NaN boxes: no face
+        if width >= rules.min_face_px and width > best_width and _in_roi(box, roi):
+            best, best_width = index, width
+    return best
+
+
 def observe(faces, *, rules: GateRules, time: float, roi: tuple[int, int, int, int] | None = None,
             stages_ms: dict | None = None, frame: int | None = None) -> Observation:
     """The frame's Observation from the pipeline's faces (``FaceResult``s)."""
-    candidates = [f for f in faces if _width(f) >= rules.min_face_px and _in_roi(f.box, roi)]  # NaN boxes: no face
-    if not candidates:
+    chosen = person_at_gate([f.box for f in faces], rules=rules, roi=roi)
+    if chosen is None:
         return Observation(Decision.NO_FACE, time, stages_ms=stages_ms, reason="no face at the gate", frame=frame)
-    person = max(candidates, key=_width)
+    person = faces[chosen]
     mask_prob, mask_problem = _mask_probability(person.mask)
     yaw, pose_problem = _yaw_class(person.pose)
     yaw_label = person.pose.get("label") if isinstance(person.pose, dict) and yaw is not None else None
@@ -96,8 +108,8 @@ def observe(faces, *, rules: GateRules, time: float, roi: tuple[int, int, int, i
     return Observation(decision, time, mask_prob, yaw_label, person.to_dict(), person.runtime, stages_ms, reason, frame)
 
 
-def _width(face) -> float:
-    width = float(face.box[2]) - float(face.box[0])
+def _box_width(box) -> float:
+    width = float(box[2]) - float(box[0])
     return width if math.isfinite(width) else -1.0
 
 
