@@ -7,7 +7,6 @@ keeps both: ``model_ctx.onnx`` + ``model_ctx_qnn.bin`` load in seconds on the de
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -36,7 +35,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
     soc = QNN_SOCS[job.target.chip]
     qdq, settings = qdq_model(job)
     shutil.copyfile(qdq, folder / QDQ_MODEL)
-    compile_context(folder / QDQ_MODEL, folder / CONTEXT_MODEL, soc.provider_options())
+    compile_context(folder / QDQ_MODEL, folder / CONTEXT_MODEL, job.target.chip)
     if not (folder / CONTEXT_BINARY).is_file():
         raise ConversionError(f"{job.target.name}: onnxruntime-qnn wrote no {CONTEXT_BINARY} beside {CONTEXT_MODEL}")
     model = onnx.load(str(folder / CONTEXT_MODEL))
@@ -53,6 +52,8 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
 
 def qdq_model(job: ConversionJob) -> tuple[Path, dict]:
     """The model's QDQ ONNX for these options, made once and shared by its SoCs' builds."""
+    import dataclasses
+
     import onnxruntime
 
     options = job.format_options
@@ -92,15 +93,15 @@ def _quantize(job: ConversionJob, dst: Path) -> list[str]:
     try:
         # Shape inference folds the leftover Shape/Slice nodes that per-channel weights trip on.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        wide = _wide_nodes(prepared, options, job.spec)
-        wide_tensors = _outputs_of(prepared, wide)
-        if options.fine_weights and options.model_hints:
-            hinted = _wide_nodes(prepared, dataclasses.replace(options, wide_activations=(), wide_heads=False),
-                                 job.spec)
-            split = split_fine_weights(prepared, depthwise_convs(prepared, hinted))
-            wide_tensors += split
-            if split:
-                notes.append(f"qnn: {len(split) // 3} depthwise convolutions get 16-bit weights as two int8 ones")
+        spec = job.spec
+        hinted = (float_nodes(prepared, (), leading_convs=spec.int8_float_leading_convs, head=spec.int8_float_head)
+                  if options.model_hints else [])
+        wide_tensors = _outputs_of(prepared, _wide_nodes(prepared, options, hinted))
+        if options.fine_weights and hinted:
+            convs = depthwise_convs(prepared, hinted)
+            wide_tensors += split_fine_weights(prepared, convs)
+            if convs:
+                notes.append(f"qnn: {len(convs)} depthwise convolutions get 16-bit weights as two int8 ones")
         activation = QuantType.QUInt16 if options.activations == "uint16" else QuantType.QUInt8
         overrides = ({t: [{"quant_type": QuantType.QUInt16}] for t in wide_tensors}
                      if options.activations == "uint8" else {})
@@ -121,13 +122,11 @@ def _quantize(job: ConversionJob, dst: Path) -> list[str]:
     return notes
 
 
-def _wide_nodes(path: Path, options, spec) -> list[str]:
-    """The nodes whose outputs stay 16-bit: those named by ``options.wide_activations``, the
-    model's int8 hint (with ``model_hints``) and the prediction heads (with ``wide_heads``)."""
+def _wide_nodes(path: Path, options, hinted: list[str]) -> list[str]:
+    """The nodes whose outputs stay 16-bit: the model's ``hinted`` ones, those named by
+    ``options.wide_activations`` and the prediction heads (with ``wide_heads``)."""
     onnx = require("onnx", purpose="QNN builds")
-    hints = options.model_hints
-    names = float_nodes(path, options.wide_activations, leading_convs=spec.int8_float_leading_convs if hints else 0,
-                        head=bool(hints and spec.int8_float_head))
+    names = hinted + [n for n in float_nodes(path, options.wide_activations) if n not in hinted]
     if options.wide_heads:
         names += [n for n in head_nodes(onnx.load(str(path), load_external_data=False).graph) if n not in names]
     return names
@@ -155,23 +154,23 @@ def head_nodes(graph) -> list[str]:
     return found
 
 
-def compile_context(qdq: Path, ctx: Path, soc_options: dict[str, str]) -> None:
-    """Compile ``qdq`` for one SoC's HTP into ``ctx`` (+ its ``_qnn.bin``), refusing any CPU fallback."""
+def compile_context(qdq: Path, ctx: Path, chip: str) -> None:
+    """Compile ``qdq`` for one SoC's HTP (a QNN_SOCS name) into ``ctx`` (+ its ``_qnn.bin``),
+    refusing any CPU fallback."""
     import onnxruntime as ort
 
     from maskgate.console import native_output_filtered
-    from maskgate.runtimes.qnn import HTP_LOCK, SOC_SCOPE, qnn_session_options, soc_key
+    from maskgate.formats.qnn import QNN_SOCS
+    from maskgate.runtimes.qnn import HTP_LOCK, SOC_SCOPE, qnn_session_options
 
+    soc_options = QNN_SOCS[chip].provider_options()
     options = qnn_session_options(provider_options=soc_options, strict=True)
     options.add_session_config_entry("ep.context_enable", "1")
     options.add_session_config_entry("ep.context_file_path", str(ctx))
     options.add_session_config_entry("ep.context_embed_mode", "0")
-    SOC_SCOPE.enter(soc_key(soc_options))
     try:
-        with HTP_LOCK, native_output_filtered():
+        with SOC_SCOPE.holding(chip), HTP_LOCK, native_output_filtered():
             ort.InferenceSession(str(qdq), options)  # released inside the lock too
     except Exception as exc:  # ORT's Fail types: say what the compile needed
-        raise ConversionError(f"{qdq.name}: onnxruntime-qnn could not compile it for HTP {soc_options} ({exc}); "
-                              "every node must run on the NPU (static shapes, QDQ int8/int16)") from exc
-    finally:
-        SOC_SCOPE.leave()
+        raise ConversionError(f"{qdq.name}: onnxruntime-qnn could not compile it for {chip}'s HTP {soc_options} "
+                              f"({exc}); every node must run on the NPU (static shapes, QDQ int8/int16)") from exc

@@ -51,8 +51,8 @@ def split_fine_weights(path: Path, names: list[str]) -> list[str]:
     model = onnx.load(str(path))
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
-    made, order = [], list(graph.node)
-    for node in [n for n in order if n.name in set(names)]:
+    made, chosen = [], set(names)
+    for node in [n for n in graph.node if n.name in chosen]:
         weights = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
         axes = tuple(range(1, weights.ndim))  # per output channel
         step = np.abs(weights).max(axis=axes, keepdims=True) / INT8_LEVELS

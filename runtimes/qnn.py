@@ -10,9 +10,11 @@ every heavy one (convolutions, matrix products, the compiled context) must land 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,14 +66,16 @@ class SocScope:
                 self._soc = None
                 self._changed.notify_all()
 
+    @contextlib.contextmanager
+    def holding(self, soc: str) -> Iterator[None]:
+        self.enter(soc)
+        try:
+            yield
+        finally:
+            self.leave()
 
-SOC_SCOPE = SocScope()
 
-
-def soc_key(provider_options: dict[str, str] | None) -> str:
-    """What the scope compares: the options that pick the SoC a context is compiled for."""
-    options = provider_options or {}
-    return ",".join(f"{k}={options[k]}" for k in ("soc_model", "htp_arch") if k in options)
+SOC_SCOPE = SocScope()  # keyed on the chip's name (maskgate.formats.qnn.QNN_SOCS, a bundle's soc)
 
 
 def simulated_here() -> bool:
@@ -120,8 +124,8 @@ class QnnRunner(SessionRunner):
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, strict: bool = True,
                  simulator: bool = False, threads: int | None = None, soc: str = ""):
-        """``soc``: the SoC the context was compiled for, as ``soc_key`` gives it (the bundle's
-        quantizer record); sessions of another SoC wait for this one to close."""
+        """``soc``: the chip the context was compiled for (a bundle's ``soc``, a QNN_SOCS name);
+        sessions of another chip wait for this one to close."""
         super().__init__()
         SOC_SCOPE.enter(soc)
         self._in_scope = True
@@ -218,14 +222,7 @@ class QnnBackend(Backend):
     def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
         runner = QnnRunner(model_path(bundle, manifest), output_names=manifest.output_names,
                            strict=options.extra.get("strict", True), simulator=accelerator.kind == "npu-sim",
-                           threads=options.threads, soc=soc_key(_soc_options(manifest)))
+                           threads=options.threads, soc=manifest.soc or "")
         runner.expect_inputs(manifest)
         return runner
 
-
-def _soc_options(manifest: Manifest) -> dict[str, str]:
-    q = manifest.quantizer or {}
-    options = {"htp_arch": str(q["htp_arch"])} if q.get("htp_arch") is not None else {}
-    if q.get("soc_model") is not None:
-        options["soc_model"] = str(q["soc_model"])
-    return options

@@ -333,7 +333,7 @@ from maskgate.converters.qnn import compile_context
 from maskgate.runtimes.qnn import QnnRunner
 folder = Path({str(folder)!r})
 x = np.load(folder / "golden.npz")["inputs"][:1]
-runner = QnnRunner(folder / "model_ctx.onnx", simulator=True, soc="htp_arch=68")
+runner = QnnRunner(folder / "model_ctx.onnx", simulator=True, soc="qcs6490")
 stop = threading.Event()
 def lane():
     while not stop.is_set():
@@ -343,7 +343,7 @@ thread.start()
 for k in range(3):
     out = Path({str(tmp_path)!r}) / str(k)
     out.mkdir()
-    compile_context(folder / "model.qdq.onnx", out / "model_ctx.onnx", {{"htp_arch": "68"}})
+    compile_context(folder / "model.qdq.onnx", out / "model_ctx.onnx", "qcs6490")
 stop.set()
 thread.join()
 runner.close()
@@ -364,7 +364,7 @@ folder = Path({str(folder)!r})
 x = np.load(folder / "golden.npz")["inputs"][:1]
 opened, events = threading.Event(), []
 def lane():
-    with QnnRunner(folder / "model_ctx.onnx", simulator=True, soc="htp_arch=68") as runner:
+    with QnnRunner(folder / "model_ctx.onnx", simulator=True, soc="qcs6490") as runner:
         opened.set()
         for _ in range(4):
             runner.infer({{runner.input_names[0]: x}})
@@ -373,8 +373,7 @@ def lane():
 thread = threading.Thread(target=lane)
 thread.start()
 opened.wait(60)
-compile_context(folder / "model.qdq.onnx", Path({str(tmp_path)!r}) / "model_ctx.onnx",
-                {{"soc_model": "66", "htp_arch": "73"}})
+compile_context(folder / "model.qdq.onnx", Path({str(tmp_path)!r}) / "model_ctx.onnx", "qcs8550")
 events.append("compiled")
 thread.join()
 assert events == ["lane done", "compiled"], events
