@@ -9,19 +9,19 @@ Frames: the shipped held-out face pictures (calibration/default/verify) tiled on
 640x480 canvas: one 200 px face; 2 x 2 faces of 180 px; 4 x 4 of 100 px, the first one
 enlarged to 150 px so that one person stands nearer the gate than the queue. Each
 configuration runs in its own process (a runtime's thread pools would skew the next),
-after warm-up; the figure is the median ms per frame and of each stage, with how many faces
-the detector found and how many were classified. A benchmark, not a test: figures go in
-reports and notes, never assertions.
+after warm-up (``pipeline_latency.pipeline_figures``); the figure is the median ms per frame
+and of each stage, with how many faces the detector found and how many were classified. A
+benchmark, not a test: figures go in reports and notes, never assertions.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -29,6 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from pipeline_latency import pipeline_figures  # noqa: E402 (beside this script; the timing loop is one)
+
 CROWDS = (1, 4, 16)
 PATHS = ("turnstile", "every face")
 
@@ -69,34 +71,19 @@ def measure(builds: Path, fmt: str, precision: str, path: str, faces_in_view: in
     """One configuration, in this process."""
     from maskgate import Pipeline
     from maskgate.runtimes.trust import configured_trust
-    from maskgate.turnstile import GateRules, person_at_gate
+    from maskgate.turnstile import GateRules, choose_person_at_gate
 
-    rules = GateRules()
     frames = crowd_frames(faces_in_view, n_frames)
-
-    def gate(boxes):
-        chosen = person_at_gate(boxes, rules=rules)
-        return [] if chosen is None else [chosen]
-
-    classify = gate if path == "turnstile" else None
+    classify = choose_person_at_gate(rules=GateRules()) if path == "turnstile" else None
     with Pipeline.from_builds(builds, prefer="cpu", formats=(fmt,), precisions=(precision,), threads=threads,
                               trust=configured_trust(allow_failed_builds=True)) as pipeline:
-        for frame in frames[:3]:
-            pipeline(frame, classify=classify)
-        times, stages, found, classified = [], {}, [], []
-        for frame in frames:
-            timings: dict = {}
-            start = time.perf_counter()
-            faces = pipeline(frame, timings=timings, classify=classify)
-            times.append((time.perf_counter() - start) * 1e3)
-            for stage, ms in timings.items():
-                stages.setdefault(stage, []).append(ms)
-            found.append(len(faces))
-            classified.append(sum(f.mask is not None for f in faces))
+        run = functools.partial(pipeline, classify=classify)
+        figures = pipeline_figures(run, frames)
+        counted = [run(frame) for frame in frames]
     return {"format": fmt, "precision": precision, "path": path, "faces_in_view": faces_in_view,
-            "threads": threads, "frames": len(frames), "ms": statistics.median(times),
-            "stages_ms": {s: statistics.median(v) for s, v in stages.items()},
-            "faces_found": statistics.median(found), "faces_classified": statistics.median(classified)}
+            "threads": threads, "frames": len(frames), "ms": figures["ms"], "stages_ms": figures["stages"],
+            "faces_found": statistics.median(len(faces) for faces in counted),
+            "faces_classified": statistics.median(sum(f.mask is not None for f in faces) for faces in counted)}
 
 
 def in_subprocess(args, fmt: str, precision: str, path: str, faces_in_view: int) -> dict:

@@ -505,7 +505,7 @@ def test_the_turnstile_path_classifies_only_the_person_at_the_gate(shared_data):
     the gate's reading is the one it makes when every face is classified."""
     from maskgate import Pipeline
     from maskgate.sources import read_image
-    from maskgate.turnstile import person_at_gate
+    from maskgate.turnstile import choose_person_at_gate, person_at_gate
     from maskgate.voc import read_voc_folder
 
     rules = GateRules(min_face_px=20)
@@ -515,8 +515,7 @@ def test_the_turnstile_path_classifies_only_the_person_at_the_gate(shared_data):
         for scene in crowded:
             frame = read_image(scene.image_path)
             every, timed = pipeline(frame), {}
-            gate = pipeline(frame, timings=timed, classify=lambda boxes: [
-                i for i in [person_at_gate(boxes, rules=rules)] if i is not None])
+            gate = pipeline(frame, timings=timed, classify=choose_person_at_gate(rules=rules))
             assert [f.box for f in gate] == [f.box for f in every] and len(every) >= 4, scene.image_path
             classified = [i for i, f in enumerate(gate) if f.mask is not None]
             assert classified == [person_at_gate([f.box for f in every], rules=rules)]

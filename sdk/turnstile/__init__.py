@@ -6,8 +6,19 @@ from __future__ import annotations
 
 from .app import RunSummary, TurnstileApp, TurnstileConfig
 from .config import load_config
-from .decision import Decision, GateEvent, GateRules, GateStateMachine, Observation, Passage, observe, person_at_gate
+from .decision import (
+    Decision,
+    GateEvent,
+    GateRules,
+    GateStateMachine,
+    Observation,
+    Passage,
+    choose_person_at_gate,
+    observe,
+    person_at_gate,
+)
 from .stream import FrameStream, StreamOptions
 
 __all__ = ["Decision", "FrameStream", "GateEvent", "GateRules", "GateStateMachine", "Observation", "Passage",
-           "RunSummary", "StreamOptions", "TurnstileApp", "TurnstileConfig", "load_config", "observe", "person_at_gate"]
+           "RunSummary", "StreamOptions", "TurnstileApp", "TurnstileConfig", "choose_person_at_gate",
+           "load_config", "observe", "person_at_gate"]

@@ -25,7 +25,16 @@ import numpy as np
 
 from ..config import DEFAULT_BUILDS
 from ..errors import MaskGateError
-from .decision import Decision, GateEvent, GateRules, GateStateMachine, Observation, Passage, observe, person_at_gate
+from .decision import (
+    Decision,
+    GateEvent,
+    GateRules,
+    GateStateMachine,
+    Observation,
+    Passage,
+    choose_person_at_gate,
+    observe,
+)
 from .events import event_record
 from .stream import FrameStream, StreamOptions
 
@@ -136,13 +145,14 @@ class TurnstileApp:
     # -- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
         latencies: list[float] = []
+        choose = choose_person_at_gate(rules=self.config.rules, roi=self.config.roi)
         last_health = time.monotonic()
         frames_at_health = 0
         for index, (at, frame) in enumerate(self.stream.frames()):
             self._stream_time = at
             timings: dict = {}
             began = time.perf_counter()
-            faces = self._pipeline(frame, timings=timings, classify=self._person_at_gate)
+            faces = self._pipeline(frame, timings=timings, classify=choose)
             latencies.append((time.perf_counter() - began) * 1e3)
             obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings, frame=index)
             for event in self.machine.update(obs):
@@ -161,12 +171,6 @@ class TurnstileApp:
                 self.stop("max_frames")
         if self.stream.stats.truncated:
             self._error(f"{self.config.source}: truncated or corrupt video: {self.stream.stats.truncated}")
-
-    def _person_at_gate(self, boxes) -> list[int]:
-        """Only the face the gate decides on is aligned and classified: a queue in view costs
-        its detections, not a classifier run per face."""
-        chosen = person_at_gate(boxes, rules=self.config.rules, roi=self.config.roi)
-        return [] if chosen is None else [chosen]
 
     def _emit_gate(self, gate: GateEvent) -> None:
         if gate.action == "open":

@@ -84,6 +84,17 @@ def person_at_gate(boxes, *, rules: GateRules, roi: tuple[int, int, int, int] | 
     return best
 
 
+def choose_person_at_gate(*, rules: GateRules, roi: tuple[int, int, int, int] | None = None):
+    """``Pipeline(frame, classify=...)`` for the turnstile: only the face the gate decides on is
+    aligned and classified, so a queue in view costs its detections, not a classifier run per face."""
+
+    def choose(boxes) -> list[int]:
+        chosen = person_at_gate(boxes, rules=rules, roi=roi)
+        return [] if chosen is None else [chosen]
+
+    return choose
+
+
 def observe(faces, *, rules: GateRules, time: float, roi: tuple[int, int, int, int] | None = None,
             stages_ms: dict | None = None, frame: int | None = None) -> Observation:
     """The frame's Observation from the pipeline's faces (``FaceResult``s)."""
