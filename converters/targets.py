@@ -21,6 +21,7 @@ class Target:
     format: str
     precision: str
     chip: str = ""  # the chip a format compiled per chip is built for (rk3588, qcs6490, ...); "" for any
+    variant: str = ""  # a detector built at another canvas than the general one (its size, "320x256")
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -30,7 +31,8 @@ class Target:
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.format}-{self.precision}" + (f"-{self.chip}" if self.chip else "")
+        return (f"{self.model}-{self.format}-{self.precision}" + (f"-{self.chip}" if self.chip else "")
+                + (f"-{self.variant}" if self.variant else ""))
 
 
 @dataclass

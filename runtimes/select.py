@@ -73,7 +73,12 @@ class Selection:
         return f"{self.model}: {self.describe_runtime()}"
 
     def describe_runtime(self) -> str:
-        return f"{self.format} {self.precision} on {self.backend}/{self.device} ({self.device_kind})"
+        from maskgate.profiles import DEFAULT_PROFILE, PROFILES
+
+        size = tuple(self.manifest.input.size)
+        canvas = (f" at {size[0]}x{size[1]}" if self.manifest.task == "face_detection"
+                  and size != PROFILES[DEFAULT_PROFILE].detector_size else "")  # the general canvas goes unsaid
+        return f"{self.format} {self.precision}{canvas} on {self.backend}/{self.device} ({self.device_kind})"
 
 
 def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, Manifest]]:
@@ -140,9 +145,11 @@ def candidates(bundles: list[tuple[Path, Manifest]], backends: list[tuple[Backen
 def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
               threads: int | None = None, backends: list[Backend] | None = None,
               formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None,
-              exclude: set | frozenset = frozenset(), trust=None, checking: bool = False) -> Selection:
+              input_size: tuple[int, int] | None = None, exclude: set | frozenset = frozenset(), trust=None,
+              checking: bool = False) -> Selection:
     """Open the best runnable build of ``model``; see the module docstring for the order.
-    ``formats`` / ``precisions`` narrow the bundles considered (e.g. only fp32); ``exclude``:
+    ``formats`` / ``precisions`` / ``input_size`` (width, height: a detector's canvas) narrow
+    the bundles considered (e.g. only fp32); ``exclude``:
     (bundle path, backend name, accelerator name) of candidates that already failed;
     ``trust``: a ``maskgate.runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``);
     ``checking``: the model is opened to check it, not to serve a camera: an NPU simulator
@@ -165,9 +172,12 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
         (folder, m)
         for folder, m in model_bundles(builds, model)
         if (formats is None or m.format in formats) and (precisions is None or m.precision in precisions)
+        and (input_size is None or tuple(m.input.size) == tuple(input_size))
     ]
     if not bundles:
         narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
+        if input_size is not None:
+            narrowed += f", canvas {input_size[0]}x{input_size[1]}"
         raise BundleError(
             f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'"
         )

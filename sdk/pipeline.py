@@ -4,6 +4,7 @@ Mask and head-pose classifiers are optional: without them ``mask`` and ``pose`` 
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ from .align import AlignMethod, align_face, eye_roll_degrees
 from .classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL, CropClassifier, mask_result, pose_result
 from .detector import DEFAULT_DETECTOR, FaceDetector
 from .preprocess import as_bgr_frame
+from .profiles import DEFAULT_PROFILE, get_profile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Pipeline:
         formats: tuple[str, ...] | None = None,
         precisions: tuple[str, ...] | None = None,
         trust=None,
+        profile: str = DEFAULT_PROFILE,
     ) -> Pipeline:
         """The pipeline from the bundles under ``builds`` (``maskgate build --out``), each model
         on the best build and device the runtime layer finds (``maskgate.runtimes.select``): device
@@ -125,26 +130,32 @@ class Pipeline:
         with a logged reason unless ``strict``; ``formats`` / ``precisions`` narrow the
         bundles considered; ``trust`` (``maskgate.runtimes.trust.TrustPolicy``, default the config
         file's ``[trust]``): only bundles that passed their gates, signed where the site
-        requires it. A backend that fails later, mid-stream, is replaced by the next
-        candidate and the frame rerun there (``maskgate.runtimes.failover``). Needs no torch."""
+        requires it. ``profile`` (``maskgate.profiles``): the detector canvas wanted, ``general``
+        (640x480) or ``turnstile`` (320x256); without a usable bundle at that canvas another is
+        taken, with a logged reason. A backend that fails later, mid-stream, is replaced by the
+        next candidate at the same canvas and the frame rerun there
+        (``maskgate.runtimes.failover``). Needs no torch."""
         from maskgate.runtimes.failover import FailoverRunner
         from maskgate.runtimes.select import open_best
         from maskgate.runtimes.trust import configured_trust
 
-        from .deployed import open_classifier, open_detector
+        from .deployed import open_classifier
 
         trust = trust if trust is not None else configured_trust()
         select = {"prefer": prefer, "strict": strict, "threads": threads, "formats": formats, "precisions": precisions,
                   "trust": trust}
 
-        def failover(model, selection, name: str) -> None:
-            model.runner = FailoverRunner(selection, lambda failed: open_best(builds, name, exclude=failed, **select))
+        def failover(model, selection, name: str, **narrow) -> None:
+            model.runner = FailoverRunner(
+                selection, lambda failed: open_best(builds, name, exclude=failed, **narrow, **select))
 
         opened: list = []
         try:
-            det, det_sel = open_detector(builds, detector, score_threshold=score_threshold, **select)
+            det, det_sel = _open_profile_detector(builds, detector, get_profile(profile),
+                                                  score_threshold=score_threshold, **select)
             opened.append(det)
-            failover(det, det_sel, detector)
+            # The detector object letterboxes onto its bundle's canvas: a replacement keeps it.
+            failover(det, det_sel, detector, input_size=tuple(det_sel.manifest.input.size))
             selections = {"detector": det_sel}
             classifiers = {}
             for role, name in (("mask", mask_model), ("pose", pose_model)):
@@ -224,3 +235,23 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _open_profile_detector(builds, model: str, profile, *, score_threshold, **select):
+    """The detector at ``profile``'s canvas; without a usable one, the best at any canvas."""
+    from maskgate.runtimes.select import NoUsableBuildError
+
+    from .deployed import open_detector
+    from .errors import BundleError
+
+    try:
+        return open_detector(builds, model, score_threshold=score_threshold, input_size=profile.detector_size,
+                             **select)
+    except (BundleError, NoUsableBuildError) as exc:
+        found = open_detector(builds, model, score_threshold=score_threshold, **select)
+        size = found[1].manifest.input.size
+        log.log(logging.INFO if profile.name == DEFAULT_PROFILE else logging.WARNING,
+                "%s: no usable %s-profile detector (%s canvas): %s; running the %dx%d one (make one with "
+                "'maskgate build --profile %s')", model, profile.name, profile.canvas, exc, size[0], size[1],
+                profile.name)
+        return found

@@ -24,7 +24,8 @@ from tests.conftest import ROOT
 FOLDERS = {"sdk": "maskgate", "runtimes": "maskgate.runtimes", "converters": "maskgate.converters",
            "calibration": "maskgate.calibration"}
 LAYERS = [
-    ("core", ("version", "errors", "specs", "config", "files", "console", "progress", "memory", "metrics", "formats")),
+    ("core", ("version", "errors", "specs", "config", "files", "console", "progress", "memory", "metrics", "formats",
+              "profiles")),
     ("bundle", ("converters.bundle", "converters.binding", "converters.signing", "converters.manifest",
                 "converters.__init__")),
     ("runtimes", ("runtimes",)),

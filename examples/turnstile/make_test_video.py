@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 EXPECTED = {"with_mask": "OPEN", "without_mask": "NO_MASK"}
 FRAME = (640, 480)
 FACE_PX = 140
+MAX_ENLARGEMENT = 7.0  # a close-up cut from a tiny face is a blur no camera would see
 
 
 def pick_scenes(data: Path, count: int, *, min_face_px: float = 28.0, split: str = "test") -> list:
@@ -61,11 +62,11 @@ def pick_scenes(data: Path, count: int, *, min_face_px: float = 28.0, split: str
     return (mixed + longer[len(mixed) // 2:])[:count]
 
 
-def gate_view(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crop a 4:3 window around the face so that it is FACE_PX wide on a 640x480 frame;
-    returns the view and the face's box on it."""
+def gate_view(image: np.ndarray, box: np.ndarray, face_px: float = FACE_PX) -> tuple[np.ndarray, np.ndarray]:
+    """Crop a 4:3 window around the face so that it is ``face_px`` wide on a 640x480 frame
+    (a close-up runs past the frame's edges); returns the view and the face's box on it."""
     x1, y1, x2, y2 = box
-    scale = FACE_PX / max(x2 - x1, 1.0)
+    scale = face_px / max(x2 - x1, 1.0)
     w, h = FRAME[0] / scale, FRAME[1] / scale
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + 0.1 * h  # the face a little above the middle
     src = np.float32([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx - w / 2, cy + h / 2]])
@@ -119,7 +120,10 @@ def _has_photos(folder: Path) -> bool:
 
 
 def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: int = 8, fps: float = 10.0,
-               builds: Path | None = None) -> list[dict]:
+               builds: Path | None = None, face_px: tuple[float, ...] = (FACE_PX,)) -> list[dict]:
+    """``face_px``: the face widths on the frame, taken in turn passage by passage (300-460 for
+    people stepping close to the camera); labelled scenes whose face would be enlarged more
+    than MAX_ENLARGEMENT times are not used."""
     from maskgate.sources import read_image
     from maskgate.turnstile import GateRules
 
@@ -133,7 +137,7 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
     if not labelled and not _has_photos(data):
         raise Unusable(f"{data}: neither scenes/ (labelled scenes) nor any photo (.jpg, .png, ...) to make a "
                        "video from")
-    picked = pick_scenes(data, scenes) if labelled else None
+    picked = pick_scenes(data, scenes, min_face_px=max(28.0, max(face_px) / MAX_ENLARGEMENT)) if labelled else None
     if labelled and not picked:
         raise Unusable(f"{data / 'scenes'}: no test-split scene with one clearly largest labelled face")
     detector = None
@@ -160,14 +164,16 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
             writer.write(blank)
         people = ([(s.image_path, s.boxes[top], s.labels[top]) for s, top in picked] if labelled
                   else [(path, box, None) for path, box in photos])
-        for path, face, label in people:
-            view, box = gate_view(read_image(path), face)
+        for index, (path, face, label) in enumerate(people):
+            width = float(face_px[index % len(face_px)])
+            view, box = gate_view(read_image(path), face, width)
             yaw = yaw_label(detector, view, box) if detector is not None else None
             expected = EXPECTED[label] if label is not None else None  # your own photos: unknown
             if expected is not None and yaw is not None and yaw not in GateRules().frontal_yaw_classes:
                 expected = "LOOK_AT_CAMERA"
-            labels.append({"scene": path.name, "label": label, "yaw_label": yaw,
-                           "expected": expected, "first_frame": len(labels) * (hold + gap) + gap})
+            labels.append({"scene": path.name, "label": label, "yaw_label": yaw, "face_px": width,
+                           "expected": expected, "first_frame": len(labels) * (hold + gap) + gap,
+                           "frames": hold})
             for _ in range(hold):
                 writer.write(view)
             for _ in range(gap):
@@ -189,10 +195,19 @@ def main() -> int:
     parser.add_argument("--gap", type=int, default=8, help="empty frames between people (default 8)")
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--builds", type=Path, help="derive yaw labels with the fp32 detector build here")
+    parser.add_argument("--face-px", default=str(FACE_PX),
+                        help=f"face width(s) on the frame, comma-separated, used in turn (default {FACE_PX}; "
+                             "close-ups: 300,380,460)")
     args = parser.parse_args()
     try:
+        face_px = tuple(float(v) for v in args.face_px.split(","))
+        if not face_px or min(face_px) <= 0:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--face-px: positive widths separated by commas, got {args.face_px!r}")
+    try:
         labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
-                            builds=args.builds)
+                            builds=args.builds, face_px=face_px)
     except Unusable as exc:
         print(f"make_test_video: error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..errors import InputError
 from ..formats import FORMATS, PRECISIONS, get_format
+from ..profiles import DEFAULT_PROFILE, PROFILES, canvas_name, canvas_problem
 from ..registry import get_spec
 from ..specs import ModelSpec
 from .config import BuildConfig
@@ -13,8 +15,18 @@ def model_spec(name: str, config: BuildConfig) -> ModelSpec:
     """The registered spec, with the build's fixed detector input size (NPUs need static shapes)."""
     spec = get_spec(name)
     if spec.task == "face_detection":
+        problem = canvas_problem(config.detector_size, multiple=max(spec.priors.steps) if spec.priors else 32)
+        if problem:
+            raise InputError(problem)
         spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(config.detector_size)))
     return spec
+
+
+def variant_of(spec: ModelSpec) -> str:
+    """A detector at another canvas than the general profile's is named by its canvas, so
+    that both live side by side in one builds folder."""
+    general = PROFILES[DEFAULT_PROFILE].detector_size
+    return canvas_name(spec.input.size) if spec.task == "face_detection" and spec.input.size != general else ""
 
 
 def plan(config: BuildConfig) -> tuple[list[ModelSpec], list]:
@@ -26,7 +38,7 @@ def plan(config: BuildConfig) -> tuple[list[ModelSpec], list]:
         get_format(fmt)
     unknown = [p for p in config.precisions if p not in PRECISIONS]
     if unknown:
-        raise ValueError(f"unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
+        raise InputError(f"unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
     specs = [model_spec(name, config) for name in config.models]
     formats = [f for f in FORMATS if f in config.formats]
     precisions = [p for p in PRECISIONS if p in config.precisions]
@@ -35,6 +47,7 @@ def plan(config: BuildConfig) -> tuple[list[ModelSpec], list]:
         spec = FORMATS[fmt]
         mine = [p for p in precisions if p in spec.precisions]
         if not mine:
-            raise ValueError(f"format {fmt} builds {', '.join(spec.precisions)} only; add it to --precisions")
+            raise InputError(f"format {fmt} builds {', '.join(spec.precisions)} only; add it to --precisions")
         builds += [(fmt, p, chip) for p in mine for chip in spec.targets_of(config.options[fmt])]
-    return specs, [Target(spec.name, fmt, precision, chip) for spec in specs for fmt, precision, chip in builds]
+    return specs, [Target(spec.name, fmt, precision, chip, variant_of(spec))
+                   for spec in specs for fmt, precision, chip in builds]

@@ -74,11 +74,14 @@ class BuildData:
         return ReferenceModel(spec, self.config, self.work / spec.name)
 
     def detector(self):
-        """The fp32 reference detector that cuts classifier crops (default detector, build size)."""
+        """The fp32 reference detector that cuts classifier crops: the default detector at the
+        general profile's canvas, whatever canvas this build's detector bundles have, so the
+        classifier bundles of every profile are the same (and reused)."""
         if self._detector is None:
             from ..detector import FaceDetector
+            from ..profiles import DEFAULT_PROFILE, PROFILES
 
-            self._detector = FaceDetector.reference(device="cpu", input_size=self.config.detector_size)
+            self._detector = FaceDetector.reference(device="cpu", input_size=PROFILES[DEFAULT_PROFILE].detector_size)
         return self._detector
 
     def calibration(self, model: ReferenceModel):

@@ -22,6 +22,7 @@ def _names(choices: tuple[str, ...]):
 def add_parser(sub) -> None:
     from maskgate.config import DEFAULT_BUILDS
     from maskgate.formats import DEFAULT_FORMATS, FORMAT_NAMES, PRECISIONS, ConvertOptions
+    from maskgate.profiles import DEFAULT_PROFILE, PROFILES
 
     from ..builder import DEFAULT_MODELS
 
@@ -72,9 +73,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_BUILDS, help=f"output folder (default ./{DEFAULT_BUILDS})")
     p.add_argument("--samples", type=int, default=128, help="calibration samples per model (default 128)")
     p.add_argument("--verify-samples", type=int, default=300, help="held-out inputs per model (default 300)")
-    p.add_argument(
-        "--detector-size", type=size, default=(640, 480), help="fixed detector input WIDTHxHEIGHT (default 640x480)"
-    )
+    p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                   help="what the detector is for: " + "; ".join(f"{p.name} ({p.canvas}): {p.use}"
+                                                                 for p in PROFILES.values())
+                   + f" (default {DEFAULT_PROFILE}); bundles of both profiles live side by side in one folder")
+    p.add_argument("--detector-size", type=size, default=None,
+                   help="fixed detector input WIDTHxHEIGHT, each a multiple of 32 (default: the profile's canvas)")
     p.add_argument(
         "--mask-weights", help="a mask classifier state dict from 'maskgate train' instead of the shipped one"
     )
@@ -98,6 +102,7 @@ def main(args) -> int:
 
     from ..builder import BuildConfig, build
     from ..builder.report import table, write_report
+    from ..profiles import get_profile
     from ..registry import get_spec
 
     weights = {}
@@ -110,7 +115,8 @@ def main(args) -> int:
     options = ConvertOptions.from_flags(args)
     config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
                          calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
-                         detector_size=args.detector_size, weights=weights, reference_device=args.reference_device,
+                         detector_size=args.detector_size or get_profile(args.profile).detector_size,
+                         weights=weights, reference_device=args.reference_device,
                          data=args.data, data_limit=args.data_limit, check_runs=args.check_runs,
                          diagnose=args.diagnose, accuracy_aware=args.accuracy_aware,
                          force=args.force, sign_key=args.sign_key, options=options)

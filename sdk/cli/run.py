@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
                    "or MASKGATE_DEVICE); kinds left out follow unless --strict")
     p.add_argument("--strict", action="store_true", help="with --builds: only the preferred device kinds, no fallback")
     p.add_argument("--threads", type=int, help="with --builds: CPU threads per model")
+    p.add_argument("--profile", choices=("general", "turnstile"),
+                   help="with --builds: the detector canvas, general (640x480, the default: every face down to 20 px) "
+                   "or turnstile (320x256, from 'maskgate build --profile turnstile')")
     add_trust_options(p)
     add_detector_options(p)
     p.set_defaults(func=main)
@@ -119,6 +122,7 @@ def _open_pipeline(args) -> Pipeline:
         "--device": None if args.device == "auto" else args.device,
     }
     builds_only = {"--prefer": args.prefer, "--strict": args.strict or None, "--threads": args.threads,
+                   "--profile": args.profile,
                    "--verify-key": args.verify_key, "--allow-failed-builds": args.allow_failed_builds}
     clash = [flag for flag, value in (reference_only if args.builds else builds_only).items() if value is not None]
     if clash:
@@ -131,7 +135,8 @@ def _open_pipeline(args) -> Pipeline:
     if args.builds:
         return Pipeline.from_builds(args.builds, detector=args.detector, mask_model=mask_model, pose_model=pose_model,
                                     prefer=args.prefer, strict=args.strict, threads=args.threads,
-                                    score_threshold=args.min_score, align=align, trust=trust_from(args))
+                                    score_threshold=args.min_score, align=align, trust=trust_from(args),
+                                    profile=args.profile or "general")
     return Pipeline.reference(
         detector=args.detector,
         weights=args.weights,

@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./builds)")
     p.add_argument("--prefer", "--device", dest="prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per model")
+    p.add_argument("--profile", choices=("turnstile", "general"),
+                   help="detector canvas: turnstile (320x256, the default; from 'maskgate build --profile turnstile') "
+                   "or general (640x480); without bundles of it the other is run, with a warning")
     p.add_argument("--roi", type=_ints, metavar="X,Y,W,H", help="region of interest: only faces centred in it count")
     p.add_argument("--events", metavar="FILE", help="append one JSON line per passage (and errors, and the run's end)")
     p.add_argument("--video-out", metavar="FILE", help="write an annotated video (mp4v) here")
@@ -57,7 +60,7 @@ def main(args) -> int:
     config = load_config(
         args.source, path=args.config, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
         events=args.events, video_out=args.video_out, health_every_s=args.health_every_s, max_frames=args.max_frames,
-        verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds,
+        verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds, profile=args.profile,
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
         stream={"max_reconnects": args.max_reconnects})

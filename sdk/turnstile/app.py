@@ -58,6 +58,12 @@ class TurnstileConfig:
     max_frames: int | None = None
     verify_key: Path | None = None  # run only bundles signed with this key (default: [trust] in maskgate.toml)
     allow_failed_builds: bool | None = None  # also run bundles below their gates (default: [trust], else no)
+    profile: str = "turnstile"  # the detector canvas wanted (maskgate.profiles); another is taken, logged, if absent
+
+    def __post_init__(self):
+        from ..profiles import get_profile
+
+        get_profile(self.profile)  # an unknown name fails here, naming the known ones
 
 
 @dataclass
@@ -120,7 +126,8 @@ class TurnstileApp:
                 trust = configured_trust(verify_key=self.config.verify_key,
                                          allow_failed_builds=self.config.allow_failed_builds)
                 self._pipeline = Pipeline.from_builds(self.config.builds, prefer=self.config.prefer,
-                                                      threads=self.config.threads, trust=trust)
+                                                      threads=self.config.threads, trust=trust,
+                                                      profile=self.config.profile)
             self._loop()
         except MaskGateError as exc:
             self._failed = True
