@@ -1,7 +1,8 @@
 """Which detector canvas a gate needs: recall by face size, in a 640x480 camera frame, for
-detector canvases from 640x480 down to 320x240, and on close-ups that fill the frame.
+detector canvases from 640x480 down to 320x256 (each side a multiple of 32, as builds need),
+and on close-ups that fill the frame.
 
-    python benchmarks/canvas_recall.py [--data ../shared/data] [--canvases 640x480,384x288,320x240]
+    python benchmarks/canvas_recall.py [--data ../shared/data] [--canvases 640x480,384x288,320x256]
         [--json out.json] [--plot recall.png]
 
 Scenes: each test-split scene of the data folder is fitted into a 640x480 frame (scaled to
@@ -76,7 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--canvases", default="640x480,480x360,384x288,320x240")
+    parser.add_argument("--canvases", default="640x480,512x384,384x288,320x256")
     parser.add_argument("--close-up-source-px", type=float, default=64.0,
                         help="close-ups are cut from labelled faces at least this wide (default 64)")
     parser.add_argument("--json", type=Path)

@@ -6,13 +6,13 @@ passage that overlaps it most; it counts as right when that passage's decision i
 expected one (OPEN for a masked face looking at the camera, NO_MASK for a bare face,
 LOOK_AT_CAMERA for a masked face turned away). A person with no passage at all is a miss.
 Figures per face width on the frame, so close-ups (300-460 px) show apart from the 140 px
-faces of the default video. Several builds folders (e.g. the 640x480 builds and the gate
-profile's) are run one after the other on the same video.
+faces of the default video. Each builds folder runs once per ``--profile`` (default: the
+turnstile profile's 320x256 detector and the general 640x480 one, where the folder has them).
 
     python examples/turnstile/make_test_video.py ../shared/data clip.avi --scenes 16 --builds builds/
     python examples/turnstile/make_test_video.py ../shared/data close.avi --scenes 16 --face-px 300,380,460 \\
         --builds builds/
-    python benchmarks/turnstile_decisions.py clip.avi close.avi --builds builds/ --builds builds-turnstile/
+    python benchmarks/turnstile_decisions.py clip.avi close.avi --builds builds/ [--json out.json]
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def score(labels: list[dict], passages: list[dict], fps: float) -> list[dict]:
     return rows
 
 
-def run_app(video: Path, builds: Path, *, threads: int, prefer: str | None) -> tuple[list[dict], list[float]]:
+def run_app(video: Path, builds: Path, *, threads: int, prefer: str | None,
+            profile: str) -> tuple[list[dict], list[float]]:
     from maskgate.turnstile import TurnstileApp, TurnstileConfig
 
     passages: list[dict] = []
@@ -67,8 +68,8 @@ def run_app(video: Path, builds: Path, *, threads: int, prefer: str | None) -> t
         if passage.stages_ms:
             latencies.append(sum(passage.stages_ms.values()))
 
-    app = TurnstileApp(TurnstileConfig(source=str(video), builds=builds, threads=threads, prefer=prefer),
-                       on_passage=on_passage)
+    app = TurnstileApp(TurnstileConfig(source=str(video), builds=builds, threads=threads, prefer=prefer,
+                                       profile=profile), on_passage=on_passage)
     app.run()
     return passages, latencies
 
@@ -78,28 +79,33 @@ def main() -> int:
     parser.add_argument("videos", type=Path, nargs="+", help="videos made by examples/turnstile/make_test_video.py")
     parser.add_argument("--builds", type=Path, action="append", required=True,
                         help="a builds folder to run the app from (repeat to compare)")
+    parser.add_argument("--profile", action="append", choices=("turnstile", "general"),
+                        help="detector profile to run (repeat; default both)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prefer", default="cpu")
     parser.add_argument("--json", type=Path, help="write every row and total here")
     args = parser.parse_args()
     report = []
-    for builds in args.builds:
+    for builds, profile in [(b, p) for b in args.builds for p in (args.profile or ["turnstile", "general"])]:
         for video in args.videos:
             labels, fps = labelled_passages(video)
-            passages, latencies = run_app(video, builds, threads=args.threads, prefer=args.prefer)
+            passages, latencies = run_app(video, builds, threads=args.threads, prefer=args.prefer, profile=profile)
             rows = score(labels, passages, fps)
             runtime = next((p["runtime"] for p in passages if p.get("runtime")), None)
             by_width: dict[float, list[dict]] = {}
             for row in rows:
                 by_width.setdefault(row["face_px"], []).append(row)
-            print(f"{builds} on {video.name}: {sum(r['right'] for r in rows)}/{len(rows)} right, "
+            detector = runtime and runtime["detector"]
+            print(f"{builds} ({profile} profile, detector {detector}) on {video.name}: "
+                  f"{sum(r['right'] for r in rows)}/{len(rows)} right, "
                   f"{sum(r['decided'] is None for r in rows)} without a passage, {len(passages)} passages; "
                   f"median passage frame {np.median(latencies) if latencies else float('nan'):.1f} ms")
             for width, group in sorted(by_width.items()):
                 wrong = [f"{r['scene']}: {r['expected']} -> {r['decided']}" for r in group if not r["right"]]
                 print(f"  {width:.0f} px: {sum(r['right'] for r in group)}/{len(group)} right"
                       + (f" ({'; '.join(wrong)})" if wrong else ""))
-            report.append({"builds": str(builds), "video": str(video), "runtime": runtime, "rows": rows,
+            report.append({"builds": str(builds), "profile": profile, "video": str(video), "runtime": runtime,
+                           "rows": rows,
                            "right": sum(r["right"] for r in rows), "passages_labelled": len(rows),
                            "passages_found": len(passages)})
     if args.json:

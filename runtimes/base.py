@@ -78,6 +78,36 @@ class Runner(ABC):
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
         return out
 
+    def infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``batch`` (N inputs of the model's own shape, stacked on the first axis, which
+        is 1 in the model) through the model's input ``name``; each output comes back stacked
+        the same way. A runtime that takes a batch in one call does (``_infer_batch``);
+        the others run the items one by one, which is what a batch-of-one model can do."""
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        batch = np.asarray(batch)
+        if set(self.input_names) != {name}:
+            raise InputError(f"infer_batch feeds one input, {name!r}; the model takes {list(self.input_names)}")
+        shape, dtype = (self.input_spec or {}).get(name, ((1, *batch.shape[1:]), batch.dtype))
+        if batch.ndim < 1 or len(batch) == 0 or tuple(batch.shape[1:]) != tuple(shape[1:]) or \
+                batch.dtype != np.dtype(dtype):
+            raise InputError(f"input {name!r} is {batch.dtype}{list(batch.shape)}, the build expects N x "
+                             f"{dtype}{list(shape[1:])} (its manifest's input spec, stacked); preprocess with the "
+                             "model's spec")
+        start = time.perf_counter()
+        if self.concurrent_infer:
+            out = self._infer_batch(name, batch)
+        else:
+            with self._lock:
+                out = self._infer_batch(name, batch)
+        self.last_inference_ms = (time.perf_counter() - start) * 1e3
+        return out
+
+    def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Item by item; a backend whose runtime takes a batch overrides this."""
+        runs = [self._infer({name: batch[i:i + 1]}) for i in range(len(batch))]
+        return {key: np.concatenate([np.asarray(r[key]) for r in runs]) for key in runs[0]}
+
     def close(self) -> None:
         self._closed = True
 

@@ -50,6 +50,15 @@ class FailoverRunner(Runner):
             except Exception as exc:  # a backend's own error types: another device may still work
                 self._fail_over(exc)
 
+    def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        while True:
+            try:
+                return self.selection.runner.infer_batch(name, batch)
+            except InputError:
+                raise
+            except Exception as exc:
+                self._fail_over(exc)
+
     def _fail_over(self, exc: Exception) -> None:
         failed = self.selection
         reason = f"{failed.describe_runtime()}: {type(exc).__name__}: {exc}"

@@ -64,6 +64,9 @@ class TorchRunner(Runner):
             out = (out,)
         return {name: t.float().cpu().numpy() for name, t in zip(self._outputs, out)}
 
+    def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self._infer({name: batch})  # a torch module takes any batch
+
     def close(self) -> None:
         self._model = None
         super().close()

@@ -47,6 +47,16 @@ class CropClassifier:
         out = self.runner.infer({self.spec.input.name: self.tensor(crop_bgr)})
         return np.asarray(out[self.spec.outputs[0]], np.float64).reshape(-1)
 
+    def probabilities_many(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, classes) of N crops in one runner call: one batch where
+        the runtime takes one (``Runner.infer_batch``), else one crop after another with
+        the model's weights still in cache."""
+        if not len(crops_bgr):
+            return np.zeros((0, len(self.spec.class_names)))
+        batch = np.concatenate([self.tensor(crop) for crop in crops_bgr])
+        out = self.runner.infer_batch(self.spec.input.name, batch)
+        return np.asarray(out[self.spec.outputs[0]], np.float64).reshape(len(crops_bgr), -1)
+
     def close(self) -> None:
         self.runner.close()
 

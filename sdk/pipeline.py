@@ -184,41 +184,34 @@ class Pipeline:
         stages.setdefault("classify", 0.0)
         wanted = None if classify is None else {int(i) for i in classify(np.asarray(found.boxes).reshape(-1, 4))}
         results = []
+        start = time.perf_counter()
         for index, (box, score, points) in enumerate(zip(found.boxes, found.scores, found.landmarks)):
-            start = time.perf_counter()
             crop, roll = None, eye_roll_degrees(points)
             if self.align is not None and (wanted is None or index in wanted):
                 aligned = align_face(
                     frame, box, points, size=self.align.size, method=self.align.method, margin=self.align.margin
                 )
                 crop, roll = aligned.image, aligned.roll_degrees
-            aligned_at = time.perf_counter()
-            mask, pose = self._classify(self.mask, crop, mask_result), self._classify(self.pose, crop, pose_result)
-            stages["align"] += (aligned_at - start) * 1e3
-            stages["classify"] += (time.perf_counter() - aligned_at) * 1e3
-            results.append(
-                FaceResult(
-                    box=tuple(float(v) for v in box),
-                    score=float(score),
-                    landmarks=tuple((float(x), float(y)) for x, y in points),
-                    roll_degrees=roll,
-                    crop=crop,
-                    mask=mask,
-                    pose=pose,
-                    runtime=None,
-                )
-            )
+            results.append(FaceResult(box=tuple(float(v) for v in box), score=float(score),
+                                      landmarks=tuple((float(x), float(y)) for x, y in points), roll_degrees=roll,
+                                      crop=crop, mask=None, pose=None, runtime=None))
+        aligned_at = time.perf_counter()
+        stages["align"] += (aligned_at - start) * 1e3
+        # Model by model over every crop, not face by face: one batch where the runtime takes
+        # one, else the model's weights stay in cache (5-20 % less per face at one thread).
+        cropped = [r for r in results if r.crop is not None]
+        for classifier, field_name, as_result in ((self.mask, "mask", mask_result), (self.pose, "pose", pose_result)):
+            if classifier is None or not cropped:
+                continue
+            probs = classifier.probabilities_many([r.crop for r in cropped])
+            for result, p in zip(cropped, probs):
+                setattr(result, field_name, as_result(p, classifier.spec.class_names))
+        stages["classify"] += (time.perf_counter() - aligned_at) * 1e3
         if self.selections:  # after the frame: a model that failed over during it names its new build
             runtime = {role: sel.describe_runtime() for role, sel in self.selections.items()}
             for result in results:
                 result.runtime = runtime
         return results
-
-    @staticmethod
-    def _classify(classifier: CropClassifier | None, crop: np.ndarray | None, result) -> dict | None:
-        if classifier is None or crop is None:
-            return None
-        return result(classifier.probabilities(crop), classifier.spec.class_names)
 
     @property
     def device(self) -> str:
