@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
 
 
-MAX_BATCH = 16  # the largest batch a classifier is reshaped to; longer ones run in chunks
-
-
 class OpenVinoRunner(Runner):
     backend = "openvino"
 
@@ -47,41 +44,14 @@ class OpenVinoRunner(Runner):
         self._ports = list(self._compiled.outputs)
         self._outputs = tuple(output_names or (p.get_any_name() for p in self._ports))
         self._request = self._compiled.create_infer_request()
-        self._core, self._path, self._config, self._device_name = core, str(path), config, device
-        self._batched: dict[int, object] = {}  # batch size -> infer request of the model reshaped to it
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self._request.infer({n: feed[n] for n in self._inputs})
         return {name: np.asarray(result[port]) for name, port in zip(self._outputs, self._ports)}
 
-    def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The model reshaped to a batch of 2, 4, 8 or 16 (compiled once per size, zero-padded
-        to it): per face, 1.3-1.5x faster than one by one at 2 threads (mask, pose int8)."""
-        chunks = []
-        for start in range(0, len(batch), MAX_BATCH):
-            part = batch[start:start + MAX_BATCH]
-            if len(part) == 1:
-                chunks.append(self._infer({name: part}))
-                continue
-            size = 1 << (len(part) - 1).bit_length()  # the next power of two
-            padded = np.zeros((size, *part.shape[1:]), part.dtype)
-            padded[:len(part)] = part
-            request = self._batched.get(size) or self._compile_batch(name, size)
-            result = request.infer({name: padded})
-            ports = request.model_outputs
-            chunks.append({out: np.asarray(result[port])[:len(part)] for out, port in zip(self._outputs, ports)})
-        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-
-    def _compile_batch(self, name: str, size: int):
-        model = self._core.read_model(self._path)
-        model.reshape({name: [size, *model.input(name).get_partial_shape().to_shape()[1:]]})
-        self._batched[size] = self._core.compile_model(model, self._device_name, self._config).create_infer_request()
-        return self._batched[size]
-
     def close(self) -> None:
         self._request = None
         self._compiled = None
-        self._batched = {}
         super().close()
 
 

@@ -1,6 +1,6 @@
 """Classifying many faces at once (``Runner.infer_batch``, ``CropClassifier.probabilities_many``)
-gives what one face at a time gives, on every CPU runtime: OpenVINO's reshaped, zero-padded
-batches included, longer runs split into chunks."""
+gives what one face at a time gives, on the CPU runtimes (crop by crop in one call) and on
+the PyTorch reference (one batch)."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +26,7 @@ def test_a_batch_gives_what_one_crop_at_a_time_gives(quantized_builds, fmt, mode
     classifier, selection = open_classifier(quantized_builds, model, prefer="cpu", formats=(fmt,),
                                             precisions=("int8",), threads=1)
     with classifier.runner:
-        for count in (1, 5, 20):  # one; a batch padded from 5 to 8; chunks of 16 and 4
+        for count in (1, 5, 20):
             crops = _crops(count)
             one_by_one = np.stack([classifier.probabilities(c) for c in crops])
             together = classifier.probabilities_many(crops)
