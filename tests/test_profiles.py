@@ -91,3 +91,20 @@ def test_the_turnstile_app_asks_for_the_gate_profile_and_refuses_unknown_ones():
     assert load_config("0", profile="general").profile == "general"
     with pytest.raises(InputError, match="unknown profile 'gate'"):
         load_config("0", profile="gate")
+
+
+def test_each_profiles_build_keeps_its_own_report_in_the_shared_folder(both_canvases, capsys):
+    import json
+
+    from maskgate.cli import main
+
+    common = ["build", "--models", DETECTOR, "--formats", "onnx", "--precisions", "fp32", "--verify-samples", "8",
+              "--check-runs", "2", "--out", str(both_canvases), "--no-progress"]
+    assert main(common) == 0  # the bundles are there: reused, reports written
+    assert main([*common, "--profile", "turnstile"]) == 0
+    general = json.loads((both_canvases / "report.json").read_text())
+    gate = json.loads((both_canvases / "report-turnstile.json").read_text())
+    assert [b["target"] for b in general["bundles"]] == ["retinaface_mnet025-onnx-fp32"]
+    assert [b["target"] for b in gate["bundles"]] == ["retinaface_mnet025-onnx-fp32-320x256"]
+    assert all(b["status"] == "reused" for b in general["bundles"] + gate["bundles"])
+    assert (both_canvases / "report-turnstile.html").is_file()

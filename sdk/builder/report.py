@@ -93,7 +93,9 @@ def table(results) -> str:
                      + ([""] + errors if errors else []))
 
 
-def write_report(out: Path, results, *, config, seconds: float, reference: str | None = None) -> tuple[Path, Path]:
+def write_report(out: Path, results, *, config, seconds: float, reference: str | None = None,
+                 stem: str = "report") -> tuple[Path, Path]:
+    """``out/STEM.json`` and ``out/STEM.html`` (a profile's build writes its own, beside the general one)."""
     out = Path(out)
     data = {"seconds": seconds, "config": _jsonable(dataclasses.asdict(config)), "reference": reference,
             "fidelity_note": "classifiers: top-1 agreement with the fp32 PyTorch reference on held-out aligned crops; "
@@ -101,9 +103,9 @@ def write_report(out: Path, results, *, config, seconds: float, reference: str |
             "slower_than_fp32": slower_than_fp32(results), "passed": all(r.passed for r in results),
             "bundles": [{**dataclasses.asdict(r), "passed": r.passed, "failures": r.failures(),
                          "speedup_vs_fp32": speedups(results).get(r.target)} for r in results]}
-    json_path = out / "report.json"
+    json_path = out / f"{stem}.json"
     atomic_write(json_path, json.dumps(data, indent=1) + "\n")
-    html_path = out / "report.html"
+    html_path = out / f"{stem}.html"
     atomic_write(html_path, _html(results, data))
     return json_path, html_path
 

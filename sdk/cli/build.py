@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
         "beside the fp32 PyTorch reference and through the checker (golden fidelity, latency p50/p90, "
         "per-precision gates; "
         "task metrics with --data). Finished bundles with unchanged inputs are reused. Writes report.json and "
-        "report.html.",
+        "report.html (report-turnstile.* for --profile turnstile).",
     )
     p.add_argument(
         "--models",
@@ -102,7 +102,7 @@ def main(args) -> int:
 
     from ..builder import BuildConfig, build
     from ..builder.report import table, write_report
-    from ..profiles import get_profile
+    from ..profiles import DEFAULT_PROFILE, canvas_name, get_profile
     from ..registry import get_spec
 
     weights = {}
@@ -124,7 +124,11 @@ def main(args) -> int:
     results = build(config, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     print(table(results))
-    json_path, html_path = write_report(args.out, results, config=config, seconds=seconds)
+    # A build of another canvas (a profile's) keeps its own report beside the general one.
+    canvas = canvas_name(config.detector_size)
+    stem = "report" if canvas == get_profile(DEFAULT_PROFILE).canvas else (
+        f"report-{args.profile}" if args.detector_size is None else f"report-{canvas}")
+    json_path, html_path = write_report(args.out, results, config=config, seconds=seconds, stem=stem)
     built = sum(r.status == "built" for r in results)
     reused = sum(r.status == "reused" for r in results)
     failed = sum(r.error is not None for r in results)
