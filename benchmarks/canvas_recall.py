@@ -39,15 +39,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def in_camera_frame(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` fitted into a 640x480 frame (grey borders) and its boxes moved with it."""
-    h, w = image.shape[:2]
-    scale = min(FRAME[0] / w, FRAME[1] / h)
-    nw, nh = int(round(w * scale)), int(round(h * scale))
-    frame = np.full((FRAME[1], FRAME[0], 3), 114, np.uint8)
-    x, y = (FRAME[0] - nw) // 2, (FRAME[1] - nh) // 2
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    frame[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=interpolation)
-    return frame, boxes * scale + np.array([x, y, x, y])
+    """``image`` fitted into a 640x480 frame (grey borders) and its boxes moved with it: the
+    framing ``maskgate tune-detector`` validates on."""
+    from maskgate.training.detector import fit_frame
+
+    return fit_frame(image, boxes)
 
 
 def close_up(image: np.ndarray, box: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +76,13 @@ def main() -> int:
     parser.add_argument("--canvases", default="640x480,512x384,384x288,320x256")
     parser.add_argument("--close-up-source-px", type=float, default=64.0,
                         help="close-ups are cut from labelled faces at least this wide (default 64)")
+    parser.add_argument("--weights", action="append", default=[],
+                        help="CANVAS=CHECKPOINT: detector weights for that canvas (from 'maskgate tune-detector'; "
+                        "e.g. 320x256=maskgate/weights/retinaface_mnet025_turnstile.pt); others run the packaged ones")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
+    tuned = dict(w.split("=", 1) for w in args.weights)
 
     from maskgate.datasets.crops import split_of
     from maskgate.detector import FaceDetector
@@ -102,7 +102,8 @@ def main() -> int:
             closeups += [(*close_up(image, box, w), w) for w in CLOSE_UP_WIDTHS]
     rows = []
     for canvas in [_size(c) for c in args.canvases.split(",")]:
-        detector = FaceDetector.reference(device="cpu", input_size=canvas)
+        weights = tuned.get(f"{canvas[0]}x{canvas[1]}")
+        detector = FaceDetector.reference(device="cpu", input_size=canvas, weights=weights)
         acc = RecallBySize(iou_threshold=0.3, buckets=BUCKETS)
         for frame, boxes in framed:
             found = detector.detect(frame)
@@ -112,7 +113,8 @@ def main() -> int:
             found = detector.detect(frame)
             near[w].add(boxes, found.boxes, found.scores)
         detector.close()
-        row = {"canvas": f"{canvas[0]}x{canvas[1]}", "scenes": len(framed), "by_size": acc.rows(),
+        row = {"canvas": f"{canvas[0]}x{canvas[1]}" + (" tuned" if weights else ""), "scenes": len(framed),
+               "by_size": acc.rows(),
                "recall_48px_up": acc.recall(min_width=48),
                "close_ups": sum(int(a.total[0]) for a in near.values()),
                "close_ups_found": sum(int(a.found[0]) for a in near.values()),

@@ -40,10 +40,12 @@ def test_the_build_plan_names_a_gate_canvas_detector_apart_and_refuses_off_grid_
 def both_canvases(make_builds):
     """One folder with the detector at the general canvas and at the gate's (ONNX fp32)."""
     from maskgate import build
+    from maskgate.builder import BuildConfig
 
     out = make_builds("profiles", models=(DETECTOR,), formats=("onnx",), precisions=("fp32",))
-    results = build(out=out, progress=False, models=(DETECTOR,), formats=("onnx",), precisions=("fp32",),
-                    detector_size=GATE, verify_samples=8)
+    # As 'maskgate build --profile turnstile': the gate canvas with the weights tuned for it.
+    results = build(BuildConfig.for_profile("turnstile", out=out, models=(DETECTOR,), formats=("onnx",),
+                                            precisions=("fp32",), verify_samples=8), progress=False)
     assert [r.status for r in results] == ["built"] and results[0].passed, results[0].failures()
     return out
 

@@ -1,6 +1,7 @@
 """What a build is asked for (``BuildConfig``) and what it gives per bundle (``BuildResult``)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,35 @@ class BuildConfig:
     force: bool = False
     sign_key: Path | None = None  # sign every bundle with this key (maskgate.converters.signing) once its verdict is in
     options: ConvertOptions = field(default_factory=ConvertOptions)
+    # The detector's own converter options (a profile's defaults, for_profile); None: ``options``.
+    detector_options: ConvertOptions | None = None
+
+    def options_for(self, spec) -> ConvertOptions:
+        """The converter options of ``spec``'s bundles."""
+        if spec.task == "face_detection" and self.detector_options is not None:
+            return self.detector_options
+        return self.options
+
+    @classmethod
+    def for_profile(cls, profile: str, **fields) -> BuildConfig:
+        """A build of ``profile``'s detector canvas with its tuned detector weights and, for
+        the detector, its converter defaults (what ``fields`` give wins: ``detector_size``,
+        ``weights``, and ``options`` other than the defaults)."""
+        from ..profiles import get_profile
+
+        chosen = get_profile(profile)
+        weights = dict(fields.pop("weights", None) or {})
+        if chosen.detector_weights_path is not None:
+            weights.setdefault("retinaface_mnet025", str(chosen.detector_weights_path))
+        fields.setdefault("detector_size", chosen.detector_size)
+        options = fields.get("options") or ConvertOptions()
+        if chosen.convert_defaults and options.to_dict() == ConvertOptions().to_dict():
+            # The build chose no converter option of its own: the profile's, for its detector only
+            # (the classifier bundles are shared with the other profiles).
+            for fmt, name, value in chosen.convert_defaults:
+                options = options.replace(**{fmt: dataclasses.replace(options[fmt], **{name: value})})
+            fields.setdefault("detector_options", options)
+        return cls(weights=weights, **fields)
 
 
 @dataclass

@@ -26,7 +26,8 @@ def build_key(model: ReferenceModel, target, config: BuildConfig, data: BuildDat
 
     fmt = get_format(target.format)
     record = {"sdk": __version__, "target": target.name, "weights": model.weights_sha,
-              "input": dataclasses.asdict(model.spec.input), "options": config.options.for_format(target.format),
+              "input": dataclasses.asdict(model.spec.input),
+              "options": config.options_for(model.spec).for_format(target.format),
               "int8_float": [model.spec.int8_float_leading_convs, model.spec.int8_float_head],
               "calibration": calibration.sha256() if calibration is not None else None,
               "verify": data.verify_frames.sha256(), "golden": GOLDEN_SAMPLES[model.spec.task],

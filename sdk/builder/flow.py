@@ -86,7 +86,7 @@ def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: Build
             result.status = "reused"
         else:
             converting.convert(model, target, data, calibration=calibration, key=key, folder=folder,
-                               options=config.options)
+                               options=config.options_for(model.spec))
             result.status = "built"
             manifest = verify_bundle(folder)
     except (MaskGateError, RuntimeError, ValueError, OSError) as exc:
@@ -153,7 +153,7 @@ def _attempt(model, target, config, data, calibration, key, folder) -> repair.Bu
     from ..converters.bundle import read_manifest
 
     def rank() -> list:
-        job = converting.conversion_job(model, target, calibration, options=config.options)
+        job = converting.conversion_job(model, target, calibration, options=config.options_for(model.spec))
         return repair.rank_layers(job, calibration)
 
     def rebuild(options) -> tuple[dict, list[dict]]:
@@ -165,4 +165,4 @@ def _attempt(model, target, config, data, calibration, key, folder) -> repair.Bu
         report = get_format(target.format).layer_report_function()
         return report(folder, read_manifest(folder), calibration.tensors[0]) if report else None
 
-    return repair.BuildAttempt(target.format, folder, config.options, rank, rebuild, layer_report)
+    return repair.BuildAttempt(target.format, folder, config.options_for(model.spec), rank, rebuild, layer_report)

@@ -20,6 +20,7 @@ from . import (
     sign,
     synth,
     train,
+    tune_detector,
     turnstile,
 )
 
@@ -37,6 +38,7 @@ COMMANDS = (
     crops,
     synth,
     train,
+    tune_detector,
     compare,
 )
 

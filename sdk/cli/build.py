@@ -113,10 +113,11 @@ def main(args) -> int:
         if given:
             weights[model] = given
     options = ConvertOptions.from_flags(args)
-    config = BuildConfig(models=args.models, formats=args.formats, precisions=args.precisions, out=args.out,
+    profile_fields = {"detector_size": args.detector_size} if args.detector_size else {}
+    config = BuildConfig.for_profile(args.profile, models=args.models, formats=args.formats,
+                         precisions=args.precisions, out=args.out,
                          calib=args.calib, verify=args.verify, samples=args.samples, verify_samples=args.verify_samples,
-                         detector_size=args.detector_size or get_profile(args.profile).detector_size,
-                         weights=weights, reference_device=args.reference_device,
+                         **profile_fields, weights=weights, reference_device=args.reference_device,
                          data=args.data, data_limit=args.data_limit, check_runs=args.check_runs,
                          diagnose=args.diagnose, accuracy_aware=args.accuracy_aware,
                          force=args.force, sign_key=args.sign_key, options=options)
