@@ -24,6 +24,7 @@ import numpy as np
 
 from maskgate.converters.manifest import GOLDEN, MANIFEST, Manifest
 from maskgate.errors import BundleError, DeviceError, MaskGateError
+from maskgate.profiles import canvas_variant
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
@@ -73,11 +74,8 @@ class Selection:
         return f"{self.model}: {self.describe_runtime()}"
 
     def describe_runtime(self) -> str:
-        from maskgate.profiles import DEFAULT_PROFILE, PROFILES
-
-        size = tuple(self.manifest.input.size)
-        canvas = (f" at {size[0]}x{size[1]}" if self.manifest.task == "face_detection"
-                  and size != PROFILES[DEFAULT_PROFILE].detector_size else "")  # the general canvas goes unsaid
+        variant = canvas_variant(self.manifest.input.size) if self.manifest.task == "face_detection" else ""
+        canvas = f" at {variant}" if variant else ""
         return f"{self.format} {self.precision}{canvas} on {self.backend}/{self.device} ({self.device_kind})"
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .specs import WEIGHTS_DIR
+
 # The detector's coarsest feature map is 1/32 of the canvas. A side that is not a multiple
 # of 32 makes the FPN upsample by a fraction, which TFLite's resize rounds unlike PyTorch's
 # and ONNX's (measured: every TFLite build at 320x240 found 97.1 % of the reference's faces,
 # at 320x256 100 %).
 CANVAS_MULTIPLE = 32
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ def get_profile(name: str) -> Profile:
 
 def canvas_name(size: tuple[int, int]) -> str:
     return f"{int(size[0])}x{int(size[1])}"
+
+
+def canvas_variant(size: tuple[int, int]) -> str:
+    """How a detector canvas is named where the general one goes unsaid (bundle names, what
+    ran a model, report names): "" for the general profile's canvas, else "320x256"."""
+    general = PROFILES[DEFAULT_PROFILE].detector_size
+    return "" if tuple(int(v) for v in size) == general else canvas_name(size)
 
 
 def canvas_problem(size: tuple[int, int], *, multiple: int = CANVAS_MULTIPLE) -> str | None:

@@ -7,7 +7,11 @@ preprocessing and cannot drift apart. This module imports no framework.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+# Where the checkpoints that specs and profiles name by file are shipped (maskgate/weights).
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 Layout = Literal["NCHW", "NHWC"]
 ColorOrder = Literal["BGR", "RGB"]

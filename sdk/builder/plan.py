@@ -5,7 +5,7 @@ import dataclasses
 
 from ..errors import InputError
 from ..formats import FORMATS, PRECISIONS, get_format
-from ..profiles import DEFAULT_PROFILE, PROFILES, canvas_name, canvas_problem
+from ..profiles import CANVAS_MULTIPLE, canvas_problem, canvas_variant
 from ..registry import get_spec
 from ..specs import ModelSpec
 from .config import BuildConfig
@@ -15,7 +15,8 @@ def model_spec(name: str, config: BuildConfig) -> ModelSpec:
     """The registered spec, with the build's fixed detector input size (NPUs need static shapes)."""
     spec = get_spec(name)
     if spec.task == "face_detection":
-        problem = canvas_problem(config.detector_size, multiple=max(spec.priors.steps) if spec.priors else 32)
+        coarsest = max(spec.priors.steps) if spec.priors else CANVAS_MULTIPLE
+        problem = canvas_problem(config.detector_size, multiple=coarsest)
         if problem:
             raise InputError(problem)
         spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(config.detector_size)))
@@ -25,8 +26,7 @@ def model_spec(name: str, config: BuildConfig) -> ModelSpec:
 def variant_of(spec: ModelSpec) -> str:
     """A detector at another canvas than the general profile's is named by its canvas, so
     that both live side by side in one builds folder."""
-    general = PROFILES[DEFAULT_PROFILE].detector_size
-    return canvas_name(spec.input.size) if spec.task == "face_detection" and spec.input.size != general else ""
+    return canvas_variant(spec.input.size) if spec.task == "face_detection" else ""
 
 
 def plan(config: BuildConfig) -> tuple[list[ModelSpec], list]:

@@ -102,7 +102,7 @@ def main(args) -> int:
 
     from ..builder import BuildConfig, build
     from ..builder.report import table, write_report
-    from ..profiles import DEFAULT_PROFILE, canvas_name, get_profile
+    from ..profiles import canvas_variant
     from ..registry import get_spec
 
     weights = {}
@@ -126,9 +126,8 @@ def main(args) -> int:
     seconds = time.perf_counter() - start
     print(table(results))
     # A build of another canvas (a profile's) keeps its own report beside the general one.
-    canvas = canvas_name(config.detector_size)
-    stem = "report" if canvas == get_profile(DEFAULT_PROFILE).canvas else (
-        f"report-{args.profile}" if args.detector_size is None else f"report-{canvas}")
+    variant = canvas_variant(config.detector_size)
+    stem = "report" if not variant else f"report-{args.profile}" if args.detector_size is None else f"report-{variant}"
     json_path, html_path = write_report(args.out, results, config=config, seconds=seconds, stem=stem)
     built = sum(r.status == "built" for r in results)
     reused = sum(r.status == "reused" for r in results)

@@ -11,10 +11,8 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..specs import ClassifierSpec, ModelSpec
+from ..specs import WEIGHTS_DIR, ClassifierSpec, ModelSpec
 from .classifier_backbones import TappedBackbone, build_backbone
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
