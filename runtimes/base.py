@@ -56,8 +56,7 @@ class Runner(ABC):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
+        self._check_open()
         missing = set(self.input_names) - set(feed)
         if missing:
             raise InputError(f"feed lacks input(s) {sorted(missing)}; the model takes {list(self.input_names)}")
@@ -69,22 +68,14 @@ class Runner(ABC):
             if tuple(value.shape) != shape or value.dtype != np.dtype(dtype):
                 raise InputError(f"input {name!r} is {value.dtype}{list(value.shape)}, the build expects "
                                  f"{dtype}{list(shape)} (its manifest's input spec); preprocess with the model's spec")
-        start = time.perf_counter()
-        if self.concurrent_infer:
-            out = self._infer(feed)
-        else:
-            with self._lock:
-                out = self._infer(feed)
-        self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        return out
+        return self._timed(self._infer, feed)
 
     def infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``batch`` (N inputs of the model's own shape, stacked on the first axis, which
         is 1 in the model) through the model's input ``name``; each output comes back stacked
         the same way. A runtime that takes a batch in one call does (``_infer_batch``);
         the others run the items one by one, which is what a batch-of-one model can do."""
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
+        self._check_open()
         batch = np.asarray(batch)
         if set(self.input_names) != {name}:
             raise InputError(f"infer_batch feeds one input, {name!r}; the model takes {list(self.input_names)}")
@@ -94,19 +85,28 @@ class Runner(ABC):
             raise InputError(f"input {name!r} is {batch.dtype}{list(batch.shape)}, the build expects N x "
                              f"{dtype}{list(shape[1:])} (its manifest's input spec, stacked); preprocess with the "
                              "model's spec")
-        start = time.perf_counter()
-        if self.concurrent_infer:
-            out = self._infer_batch(name, batch)
-        else:
-            with self._lock:
-                out = self._infer_batch(name, batch)
-        self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        return out
+        return self._timed(self._infer_batch, name, batch)
 
     def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Item by item; a backend whose runtime takes a batch overrides this."""
         runs = [self._infer({name: batch[i:i + 1]}) for i in range(len(batch))]
         return {key: np.concatenate([np.asarray(r[key]) for r in runs]) for key in runs[0]}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+
+    def _timed(self, call, *args):
+        """``call(*args)``, queued behind other threads unless the runtime runs calls
+        concurrently; records how long it took."""
+        start = time.perf_counter()
+        if self.concurrent_infer:
+            out = call(*args)
+        else:
+            with self._lock:
+                out = call(*args)
+        self.last_inference_ms = (time.perf_counter() - start) * 1e3
+        return out
 
     def close(self) -> None:
         self._closed = True

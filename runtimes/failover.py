@@ -42,21 +42,19 @@ class FailoverRunner(Runner):
         self._inputs, self._outputs, self.input_spec = inner.input_names, inner.output_names, inner.input_spec
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._on_any_runner(lambda runner: runner.infer(feed))
+
+    def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self._on_any_runner(lambda runner: runner.infer_batch(name, batch))
+
+    def _on_any_runner(self, run):
+        """``run(the current runner)``, failing over to the next one until one succeeds."""
         while True:
             try:
-                return self.selection.runner.infer(feed)
+                return run(self.selection.runner)
             except InputError:
                 raise
             except Exception as exc:  # a backend's own error types: another device may still work
-                self._fail_over(exc)
-
-    def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-        while True:
-            try:
-                return self.selection.runner.infer_batch(name, batch)
-            except InputError:
-                raise
-            except Exception as exc:
                 self._fail_over(exc)
 
     def _fail_over(self, exc: Exception) -> None:
