@@ -56,3 +56,7 @@ class BundleError(MaskGateError):
 
 class OutputError(MaskGateError):
     """An output folder or file that cannot be written (read-only, no permission, a file in the way)."""
+
+
+class PublishError(MaskGateError):
+    """Event delivery is misconfigured ([turnstile.publish], --publish) or its spool is unusable."""

@@ -3,7 +3,8 @@ app on the pipeline and the runtimes only. Every import counts, the ones made in
 function too: a lazy import is still a dependency.
 
 Bottom to top (maskgate.*):
-  core       version, errors, specs, config, files, console, progress, memory, metrics, formats
+  core       version, errors, specs, config, files, console, progress, memory, metrics, formats, profiles
+  publish    publish: the spool and the targets events go to (MQTT, webhooks), fleet check records
   bundle     converters.bundle / manifest / binding / signing: the bundle format that runtimes trust
   runtimes   runtimes
   pipeline   pre/post-processing, models, registry, compare, detector, classifier, pipeline
@@ -26,6 +27,7 @@ FOLDERS = {"sdk": "maskgate", "runtimes": "maskgate.runtimes", "converters": "ma
 LAYERS = [
     ("core", ("version", "errors", "specs", "config", "files", "console", "progress", "memory", "metrics", "formats",
               "profiles")),
+    ("publish", ("publish",)),
     ("bundle", ("converters.bundle", "converters.binding", "converters.signing", "converters.manifest",
                 "converters.__init__")),
     ("runtimes", ("runtimes",)),
@@ -36,7 +38,7 @@ LAYERS = [
     ("build", ("builder",)),
     ("cli", ("cli", "__init__")),
 ]
-TURNSTILE_MAY_USE = {"core", "bundle", "runtimes", "pipeline"}
+TURNSTILE_MAY_USE = {"core", "publish", "bundle", "runtimes", "pipeline"}
 
 
 def modules() -> dict[str, Path]:

@@ -45,6 +45,17 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--health-every", type=float, dest="health_every_s", help="seconds between health lines (default 10)"
     )
+    p.add_argument("--publish", action="append", metavar="URL",
+                   help="send every event to the site, spooled on disk first, at least once and in order: "
+                   "mqtt://HOST:PORT or mqtts:// (QoS 1 on maskgate/SITE/CAMERA/events, retained health), "
+                   "http(s)://HOST/PATH (a signed webhook POST); repeatable; adds to [turnstile.publish] targets")
+    p.add_argument("--site", help="this site's name in topics and events (default: [turnstile.publish] site)")
+    p.add_argument("--camera", help="this camera's name in topics and events")
+    p.add_argument("--spool", metavar="DIR", help="the on-camera event spool (default ./maskgate-spool)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port (off by "
+                   "default)")
+    p.add_argument("--metrics-address", metavar="ADDR", help="address the metrics listen on (default 127.0.0.1; "
+                   "0.0.0.0 for a site's Prometheus)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
     from .options import add_trust_options
@@ -63,7 +74,9 @@ def main(args) -> int:
         verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds, profile=args.profile,
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
-        stream={"max_reconnects": args.max_reconnects})
+        stream={"max_reconnects": args.max_reconnects}, metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        publish={"targets": tuple(args.publish or ()), "site": args.site, "camera": args.camera, "spool": args.spool})
     # Outputs that cannot be written fail here in one line, not after the pipeline has started.
     if config.events is not None:
         writable_file(config.events, what="turnstile events", flag="--events")

@@ -6,8 +6,10 @@ for a new reason (the display's cue), with the frame, the reason, and what ran e
 model; ``passage`` when the person has left (time, decision, mask probability, yaw
 class, per-stage latency); ``error`` (a source that cannot be read, a truncated video)
 and a final ``stop`` with the run's totals. A health line (fps, latency p50/p90, dropped
-frames, reconnects) goes to stderr
-every ``health_every_s`` seconds. SIGINT / SIGTERM end the run cleanly: the open passage
+frames, reconnects; the spool and the targets when publishing) goes to stderr every
+``health_every_s`` seconds. With ``publish`` every event also goes to the site (MQTT,
+webhooks) through a durable spool, with a retained health message; with ``metrics_port``
+Prometheus metrics are served (``maskgate.turnstile.site``). SIGINT / SIGTERM end the run cleanly: the open passage
 is closed, the event file finished, the output video finalised.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from ..config import DEFAULT_BUILDS
 from ..errors import MaskGateError
+from ..publish import PublishConfig
 from .decision import (
     Decision,
     GateEvent,
@@ -59,6 +62,10 @@ class TurnstileConfig:
     verify_key: Path | None = None  # run only bundles signed with this key (default: [trust] in maskgate.toml)
     allow_failed_builds: bool | None = None  # also run bundles below their gates (default: [trust], else no)
     profile: str = "turnstile"  # the detector canvas wanted (maskgate.profiles); another is taken, logged, if absent
+    publish: PublishConfig | None = None  # where events go ([turnstile.publish], --publish)
+    publish_problem: str | None = None  # what was wrong with [turnstile.publish]: said once, the gate decides on
+    metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
+    metrics_address: str = "127.0.0.1"
 
     def __post_init__(self):
         from ..profiles import get_profile
@@ -101,6 +108,7 @@ class TurnstileApp:
         self._stopped_by: str | None = None
         self._events = None
         self._video = None
+        self._site = None
         self.machine = GateStateMachine(config.rules)
         self.summary = RunSummary()
 
@@ -118,6 +126,9 @@ class TurnstileApp:
         owns_pipeline = self._pipeline is None
         try:
             self._open_events()
+            from .site import SiteLink
+
+            self._site = SiteLink(self.config)
             if self._pipeline is None:
                 from maskgate.runtimes.trust import configured_trust
 
@@ -140,6 +151,8 @@ class TurnstileApp:
             self.summary.stopped_by = self._stopped_by or ("error" if self._failed else "end_of_stream")
             self.summary.seconds = round(time.monotonic() - start, 3)
             self._emit("stop", self._stream_time, self.summary.to_dict())
+            if self._site is not None:
+                self._site.close(self.summary.stopped_by)
             if self._video is not None:
                 self._video.release()
             if self._events is not None:
@@ -155,12 +168,14 @@ class TurnstileApp:
         choose = choose_person_at_gate(rules=self.config.rules, roi=self.config.roi)
         last_health = time.monotonic()
         frames_at_health = 0
+        self._health([], None)  # the site sees the camera online before the first person comes
         for index, (at, frame) in enumerate(self.stream.frames()):
             self._stream_time = at
             timings: dict = {}
             began = time.perf_counter()
             faces = self._pipeline(frame, timings=timings, classify=choose)
             latencies.append((time.perf_counter() - began) * 1e3)
+            self._site.frame(latencies[-1], timings)
             obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings, frame=index)
             for event in self.machine.update(obs):
                 if isinstance(event, GateEvent):
@@ -185,6 +200,8 @@ class TurnstileApp:
         else:
             self.summary.refused += 1
         self._emit("gate", gate.time, gate.to_dict())
+        if self._site is not None:
+            self._site.gate(gate.action)
         if self._on_gate is not None:
             self._on_gate(gate)
 
@@ -193,6 +210,8 @@ class TurnstileApp:
         key = passage.decision.value
         self.summary.decisions[key] = self.summary.decisions.get(key, 0) + 1
         self._emit("passage", passage.end, passage.to_dict())
+        if self._site is not None:
+            self._site.passage(key)
         if self._on_passage is not None:
             self._on_passage(passage)
 
@@ -201,12 +220,23 @@ class TurnstileApp:
         self._emit("error", self._stream_time, {"message": message})
         print(f"maskgate turnstile: {message}", file=sys.stderr)
 
-    def _health(self, latencies: list[float], fps: float) -> None:
+    def _health(self, latencies: list[float], fps: float | None) -> None:
         p50, p90 = np.percentile(latencies, [50, 90]) if latencies else (float("nan"), float("nan"))
         stats = self.stream.stats
+        fields = {"fps": None if fps is None else round(fps, 2),
+                  "latency_ms": {"p50": None if not latencies else round(float(p50), 2),
+                                 "p90": None if not latencies else round(float(p90), 2)},
+                  "frames": self.summary.frames, "dropped": stats.dropped, "reconnects": stats.reconnects,
+                  "passages": self.summary.passages, "state": self.machine.state.value}
+        runtime = None
+        if self._pipeline is not None and getattr(self._pipeline, "selections", None):
+            runtime = {role: sel.describe_runtime() for role, sel in self._pipeline.selections.items()}
+        site = self._site.health(fields, stream_stats=stats, runtime=runtime) if self._site is not None else ""
+        if fps is None:
+            return  # the first one goes to the site only
         print(f"health: {fps:.1f} fps, latency p50 {p50:.1f} ms p90 {p90:.1f} ms, dropped {stats.dropped}, "
-              f"reconnects {stats.reconnects}, passages {self.summary.passages}, state {self.machine.state.value}",
-              file=sys.stderr, flush=True)
+              f"reconnects {stats.reconnects}, passages {self.summary.passages}, state {self.machine.state.value}"
+              f"{site}", file=sys.stderr, flush=True)
 
     # -- outputs ------------------------------------------------------------------------------
     def _open_events(self) -> None:
@@ -216,6 +246,8 @@ class TurnstileApp:
 
     def _emit(self, kind: str, stream_time: float | None, fields: dict) -> None:
         record = event_record(kind, stream_time=stream_time, **fields)
+        if self._site is not None:  # on disk in the spool first: the file then names its id and seq
+            record = self._site.event(record)
         if self._events is not None:
             self._events.write(json.dumps(record) + "\n")
             self._events.flush()  # a crash or power loss keeps every event written so far

@@ -1,0 +1,160 @@
+"""MQTT target (paho-mqtt): events at QoS 1 on ``<prefix>/<site>/<camera>/<channel>``, a
+retained health message, and a retained last will ``{"status": "offline"}`` on the health
+topic, so a site sees a camera that died.
+
+paho keeps every QoS 1 message it was given until the broker acknowledges it, and sends
+it again, in order, after a reconnect; this target gives it each spooled event once, at
+most ``max_inflight`` x 5 at a time, and reports the acknowledged prefix to the spool.
+The same client speaks MQTT 3.1.1 and 5, over TLS (``mqtts://``) and with a username and
+password, to Mosquitto, EMQX, HiveMQ or any other broker.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+from ..errors import DependencyError
+from .sink import Sink, TargetStatus, TargetUnavailable
+from .spool import SpooledEvent
+from .targets import MqttOptions, Target
+
+
+def _paho():
+    try:
+        from paho.mqtt import client
+    except ModuleNotFoundError as exc:
+        raise DependencyError("paho-mqtt", extra="publish", purpose="publishing to an MQTT broker") from exc
+    return client
+
+
+def offline_message(site: str, camera: str, reason: str) -> str:
+    return json.dumps({"status": "offline", "site": site, "camera": camera, "reason": reason})
+
+
+class MqttSink(Sink):
+    retry_s = 0.2  # paho reconnects by itself; deliver() waits for it
+
+    def __init__(self, target: Target, options: MqttOptions, *, client_id: str, health_topic: str | None,
+                 site: str, camera: str, topic_of):
+        """``health_topic``: where the retained last will goes (None: no will, for one-shot
+        clients such as ``maskgate check --publish``); ``topic_of(channel)``: the topic of a channel."""
+        super().__init__(target.name)
+        mqtt = _paho()
+        self.target, self.options = target, options
+        self._topic_of = topic_of
+        self._health_topic = health_topic
+        self._site, self._camera = site, camera
+        protocol = mqtt.MQTTv5 if options.protocol == "5" else mqtt.MQTTv311
+        kwargs = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs)
+        self._client.max_inflight_messages_set(options.max_inflight)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=8)
+        if health_topic is not None:
+            self._client.will_set(health_topic, offline_message(site, camera, "connection lost"), qos=1, retain=True)
+        if options.username is not None:
+            self._client.username_pw_set(options.username, options.password())
+        if target.tls:
+            self._client.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
+                                 certfile=str(options.cert_file) if options.cert_file else None,
+                                 keyfile=str(options.key_file) if options.key_file else None)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_connect_fail = self._on_connect_fail
+        self._cond = threading.Condition()
+        self._connected = False
+        self._ever_connected = False
+        self._reason = "connecting"
+        self._reconnects = 0
+        self._info_of: dict = {}  # seq -> paho's MQTTMessageInfo, for events handed to paho
+        self._state: str | None = None  # the last health message, sent again on (re)connect
+
+    # -- paho's callbacks (its network thread) --------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        with self._cond:
+            if reason_code.is_failure:
+                self._reason = f"the broker refused the connection: {reason_code}"
+                return
+            if self._ever_connected:
+                self._reconnects += 1
+            self._connected, self._ever_connected, self._reason = True, True, ""
+            self._cond.notify_all()
+        if self._state is not None and self._health_topic is not None:
+            client.publish(self._health_topic, self._state, qos=1, retain=True)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        with self._cond:
+            self._connected = False
+            self._reason = "connection lost" if str(reason_code) == "Unspecified error" else \
+                f"disconnected ({reason_code})"
+            self._cond.notify_all()
+
+    def _on_connect_fail(self, client, userdata):
+        with self._cond:
+            self._reason = f"cannot connect to {self.target.host}:{self.target.port} ({self._probe()})"
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
+        with self._cond:  # paho marks the message's info published; wake deliver() to look
+            self._cond.notify_all()
+
+    def _probe(self) -> str:
+        """Why a TCP connection to the broker fails (refused, unknown host, timeout)."""
+        try:
+            socket.create_connection((self.target.host, self.target.port), timeout=2).close()
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return "the port answers, MQTT does not"
+
+    # -- the Sink contract ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._client.connect_async(self.target.host, self.target.port, keepalive=self.options.keepalive_s)
+        self._client.loop_start()
+
+    def deliver(self, events: list[SpooledEvent], *, timeout_s: float) -> int | None:
+        events = events[: self.options.max_inflight * 5]
+        mqtt = _paho()
+        for event in events:  # each event goes to paho once, while connected; paho resends it after a reconnect
+            if event.seq in self._info_of:
+                continue
+            if not self._connected:
+                break
+            info = self._client.publish(self._topic_of(event.channel), event.body, qos=1)
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                break  # lost the connection just now: paho may still send it, and so will we (a duplicate)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            self._info_of[event.seq] = info
+        deadline = time.monotonic() + timeout_s
+        last = None
+        with self._cond:
+            for event in events:
+                info = self._info_of.get(event.seq)
+                while info is not None and not info.is_published() and time.monotonic() < deadline:
+                    self._cond.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+                if info is None or not info.is_published():
+                    break
+                del self._info_of[event.seq]
+                last = event.seq
+                self.delivered += 1
+            if last is None and not self._connected:
+                raise TargetUnavailable(self._reason or "not connected")
+        return last
+
+    def publish_state(self, channel: str, body: str) -> None:
+        self._state = body
+        if self._connected:
+            self._client.publish(self._topic_of(channel), body, qos=1, retain=True)
+
+    def status(self) -> TargetStatus:
+        return TargetStatus(self.name, self._connected, self._reason, self._reconnects, self.delivered)
+
+    def close(self, *, offline_reason: str | None = None) -> None:
+        if offline_reason is not None and self._health_topic is not None and self._connected:
+            info = self._client.publish(self._health_topic, offline_message(self._site, self._camera, offline_reason),
+                                        qos=1, retain=True)
+            if info.rc == 0:
+                info.wait_for_publish(timeout=2)
+        self._client.disconnect()
+        self._client.loop_stop()

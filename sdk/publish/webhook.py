@@ -1,0 +1,109 @@
+"""Webhook target: each event POSTed as JSON, in order, signed with a shared secret.
+
+Headers: ``X-MaskGate-Id`` and ``X-MaskGate-Seq`` (the event's id and per-camera sequence
+number, for dedupe), ``X-MaskGate-Timestamp`` (unix seconds) and, with a secret,
+``X-MaskGate-Signature: sha256=<hex>``, the HMAC-SHA256 of ``<timestamp>.<body>``: a
+receiver checks it with ``verify_signature`` (the timestamp bounds replays). Any 2xx is an
+acknowledgement; anything else, or no answer, is retried with backoff, the event kept.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import random
+import ssl
+import time
+
+from .sink import Sink, TargetStatus, TargetUnavailable
+from .spool import SpooledEvent
+from .targets import Target, WebhookOptions
+
+SIGNATURE_HEADER = "X-MaskGate-Signature"
+TIMESTAMP_HEADER = "X-MaskGate-Timestamp"
+
+
+def sign(body: bytes, secret: bytes, timestamp: int) -> str:
+    return "sha256=" + hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(body: bytes, headers, secret: bytes, *, tolerance_s: float = 300.0,
+                     now: float | None = None) -> bool:
+    """Whether a webhook request is from a camera holding ``secret``: the signature matches
+    the body and timestamp, and the timestamp is within ``tolerance_s`` of ``now``."""
+    try:
+        timestamp = int(headers.get(TIMESTAMP_HEADER, ""))
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(body, secret, timestamp), str(headers.get(SIGNATURE_HEADER, "")))
+
+
+class WebhookSink(Sink):
+    def __init__(self, target: Target, options: WebhookOptions):
+        super().__init__(target.name)
+        self.target = target
+        self.options = options
+        self._secret = options.secret()
+        self._failures = 0
+        self._reason = ""
+        self._reconnects = 0
+        self._ok = False
+        self.retry_s = options.first_backoff_s
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.target.tls:
+            context = ssl.create_default_context(cafile=str(self.options.ca_file) if self.options.ca_file else None)
+            return http.client.HTTPSConnection(self.target.host, self.target.port, timeout=self.options.timeout_s,
+                                               context=context)
+        return http.client.HTTPConnection(self.target.host, self.target.port, timeout=self.options.timeout_s)
+
+    def deliver(self, events: list[SpooledEvent], *, timeout_s: float) -> int | None:
+        last = None
+        connection = self._connection()
+        try:
+            for event in events:
+                problem = self._post(connection, event)
+                if problem:
+                    self._fail(problem)
+                    if last is None:
+                        raise TargetUnavailable(problem)
+                    break
+                last = event.seq
+                self.delivered += 1
+                if not self._ok:
+                    self._reconnects += self._failures > 0
+                self._ok, self._failures, self._reason = True, 0, ""
+                self.retry_s = self.options.first_backoff_s
+        finally:
+            connection.close()
+        return last
+
+    def _post(self, connection: http.client.HTTPConnection, event: SpooledEvent) -> str:
+        body = event.body.encode()
+        stamp = int(time.time())
+        headers = {"Content-Type": "application/json", "X-MaskGate-Id": event.id, "X-MaskGate-Seq": str(event.seq),
+                   TIMESTAMP_HEADER: str(stamp)}
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(body, self._secret, stamp)
+        try:
+            connection.request("POST", self.target.path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if 200 <= response.status < 300:
+            return ""
+        return f"HTTP {response.status} {response.reason}".strip()
+
+    def _fail(self, reason: str) -> None:
+        self._ok = False
+        self._failures += 1
+        self._reason = reason
+        # Exponential backoff with jitter, so a fleet does not retry in step after an outage.
+        base = min(self.options.max_backoff_s, self.options.first_backoff_s * 2 ** (self._failures - 1))
+        self.retry_s = base * random.uniform(0.75, 1.25)
+
+    def status(self) -> TargetStatus:
+        return TargetStatus(self.name, self._ok, self._reason, self._reconnects, self.delivered)

@@ -1,0 +1,111 @@
+"""What a turnstile tells its site: its events through the publisher (spooled, at least once,
+in order), its health (retained), and its Prometheus metrics. Each part is optional, and
+none of them can stop the gate from deciding: a part that cannot start says why in one
+line and the app goes on without it."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import MaskGateError
+
+
+def _say(message: str) -> None:
+    print(f"maskgate turnstile: {message}", file=sys.stderr, flush=True)
+
+
+class SiteLink:
+    def __init__(self, config):
+        """``config``: the app's ``TurnstileConfig`` (publish, publish_problem, metrics_port, builds)."""
+        self.config = config
+        self.publisher = None
+        self.metrics = None
+        self._check_mtime = None
+        self._last_check = None
+        publish = config.publish
+        if config.publish_problem:
+            where = f"; events are kept in the spool {publish.spool} until it is fixed" if publish else ""
+            _say(f"{config.publish_problem}; deciding on without publishing{where}")
+        if publish is not None:
+            from ..publish import Publisher
+
+            try:
+                self.publisher = Publisher(publish, log=_say).start()
+            except MaskGateError as exc:
+                _say(f"{exc}; deciding on without publishing")
+        if config.metrics_port is not None:
+            from .prometheus import TurnstileMetrics
+
+            try:
+                self.metrics = TurnstileMetrics(port=config.metrics_port, address=config.metrics_address)
+            except MaskGateError as exc:
+                _say(f"{exc}; deciding on without metrics")
+        self._refresh_last_check()
+
+    # -- per event and per frame --------------------------------------------------------------------
+    def event(self, record: dict) -> dict:
+        """Spool an event for the site; returns it as sent (with its id and sequence number)."""
+        if self.publisher is None:
+            return record
+        try:
+            sent = self.publisher.publish("events", record)
+        except MaskGateError as exc:  # a spool that broke mid-run (disk full): say it, keep deciding
+            _say(f"{exc}; this event was not spooled")
+            return record
+        return sent if sent is not None else record
+
+    def frame(self, latency_ms: float, stages_ms: dict) -> None:
+        if self.metrics is not None:
+            self.metrics.frame(latency_ms, stages_ms)
+
+    def gate(self, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.gate_events.labels(action).inc()
+
+    def passage(self, decision: str) -> None:
+        if self.metrics is not None:
+            self.metrics.passages.labels(decision).inc()
+
+    # -- health ---------------------------------------------------------------------------------
+    def health(self, fields: dict, *, stream_stats, runtime: dict | None) -> str:
+        """Send the health fields to the site and the metrics; returns the words the stderr
+        health line adds (the spool and the targets)."""
+        self._refresh_last_check()
+        status = self.publisher.status() if self.publisher is not None else None
+        if self.metrics is not None:
+            self.metrics.fps.set(fields.get("fps") or 0.0)
+            self.metrics.stream(dropped=stream_stats.dropped, reconnects=stream_stats.reconnects)
+            self.metrics.runtimes(runtime or {})
+            if status is not None:
+                self.metrics.publish(status)
+        if self.publisher is None:
+            return ""
+        self.publisher.health({**fields, "runtime": runtime, "last_check": self._last_check})
+        spool = status["spool"]
+        age = f", oldest {spool['oldest_age_s']:.0f} s" if spool["oldest_age_s"] is not None else ""
+        words = [f"spool {spool['depth']}{age}"]
+        if spool["dropped_full"] or spool["dropped_age"]:
+            words.append(f"SPOOL DROPPED {spool['dropped_full']} (full) + {spool['dropped_age']} (too old)")
+        for target, state in status["targets"].items():
+            words.append(f"{target} {'up' if state['connected'] else 'DOWN: ' + (state['reason'] or '?')}")
+        return ", " + ", ".join(words)
+
+    def _refresh_last_check(self) -> None:
+        from ..publish.fleet import LAST_CHECK_FILE, read_last_check
+
+        path = Path(self.config.builds) / LAST_CHECK_FILE
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = None
+        if mtime != self._check_mtime or self._last_check is None:
+            self._check_mtime = mtime
+            self._last_check = read_last_check(self.config.builds)
+            if self.metrics is not None:
+                self.metrics.last_check(self._last_check)
+
+    def close(self, reason: str) -> None:
+        if self.publisher is not None:
+            self.publisher.close(drain_s=2.0, reason=reason)
+        if self.metrics is not None:
+            self.metrics.close()
