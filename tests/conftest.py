@@ -105,3 +105,26 @@ def quantized_builds(make_builds):
     # of them) put its landmark error at 0.102, just above the 0.1 gate, and it is rightly skipped.
     return make_builds("quantized-builds", formats=("openvino", "tflite"), precisions=("fp32", "int8"), check_runs=2,
                        verify_samples=40)
+
+
+@pytest.fixture(scope="session")
+def gate_builds(quantized_builds):
+    """The turnstile runs the OpenVINO int8 builds (the CPU's first choice); the test
+    video's yaw labels come from the fp32 detector."""
+    return quantized_builds
+
+
+@pytest.fixture(scope="session")
+def gate_video(gate_builds, shared_data, tmp_path_factory):
+    """A turnstile video of 12 test-split people (tests.streams: HOLD frames each, GAP
+    between) and its labels (examples/turnstile/make_test_video.py)."""
+    import sys
+
+    from tests.streams import FPS, GAP, HOLD
+
+    sys.path.insert(0, str(ROOT / "examples" / "turnstile"))
+    from make_test_video import make_video
+
+    video = tmp_path_factory.mktemp("video") / "gate.avi"
+    labels = make_video(shared_data, video, scenes=12, hold=HOLD, gap=GAP, fps=FPS, builds=gate_builds)
+    return video, labels

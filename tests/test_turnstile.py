@@ -3,7 +3,6 @@ held-out scenes (one event per passage, decisions matching the labels), a trunca
 corrupt video, SIGTERM, the config file and the annotated video."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import pytest
 
 from maskgate.pipeline import FaceResult
 from maskgate.turnstile import Decision, GateRules, GateStateMachine, Observation, observe
+from tests.streams import FPS, GAP, HOLD, paced_http_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "turnstile"))
@@ -149,23 +149,7 @@ def test_a_short_gap_does_not_split_a_passage():
 
 # -- the app on real videos ------------------------------------------------------------------
 
-HOLD, GAP, FPS = 10, 8, 10.0  # the test video: frames per person, empty frames between people
-
-
-@pytest.fixture(scope="module")
-def gate_builds(quantized_builds):
-    """The turnstile runs the OpenVINO int8 builds (the CPU's first choice); the test
-    video's yaw labels come from the fp32 detector."""
-    return quantized_builds
-
-
-@pytest.fixture(scope="module")
-def gate_video(gate_builds, shared_data, tmp_path_factory):
-    from make_test_video import make_video
-
-    video = tmp_path_factory.mktemp("video") / "gate.avi"
-    labels = make_video(shared_data, video, scenes=12, hold=HOLD, gap=GAP, fps=FPS, builds=gate_builds)
-    return video, labels
+# gate_builds and gate_video (12 test-split people, HOLD frames each, GAP between) are in conftest.py.
 
 
 def _events(path: Path) -> list[dict]:
@@ -324,55 +308,6 @@ def test_a_truncated_or_corrupt_video_ends_with_an_error_event(gate_builds, gate
     assert records[0]["event"] == "error" and "garbage.avi" in records[0]["message"]
     assert records[0]["stream_time"] is None and records[-1]["stopped_by"] == "error"
     assert "Traceback" not in capsys.readouterr().err
-
-
-@contextlib.contextmanager
-def paced_http_stream(video: Path, *, fps: float, pause_after: int):
-    """Serve the frames of ``video`` as an MJPEG stream over HTTP on 127.0.0.1 (as IP
-    cameras do), ``fps`` frames a second; after ``pause_after`` frames the server sends
-    nothing more (the connection stays open) until ``release`` is set. Yields (url, release)."""
-    import http.server
-    import threading
-
-    import cv2
-
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
-    capture.release()
-    release = threading.Event()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the http.server API)
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            for index, jpeg in enumerate(frames):
-                if index == pause_after:
-                    release.wait(600)
-                try:
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
-                                     % (len(jpeg), jpeg))
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(1.0 / fps)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg", release
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.shared_data

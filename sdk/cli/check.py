@@ -30,6 +30,13 @@ def add_parser(sub) -> None:
     ):
         p.add_argument(f"--{name}", type=float, help=f"gate on {what}, for every precision "
                        "(default per precision, or [gates.<precision>] in maskgate.toml / MASKGATE_CONFIG)")
+    p.add_argument("--publish", action="append", metavar="URL",
+                   help="send the check's summary to the site: mqtt://HOST:PORT (retained, QoS 1, on "
+                   "maskgate/SITE/CAMERA/check) or http(s)://HOST/PATH; repeatable. Kept in --spool until delivered")
+    p.add_argument("--site", default="site", help="this site's name (with --publish)")
+    p.add_argument("--camera", default="camera", help="this camera's name (with --publish)")
+    p.add_argument("--spool", metavar="DIR", help="the event spool (default ./maskgate-spool; the turnstile app's "
+                   "spool sends what is left in it)")
     p.set_defaults(func=main)
 
 
@@ -45,6 +52,12 @@ def main(args) -> int:
         if path:
             writable_file(path, what="the check report", flag=flag)
     trust = configured_trust(verify_key=args.verify_key)  # a bad key or config fails here, before any work
+    publish = None
+    if args.publish:  # a bad target fails here, before any work
+        from ..publish import publish_config
+
+        publish = publish_config(targets=tuple(args.publish), site=args.site, camera=args.camera, spool=args.spool,
+                                 where="--publish")
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
                  "max_landmark_nme": args.max_landmark_nme}
     gates = configured_gates(overrides)  # a bad config file fails here, before any work
@@ -80,7 +93,39 @@ def main(args) -> int:
     for r in failed:
         print(f"FAILED {r.name or r.bundle}: " + "; ".join(r.failures()), file=sys.stderr)
     print(f"{len(results) - len(failed)} of {len(results)} bundle(s) passed")
+    _record(args.path, report, publish)
     return 0 if not failed else 1
+
+
+def _record(path, report, publish) -> None:
+    """Keep the check's summary beside the builds (the turnstile app's health and metrics read
+    it) and, with --publish, send it to the site."""
+    from maskgate.converters.manifest import MANIFEST
+
+    from ..publish.fleet import check_summary, write_last_check
+
+    summary = check_summary(report.to_dict())
+    # Kept for a builds folder only: a file added inside a bundle would change what its manifest covers.
+    is_builds = Path(path).is_dir() and not (Path(path) / MANIFEST).is_file()
+    problem = write_last_check(path, summary) if is_builds else None
+    if problem:
+        print(f"note: the check's summary is not kept beside the builds ({problem})", file=sys.stderr)
+    if publish is None:
+        return
+    from ..publish import Publisher, wall_time
+
+    publisher = Publisher(publish, role="check", will=False).start()
+    try:
+        publisher.publish("check", {"event": "check", "wall_time": wall_time(), **summary})
+        delivered = publisher.drain(10.0)
+    finally:
+        publisher.close(drain_s=0, reason=None)
+    where = ", ".join(t.name for t in publish.targets)
+    if delivered:
+        print(f"check sent to {where} ({publish.topic('check')})")
+    else:
+        print(f"check not yet taken by {where}: kept in the spool {publish.spool}; the next run that publishes "
+              "from it sends it", file=sys.stderr)
 
 
 def _print_pipelines(pipelines: list[dict]) -> None:

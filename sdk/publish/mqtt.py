@@ -120,7 +120,9 @@ class MqttSink(Sink):
                 continue
             if not self._connected:
                 break
-            info = self._client.publish(self._topic_of(event.channel), event.body, qos=1)
+            # The check channel is the camera's latest verdict: retained, as health is.
+            info = self._client.publish(self._topic_of(event.channel), event.body, qos=1,
+                                        retain=event.channel == "check")
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 break  # lost the connection just now: paho may still send it, and so will we (a duplicate)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:

@@ -27,7 +27,8 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _now() -> str:
+def wall_time() -> str:
+    """Now, UTC, ISO 8601 to the millisecond: the ``wall_time`` of every event and message."""
     now = datetime.datetime.now(datetime.timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
@@ -91,7 +92,7 @@ class Publisher:
     def health(self, fields: dict) -> dict:
         """Send the camera's state (retained on ``.../health``, where MQTT targets are
         connected); returns the message with the publisher's own state added."""
-        message = {"status": "online", "site": self.config.site, "camera": self.config.camera, "wall_time": _now(),
+        message = {"status": "online", "site": self.config.site, "camera": self.config.camera, "wall_time": wall_time(),
                    **fields, "publish": self.status()}
         body = json.dumps(message, separators=(",", ":"))
         for sink in self.sinks:
@@ -112,7 +113,7 @@ class Publisher:
             time.sleep(0.05)
         return not any(self.spool.stats().pending.values())
 
-    def close(self, *, drain_s: float = 2.0, reason: str = "stopped") -> None:
+    def close(self, *, drain_s: float = 2.0, reason: str | None = "stopped") -> None:
         """Give the targets up to ``drain_s`` to take what is spooled, mark the camera offline
         (retained health), stop. Events not acknowledged stay in the spool for the next run."""
         if self._threads and drain_s > 0:

@@ -4,9 +4,10 @@ time it was written (UTC, ISO 8601) and the stream time it refers to (seconds fr
 first frame; null when no frame was read)."""
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
+
+from ..publish import wall_time
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("events.schema.json")
@@ -16,9 +17,7 @@ KINDS = ("gate", "passage", "error", "stop")
 def event_record(kind: str, *, stream_time: float | None, **fields) -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}; one of {KINDS}")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return {"event": kind, "schema": SCHEMA_VERSION,
-            "wall_time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+    return {"event": kind, "schema": SCHEMA_VERSION, "wall_time": wall_time(),
             "stream_time": None if stream_time is None else round(float(stream_time), 3), **fields}
 
 
