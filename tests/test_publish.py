@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +254,75 @@ def test_a_missing_secret_variable_is_named(tmp_path, monkeypatch):
     with pytest.raises(PublishError, match="NO_SUCH_SECRET is not set"):
         Publisher(config)
     assert os.environ.get("NO_SUCH_SECRET") is None
+
+
+def _site_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 it signed (PEM files), as a site's PKI would give."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker")]))
+              .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
+              .not_valid_after(now + datetime.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                             critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_mqtts_with_a_password_delivers_and_a_wrong_password_is_named(tmp_path, monkeypatch, protocol):
+    from listener import SiteListener
+    from mosquitto import Mosquitto, MosquittoMissing
+
+    ca, cert, key = _site_ca(tmp_path / "pki")
+    try:
+        broker = Mosquitto(tmp_path / "broker", tls=(ca, cert, key), users={"gate-1": "right", "site": "listen"})
+    except MosquittoMissing as exc:
+        if strict():
+            pytest.fail(f"CI must have Mosquitto: {exc}")
+        pytest.skip(str(exc))
+    settings = {"targets": [broker.url], "site": "hq", "camera": "gate-1",
+                "mqtt": {"protocol": protocol, "username": "gate-1", "password_env": "GATE_PW", "ca_file": str(ca)}}
+    assert broker.url.startswith("mqtts://")
+    with broker, SiteListener(broker.url, client_id="tls-listener", username="site", password="listen",
+                              ca_file=ca) as listener:
+        monkeypatch.setenv("GATE_PW", "right")
+        publisher = Publisher(publish_config({**settings, "spool": str(tmp_path / "a")}), log=lambda line: None)
+        publisher.start()
+        try:
+            for i in range(3):
+                publisher.publish("events", {"event": "passage", "i": i})
+            assert publisher.drain(30), publisher.status()
+        finally:
+            publisher.close()
+        assert listener.received.wait_for(lambda r: len(r.events) == 3, 30)
+        monkeypatch.setenv("GATE_PW", "wrong")
+        lines = []
+        refused = Publisher(publish_config({**settings, "spool": str(tmp_path / "b")}), log=lines.append).start()
+        try:
+            refused.publish("events", {"event": "passage"})
+            assert not refused.drain(3)
+            reason = refused.status()["targets"][broker.url]["reason"]
+        finally:
+            refused.close(drain_s=0)
+    assert "refused the connection" in reason and ("authorized" in reason.lower() or "password" in reason.lower())
+    assert len(lines) == 1 and "unavailable (the broker refused the connection" in lines[0]

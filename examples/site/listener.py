@@ -91,7 +91,8 @@ class SiteListener:
     """Subscribes to ``<prefix>/+/+/events`` (and ``check``, and the retained ``health``)."""
 
     def __init__(self, url: str, *, prefix: str = "maskgate", client_id: str = "maskgate-site-listener",
-                 out: Path | None = None, echo: bool = False):
+                 out: Path | None = None, echo: bool = False, username: str | None = None,
+                 password: str | None = None, ca_file: str | Path | None = None):
         from paho.mqtt import client as mqtt
 
         self.target = parse_target(url)
@@ -102,6 +103,10 @@ class SiteListener:
         self.connects = 0
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self._client.reconnect_delay_set(min_delay=1, max_delay=4)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if self.target.tls:
+            self._client.tls_set(ca_certs=str(ca_file) if ca_file else None)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 
@@ -189,6 +194,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="append each new event here as a JSON line")
     parser.add_argument("--prefix", default="maskgate")
     parser.add_argument("--client-id", default="maskgate-site-listener")
+    parser.add_argument("--username")
+    parser.add_argument("--password-env", help="the variable holding the broker password")
+    parser.add_argument("--ca-file", help="the broker's CA, for mqtts://")
     parser.add_argument("--webhook-port", type=int, help="instead: receive webhooks on this port of 127.0.0.1")
     parser.add_argument("--secret-env", help="the variable holding the webhook secret (signatures are checked)")
     args = parser.parse_args()
@@ -201,7 +209,9 @@ def main() -> int:
         return 0
     if not args.broker:
         parser.error("give a broker URL, or --webhook-port")
-    with SiteListener(args.broker, prefix=args.prefix, client_id=args.client_id, out=args.out, echo=True):
+    password = os.environ[args.password_env] if args.password_env else None
+    with SiteListener(args.broker, prefix=args.prefix, client_id=args.client_id, out=args.out, echo=True,
+                      username=args.username, password=password, ca_file=args.ca_file):
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

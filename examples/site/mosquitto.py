@@ -7,6 +7,8 @@ the tests, the load benchmark and a developer's laptop run (Debian: apt-get inst
 """
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import socket
 import subprocess
@@ -25,9 +27,12 @@ class MosquittoMissing(RuntimeError):
 
 
 class Mosquitto:
-    def __init__(self, folder: str | Path, *, port: int | None = None, max_queued: int = 0):
+    def __init__(self, folder: str | Path, *, port: int | None = None, max_queued: int = 0,
+                 tls: tuple[Path, Path, Path] | None = None, users: dict[str, str] | None = None):
         """``max_queued``: messages a broker holds for a disconnected persistent subscriber
-        (0: no limit; Mosquitto's own default is 1000, which a site listener that was away can exceed)."""
+        (0: no limit; Mosquitto's own default is 1000, which a site listener that was away can exceed);
+        ``tls``: (CA, server certificate, server key) PEM files: the listener speaks TLS only;
+        ``users``: {name: password}: only those may connect (mosquitto_passwd writes the file)."""
         self.binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").is_file()
                                                      else None)
         if self.binary is None:
@@ -37,9 +42,24 @@ class Mosquitto:
         self.port = port or free_port()
         self.config = self.folder / "mosquitto.conf"
         self.log = self.folder / "mosquitto.log"
+        # Started as root, Mosquitto switches to the 'mosquitto' account, which cannot write the
+        # persistence file or the log in a private folder: queued messages would not survive a restart.
+        user = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
+        secure = ""
+        if tls is not None:
+            secure += f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\n"
+        if users:
+            passwords = self.folder / "passwords"
+            passwords.write_text("")
+            for name, password in users.items():
+                subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(passwords),
+                                name, password], check=True, capture_output=True)
+            secure += f"password_file {passwords}\n"
+        self.tls = tls is not None
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            user +
+            f"listener {self.port} 127.0.0.1\n" + secure +
+            f"allow_anonymous {'false' if users else 'true'}\n"
             "persistence true\n"
             f"persistence_location {self.folder}/\n"
             "autosave_interval 1\n"
@@ -50,7 +70,7 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> Mosquitto:
         self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,

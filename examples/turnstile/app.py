@@ -5,6 +5,8 @@
 `on_gate` is where a firmware team drives the relay and the display: it is called the
 moment the smoothed decision opens the gate (once per passage) or refuses for a new
 reason; here it prints. `on_passage` gets the summary once the person has left.
+Events reach the site (MQTT, webhooks, spooled on the camera first) as configured in
+`[turnstile.publish]` or with `--publish`.
 The pipeline runs from build bundles (`maskgate build`), each model on the best device
 the runtime layer finds; no torch is needed on the camera (`pip install -e ".[device]"`).
 """
@@ -42,9 +44,13 @@ def main() -> int:
     parser.add_argument("source", help="camera index, video file, or rtsp:// / http:// URL")
     parser.add_argument("--config", default=str(Path(__file__).with_name("turnstile.toml")))
     parser.add_argument("--builds", help="override the config's builds folder")
+    parser.add_argument("--publish", action="append", metavar="URL",
+                        help="also send every event to the site: mqtt://HOST:PORT, http(s)://HOST/PATH "
+                        "(adds to [turnstile.publish] targets)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    config = load_config(args.source, path=args.config, builds=args.builds)
+    config = load_config(args.source, path=args.config, builds=args.builds,
+                         publish={"targets": tuple(args.publish or ())})
     summary = TurnstileApp(config, on_gate=on_gate, on_passage=on_passage).run()
     print(f"{summary.frames} frames, {summary.passages} passages in {summary.seconds:.1f} s, "
           f"stopped by {summary.stopped_by}", file=sys.stderr)

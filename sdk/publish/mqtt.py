@@ -20,6 +20,8 @@ from .sink import Sink, TargetStatus, TargetUnavailable
 from .spool import SpooledEvent
 from .targets import MqttOptions, Target
 
+CONNECT_GRACE_S = 10.0  # the first connection attempt's time to answer before it counts as an outage
+
 
 def _paho():
     try:
@@ -67,6 +69,7 @@ class MqttSink(Sink):
         self._connected = False
         self._ever_connected = False
         self._reason = "connecting"
+        self._started = time.monotonic()
         self._reconnects = 0
         self._info_of: dict = {}  # seq -> paho's MQTTMessageInfo, for events handed to paho
         self._state: str | None = None  # the last health message, sent again on (re)connect
@@ -76,6 +79,7 @@ class MqttSink(Sink):
         with self._cond:
             if reason_code.is_failure:
                 self._reason = f"the broker refused the connection: {reason_code}"
+                self._cond.notify_all()
                 return
             if self._ever_connected:
                 self._reconnects += 1
@@ -86,14 +90,17 @@ class MqttSink(Sink):
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         with self._cond:
+            if self._connected:  # a refused CONNECT also ends here: keep the refusal as the reason
+                self._reason = "connection lost" if str(reason_code) == "Unspecified error" else \
+                    f"disconnected ({reason_code})"
             self._connected = False
-            self._reason = "connection lost" if str(reason_code) == "Unspecified error" else \
-                f"disconnected ({reason_code})"
             self._cond.notify_all()
 
     def _on_connect_fail(self, client, userdata):
+        reason = f"cannot connect to {self.target.host}:{self.target.port} ({self._probe()})"
         with self._cond:
-            self._reason = f"cannot connect to {self.target.host}:{self.target.port} ({self._probe()})"
+            self._reason = reason
+            self._cond.notify_all()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._cond:  # paho marks the message's info published; wake deliver() to look
@@ -109,10 +116,13 @@ class MqttSink(Sink):
 
     # -- the Sink contract ----------------------------------------------------------------------
     def start(self) -> None:
+        self._started = time.monotonic()
         self._client.connect_async(self.target.host, self.target.port, keepalive=self.options.keepalive_s)
         self._client.loop_start()
 
     def deliver(self, events: list[SpooledEvent], *, timeout_s: float) -> int | None:
+        if self._first_connection_pending(timeout_s):
+            return None  # no outage to report before the first attempt has an answer
         events = events[: self.options.max_inflight * 5]
         mqtt = _paho()
         for event in events:  # each event goes to paho once, while connected; paho resends it after a reconnect
@@ -143,6 +153,20 @@ class MqttSink(Sink):
             if last is None and not self._connected:
                 raise TargetUnavailable(self._reason or "not connected")
         return last
+
+    def _first_connection_pending(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the first connection attempt's answer; True while it is
+        still pending and younger than CONNECT_GRACE_S (after that it counts as an outage)."""
+        with self._cond:
+            deadline = time.monotonic() + timeout_s
+            while not self._connected and self._reason == "connecting" and time.monotonic() < deadline:
+                self._cond.wait(0.1)
+            if self._connected or self._reason != "connecting":
+                return False
+            if time.monotonic() - self._started < CONNECT_GRACE_S:
+                return True
+            self._reason = f"no answer from {self.target.host}:{self.target.port} within {CONNECT_GRACE_S:.0f} s"
+            return False
 
     def publish_state(self, channel: str, body: str) -> None:
         self._state = body
