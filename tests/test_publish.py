@@ -230,6 +230,25 @@ def test_a_webhook_failing_with_500s_gets_every_event_signed_and_in_order(tmp_pa
     assert any("HTTP 500" in line for line in lines)
 
 
+def test_a_target_failing_in_the_middle_of_a_batch_keeps_the_rest(tmp_path):
+    """Ten events wait in the spool, so they go out as one batch; the receiver takes three,
+    fails the next three requests, then takes the rest: only what it took leaves the spool."""
+    from listener import WebhookReceiver
+
+    with WebhookReceiver(secret=None, failing={4, 5, 6}) as receiver:
+        config = publish_config({"targets": [receiver.url], "site": "hq", "camera": "g4",
+                                 "spool": str(tmp_path / "spool"), "webhook": {"first_backoff_s": 0.05}})
+        publisher = Publisher(config, log=lambda line: None)
+        for i in range(10):
+            publisher.publish("events", {"event": "passage", "i": i})
+        publisher.start()
+        try:
+            assert publisher.drain(30), publisher.status()
+        finally:
+            publisher.close()
+    assert [e["i"] for e in receiver.received.of_camera("hq", "g4")] == list(range(10))
+
+
 def test_a_receiver_that_does_not_trust_the_signature_gets_nothing_acknowledged(tmp_path, monkeypatch):
     from listener import WebhookReceiver
 

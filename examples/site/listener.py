@@ -149,10 +149,10 @@ class SiteListener:
 
 class WebhookReceiver:
     """A local HTTP receiver of the cameras' webhook POSTs: checks each signature (with
-    ``secret``), answers 500 to the first ``fail_first`` requests (to show the cameras
-    retry), keeps the events once each."""
+    ``secret``), answers 500 to the first ``fail_first`` requests and to the request numbers
+    (1-based) in ``failing`` (to show the cameras retry), keeps the events once each."""
 
-    def __init__(self, *, secret: bytes | None, port: int = 0, fail_first: int = 0):
+    def __init__(self, *, secret: bytes | None, port: int = 0, fail_first: int = 0, failing=()):
         self.received = Received()
         self.requests = 0
         self.bad_signatures = 0
@@ -165,7 +165,7 @@ class WebhookReceiver:
                 if secret is not None and not verify_signature(body, self.headers, secret):
                     receiver.bad_signatures += 1
                     self.send_response(401)
-                elif receiver.requests <= fail_first:
+                elif receiver.requests <= fail_first or receiver.requests in failing:
                     self.send_response(500)
                 else:
                     receiver.received.add(json.loads(body))
