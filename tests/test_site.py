@@ -50,6 +50,11 @@ def wait_until(condition, timeout_s: float, what: str, proc: subprocess.Popen | 
     pytest.fail(f"no {what} within {timeout_s:.0f} s")
 
 
+def wait_for_a_passage_at_the_site(listener, proc: subprocess.Popen) -> None:
+    wait_until(lambda: any(e["event"] == "passage" for e in listener.received.of_camera(SITE, CAMERA)), 600,
+               "passage at the site", proc)
+
+
 def passages(path: Path) -> int:
     return sum(r["event"] == "passage" for r in records(path))
 
@@ -79,8 +84,7 @@ def test_a_30_s_broker_outage_mid_stream_loses_no_event(gate_builds, gate_video,
             paced_http_stream(video, fps=FPS, pause_after=FIRST_PAUSE, hold_at_end=True) as (url, release):
         proc = start_app(url, gate_builds, tmp_path, "--publish", broker.url, "--health-every", "1")
         try:
-            wait_until(lambda: any(e["event"] == "passage" for e in listener.received.of_camera(SITE, CAMERA)), 600,
-                       "passage at the site", proc)
+            wait_for_a_passage_at_the_site(listener, proc)
             broker.stop()
             stopped = time.monotonic()
             release.set()  # the rest of the people pass while the broker is away
@@ -117,8 +121,7 @@ def test_events_decided_before_a_sigkill_arrive_after_the_restart(gate_builds, g
             paced_http_stream(video, fps=FPS, pause_after=FIRST_PAUSE, hold_at_end=True) as (url, release):
         first = start_app(url, gate_builds, tmp_path, "--publish", broker.url)
         try:
-            wait_until(lambda: any(e["event"] == "passage" for e in listener.received.of_camera(SITE, CAMERA)), 600,
-                       "passage at the site", first)
+            wait_for_a_passage_at_the_site(listener, first)
             at_site = passages(events)
             broker.stop()
             release.set()
