@@ -7,6 +7,7 @@ import sys
 
 from ..errors import MaskGateError
 from . import (
+    agree,
     backends,
     build,
     check,
@@ -29,6 +30,7 @@ COMMANDS = (
     turnstile,
     build,
     check,
+    agree,
     sign,
     backends,
     setup,

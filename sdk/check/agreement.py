@@ -1,0 +1,145 @@
+"""Cross-machine agreement: the pipeline's results on one machine (a camera, an emulated ARM
+CPU) against another's (the workstation), face by face.
+
+Results are the JSON lines of ``maskgate run SOURCE --json`` (one object per face: source,
+frame, box, score, landmarks, mask, pose). Faces of the same image and frame are matched
+greedily by box IoU (>= 0.5 by default, best pairs first); the report gives how many of
+the reference's faces were found, how many extra, and over the matched ones how often the
+mask label and the yaw class are the same, with score, box and landmark differences.
+Images are keyed by file name, so the two runs may read them from different folders.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass
+class Agreement:
+    images: int = 0
+    reference_faces: int = 0
+    other_faces: int = 0
+    matched: int = 0
+    extra: int = 0  # faces the other run found that the reference did not
+    same_mask: int = 0
+    same_yaw: int = 0
+    score_diff: dict = field(default_factory=dict)  # |score difference|: median, p95, max
+    box_iou: dict = field(default_factory=dict)  # IoU of matched boxes: median, min
+    landmark_nme: dict = field(default_factory=dict)  # mean landmark distance / box size: median, max
+    missed: list = field(default_factory=list)  # (image, frame, reference box) of reference faces not found
+
+    @property
+    def found(self) -> float:
+        return self.matched / self.reference_faces if self.reference_faces else 1.0
+
+    @property
+    def mask_agreement(self) -> float:
+        return self.same_mask / self.matched if self.matched else 1.0
+
+    @property
+    def yaw_agreement(self) -> float:
+        return self.same_yaw / self.matched if self.matched else 1.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "found": round(self.found, 5), "mask_agreement": round(self.mask_agreement, 5),
+                "yaw_agreement": round(self.yaw_agreement, 5)}
+
+    def describe(self) -> str:
+        return (f"{self.matched}/{self.reference_faces} reference faces found ({self.found:.2%}), {self.extra} extra; "
+                f"mask label same on {self.mask_agreement:.2%}, yaw class on {self.yaw_agreement:.2%} of matched; "
+                f"|score diff| median {self.score_diff.get('median', 0):.4f} max {self.score_diff.get('max', 0):.4f}; "
+                f"landmark NME median {self.landmark_nme.get('median', 0):.4f} "
+                f"max {self.landmark_nme.get('max', 0):.4f}")
+
+
+def load_results(path: str | Path) -> dict[tuple[str, int], list[dict]]:
+    """{(image file name, frame): faces} from a ``maskgate run --json`` file."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read results ({exc.strerror or exc}); write them with "
+                         "'maskgate run SOURCE --builds DIR --json > FILE'") from exc
+    faces: dict[tuple[str, int], list[dict]] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            face = json.loads(line)
+            key = (Path(face["source"]).name, int(face.get("frame", 0)))
+            faces.setdefault(key, []).append(face)
+            _ = face["box"], face["score"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}:{number}: not a face of 'maskgate run --json' ({exc}); expected an object "
+                             "with source, frame, box, score, landmarks, mask and pose") from exc
+    return faces
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4)."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def agreement(reference: dict, other: dict, *, iou: float = 0.5, images: set | None = None) -> Agreement:
+    """How far ``other`` (results of :func:`load_results`) agrees with ``reference``.
+    ``images``: the (name, frame) keys both runs read (default: every key either has; a key
+    with no face in a run counts as that run finding none)."""
+    result = Agreement()
+    keys = images if images is not None else set(reference) | set(other)
+    result.images = len({name for name, _ in keys})
+    score_diffs, ious, nmes = [], [], []
+    for key in sorted(keys):
+        ref, oth = reference.get(key, []), other.get(key, [])
+        result.reference_faces += len(ref)
+        result.other_faces += len(oth)
+        pairs = []
+        if ref and oth:
+            overlap = _iou(np.array([f["box"] for f in ref], float), np.array([f["box"] for f in oth], float))
+            used_r, used_o = set(), set()
+            for r, o in sorted(np.argwhere(overlap >= iou).tolist(), key=lambda p: -overlap[p[0], p[1]]):
+                if r not in used_r and o not in used_o:
+                    used_r.add(r)
+                    used_o.add(o)
+                    pairs.append((r, o, float(overlap[r, o])))
+        result.matched += len(pairs)
+        result.extra += len(oth) - len(pairs)
+        matched_refs = {r for r, _, _ in pairs}
+        result.missed += [(key[0], key[1], ref[r]["box"]) for r in range(len(ref)) if r not in matched_refs]
+        for r, o, overlap in pairs:
+            a, b = ref[r], oth[o]
+            ious.append(overlap)
+            score_diffs.append(abs(float(a["score"]) - float(b["score"])))
+            result.same_mask += _label(a, "mask") == _label(b, "mask")
+            result.same_yaw += _label(a, "pose") == _label(b, "pose")
+            if a.get("landmarks") and b.get("landmarks"):
+                box = np.array(a["box"], float)
+                size = max(float(np.sqrt((box[2] - box[0]) * (box[3] - box[1]))), 1e-6)
+                gap = np.linalg.norm(np.array(a["landmarks"], float) - np.array(b["landmarks"], float), axis=-1)
+                nmes.append(float(gap.mean()) / size)
+    result.score_diff = _spread(score_diffs)
+    result.box_iou = {"median": round(float(np.median(ious)), 4), "min": round(float(np.min(ious)), 4)} if ious else {}
+    result.landmark_nme = _spread(nmes)
+    return result
+
+
+def _label(face: dict, what: str):
+    value = face.get(what)
+    return value.get("label") if isinstance(value, dict) else value
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {}
+    return {"median": round(float(np.median(values)), 5), "p95": round(float(np.percentile(values, 95)), 5),
+            "max": round(float(np.max(values)), 5)}
