@@ -1,0 +1,273 @@
+"""The device install and its checks on an emulated aarch64 CPU (run by scripts/arm64-check.sh).
+
+    scripts/arm64-check.sh BUILDS_DIR [--data ../shared/data] [--limit N] [--formats onnx,tflite]
+        [--precisions fp32,int8] [--variants litert,tflite-runtime] [--json FILE]
+
+The environment, made once and cached under ``--env`` (default ~/.cache/maskgate/arm64, one
+folder per hash of its inputs: this file and the project's dependency pins):
+
+- an arm64 Debian bookworm root (``mmdebstrap --variant=extract``: its Python 3.11 and the
+  C/C++ runtime, no package scripts run, so no binfmt registration is needed);
+- a description of the camera's CPU inside that root (``/proc/cpuinfo`` and
+  ``/sys/devices/system/cpu``: 2 x Cortex-A55, as an RK3568): qemu-user shows a program the
+  host's x86 files, and ONNX Runtime's CPU detection (pytorch/cpuinfo) dies on them;
+- ``maskgate[device]`` and ``rknn-toolkit-lite2`` from the registries' aarch64 wheels,
+  installed by this machine's pip (``--platform ... --only-binary``); a second variant with
+  ``tflite-runtime`` 2.14 and ``numpy<2``. MaskGate itself is installed fresh from the
+  checkout on every run.
+
+Programs run as ``qemu-aarch64-static -L ROOT ROOT/usr/bin/python3.11``. The checks, each
+also run on this x86 machine where they compare: ``maskgate backends``; for every ONNX and
+TFLite build (format x precision) ``maskgate run --builds`` over the example images and, with
+``--data``, the test-split scenes, compared face by face with the x86 run
+(``maskgate.check.agreement``); ``maskgate check`` of those bundles. The last line printed is
+a one-line JSON summary; the exit status is 0 when every comparison and check passed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = "usr/bin/python3.11"
+MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
+VARIANTS = {  # name -> extra requirements beside the maskgate wheel
+    "litert": ["{wheel}[device]", "rknn-toolkit-lite2==2.5.0"],
+    "tflite-runtime": ["{wheel}[onnx]", "numpy<2", "tflite-runtime==2.14.0", "opencv-python-headless<4.12"],
+}
+ROOT_PACKAGES = "python3.11,libpython3.11-stdlib,libstdc++6,libgomp1,zlib1g"
+# What an RK3568 shows: 4 Cortex-A55 cores; this emulation gives the runtimes two, as this machine has.
+CPUS = 2
+
+
+class Unavailable(SystemExit):
+    pass
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def need_tools() -> None:
+    missing = [tool for tool in ("qemu-aarch64-static", "mmdebstrap") if shutil.which(tool) is None]
+    if missing:
+        raise Unavailable(f"arm64-check: {', '.join(missing)} missing; install them with: "
+                          "apt-get install qemu-user-static mmdebstrap")
+
+
+def env_key() -> str:
+    text = Path(__file__).read_text() + (ROOT / "pyproject.toml").read_text()
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def write_cpu(root: Path) -> None:
+    """/proc/cpuinfo and /sys/devices/system/cpu of a Cortex-A55 camera SoC, inside the root
+    (qemu-user looks there first for a program's absolute paths)."""
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "proc/cpuinfo").write_text("".join(
+        f"processor\t: {i}\nBogoMIPS\t: 48.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+        "asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+        "CPU variant\t: 0x2\nCPU part\t: 0xd05\nCPU revision\t: 0\n\n" for i in range(CPUS)))
+    cpu = root / "sys/devices/system/cpu"
+    cpu.mkdir(parents=True, exist_ok=True)
+    every = f"0-{CPUS - 1}\n"
+    for name, text in (("possible", every), ("present", every), ("online", every), ("kernel_max", "255\n")):
+        (cpu / name).write_text(text)
+    for i in range(CPUS):
+        core = cpu / f"cpu{i}"
+        files = {"cpufreq/cpuinfo_max_freq": "1992000\n", "cpufreq/cpuinfo_min_freq": "408000\n",
+                 "topology/physical_package_id": "0\n", "topology/cluster_cpus_list": every,
+                 "topology/core_cpus_list": f"{i}\n", "topology/thread_siblings_list": f"{i}\n",
+                 "topology/core_siblings_list": every, "topology/package_cpus_list": every}
+        for index, (level, size, kind) in enumerate(((1, "32K", "Data"), (1, "32K", "Instruction"),
+                                                     (3, "512K", "Unified"))):
+            files.update({f"cache/index{index}/level": f"{level}\n", f"cache/index{index}/size": f"{size}\n",
+                          f"cache/index{index}/type": f"{kind}\n",
+                          f"cache/index{index}/shared_cpu_list": f"{i}\n" if level == 1 else every})
+        for rel, text in files.items():
+            (core / rel).parent.mkdir(parents=True, exist_ok=True)
+            (core / rel).write_text(text)
+
+
+def pip_aarch64(target: Path, requirements: list[str], *, deps: bool = True) -> None:
+    platforms = [f"manylinux_2_{v}_aarch64" for v in range(17, 37)] + ["manylinux2014_aarch64", "linux_aarch64"]
+    command = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "--upgrade",
+               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:",
+               *[arg for p in platforms for arg in ("--platform", p)], *([] if deps else ["--no-deps"]), *requirements]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+        raise Unavailable(f"arm64-check: pip could not install aarch64 wheels of {requirements}: "
+                          f"{' '.join(errors)[-800:]}")
+
+
+def maskgate_wheel(folder: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(folder), str(ROOT)], check=True, capture_output=True)
+    return next(folder.glob("maskgate-*.whl"))
+
+
+def ensure_env(base: Path, variants: list[str], wheel: Path) -> tuple[Path, dict]:
+    """The cached environment (made where missing); returns its folder and how long each part took."""
+    need_tools()
+    env = base / env_key()
+    took = {}
+    root = env / "root"
+    if not (env / "root.done").is_file():
+        start = time.monotonic()
+        shutil.rmtree(root, ignore_errors=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        say(f"arm64-check: making the arm64 Debian root in {root}")
+        done = subprocess.run(["mmdebstrap", "--arch=arm64", "--variant=extract", "--mode=root",
+                               f"--include={ROOT_PACKAGES}", "bookworm", str(root), "http://deb.debian.org/debian"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Unavailable(f"arm64-check: mmdebstrap failed: {done.stderr[-800:]}")
+        write_cpu(root)
+        (env / "root.done").write_text("")
+        took["root_s"] = round(time.monotonic() - start, 1)
+    for variant in variants:
+        site = env / f"site-{variant}"
+        if not (env / f"{variant}.done").is_file():
+            start = time.monotonic()
+            say(f"arm64-check: installing the {variant} variant's aarch64 wheels")
+            shutil.rmtree(site, ignore_errors=True)
+            pip_aarch64(site, [r.format(wheel=wheel) for r in VARIANTS[variant]])
+            shutil.rmtree(site / "maskgate", ignore_errors=True)  # maskgate itself comes fresh on every run
+            (env / f"{variant}.done").write_text("")
+            took[f"{variant}_s"] = round(time.monotonic() - start, 1)
+    return env, took
+
+
+class Arm:
+    """Runs Python code and maskgate commands on the emulated CPU."""
+
+    def __init__(self, env: Path, variant: str, fresh: Path):
+        self.root = env / "root"
+        self.path = f"{fresh}:{env / f'site-{variant}'}"
+
+    def run(self, *argv: str, timeout: int = 7200) -> subprocess.CompletedProcess:
+        code = "import sys; from maskgate.cli import main; sys.exit(main(sys.argv[1:]))"
+        return subprocess.run(["qemu-aarch64-static", "-L", str(self.root), str(self.root / PYTHON), "-c", code,
+                               *argv], capture_output=True, text=True, timeout=timeout,
+                              env={"PATH": os.environ["PATH"], "PYTHONPATH": self.path, "PYTHONNOUSERSITE": "1",
+                                   "HOME": os.environ.get("HOME", "/root"), "LC_ALL": "C.UTF-8"})
+
+
+def here(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "import sys; from maskgate.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))", *argv], capture_output=True, text=True)
+
+
+def image_folder(folder: Path, data: Path | None, limit: int | None) -> tuple[Path, int]:
+    """A folder of links to the example images and, with ``data``, the test-split scenes."""
+    from maskgate.datasets.crops import split_of
+    from maskgate.voc import read_voc_folder
+
+    images = sorted((ROOT / "examples" / "images").glob("*.jpg"))
+    if data is not None:
+        images += [s.image_path for s in read_voc_folder(data / "scenes")
+                   if split_of(s.image_path.relative_to(data).as_posix()) == "test"]
+    images = images[:limit] if limit else images
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in images:
+        (folder / path.name).symlink_to(path.resolve())
+    return folder, len(images)
+
+
+def build_folder(builds: Path, fmt: str, precision: str, into: Path) -> Path | None:
+    """A builds folder holding only this format x precision's three bundles (general canvas)."""
+    bundles = [builds / f"{model}-{fmt}-{precision}" for model in MODELS]
+    if not all((b / "manifest.json").is_file() for b in bundles):
+        return None
+    into.mkdir(parents=True, exist_ok=True)
+    for bundle in bundles:
+        (into / bundle.name).symlink_to(bundle.resolve())
+    return into
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("builds", type=Path)
+    parser.add_argument("--data", type=Path, help="a data folder: its test-split scenes are compared too")
+    parser.add_argument("--limit", type=int, help="at most N images")
+    parser.add_argument("--formats", default="onnx,tflite")
+    parser.add_argument("--precisions", default="fp32,int8")
+    parser.add_argument("--variants", default="litert,tflite-runtime")
+    parser.add_argument("--env", type=Path, default=Path.home() / ".cache" / "maskgate" / "arm64")
+    parser.add_argument("--check-runs", type=int, default=3, help="timed runs per bundle in maskgate check")
+    parser.add_argument("--json", type=Path, help="write the full results here")
+    args = parser.parse_args()
+    began = time.monotonic()
+    variants = args.variants.split(",")
+    with tempfile.TemporaryDirectory(prefix="arm64-check-") as tmp:
+        tmp = Path(tmp)
+        wheel = maskgate_wheel(tmp / "wheel")
+        env, took = ensure_env(args.env, variants, wheel)
+        fresh = tmp / "maskgate"
+        pip_aarch64(fresh, [str(wheel)], deps=False)
+        images, n_images = image_folder(tmp / "images", args.data, args.limit)
+        summary = {"env": str(env), "env_made": took, "images": n_images, "builds": {}, "variants": {}}
+        for variant in variants:
+            arm = Arm(env, variant, fresh)
+            backends = arm.run("backends")
+            rknn = [line.strip() for line in backends.stdout.splitlines() if "RKNPU" in line]
+            summary["variants"][variant] = {"backends_rc": backends.returncode, "rknn": rknn[0] if rknn else None}
+            say(f"arm64-check [{variant}] maskgate backends: rc {backends.returncode}; rknn: {rknn[:1]}")
+            for fmt in args.formats.split(","):
+                if variant == "tflite-runtime" and fmt != "tflite":
+                    continue
+                for precision in args.precisions.split(","):
+                    folder = build_folder(args.builds, fmt, precision, tmp / f"b-{variant}-{fmt}-{precision}")
+                    if folder is None:
+                        say(f"arm64-check: no {fmt} {precision} bundles of all three models in {args.builds}")
+                        continue
+                    summary["builds"][f"{variant} {fmt} {precision}"] = check_build(arm, folder, images, tmp,
+                                                                                    args.check_runs)
+        summary["wall_s"] = round(time.monotonic() - began, 1)
+    summary["passed"] = bool(summary["builds"]) and all(b["passed"] for b in summary["builds"].values()) and \
+        all(v["backends_rc"] == 0 for v in summary["variants"].values())
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+    print(json.dumps({"passed": summary["passed"], "images": n_images, "wall_s": summary["wall_s"],
+                      "builds": {k: {"found": v["agreement"].get("found"),
+                                     "mask_agreement": v["agreement"].get("mask_agreement"),
+                                     "check_passed": v["check_passed"]} for k, v in summary["builds"].items()}}))
+    return 0 if summary["passed"] else 1
+
+
+def check_build(arm: Arm, folder: Path, images: Path, tmp: Path, check_runs: int) -> dict:
+    from maskgate.check.agreement import agreement, load_results
+
+    name = folder.name
+    start = time.monotonic()
+    x86 = here("run", str(images), "--builds", str(folder), "--json", "--threads", "1")
+    arm_run = arm.run("run", str(images), "--builds", str(folder), "--json", "--threads", "1")
+    arm_s = time.monotonic() - start
+    if x86.returncode not in (0, 1) or arm_run.returncode not in (0, 1):
+        say(f"arm64-check {name}: run failed: x86 rc {x86.returncode}, aarch64 rc {arm_run.returncode}: "
+            f"{arm_run.stderr[-1500:]}")
+        return {"passed": False, "agreement": {}, "check_passed": False, "error": arm_run.stderr[-1500:]}
+    (tmp / f"{name}.x86.jsonl").write_text(x86.stdout)
+    (tmp / f"{name}.arm.jsonl").write_text(arm_run.stdout)
+    result = agreement(load_results(tmp / f"{name}.x86.jsonl"), load_results(tmp / f"{name}.arm.jsonl"))
+    check = arm.run("check", str(folder), "--runs", str(check_runs))
+    ok = result.found >= 0.99 and result.mask_agreement >= 0.995 and check.returncode == 0
+    say(f"arm64-check {name}: {result.describe()}; maskgate check rc {check.returncode} "
+        f"({check.stdout.strip().splitlines()[-1] if check.stdout.strip() else check.stderr[-300:]}); "
+        f"{arm_s:.0f} s for both runs")
+    return {"passed": ok, "agreement": result.to_dict(), "check_passed": check.returncode == 0,
+            "check_tail": check.stdout.strip().splitlines()[-1:] if check.stdout.strip() else check.stderr[-500:],
+            "run_s": round(arm_s, 1)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
