@@ -224,6 +224,8 @@ def main() -> int:
     parser.add_argument("--env", type=Path, default=Path.home() / ".cache" / "maskgate" / "arm64")
     parser.add_argument("--check-runs", type=int, default=3, help="timed runs per bundle in maskgate check")
     parser.add_argument("--skip-check", action="store_true", help="compare the runs only, no maskgate check")
+    parser.add_argument("--video", type=Path, help="also run the turnstile app on this video (from "
+                        "examples/turnstile/make_test_video.py) with the first int8 build, on both machines")
     parser.add_argument("--json", type=Path, help="write the full results here")
     args = parser.parse_args()
     began = time.monotonic()
@@ -253,9 +255,16 @@ def main() -> int:
                         continue
                     summary["builds"][f"{variant} {fmt} {precision}"] = check_build(
                         arm, folder, images, tmp, None if args.skip_check else args.check_runs)
+        if args.video is not None:
+            int8 = [k for k in summary["builds"] if k.endswith("int8") and k.startswith(variants[0])]
+            if int8:
+                _, fmt, precision = int8[0].split()
+                folder = tmp / f"b-{variants[0]}-{fmt}-{precision}"
+                summary["turnstile"] = turnstile(Arm(env, variants[0], fresh, args.core), folder, args.video, tmp)
         summary["wall_s"] = round(time.monotonic() - began, 1)
     summary["passed"] = bool(summary["builds"]) and all(b["passed"] for b in summary["builds"].values()) and \
-        all(v["backends_rc"] == 0 for v in summary["variants"].values())
+        all(v["backends_rc"] == 0 for v in summary["variants"].values()) and \
+        summary.get("turnstile", {}).get("passed", True)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
     print(json.dumps({"passed": summary["passed"], "core": args.core, "images": n_images, "wall_s": summary["wall_s"],
@@ -291,6 +300,27 @@ def check_build(arm: Arm, folder: Path, images: Path, tmp: Path, check_runs: int
     return {"passed": ok, "agreement": result.to_dict(), "check_passed": check.returncode == 0,
             "check_tail": check.stdout.strip().splitlines()[-1:] if check.stdout.strip() else check.stderr[-500:],
             "run_s": round(arm_s, 1)}
+
+
+def turnstile(arm: Arm, folder: Path, video: Path, tmp: Path) -> dict:
+    """``maskgate turnstile`` on the video here and on the emulated CPU: the same passages and decisions?"""
+    decisions = {}
+    start = time.monotonic()
+    for machine, run in (("x86", here), ("aarch64", arm.run)):
+        events = tmp / f"turnstile-{machine}.jsonl"
+        done = run("turnstile", str(video), "--builds", str(folder), "--events", str(events), "--threads", "1",
+                   "--profile", "general")
+        if done.returncode != 0 or not events.is_file():
+            say(f"arm64-check turnstile on {machine}: rc {done.returncode}: {done.stderr[-1500:]}")
+            return {"passed": False, "error": f"{machine}: rc {done.returncode}"}
+        records = [json.loads(line) for line in events.read_text().splitlines()]
+        decisions[machine] = [(round(r["start"], 1), r["decision"]) for r in records if r["event"] == "passage"]
+    same = decisions["x86"] == decisions["aarch64"]
+    say(f"arm64-check turnstile ({folder.name}): {len(decisions['aarch64'])} passages on aarch64, "
+        f"{len(decisions['x86'])} on x86, {'the same decisions' if same else 'DIFFERENT decisions'}; "
+        f"{time.monotonic() - start:.0f} s")
+    return {"passed": same, "passages": len(decisions["aarch64"]), "x86": decisions["x86"],
+            "aarch64": decisions["aarch64"]}
 
 
 if __name__ == "__main__":
