@@ -71,16 +71,18 @@ class SiteLink:
         """Send the health fields to the site and the metrics; returns the words the stderr
         health line adds (the spool and the targets)."""
         self._refresh_last_check()
-        status = self.publisher.status() if self.publisher is not None else None
+        status = None
+        if self.publisher is not None:  # the message sent carries the publisher's state: read once, used for all
+            sent = self.publisher.health({**fields, "runtime": runtime, "last_check": self._last_check})
+            status = sent["publish"]
         if self.metrics is not None:
             self.metrics.fps.set(fields.get("fps") or 0.0)
             self.metrics.stream(dropped=stream_stats.dropped, reconnects=stream_stats.reconnects)
             self.metrics.runtimes(runtime or {})
             if status is not None:
                 self.metrics.publish(status)
-        if self.publisher is None:
+        if status is None:
             return ""
-        self.publisher.health({**fields, "runtime": runtime, "last_check": self._last_check})
         spool = status["spool"]
         age = f", oldest {spool['oldest_age_s']:.0f} s" if spool["oldest_age_s"] is not None else ""
         words = [f"spool {spool['depth']}{age}"]
