@@ -24,6 +24,8 @@ SPOOL_FILE = "spool.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
                                    channel TEXT NOT NULL, created REAL NOT NULL, body TEXT NOT NULL);
+-- Age limits delete by creation time on every append: an index keeps that off a full scan.
+CREATE INDEX IF NOT EXISTS events_created ON events (created);
 CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, acked INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
