@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from maskgate.config import config_table
+from maskgate.config import active_config
 from maskgate.errors import InputError
 from maskgate.formats import DEVICE_KINDS, SIMULATOR, format_order
 
@@ -39,11 +39,10 @@ def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: s
     if text is None:
         text, source = os.environ.get(ENV_PREFERENCE), ENV_PREFERENCE
     if text is None:
-        path, table = config_devices()
+        config = active_config()
         for key in ([model] if model else []) + ["default"]:
-            if key in table:
-                text, source = table[key], f"{path} [devices] {key}"
-                break
+            if key in config.devices:  # checked when the file was read
+                return config.devices[key]
     if text is None:
         return DEFAULT_PREFERENCE
     kinds = tuple(k.strip().lower() for k in (text.split(",") if isinstance(text, str) else text) if k.strip())
@@ -52,11 +51,3 @@ def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: s
         raise InputError(f"device preference {text!r} (from {source}) must list some of {', '.join(DEVICE_KINDS)}, "
                          f"e.g. 'npu,gpu,cpu'; got {unknown or 'nothing'}")
     return tuple(dict.fromkeys(kinds))
-
-
-def config_devices() -> tuple[str | None, dict]:
-    """(path, the ``[devices]`` table) of the config file, or (None, {}) when there is none."""
-    path, table = config_table("devices")
-    if not all(isinstance(v, (str, list)) for v in table.values()):
-        raise InputError(f"{path}: [devices] must map 'default' or a model name to a preference like \"npu,gpu,cpu\"")
-    return path, table

@@ -33,6 +33,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
 
 
+@pytest.fixture(autouse=True)
+def fresh_config():
+    """Each test reads the config files it names: none read (or chosen) by another test holds."""
+    from maskgate.config import reset_config
+
+    reset_config()
+    yield
+    reset_config()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return SHARED_DATA

@@ -166,10 +166,15 @@ def test_preference_from_a_config_file_ranks_below_the_environment(monkeypatch, 
     monkeypatch.setenv("MASKGATE_DEVICE", "cpu")
     assert parse_preference(None, model=MODEL) == ("cpu",)
     monkeypatch.delenv("MASKGATE_DEVICE")
+    from maskgate.config import reset_config
+
     config.write_text('[devices]\ndefault = "fpga"\n')
-    with pytest.raises(InputError, match=r"maskgate.toml \[devices\] default"):
+    assert parse_preference(None) == ("gpu", "cpu")  # read once per process: a rewrite mid-run changes nothing
+    reset_config()
+    with pytest.raises(InputError, match=r"maskgate.toml: \[devices\] default"):
         parse_preference(None)
     config.write_text("[devices\n")
+    reset_config()
     with pytest.raises(InputError, match="cannot read the MaskGate config"):
         parse_preference(None)
 

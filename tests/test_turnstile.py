@@ -352,11 +352,16 @@ def test_config_file_then_flags(tmp_path):
     assert config.builds == Path("b") and config.roi == (10, 20, 300, 400) and config.stream.max_backoff_s == 2.0
     assert config.rules.window == 3 and config.rules.frontal_yaw_classes == (2, 3)  # the flag wins, the file fills in
     path.write_text("[turnstile]\nwindwo = 3\n")
-    with pytest.raises(InputError, match="turnstile.toml.*takes builds"):
+    with pytest.raises(InputError, match=r"turnstile.toml: \[turnstile\] windwo: unknown key; .*takes source, builds"):
+        load_config("0", path=path)
+    path.write_text("[turnstile.rules]\nwindwo = 3\n")
+    with pytest.raises(InputError, match=r"\[turnstile.rules\] windwo: unknown key; .*takes frontal_yaw_classes"):
         load_config("0", path=path)
     path.write_text("[other]\n")
-    with pytest.raises(InputError, match="no \\[turnstile\\] table"):
+    with pytest.raises(InputError, match=r"\[other\]: unknown table; the MaskGate config takes \[devices\]"):
         load_config("0", path=path)
+    path.write_text("[turnstile]\n")
+    assert load_config("0", path=path).builds == Path("builds")  # an empty table: every default
     with pytest.raises(InputError, match="positive size"):
         load_config("0", roi=(0, 0, 0, 10))
 
@@ -412,7 +417,7 @@ def test_a_dropped_http_stream_is_reopened_with_backoff(tmp_path):
     # Generous limits: the outcome depends only on what the server sends, not on how fast
     # this machine reads it (the cut and the 404 end each connection at once).
     stream = FrameStream(url, StreamOptions(first_backoff_s=0.05, max_backoff_s=0.1, max_reconnects=1,
-                                            read_timeout_s=60.0))
+                                            stall_s=60.0))
     seen = []
     try:
         with pytest.raises(SourceError, match="stopped delivering frames and 1 reconnection"):

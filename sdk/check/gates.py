@@ -11,59 +11,24 @@ threshold. Without a sample size the observed value is compared as it is: that i
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+
+from ..config.gates import DEFAULT_GATES, Gate  # noqa: F401  (re-exported: the checker's gates)
 
 CONFIDENCE_Z = 1.96  # 95 %, two-sided
 
 
-@dataclass(frozen=True)
-class Gate:
-    """The least a build of one precision must reach against its fp32 reference."""
-
-    min_cosine: float  # every output, every golden sample
-    min_top1: float  # classifiers: top-1 agreement
-    min_recall: float  # detector: share of the reference detections found (IoU >= 0.5)
-    max_landmark_nme: float  # detector: landmark error over inter-ocular distance, matched faces
-
-    def with_overrides(self, **values) -> Gate:
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
-
-
-DEFAULT_GATES = {
-    "fp32": Gate(min_cosine=0.99999, min_top1=1.0, min_recall=1.0, max_landmark_nme=0.01),
-    "fp16": Gate(min_cosine=0.999, min_top1=0.99, min_recall=0.98, max_landmark_nme=0.03),
-    # int8 landmarks: 0.036-0.064 over every shipped held-out frame, up to 0.088 on the golden
-    # frames (the most crowded scenes, 20-40 px faces); 0.1 of the eye distance moves the
-    # aligned crop's roll by a few degrees at most.
-    "int8": Gate(min_cosine=0.98, min_top1=0.99, min_recall=0.98, max_landmark_nme=0.1),
-}
-
-
 def configured_gates(overrides: dict | None = None) -> dict[str, Gate]:
-    """The gate of each precision: the defaults, then ``[gates.<precision>]`` tables of the
-    MaskGate config file (``MASKGATE_CONFIG`` or ./maskgate.toml), then ``overrides`` (flags,
-    for every precision; None values ignored)."""
-    from ..config import read_config
-    from ..errors import InputError
+    """The gate of each precision: the defaults, then ``[gates.<precision>]`` of the MaskGate
+    config (``maskgate.config.active_config``), then ``overrides`` (flags, for every precision;
+    None values ignored)."""
+    from ..config import active_config
 
-    path, config = read_config()
-    tables = config.get("gates", {})
-    fields = set(Gate.__dataclass_fields__)
-    if not isinstance(tables, dict) or not set(tables) <= set(DEFAULT_GATES):
-        raise InputError(f"{path}: [gates] holds one table per precision ({', '.join(DEFAULT_GATES)}), "
-                         f"e.g. [gates.int8] min_top1 = 0.98")
-    out = {}
-    for precision, gate in DEFAULT_GATES.items():
-        table = tables.get(precision, {})
-        if not isinstance(table, dict) or not set(table) <= fields or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in table.values()):
-            raise InputError(f"{path}: [gates.{precision}] may set numbers for {', '.join(sorted(fields))}; "
-                             f"got {table!r}")
-        out[precision] = gate.with_overrides(**{k: float(v) for k, v in table.items()}).with_overrides(
-            **(overrides or {})
-        )
-    return out
+    tables = active_config().gates
+    return {precision: gate.with_overrides(**dataclasses.asdict(tables[precision]) if precision in tables else {})
+            .with_overrides(**(overrides or {})) for precision, gate in DEFAULT_GATES.items()}
 
 
 def wilson_upper(share: float, n: int, *, z: float = CONFIDENCE_Z) -> float:

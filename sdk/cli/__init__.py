@@ -45,6 +45,10 @@ COMMANDS = (
 )
 
 
+CONFIG_HELP = ("the MaskGate config file (TOML: [devices], [gates.*], [trust], [data], [turnstile]); default "
+               "MASKGATE_CONFIG, else ./maskgate.toml")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..version import __version__
 
@@ -58,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also log what MaskGate passes over quietly (folders under --builds that are not bundles, say)",
     )
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    for command_parser in sub.choices.values():  # after the command too; SUPPRESS keeps one given before it
+        command_parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return parser
 
 
@@ -76,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         logger = logging.getLogger("maskgate")
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
+    from ..config import restore_config
+
+    before = None
     try:
+        before = _read_config(args.config)
         return int(args.func(args) or 0)
     except MaskGateError as exc:
         print(f"maskgate: error: {exc}", file=sys.stderr)
@@ -87,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("maskgate: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore_config(before)
+
+
+def _read_config(path: str | None):
+    """The process's config, read and checked before any work (a typo stops the command here);
+    returns the config chosen before, which ``main`` restores when the command ends."""
+    from ..config import active_config, chosen_config, use_config
+    from ..registry import list_models
+
+    before = use_config(path) if path is not None else chosen_config()
+    active_config().check_models(list_models())
+    return before
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ def add_parser(sub) -> None:
                        "takes the largest face in the region of interest as the person at the gate, smooths the "
                        "decision (NO_FACE, LOOK_AT_CAMERA, NO_MASK, CANNOT_CHECK, OPEN) over several frames, writes a "
                        "gate event the moment the gate opens or refuses, and one summary event per passage. "
-                       "Settings come from --config ([turnstile] in TOML), then these flags.")
-    p.add_argument("source", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL")
-    p.add_argument(
-        "--config", metavar="FILE", help="TOML file with a [turnstile] table (examples/turnstile/turnstile.toml)"
-    )
+                       "Settings come from the config file ([turnstile] and [trust]: --config FILE, MASKGATE_CONFIG "
+                       "or ./maskgate.toml), then these flags.")
+    p.add_argument("source", nargs="?", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL "
+                   "(default: [turnstile] source of the config file)")
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./builds)")
     p.add_argument("--prefer", "--device", dest="prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per model")
@@ -68,8 +67,8 @@ def main(args) -> int:
     from ..files import writable_file
     from ..turnstile import TurnstileApp, load_config
 
-    config = load_config(
-        args.source, path=args.config, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
+    config = load_config(  # the process's config (--config, MASKGATE_CONFIG, ./maskgate.toml): read in cli.main
+        args.source, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
         events=args.events, video_out=args.video_out, health_every_s=args.health_every_s, max_frames=args.max_frames,
         verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds, profile=args.profile,
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,

@@ -15,10 +15,10 @@ import socket
 import threading
 import time
 
+from ..config.publish import MqttOptions, Target
 from ..errors import DependencyError
 from .sink import Sink, TargetStatus, TargetUnavailable
 from .spool import SpooledEvent
-from .targets import MqttOptions, Target
 
 CONNECT_GRACE_S = 10.0  # the first connection attempt's time to answer before it counts as an outage
 

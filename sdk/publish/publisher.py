@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 
+from ..config.publish import PublishConfig
 from .sink import Sink, TargetUnavailable
 from .spool import Spool
-from .targets import PublishConfig
 
 
 def _stderr(message: str) -> None:

@@ -15,9 +15,9 @@ import random
 import ssl
 import time
 
+from ..config.publish import Target, WebhookOptions
 from .sink import Sink, TargetStatus, TargetUnavailable
 from .spool import SpooledEvent
-from .targets import Target, WebhookOptions
 
 SIGNATURE_HEADER = "X-MaskGate-Signature"
 TIMESTAMP_HEADER = "X-MaskGate-Timestamp"

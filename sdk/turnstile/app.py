@@ -20,18 +20,15 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..config import DEFAULT_BUILDS
+from ..config.turnstile import TurnstileConfig
 from ..errors import MaskGateError
-from ..publish import PublishConfig
 from .decision import (
     Decision,
     GateEvent,
-    GateRules,
     GateStateMachine,
     Observation,
     Passage,
@@ -39,38 +36,11 @@ from .decision import (
     observe,
 )
 from .events import event_record
-from .stream import FrameStream, StreamOptions
+from .stream import FrameStream
 
 DECISION_COLOURS = {Decision.OPEN: (0, 200, 0), Decision.NO_MASK: (0, 0, 255),
                     Decision.LOOK_AT_CAMERA: (0, 200, 255), Decision.CANNOT_CHECK: (255, 0, 255),
                     Decision.NO_FACE: (160, 160, 160)}
-
-
-@dataclass(frozen=True)
-class TurnstileConfig:
-    source: str  # camera index, video file, rtsp:// or http:// URL
-    builds: Path = DEFAULT_BUILDS
-    prefer: str | None = None  # device preference (npu,gpu,cpu by default)
-    threads: int | None = None
-    roi: tuple[int, int, int, int] | None = None  # x, y, width, height of the gate area
-    rules: GateRules = field(default_factory=GateRules)
-    stream: StreamOptions = field(default_factory=StreamOptions)
-    events: Path | None = None
-    video_out: Path | None = None
-    health_every_s: float = 10.0
-    max_frames: int | None = None
-    verify_key: Path | None = None  # run only bundles signed with this key (default: [trust] in maskgate.toml)
-    allow_failed_builds: bool | None = None  # also run bundles below their gates (default: [trust], else no)
-    profile: str = "turnstile"  # the detector canvas wanted (maskgate.profiles); another is taken, logged, if absent
-    publish: PublishConfig | None = None  # where events go ([turnstile.publish], --publish)
-    publish_problem: str | None = None  # what was wrong with [turnstile.publish]: said once, the gate decides on
-    metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port)
-    metrics_address: str = "127.0.0.1"
-
-    def __post_init__(self):
-        from ..profiles import get_profile
-
-        get_profile(self.profile)  # an unknown name fails here, naming the known ones
 
 
 @dataclass

@@ -1,104 +1,77 @@
-"""The turnstile's settings from a TOML (or JSON) file, under flags that override them.
+"""The turnstile's settings: ``[turnstile]`` of the MaskGate config (``maskgate.config``, the one
+reader, which also holds the ``[trust]`` the app runs under), under flags that override them.
+``examples/turnstile/turnstile.toml`` shows every table.
 
-    [turnstile]
-    builds = "builds"
-    roi = [160, 60, 320, 400]        # x, y, width, height of the gate area
-    events = "events.jsonl"
-    [turnstile.rules]
-    frontal_yaw_classes = [1, 2, 3, 4]
-    min_mask_prob = 0.5
-    window = 5
-    [turnstile.stream]
-    max_backoff_s = 8.0
-    [turnstile.publish]              # see maskgate.publish.targets
-    targets = ["mqtt://broker.site:1883"]
-    site = "hq"
-    camera = "gate-1"
-    spool = "/var/lib/maskgate/spool"
-
-A malformed ``[turnstile.publish]`` does not stop the gate: the config carries the problem
-(said once when the app starts) and a spool-only publish config, so events are kept.
+A malformed value in ``[turnstile.publish]`` does not stop the gate: the config carries the
+problem (said once when the app starts) and a spool-only publish config, so events are kept.
+An unknown key there, as anywhere in the file, is refused before the app starts.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from ..config import read_config
-from ..errors import InputError, PublishError
-from ..publish import PublishConfig, publish_config
-from .app import TurnstileConfig
-from .decision import GateRules
-from .stream import StreamOptions
+from ..config import MaskGateConfig, active_config, use_config
+from ..config.publish import PublishConfig, parse_target
+from ..config.tables import ConfigError
+from ..config.turnstile import TurnstileConfig
+from ..errors import InputError
 
 _PATHS = ("builds", "events", "video_out", "verify_key")
 
 
-def load_config(source: str, *, path: str | Path | None = None, **overrides) -> TurnstileConfig:
-    """``TurnstileConfig`` for ``source`` from the file at ``path`` (if any), then
-    ``overrides`` (None values ignored; ``rules`` / ``stream`` dicts update field by field)."""
-    table: dict = {}
+def load_config(source: str | None = None, *, path: str | Path | None = None, config: MaskGateConfig | None = None,
+                **overrides) -> TurnstileConfig:
+    """``TurnstileConfig`` for ``source``: ``[turnstile]`` of ``config`` (default: the process's
+    config; ``path``: make the file there the process's config first, as ``--config`` does, so
+    its ``[trust]`` and ``[devices]`` hold too), then ``overrides`` (None values ignored;
+    ``rules`` / ``stream`` / ``publish`` dicts update field by field)."""
     if path is not None:
-        table = _read(Path(path))
-    publish, problem = _publish(table.pop("publish", None), overrides.pop("publish", None) or {},
-                                where=f"[turnstile.publish] in {path}" if path is not None else "--publish")
-    rules = {
-        **table.pop("rules", {}),
-        **{k: v for k, v in (overrides.pop("rules", None) or {}).items() if v is not None},
-    }
-    stream = {
-        **table.pop("stream", {}),
-        **{k: v for k, v in (overrides.pop("stream", None) or {}).items() if v is not None},
-    }
-    values = {**table, **{k: v for k, v in overrides.items() if v is not None}}
-    where = str(path) if path is not None else "the turnstile options"
+        use_config(path)
+    config = config if config is not None else active_config()
+    base = config.turnstile
+    rules = {k: v for k, v in (overrides.pop("rules", None) or {}).items() if v is not None}
+    stream = {k: v for k, v in (overrides.pop("stream", None) or {}).items() if v is not None}
+    publish = overrides.pop("publish", None) or {}
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if source is not None:
+        values["source"] = str(source)
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TurnstileConfig)})
+    if unknown:
+        raise InputError(f"the turnstile options: unknown option(s) {unknown}")
     try:
         for key in _PATHS:
-            if values.get(key) is not None:
+            if key in values:
                 values[key] = Path(values[key])
-        if values.get("roi") is not None:
+        if "roi" in values:
             values["roi"] = tuple(int(v) for v in values["roi"])
-            if len(values["roi"]) != 4 or values["roi"][2] <= 0 or values["roi"][3] <= 0:
-                raise ValueError(f"roi must be x, y, width, height with a positive size, got {values['roi']}")
+            if len(values["roi"]) != 4:
+                raise ValueError(f"roi must be x, y, width, height, got {list(values['roi'])}")
         if "frontal_yaw_classes" in rules:
             rules["frontal_yaw_classes"] = tuple(int(v) for v in rules["frontal_yaw_classes"])
-        return TurnstileConfig(source=str(source), rules=GateRules(**rules), stream=StreamOptions(**stream),
-                               publish=publish, publish_problem=problem, **values)
+        turnstile = dataclasses.replace(
+            base, rules=dataclasses.replace(base.rules, **rules), stream=dataclasses.replace(base.stream, **stream),
+            publish=_with_flags(base.publish, publish), **values)
     except (TypeError, ValueError) as exc:
-        known = [f.name for f in dataclasses.fields(TurnstileConfig)
-                 if f.name not in ("source", "rules", "stream", "publish_problem")]
-        raise InputError(f"{where}: {exc}; [turnstile] takes {', '.join(known)}, [turnstile.rules] takes "
-                         f"{', '.join(f.name for f in dataclasses.fields(GateRules))}, [turnstile.stream] takes "
-                         f"{', '.join(f.name for f in dataclasses.fields(StreamOptions))}") from exc
+        raise InputError(f"the turnstile options (over {config.where}): {exc}") from None
+    if turnstile.source is None:
+        raise ConfigError(f"no source: give SOURCE (a camera index, a video, an rtsp:// or http:// URL) or "
+                          f"[turnstile] source in {config.where}")
+    return turnstile
 
 
-def _read(path: Path) -> dict:
-    where, data = read_config(path)
-    table = data.get("turnstile")
-    if not isinstance(table, dict):
-        raise InputError(f"{where}: no [turnstile] table; see examples/turnstile/turnstile.toml")
-    return dict(table)
-
-
-def _publish(table: dict | None, flags: dict, *, where: str) -> tuple[PublishConfig | None, str | None]:
-    """(publish config, problem): None without a [turnstile.publish] table or publish flags; for
-    a malformed one, the problem and a config with no targets on the spool it names (if that
-    much parses), so the camera keeps its events until the file is fixed."""
+def _with_flags(base: PublishConfig | None, flags: dict) -> PublishConfig | None:
+    """``--publish`` (adds to the file's targets), ``--site``, ``--camera``, ``--spool`` over the
+    ``[turnstile.publish]`` config; a flag that cannot be used is refused (the operator typed it now)."""
     flags = {k: v for k, v in flags.items() if v is not None and v != ()}
-    if table is None and not flags:
-        return None, None
-    if table is not None and not isinstance(table, dict):
-        return PublishConfig(), f"{where}: must be a table, got {type(table).__name__}"
-    if table is not None and flags.get("targets"):  # --publish adds to the file's targets
-        listed = table.get("targets") or []
-        listed = [listed] if isinstance(listed, str) else list(listed)
-        flags["targets"] = tuple(dict.fromkeys([*listed, *flags["targets"]]))
-    try:
-        return publish_config(table, where=where, **flags), None
-    except PublishError as exc:
-        keep = {k: v for k, v in {**(table or {}), **flags}.items() if k in ("site", "camera", "spool")}
-        try:
-            fallback = publish_config(keep, where=where)
-        except PublishError:
-            fallback = PublishConfig()
-        return fallback, str(exc)
+    if not flags:
+        return base
+    base = base if base is not None else PublishConfig()
+    targets = list(base.targets)
+    for url in flags.pop("targets", ()):
+        target = parse_target(url)
+        if target.name not in {t.name for t in targets}:
+            targets.append(target)
+    if "spool" in flags:
+        flags["spool"] = Path(flags["spool"])
+    return dataclasses.replace(base, targets=tuple(targets), **flags)

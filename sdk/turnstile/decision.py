@@ -23,6 +23,8 @@ import statistics
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ..config.turnstile import GateRules  # noqa: F401  (the rules are config: [turnstile.rules])
+
 
 class Decision(str, enum.Enum):
     NO_FACE = "NO_FACE"
@@ -33,28 +35,6 @@ class Decision(str, enum.Enum):
 
 
 REFUSALS = (Decision.LOOK_AT_CAMERA, Decision.NO_MASK, Decision.CANNOT_CHECK)
-
-
-@dataclass(frozen=True)
-class GateRules:
-    """What the turnstile asks of the person at the gate."""
-
-    # Yaw classes (of the six) frontal enough: within +-40 degrees. Empty: the site does not
-    # check the head pose (and runs without a pose model); otherwise a face without a pose
-    # verdict is refused.
-    frontal_yaw_classes: tuple[int, ...] = (1, 2, 3, 4)
-    min_mask_prob: float = 0.5  # P(mask) needed to open
-    min_face_px: float = 48.0  # narrower faces are too far from the gate to count
-    window: int = 5  # frames the decision is smoothed over
-    gap_frames: int = 5  # frames without a face that end a passage
-
-    def __post_init__(self):
-        if self.window < 1 or self.gap_frames < 1:
-            raise ValueError(f"window and gap_frames must be at least 1, got {self.window} and {self.gap_frames}")
-        if not 0.0 < self.min_mask_prob <= 1.0:  # NaN fails this too; 0 would open for everyone
-            raise ValueError(f"min_mask_prob must be in (0, 1], got {self.min_mask_prob}")
-        if not math.isfinite(self.min_face_px) or self.min_face_px < 0:
-            raise ValueError(f"min_face_px must be a width in pixels >= 0, got {self.min_face_px}")
 
 
 @dataclass

@@ -16,16 +16,16 @@ def _say(message: str) -> None:
 
 class SiteLink:
     def __init__(self, config):
-        """``config``: the app's ``TurnstileConfig`` (publish, publish_problem, metrics_port, builds)."""
+        """``config``: the app's ``TurnstileConfig`` (publish, metrics_port, builds)."""
         self.config = config
         self.publisher = None
         self.metrics = None
         self._check_mtime = None
         self._last_check = None
         publish = config.publish
-        if config.publish_problem:
-            where = f"; events are kept in the spool {publish.spool} until it is fixed" if publish else ""
-            _say(f"{config.publish_problem}; deciding on without publishing{where}")
+        if publish is not None and publish.problem:
+            _say(f"{publish.problem}; deciding on without publishing; events are kept in the spool "
+                 f"{publish.spool} until it is fixed")
         if publish is not None:
             from ..publish import Publisher
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..config.turnstile import StreamOptions  # noqa: F401  ([turnstile.stream])
 from ..errors import SourceError
 from ..sources import truncation
 
@@ -27,15 +28,6 @@ log = logging.getLogger(__name__)
 
 def is_live(target: str) -> bool:
     return bool(re.fullmatch(r"\d+", target) or re.match(r"(rtsp|rtsps|http|https|rtmp|udp|tcp)://", target, re.I))
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    reconnect: bool | None = None  # None: live sources reconnect, files do not
-    first_backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    max_reconnects: int | None = None  # give up after this many failed in a row (None: keep trying until stopped)
-    read_timeout_s: float = 5.0  # a live source silent this long is reopened
 
 
 @dataclass
@@ -146,7 +138,7 @@ class FrameStream:
         grabber.start()
         try:
             while not self._stop.is_set():
-                if not fresh.wait(self.options.read_timeout_s):
+                if not fresh.wait(self.options.stall_s):
                     if not grabber.is_alive():
                         break
                     continue  # a reconnect in progress: keep waiting

@@ -1,6 +1,11 @@
 """Where a camera's events go, and how: publish targets parsed from URLs, and the settings
 of ``[turnstile.publish]`` (or ``--publish``, ``--site``, ``--camera``, ``--spool``).
 
+A key the table does not take is refused like any other in the config file; a value that
+cannot be used (a target of another scheme, a site name with a '/') does not stop the gate:
+the config carries the problem (``PublishConfig.problem``, said once when the app starts) and
+a config with no targets on the spool it names, so events are kept until the file is fixed.
+
     mqtt://HOST[:1883]     an MQTT broker (mqtts:// for TLS, port 8883 by default)
     http(s)://HOST/PATH    a webhook: each event POSTed as JSON, signed with a shared secret
 
@@ -17,6 +22,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..errors import PublishError
+from .tables import ConfigError
 
 DEFAULT_SPOOL = Path("maskgate-spool")
 TOPIC_PREFIX = "maskgate"
@@ -152,6 +158,8 @@ class PublishConfig:
     on_full: str = "drop_oldest"
     mqtt: MqttOptions = field(default_factory=MqttOptions)
     webhook: WebhookOptions = field(default_factory=WebhookOptions)
+    #: what was wrong with the table's values: said once, the gate decides on, events stay spooled
+    problem: str | None = field(default=None, metadata={"flag_only": "set by MaskGate"})
 
     def __post_init__(self):
         _name(self.site, "site")
@@ -172,7 +180,7 @@ def publish_config(table: dict | None = None, *, where: str = "[turnstile.publis
     naming the key and what it takes."""
     values = dict(table or {})
     values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
-    known = [f.name for f in dataclasses.fields(PublishConfig)]
+    known = _keys(PublishConfig)
     unknown = sorted(set(values) - set(known))
     try:
         if unknown:
@@ -204,3 +212,37 @@ def publish_config(table: dict | None = None, *, where: str = "[turnstile.publis
             f"{where}: {exc}; it takes {', '.join(known)}; [.mqtt] takes "
             f"{', '.join(f.name for f in dataclasses.fields(MqttOptions))}; [.webhook] takes "
             f"{', '.join(f.name for f in dataclasses.fields(WebhookOptions))}") from None
+
+
+def _keys(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if "flag_only" not in f.metadata]
+
+
+def read_publish_table(table: object, *, file: str, name: str = "turnstile.publish") -> PublishConfig:
+    """``[turnstile.publish]`` from the config file: an unknown key (here or in ``.mqtt`` /
+    ``.webhook``) is a ConfigError like everywhere else; values that cannot be used give a
+    config that keeps events in the spool it names and says why in ``problem``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [{name}] must be a table, got {type(table).__name__}")
+    for where, keys, given in ((name, _keys(PublishConfig), table),
+                               (f"{name}.mqtt", _keys(MqttOptions), table.get("mqtt", {})),
+                               (f"{name}.webhook", _keys(WebhookOptions), table.get("webhook", {}))):
+        if not isinstance(given, dict):
+            raise ConfigError(f"{file}: [{where}] must be a table, got {type(given).__name__}")
+        unknown = [k for k in given if k not in keys]
+        if unknown:
+            raise ConfigError(f"{file}: [{where}] {unknown[0]}: unknown key; [{where}] takes {', '.join(keys)}")
+    try:
+        return publish_config(table, where=f"[{name}] in {file}")
+    except PublishError as exc:
+        return spool_only(table, problem=str(exc), where=f"[{name}] in {file}")
+
+
+def spool_only(values: dict, *, problem: str, where: str) -> PublishConfig:
+    """A config with no targets on the spool (site, camera) ``values`` name, where they parse."""
+    keep = {k: v for k, v in values.items() if k in ("site", "camera", "spool")}
+    try:
+        fallback = publish_config(keep, where=where)
+    except PublishError:
+        fallback = PublishConfig()
+    return dataclasses.replace(fallback, problem=problem)
