@@ -69,23 +69,25 @@ def stamped_file(bundle: Path, manifest: dict) -> Path:
     return Path(bundle) / MODEL_FILES[fmt]
 
 
-def read_stamp(fmt: str, path: Path) -> dict[str, str]:
-    """The MaskGate metadata stamped into a model file ({} when it carries none)."""
+def read_stamp(fmt: str, path: Path, *, data: bytes | None = None) -> dict[str, str]:
+    """The MaskGate metadata stamped into a model file ({} when it carries none); ``data``: the
+    file's bytes, already read (the ones that were hashed), else they are read from ``path``."""
     try:
         if fmt in FORMATS:
-            return FORMATS[fmt].stamp_reader_function()(Path(path).read_bytes())
+            return FORMATS[fmt].stamp_reader_function()(Path(path).read_bytes() if data is None else data)
     except PermissionError:
         raise permission_denied(path, Path(path).parent) from None
-    except (OSError, ValueError, IndexError, struct.error, ET.ParseError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, IndexError, struct.error, ET.ParseError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{path}: cannot read the model's stamped metadata ({type(exc).__name__}: {exc}); "
                           f"the file is damaged or not a {fmt} model; rebuild the bundle") from exc
     raise BundleError(f"{path}: no metadata reader for format {fmt!r}; expected one of {sorted(MODEL_FILES)}")
 
 
-def check_binding(bundle: Path, manifest: dict) -> None:
-    """Raise a BundleError when the manifest is not the one the model was stamped with."""
+def check_binding(bundle: Path, manifest: dict, *, model: bytes | None = None) -> None:
+    """Raise a BundleError when the manifest is not the one the model was stamped with;
+    ``model``: the model file's bytes as hashed (else read from the bundle)."""
     path = stamped_file(bundle, manifest)
-    stamp = read_stamp(manifest["format"], path)
+    stamp = read_stamp(manifest["format"], path, data=model)
     stamped = stamp.get(STAMP_KEY)
     if not stamped:
         raise BundleError(f"{path}: carries no manifest digest ({STAMP_KEY}); the bundle was made by an older "

@@ -21,10 +21,12 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from maskgate.errors import BundleError
-from maskgate.files import current_umask, permission_denied
+from maskgate.files import MAX_JSON_BYTES, current_umask, links_inside, parse_bundle_json, read_bundle_file
 
 from .binding import STAMP_KEY, check_binding, manifest_digest, read_stamp, restamp, stamped_file
 from .manifest import MANIFEST, SCHEMA_VERSION, Manifest
@@ -46,40 +48,77 @@ def validate_manifest(manifest: object, *, where: str = MANIFEST) -> Manifest:
 
 
 def read_manifest(bundle: str | Path) -> Manifest:
+    """The bundle's manifest, its schema checked. Whatever is wrong with the file (not JSON,
+    nested 50 000 deep, a value of the wrong shape, a symbolic link) is a BundleError."""
     path = Path(bundle) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except PermissionError:
-        raise permission_denied(path, bundle) from None
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise BundleError(f"{bundle}: no {MANIFEST}; not a MaskGate bundle (or an unfinished one); rebuild it with "
-                          "`maskgate build`") from None
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path}: unreadable or not JSON ({exc}); rebuild the bundle") from exc
-    return validate_manifest(manifest, where=str(path))
+                          "`maskgate build`")
+    data = read_bundle_file(path, bundle=Path(bundle), limit=MAX_JSON_BYTES)
+    return validate_manifest(parse_bundle_json(data, path=path), where=str(path))
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose every file matched its manifest: the bytes that were hashed, kept, so a
+    runtime loads those (``model``, ``files``) and never reopens a path that may have changed."""
+
+    path: Path
+    manifest: Manifest
+    files: Mapping[str, bytes]  # every file the manifest lists -> its bytes, as hashed
+
+    @property
+    def model(self) -> bytes:
+        """The model file the format's runtime loads (the one the manifest digest is stamped into)."""
+        return self.files[stamped_file(self.path, self.manifest).name]
+
+    @contextmanager
+    def private_copy(self) -> Iterator[Path]:
+        """The verified files written into a folder only this account can write (for runtimes
+        that load from a path: an NPU toolkit, a worker process); removed afterwards."""
+        folder = Path(tempfile.mkdtemp(prefix=f"maskgate-{self.path.name}-"))  # 0700
+        try:
+            for name, data in self.files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+            (folder / MANIFEST).write_text(json.dumps(self.manifest.to_dict(), indent=1) + "\n")
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_verified(bundle: str | Path, *, key=None) -> VerifiedBundle:
+    """The bundle after checking that it holds no symbolic link, its manifest's schema, that
+    every file (the model among them) matches its sha256, that the manifest is the one stamped
+    into the model (``maskgate.converters.binding``) and, with ``key`` (a
+    ``maskgate.converters.signing.BundleKey``), that the site signed it; with the bytes checked."""
+    bundle = Path(bundle)
+    links = links_inside(bundle)
+    if links:
+        raise BundleError(f"{links[0]}: a symbolic link; a bundle holds its own files (a link may point anywhere, "
+                          "and be changed after the bundle was checked): copy the file in and rebuild it")
+    manifest = read_manifest(bundle)
+    model = stamped_file(bundle, manifest).name
+    if model not in manifest.files:
+        raise BundleError(f"{bundle / MANIFEST}: does not list the model file {model}, so it would run unchecked; "
+                          "rebuild the bundle with 'maskgate build'")
+    files = {}
+    for name, digest in manifest.files.items():
+        data = read_bundle_file(bundle / name, bundle=bundle)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise BundleError(f"{bundle / name}: sha256 {actual[:12]}... does not match the manifest's "
+                              f"{digest[:12]}...; the file was changed or corrupted, rebuild the bundle")
+        files[name] = data
+    check_binding(bundle, manifest, model=files[model])
+    if key is not None:
+        check_signature(bundle, manifest, key)
+    return VerifiedBundle(bundle, manifest, MappingProxyType(files))
 
 
 def verify_bundle(bundle: str | Path, *, key=None) -> Manifest:
-    """The manifest, after checking its schema, that every file matches its sha256, that the
-    manifest is the one stamped into the model (``maskgate.converters.binding``) and, with ``key``
-    (a ``maskgate.converters.signing.BundleKey``), that the site signed it."""
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    for name, digest in manifest["files"].items():
-        path = bundle / name
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in the manifest but missing; the bundle is incomplete, rebuild it")
-        try:
-            actual = sha256_file(path)
-        except PermissionError:
-            raise permission_denied(path, bundle) from None
-        if actual != digest:
-            raise BundleError(f"{path}: sha256 {actual[:12]}... does not match the manifest's {digest[:12]}...; "
-                              "the file was changed or corrupted, rebuild the bundle")
-    check_binding(bundle, manifest)
-    if key is not None:
-        check_signature(bundle, manifest, key)
-    return manifest
+    """The manifest of a bundle that verifies (``read_verified``)."""
+    return read_verified(bundle, key=key).manifest
 
 
 def sign_bundle(bundle: str | Path, key) -> Path:
@@ -213,6 +252,9 @@ def _exchange(a: Path, b: Path) -> bool:
 def write_manifest(folder: Path, manifest: Mapping) -> Manifest:
     """Hash every file the manifest lists (present in ``folder``), stamp the manifest's
     digest into the model file, validate, and write the manifest last."""
+    links = links_inside(folder)
+    if links:
+        raise BundleError(f"{links[0]}: a symbolic link in a bundle being written; a bundle holds its own files")
     manifest = json.loads(json.dumps(dict(manifest)))  # the digest is of what a reader will parse
     manifest["schema_version"] = SCHEMA_VERSION
     model = stamped_file(folder, manifest)

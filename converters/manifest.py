@@ -124,13 +124,16 @@ class Manifest(Mapping):
             raise BundleError(f"{where}: not a valid MaskGate manifest: " + "; ".join(problems))
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "source"}
         values = {k: v for k, v in data.items() if k in known}
-        values.update(input=InputEntry.from_dict(data["input"]),
-                      inputs=tuple(TensorEntry.from_dict(t) for t in data["inputs"]),
-                      outputs=tuple(TensorEntry.from_dict(t) for t in data["outputs"]),
-                      class_names=tuple(data["class_names"]), notes=tuple(data.get("notes") or ()),
-                      sources=tuple(data.get("sources") or ()),
-                      files=dict(data["files"]))
-        return cls(**values, extra={k: v for k, v in data.items() if k not in known}, source=dict(data))
+        try:
+            values.update(input=InputEntry.from_dict(data["input"]),
+                          inputs=tuple(TensorEntry.from_dict(t) for t in data["inputs"]),
+                          outputs=tuple(TensorEntry.from_dict(t) for t in data["outputs"]),
+                          class_names=tuple(data["class_names"]), notes=tuple(data.get("notes") or ()),
+                          sources=tuple(data.get("sources") or ()),
+                          files=dict(data["files"]))
+            return cls(**values, extra={k: v for k, v in data.items() if k not in known}, source=dict(data))
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:  # a shape the checks above miss
+            raise BundleError(f"{where}: not a valid MaskGate manifest: {type(exc).__name__}: {exc}") from None
 
     def to_dict(self) -> dict:
         """The JSON object: as read, for a manifest read from a file (its digest is of that
@@ -207,6 +210,10 @@ def manifest_problems(manifest: object) -> list[str]:
         for i, entry in enumerate(entries if isinstance(entries, list) else []):  # a non-list is reported above
             problems += [f"{group}[{i}]: {p}" for p in (_check(entry, _TENSOR_FIELDS) if isinstance(entry, dict)
                                                          else ["should be an object"])]
+            q = entry.get("quantization") if isinstance(entry, dict) else None
+            if q is not None and not (isinstance(q, list) and len(q) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in q) and float(q[1]).is_integer()):
+                problems.append(f"{group}[{i}]: 'quantization' should be [scale, zero point] or null, got {q!r}")
     files = manifest.get("files")
     if isinstance(files, dict):
         if not files:

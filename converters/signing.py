@@ -20,12 +20,12 @@ import base64
 import datetime
 import hashlib
 import hmac
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from maskgate.errors import BundleError, DependencyError, InputError
+from maskgate.files import MAX_JSON_BYTES, parse_bundle_json, read_bundle_file
 
 from .binding import canonical_json
 
@@ -154,13 +154,13 @@ def check_signature(bundle: Path, manifest: dict, key: BundleKey) -> None:
     """Raise a BundleError unless ``signature.json`` is ``key``'s signature of this manifest."""
     path = Path(bundle) / SIGNATURE
     how = f"sign it with 'maskgate sign {bundle} --key PRIVATE_KEY'"
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise BundleError(f"{bundle}: not signed, and this site requires bundles signed with key {key.key_id} "
-                          f"({key.path}); {how}") from None
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path}: unreadable ({exc}); {how}") from exc
+                          f"({key.path}); {how}")
+    try:
+        record = parse_bundle_json(read_bundle_file(path, bundle=Path(bundle), limit=MAX_JSON_BYTES), path=path)
+    except BundleError as exc:
+        raise BundleError(f"{exc}; {how}") from None
     if not isinstance(record, dict) or record.get("algorithm") != key.algorithm or record.get("key_id") != key.key_id:
         got = f"{record.get('algorithm')} key {record.get('key_id')}" if isinstance(record, dict) else "nothing usable"
         raise BundleError(f"{path}: signed with {got}, not with the configured {key.algorithm} key {key.key_id} "

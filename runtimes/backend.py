@@ -9,6 +9,8 @@ entry-point group (see ``maskgate.runtimes.registry``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 from .base import Runner
 
 if TYPE_CHECKING:
+    from maskgate.converters.bundle import VerifiedBundle
     from maskgate.converters.manifest import Manifest
 
 
@@ -50,6 +53,10 @@ class BackendStatus:
 class OpenOptions:
     threads: int | None = None
     extra: dict = field(default_factory=dict)  # backend-specific (session options, delegate options)
+    # The bundle as the selector checked it (maskgate.converters.bundle.VerifiedBundle): a backend
+    # loads these bytes (``model_source``, or ``verified.private_copy()`` for a runtime that takes
+    # only paths), never the path again, so what runs is what was hashed and signed.
+    verified: VerifiedBundle | None = None
 
 
 class Backend(ABC):
@@ -76,6 +83,23 @@ class Backend(ABC):
 def not_installed(name: str, formats: tuple[str, ...], package: str, extra: str) -> BackendStatus:
     return BackendStatus(name, formats, installed=False,
                          reason=f"Python package '{package}' is not installed (pip install 'maskgate[{extra}]')")
+
+
+def model_source(bundle: Path, manifest: Manifest, options: OpenOptions) -> Path | bytes:
+    """What a backend loads: the verified model bytes where the selector checked the bundle,
+    else (a bundle opened directly, the build's own check) the model file's path."""
+    return options.verified.model if options.verified is not None else model_path(bundle, manifest)
+
+
+@contextmanager
+def verified_folder(bundle: Path, options: OpenOptions) -> Iterator[Path]:
+    """A folder to load from: a private copy of the verified bytes where the selector checked
+    the bundle (for runtimes that read only paths), else the bundle itself."""
+    if options.verified is None:
+        yield Path(bundle)
+        return
+    with options.verified.private_copy() as folder:
+        yield folder
 
 
 def model_path(bundle: Path, manifest: Manifest) -> Path:

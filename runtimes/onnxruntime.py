@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, model_source, not_installed
 from .base import Runner, SessionRunner
 
 if TYPE_CHECKING:
@@ -21,9 +21,12 @@ _PROVIDER_OPTIONS = {("npu", "OpenVINOExecutionProvider"): {"device_type": "NPU"
 class OnnxRuntimeRunner(SessionRunner):
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, threads: int | None = None,
-                 providers: list | None = None, graph_optimization: str = "all"):
+    def __init__(self, model: str | Path | bytes, *, output_names: tuple[str, ...] | None = None,
+                 threads: int | None = None, providers: list | None = None, graph_optimization: str = "all",
+                 where: str | Path | None = None):
+        """``model``: a path, or the model's bytes (``where`` then names it in errors)."""
         super().__init__()
+        path = where or (model if not isinstance(model, bytes) else "the ONNX model")
         try:
             import onnxruntime as ort
         except ModuleNotFoundError as exc:
@@ -44,7 +47,8 @@ class OnnxRuntimeRunner(SessionRunner):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = providers or ["CPUExecutionProvider"]
         try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
+            session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                           providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise ModelError(f"{path}: ONNX Runtime cannot load it with {_names(providers)} ({exc}); "
                              "is it a complete ONNX file?") from exc
@@ -97,8 +101,9 @@ class OnnxRuntimeBackend(Backend):
         # CPU stays listed after an accelerator for the ops it does not take (ORT's own partitioning).
         providers = [primary] + ([] if accelerator.name == "CPUExecutionProvider" else ["CPUExecutionProvider"])
         outputs = manifest.output_names
-        runner = OnnxRuntimeRunner(model_path(bundle, manifest), output_names=outputs, threads=options.threads,
-                                 providers=providers, graph_optimization=options.extra.get("graph_optimization", "all"))
+        runner = OnnxRuntimeRunner(model_source(bundle, manifest, options), output_names=outputs,
+                                   threads=options.threads, providers=providers, where=model_path(bundle, manifest),
+                                   graph_optimization=options.extra.get("graph_optimization", "all"))
         runner.expect_inputs(manifest)
         return runner
 

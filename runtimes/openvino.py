@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from maskgate.errors import DependencyError, ModelError
+from maskgate.errors import BundleError, DependencyError, ModelError
 from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
@@ -21,7 +21,8 @@ class OpenVinoRunner(Runner):
     backend = "openvino"
 
     def __init__(self, path: str | Path, *, output_names: tuple[str, ...] | None = None, device: str = "CPU",
-                 threads: int | None = None):
+                 threads: int | None = None, model: tuple[bytes, bytes] | None = None):
+        """``model``: the IR's (xml, bin) bytes, loaded instead of reading ``path`` (which names it)."""
         super().__init__()
         try:
             import openvino as ov
@@ -36,7 +37,9 @@ class OpenVinoRunner(Runner):
         if threads and device.upper().startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            self._compiled = core.compile_model(str(path), device, config)
+            source = core.read_model(model[0], ov.Tensor(np.frombuffer(model[1], np.uint8))) if model is not None \
+                else str(path)
+            self._compiled = core.compile_model(source, device, config)
         except Exception as exc:
             raise ModelError(f"{path}: OpenVINO cannot load or compile it for {device} ({exc})") from exc
         self.device = device.lower()
@@ -89,7 +92,12 @@ class OpenVinoBackend(Backend):
 
     def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
         outputs = manifest.output_names
-        runner = OpenVinoRunner(model_path(bundle, manifest), output_names=outputs, device=accelerator.name,
-                              threads=options.threads)
+        path = model_path(bundle, manifest)
+        verified = options.verified
+        weights = path.with_suffix(".bin").name
+        if verified is not None and weights not in verified.files:
+            raise BundleError(f"{bundle}: its manifest does not list {weights}, so it would run unchecked; rebuild it")
+        runner = OpenVinoRunner(path, output_names=outputs, device=accelerator.name, threads=options.threads,
+                                model=(verified.model, verified.files[weights]) if verified is not None else None)
         runner.expect_inputs(manifest)
         return runner

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, verified_folder
 from .base import Runner, SessionRunner
 
 if TYPE_CHECKING:
@@ -220,9 +220,12 @@ class QnnBackend(Backend):
         return BackendStatus(self.name, self.formats, True, version, accelerators)
 
     def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        runner = QnnRunner(model_path(bundle, manifest), output_names=manifest.output_names,
-                           strict=options.extra.get("strict", True), simulator=accelerator.kind == "npu-sim",
-                           threads=options.threads, soc=manifest.soc or "")
+        # The EP reads the context binary beside the model by path: both come from a private
+        # copy of the verified bytes, loaded before the copy is removed.
+        with verified_folder(bundle, options) as folder:
+            runner = QnnRunner(model_path(folder, manifest), output_names=manifest.output_names,
+                               strict=options.extra.get("strict", True), simulator=accelerator.kind == "npu-sim",
+                               threads=options.threads, soc=manifest.soc or "")
         runner.expect_inputs(manifest)
         return runner
 

@@ -27,7 +27,7 @@ from maskgate.converters.binding import read_stamp, rknn_stamp_string
 from maskgate.errors import BundleError, DependencyError, ModelError
 from maskgate.formats import formats_of_backend
 
-from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, verified_folder
 from .base import Runner
 
 if TYPE_CHECKING:
@@ -212,8 +212,11 @@ class RknnBackend(Backend):
                              "rknn-toolkit2 environment (workstation: maskgate setup rknn) is installed")
 
     def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
-        runner = (RknnSimulatorRunner(Path(bundle), manifest) if accelerator.kind == "npu-sim"
-                  else RknnLiteRunner(model_path(bundle, manifest), manifest))
+        # Both toolkits read files by path: a private copy of the verified bytes, loaded (the
+        # simulator rebuilds in its worker from it) before the copy is removed.
+        with verified_folder(Path(bundle), options) as folder:
+            runner = (RknnSimulatorRunner(folder, manifest) if accelerator.kind == "npu-sim"
+                      else RknnLiteRunner(model_path(folder, manifest), manifest))
         runner.expect_inputs(manifest)
         return runner
 

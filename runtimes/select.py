@@ -16,6 +16,7 @@ works it raises ``NoUsableBuildError`` instead of falling back to another kind.
 """
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +102,9 @@ def readable_bundles(builds: str | Path) -> list[tuple[Path, Manifest]]:
             continue
         try:
             manifest = read_manifest(folder)  # schema checked; the files' checksums when one is chosen
-        except BundleError as exc:
-            log.warning("%s: not a usable bundle, skipped: %s", folder, exc)
+        except Exception as exc:  # whatever is wrong with one bundle is that bundle's problem, not the run's
+            log.warning("%s: not a usable bundle, skipped: %s", folder,
+                        exc if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}")
             continue
         found.append((folder, manifest))
     return found
@@ -153,7 +155,7 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     ``checking``: the model is opened to check it, not to serve a camera: an NPU simulator
     (``npu-sim``) may run it after every other kind, quietly. Otherwise a simulator runs a
     model only when the preference names ``npu-sim``."""
-    from maskgate.converters.bundle import verdict_problem, verify_bundle
+    from maskgate.converters.bundle import read_verified, verdict_problem
 
     from .registry import all_backends
     from .trust import configured_trust
@@ -201,18 +203,18 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
         if candidate_key(candidate) in exclude:
             tried.append(f"{candidate.describe()}: failed earlier in this run")
             continue
-        try:
-            verify_bundle(candidate.bundle, key=trust.key)  # checksums, binding, signature: before any runtime
+        try:  # checksums, binding, signature, before any runtime; the runtime gets the bytes checked
+            verified = read_verified(candidate.bundle, key=trust.key)
         except Exception as exc:
             reason = f"{candidate.describe()}: {type(exc).__name__}: {exc}"
             log.warning("%s: passing over %s", model, reason)
             tried.append(reason)
             continue
         try:
-            runner = candidate.backend.open(candidate.bundle, candidate.manifest, candidate.accelerator,
-                                            options=OpenOptions(threads=threads))
+            runner = candidate.backend.open(candidate.bundle, verified.manifest, candidate.accelerator,
+                                            options=OpenOptions(threads=threads, verified=verified))
             try:
-                _smoke_test(runner, candidate)
+                _smoke_test(runner, verified)
             except Exception:
                 runner.close()
                 raise
@@ -223,7 +225,7 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
             tried.append(reason)
             failed_to_load.append(reason)
             continue
-        manifest = candidate.manifest
+        manifest = verified.manifest  # the one checked: the folder's may have changed since it was listed
         kind = candidate.accelerator.kind
         skipped = [f"{k}: {_why_not(k, probed)}" for k in preference[:preference.index(kind)]]
         selection = Selection(runner, model, candidate.backend.name, kind, candidate.accelerator.name,
@@ -242,15 +244,15 @@ def candidate_key(candidate: Candidate | Selection) -> tuple[str, str, str]:
     return str(candidate.bundle), candidate.backend.name, candidate.accelerator.name
 
 
-def _smoke_test(runner: Runner, candidate: Candidate) -> None:
-    """The first golden input (stored in the bundle's layout) through the runner: outputs finite."""
-    golden = candidate.bundle / GOLDEN
-    if golden.is_file():
-        with np.load(golden) as data:
+def _smoke_test(runner: Runner, verified) -> None:
+    """The first golden input (stored in the bundle's layout, as verified) through the runner: outputs finite."""
+    manifest = verified.manifest
+    if GOLDEN in verified.files:
+        with np.load(io.BytesIO(verified.files[GOLDEN])) as data:
             x = np.ascontiguousarray(data["inputs"][:1], dtype=np.float32)
     else:
-        x = np.zeros(candidate.manifest.input.shape, np.float32)
-    out = runner.infer({candidate.manifest.input.name: x})
+        x = np.zeros(manifest.input.shape, np.float32)
+    out = runner.infer({manifest.input.name: x})
     for name, value in out.items():
         if not np.all(np.isfinite(value)):
             raise MaskGateError(f"output {name!r} is not finite on the bundle's golden input")

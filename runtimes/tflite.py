@@ -42,9 +42,11 @@ class TfliteRunner(Runner):
     backend = "tflite"
 
     def __init__(self, path: str | Path, *, input_names: tuple[str, ...] | None = None,
-                 output_names: tuple[str, ...] | None = None, threads: int | None = None, delegate: str | None = None):
+                 output_names: tuple[str, ...] | None = None, threads: int | None = None, delegate: str | None = None,
+                 model: bytes | None = None):
         """``delegate``: a delegate library (GPU, Edge TPU, any external one) by name or path;
-        None runs on the CPU (XNNPACK)."""
+        None runs on the CPU (XNNPACK). ``model``: the model's bytes, loaded instead of reading
+        ``path`` (which then only names it)."""
         super().__init__()
         module = _interpreter_module()
         delegates = []
@@ -55,7 +57,8 @@ class TfliteRunner(Runner):
                 raise ModelError(f"{path}: TFLite delegate {delegate!r} cannot be loaded ({exc})") from exc
         try:
             with native_stderr_filtered():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                self._interpreter = module.Interpreter(model_path=str(path), num_threads=threads,
+                source = {"model_content": model} if model is not None else {"model_path": str(path)}
+                self._interpreter = module.Interpreter(**source, num_threads=threads,
                                                        experimental_delegates=delegates or None)
                 self._interpreter.allocate_tensors()
         except Exception as exc:
@@ -148,7 +151,8 @@ class TfliteBackend(Backend):
         outputs = manifest.output_names
         delegate = None if accelerator.name == "xnnpack" else accelerator.name
         runner = TfliteRunner(model_path(bundle, manifest), input_names=inputs, output_names=outputs,
-                            threads=options.threads, delegate=delegate)
+                              threads=options.threads, delegate=delegate,
+                              model=options.verified.model if options.verified is not None else None)
         runner.expect_inputs(manifest)
         return runner
 

@@ -1,7 +1,10 @@
 """Files: written whole or not at all, readable by the accounts that should read them."""
 from __future__ import annotations
 
+import errno
+import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -72,3 +75,50 @@ def writable_file(path: str | Path, *, what: str, flag: str) -> Path:
         raise OutputError(f"{path}: is a folder; give {flag} a file name for {what}")
     writable_folder(path.parent, what=what, flag=flag, wanted="a file in a folder you can write to")
     return path
+
+
+#: a manifest or a signature is a few kB; anything this large is not one (and is not parsed)
+MAX_JSON_BYTES = 8 << 20
+
+
+def read_bundle_file(path: Path, *, bundle: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file inside ``bundle``, read through one descriptor opened without
+    following a symbolic link: what is hashed is what runs, whatever the path points at later."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: listed in the manifest but missing; the bundle is incomplete, rebuild it") from None
+    except PermissionError:
+        raise permission_denied(path, bundle) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BundleError(f"{path}: a symbolic link; a bundle holds its own files (a link may point anywhere, "
+                              "and be changed after the bundle was checked): copy the file in and rebuild it") from None
+        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc}); rebuild the bundle") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{path}: not a regular file; a bundle holds plain files only, rebuild it")
+        if limit is not None and info.st_size > limit:
+            raise BundleError(f"{path}: {info.st_size} bytes, more than the {limit} a MaskGate {path.name} can be; "
+                              "rebuild the bundle")
+        return handle.read()
+
+
+def parse_bundle_json(data: bytes, *, path: Path) -> object:
+    """JSON from a bundle's file; anything that is not JSON a MaskGate tool writes is a BundleError."""
+    try:
+        return json.loads(data)
+    except RecursionError:  # 50 000 nested brackets: no MaskGate file nests more than a few levels
+        raise BundleError(f"{path}: nested too deeply to be a MaskGate {path.name}; rebuild the bundle") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable or not JSON ({exc}); rebuild the bundle") from None
+
+
+def links_inside(folder: Path) -> list[Path]:
+    """Symbolic links anywhere under ``folder`` (not followed)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        found += [Path(root) / name for name in (*dirs, *files) if (Path(root) / name).is_symlink()]
+    return found
