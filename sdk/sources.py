@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .config import active_config
 from .errors import SourceError
+from .image_size import header_size
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 
@@ -21,17 +24,68 @@ class Frame:
     image: np.ndarray  # BGR uint8
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as BGR uint8, or raise a SourceError naming it."""
+def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as BGR uint8, or raise a SourceError naming it. Its header is read
+    first: an image larger than ``max_pixels`` (default: ``[sources] max_image_pixels``) is
+    refused before any of it is decoded."""
     path = Path(path)
+    limit = max_pixels if max_pixels is not None else active_config().sources.max_image_pixels
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as handle:
+            size = header_size(handle)
+            handle.seek(0)
+            if size is not None and 0 < size[0] * size[1] <= limit:
+                data = np.frombuffer(handle.read(), dtype=np.uint8)
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except ValueError as exc:
+        raise SourceError(f"{path}: not a readable image ({exc})") from None
+    if size is None:
+        raise SourceError(f"{path}: not an image MaskGate reads (PNG, JPEG, BMP, WebP, TIFF, PNM), or empty")
+    if size[0] * size[1] > limit:
+        raise SourceError(f"{path}: its header says {size[0]} x {size[1]} pixels, more than the {limit} allowed "
+                          "([sources] max_image_pixels in the config); refused before decoding")
+    if not size[0] * size[1]:
+        raise SourceError(f"{path}: its header says {size[0]} x {size[1]} pixels: an empty image")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise SourceError(f"{path}: OpenCV cannot decode it ({str(exc).strip().splitlines()[-1]})") from None
     if image is None:
-        raise SourceError(f"{path}: not a readable image (empty, truncated or not an image format OpenCV decodes)")
+        raise SourceError(f"{path}: not a readable image (truncated, or damaged after its header)")
     return image
+
+
+def open_capture(target: int | str, *, name: str, timeout_s: float | None = None,
+                 read_timeout_s: float | None = None) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(target)`` that gives up after ``timeout_s`` (default: ``[sources]
+    open_timeout_s``): a FIFO with no writer, or a stream that never answers, blocks the open
+    itself, so it runs on a thread of its own (left behind if it never returns). A URL's
+    ``read()`` returns False after ``read_timeout_s`` without data (default: ``timeout_s``):
+    FFmpeg's interrupt callback, so a socket kept open without a byte does not block forever."""
+    timeout_s = timeout_s if timeout_s is not None else active_config().sources.open_timeout_s
+    result: dict = {}
+
+    def open_it() -> None:
+        try:
+            if isinstance(target, str) and re.match(r"[a-z]+://", target, re.I):  # FFmpeg's own network timeouts
+                params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
+                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, int((read_timeout_s or timeout_s) * 1000)]
+                result["cap"] = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+            else:
+                result["cap"] = cv2.VideoCapture(target)
+        except cv2.error as exc:
+            result["error"] = exc
+
+    opener = threading.Thread(target=open_it, name=f"maskgate-open {name}", daemon=True)
+    opener.start()
+    opener.join(timeout_s)
+    if opener.is_alive():
+        raise SourceError(f"{name}: did not open within {timeout_s:g} s (a FIFO with no writer, a camera that "
+                          "does not answer?); check the source, or raise [sources] open_timeout_s in the config")
+    if "error" in result:
+        raise SourceError(f"{name}: OpenCV cannot open it ({str(result['error']).strip().splitlines()[-1]})")
+    return result["cap"]
 
 
 def spread(items, limit: int | None) -> list:
@@ -80,7 +134,7 @@ def iter_frames(source: str, *, on_skip: Callable[[SourceError], None] | None = 
 
 
 def _iter_video(target: int | str, *, name: str) -> Iterator[Frame]:
-    cap = cv2.VideoCapture(target)
+    cap = open_capture(target, name=name)
     try:
         if not cap.isOpened():
             what = "camera does not open (is it connected and free?)" if isinstance(target, int) else (

@@ -9,9 +9,10 @@ import pytest
 
 @pytest.fixture(scope="module")
 def impossible_gate(tmp_path_factory):
-    """A gate no int8 build can meet: every round of the repair loop runs and is recorded."""
+    """A gate no int8 build can meet (outputs identical to float): every round of the repair
+    loop runs and is recorded."""
     config = tmp_path_factory.mktemp("config") / "maskgate.toml"
-    config.write_text("[gates.int8]\nmin_top1 = 1.5\n")
+    config.write_text("[gates.int8]\nmin_cosine = 1.0\n")
     return config
 
 

@@ -98,19 +98,25 @@ def test_gates_from_the_config_file(onnx_builds, tmp_path, monkeypatch, capsys):
     from maskgate.cli import main
 
     config = tmp_path / "maskgate.toml"
-    config.write_text("[gates.fp32]\nmin_top1 = 1.5\n[gates.int8]\nmin_recall = 0.9\n")
+    config.write_text("[gates.fp32]\nmax_landmark_nme = 0.0\n[gates.int8]\nmin_recall = 0.9\n")
     monkeypatch.setenv("MASKGATE_CONFIG", str(config))
     gates = configured_gates()
     assert gates["int8"].min_recall == 0.9 and gates["int8"].min_top1 == DEFAULT_GATES["int8"].min_top1
     assert configured_gates({"min_recall": 0.5})["int8"].min_recall == 0.5  # flags win over the file
-    # An impossible fp32 gate from the file fails the build; the flag puts it back.
-    assert main(["check", str(onnx_builds / "mask_mobilenetv2-onnx-fp32"), "--runs", "1"]) == 1
-    assert "min_top1 1 of 8 (>= 1.5)" in capsys.readouterr().err
-    assert main(["check", str(onnx_builds / "mask_mobilenetv2-onnx-fp32"), "--runs", "1", "--min-top1", "1"]) == 0
+    # An fp32 gate from the file no build can meet (landmarks identical to the reference's to the
+    # last bit) fails the detector; the flag puts it back.
+    detector = str(onnx_builds / "retinaface_mnet025-onnx-fp32")
+    assert main(["check", detector, "--runs", "1"]) == 1
+    assert "(<= 0)" in capsys.readouterr().err
+    assert main(["check", detector, "--runs", "1", "--max-landmark-nme", "0.01"]) == 0
+    from maskgate.config import reset_config
+
     config.write_text("[gates.int9]\nmin_top1 = 0.5\n")
+    reset_config()  # the file is read once per process: a new one is a new process's
     assert main(["check", str(onnx_builds), "--runs", "1"]) == 2
     err = capsys.readouterr().err
-    assert "one table per precision" in err and str(config) in err
+    assert "unknown precision; [gates] holds one table per precision" in err and str(config) in err
     config.write_text("[gates.int8]\nmin_top = 0.5\n")
+    reset_config()
     assert main(["check", str(onnx_builds), "--runs", "1"]) == 2
-    assert "[gates.int8] may set numbers for" in capsys.readouterr().err
+    assert "[gates.int8] min_top: unknown key; [gates.int8] takes min_cosine" in capsys.readouterr().err

@@ -118,12 +118,6 @@ def test_an_event_the_spool_returned_survives_sigkill(tmp_path):
     assert set(printed) <= stored and len(stored) >= 40
 
 
-def test_an_unusable_spool_is_one_clear_error(tmp_path):
-    (tmp_path / "spool.sqlite3").write_bytes(b"not a database, " * 100)
-    with pytest.raises(PublishError, match="spool.sqlite3.*cannot be opened.*move a damaged spool"):
-        Spool(tmp_path)
-
-
 # -- settings and signatures -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("settings, expected", [
@@ -266,13 +260,21 @@ def test_a_receiver_that_does_not_trust_the_signature_gets_nothing_acknowledged(
     assert Spool(tmp_path / "spool").stats().depth == 1  # kept for when the secrets agree
 
 
-def test_a_missing_secret_variable_is_named(tmp_path, monkeypatch):
+def test_a_missing_secret_variable_makes_the_target_wait_with_its_events(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
     config = publish_config({"targets": ["http://127.0.0.1:9/x"], "spool": str(tmp_path),
                              "webhook": {"secret_env": "NO_SUCH_SECRET"}})
-    with pytest.raises(PublishError, match="NO_SUCH_SECRET is not set"):
-        Publisher(config)
-    assert os.environ.get("NO_SUCH_SECRET") is None
+    said: list[str] = []
+    publisher = Publisher(config, log=said.append).start()
+    try:
+        publisher.publish("events", {"event": "passage"})
+        assert not publisher.drain(1.5)
+        (state,) = publisher.status()["targets"].values()
+        assert not state["connected"] and "NO_SUCH_SECRET is not set" in state["reason"]
+    finally:
+        publisher.close(drain_s=0)
+    assert sum("NO_SUCH_SECRET is not set" in line for line in said) == 1, said
+    assert Spool(tmp_path).stats().depth == 1 and os.environ.get("NO_SUCH_SECRET") is None
 
 
 def _site_ca(folder: Path) -> tuple[Path, Path, Path]:
@@ -345,3 +347,148 @@ def test_mqtts_with_a_password_delivers_and_a_wrong_password_is_named(tmp_path, 
             refused.close(drain_s=0)
     assert "refused the connection" in reason and ("authorized" in reason.lower() or "password" in reason.lower())
     assert len(lines) == 1 and "unavailable (the broker refused the connection" in lines[0]
+
+
+# -- a target that refuses one event, or stops acknowledging (issue 29, lines 4, 11, 12) --------------
+
+def test_a_refused_webhook_event_becomes_a_dead_letter_and_the_rest_go_on(tmp_path, capsys):
+    """A receiver answers 422 to one event (as a payload validator would): after
+    dead_letter_after tries it is a dead letter, every later event arrives in order, and once
+    the receiver takes it, ``maskgate spool --replay`` sends it."""
+    from listener import WebhookReceiver
+
+    from maskgate.cli import main
+
+    strict_about = {"i": 2}
+    with WebhookReceiver(secret=None, refuse=lambda e: 422 if e.get("i") == strict_about["i"] else None) as receiver:
+        said: list[str] = []
+        config = publish_config({"targets": [receiver.url], "site": "hq", "camera": "g5", "dead_letter_after": 3,
+                                 "spool": str(tmp_path / "spool"), "webhook": {"first_backoff_s": 0.05}})
+        publisher = Publisher(config, log=said.append).start()
+        try:
+            for i in range(6):
+                publisher.publish("events", {"event": "passage", "i": i})
+            assert publisher.drain(30), publisher.status()
+            assert [e["i"] for e in receiver.received.of_camera("hq", "g5")] == [0, 1, 3, 4, 5]
+            (dead,) = publisher.spool.dead()
+            assert dead.tries == 3 and "HTTP 422" in dead.reason and publisher.status()["spool"]["dead"] == 1
+            assert sum("dead letter" in line for line in said) == 1, said
+            strict_about["i"] = None  # the receiver is fixed
+            assert main(["spool", str(tmp_path / "spool"), "--replay", "all"]) == 0
+            deadline = time.monotonic() + 20
+            while publisher.spool.dead() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert publisher.spool.dead() == []
+        finally:
+            publisher.close()
+    assert sorted(e["i"] for e in receiver.received.of_camera("hq", "g5")) == list(range(6))
+    assert "queued 1 dead letter" in capsys.readouterr().out
+
+
+def test_a_broker_refusing_one_message_does_not_hold_back_the_next(tmp_path):
+    """MQTT 5, a broker whose ACL lets the camera write events but not its check verdict: the
+    refused PUBACK (Not authorized) makes the verdict a dead letter; the events go on."""
+    from mosquitto import Mosquitto, MosquittoMissing
+
+    try:
+        broker = Mosquitto(tmp_path / "broker", acl="topic write maskgate/+/+/events\n"
+                                                    "topic readwrite maskgate/+/+/health\n"
+                                                    "topic read maskgate/#\n")
+    except MosquittoMissing as exc:
+        if strict():
+            pytest.fail(f"CI must have Mosquitto: {exc}")
+        pytest.skip(str(exc))
+    with broker.start(), listener_for(broker) as listener:
+        config = publish_config({"targets": [broker.url], "site": "hq", "camera": "g6", "dead_letter_after": 2,
+                                 "spool": str(tmp_path / "spool"), "mqtt": {"protocol": "5"}})
+        publisher = Publisher(config, log=lambda line: None).start()
+        try:
+            publisher.publish("check", {"event": "check", "passed": True})
+            for i in range(5):
+                publisher.publish("events", {"event": "passage", "i": i})
+            assert publisher.drain(30), publisher.status()
+            (dead,) = publisher.spool.dead()
+            assert dead.channel == "check" and "Not authorized" in dead.reason
+            deadline = time.monotonic() + 10
+            while len(listener.received.of_camera("hq", "g6")) < 5 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            publisher.close()
+    assert [e["i"] for e in listener.received.of_camera("hq", "g6")] == list(range(5))
+
+
+def test_a_connected_broker_that_stops_acknowledging_counts_as_down(tmp_path, broker):
+    """The broker stopped (SIGSTOP: its socket stays open, nothing answers): within
+    ack_timeout_s the target is down (said once), events wait; SIGCONT: they all arrive."""
+    with listener_for(broker) as listener:
+        said: list[str] = []
+        config = publish_config({"targets": [broker.url], "site": "hq", "camera": "g7",
+                                 "spool": str(tmp_path / "spool"), "mqtt": {"ack_timeout_s": 2.0}})
+        publisher = Publisher(config, log=said.append).start()
+        try:
+            publisher.publish("events", {"event": "passage", "i": 0})
+            assert publisher.drain(20)
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            try:
+                for i in range(1, 4):
+                    publisher.publish("events", {"event": "passage", "i": i})
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and next(iter(publisher.status()["targets"].values()))["connected"]:
+                    time.sleep(0.2)
+                (state,) = publisher.status()["targets"].values()
+                assert not state["connected"] and "no PUBACK" in state["reason"], state
+                assert sum("unavailable" in line and "PUBACK" in line for line in said) == 1, said
+                assert publisher.spool.stats().depth == 3
+            finally:
+                os.kill(broker.process.pid, signal.SIGCONT)
+            assert publisher.drain(60), publisher.status()
+        finally:
+            publisher.close()
+        deadline = time.monotonic() + 10
+        while len(listener.received.of_camera("hq", "g7")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert [e["i"] for e in listener.received.of_camera("hq", "g7")] == [0, 1, 2, 3]
+    assert any("taking events again" in line for line in said), said
+
+
+def test_a_missing_password_variable_holds_its_target_only(tmp_path, broker, monkeypatch):
+    """The MQTT password's variable is not set: that target waits (one line), the webhook
+    takes every event; the next run, with the variable set, delivers the broker's share."""
+    from listener import WebhookReceiver
+    from mosquitto import Mosquitto
+
+    secured = Mosquitto(tmp_path / "secured", users={"gate": "pw-7f3a9c"})
+    monkeypatch.delenv("GATE_MQTT_PASSWORD", raising=False)
+    with secured.start(), WebhookReceiver(secret=None) as receiver:
+        table = {"targets": [secured.url, receiver.url], "site": "hq", "camera": "g8",
+                 "spool": str(tmp_path / "spool"), "mqtt": {"username": "gate", "password_env": "GATE_MQTT_PASSWORD"}}
+        said: list[str] = []
+        publisher = Publisher(publish_config(table), log=said.append).start()
+        try:
+            for i in range(3):
+                publisher.publish("events", {"event": "passage", "i": i})
+            deadline = time.monotonic() + 15
+            while len(receiver.received.of_camera("hq", "g8")) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert [e["i"] for e in receiver.received.of_camera("hq", "g8")] == [0, 1, 2]
+            states = publisher.status()["targets"]
+            assert not states[secured.url]["connected"] and "GATE_MQTT_PASSWORD is not set" in \
+                states[secured.url]["reason"]
+            assert sum("GATE_MQTT_PASSWORD" in line for line in said) == 1, said
+        finally:
+            publisher.close(drain_s=0)
+        assert Spool(tmp_path / "spool").stats().depth == 3  # kept for the broker
+        monkeypatch.setenv("GATE_MQTT_PASSWORD", "pw-7f3a9c")
+        from listener import SiteListener
+
+        with SiteListener(secured.url, client_id="listener-g8", username="gate",
+                          password="pw-7f3a9c") as listener:
+            publisher = Publisher(publish_config(table), log=lambda line: None).start()
+            try:
+                assert publisher.drain(30), publisher.status()
+            finally:
+                publisher.close()
+            deadline = time.monotonic() + 10
+            while len(listener.received.of_camera("hq", "g8")) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert [e["i"] for e in listener.received.of_camera("hq", "g8")] == [0, 1, 2]

@@ -150,9 +150,12 @@ class SiteListener:
 class WebhookReceiver:
     """A local HTTP receiver of the cameras' webhook POSTs: checks each signature (with
     ``secret``), answers 500 to the first ``fail_first`` requests and to the request numbers
-    (1-based) in ``failing`` (to show the cameras retry), keeps the events once each."""
+    (1-based) in ``failing`` (to show the cameras retry), answers ``refuse(event)`` (an HTTP
+    status, e.g. 422, or None to take it) as a receiver validating payloads would, keeps the
+    events once each."""
 
-    def __init__(self, *, secret: bytes | None, port: int = 0, fail_first: int = 0, failing=()):
+    def __init__(self, *, secret: bytes | None, port: int = 0, fail_first: int = 0, failing=(), refuse=None):
+        self.refuse = refuse
         self.received = Received()
         self.requests = 0
         self.bad_signatures = 0
@@ -167,6 +170,8 @@ class WebhookReceiver:
                     self.send_response(401)
                 elif receiver.requests <= fail_first or receiver.requests in failing:
                     self.send_response(500)
+                elif receiver.refuse is not None and receiver.refuse(json.loads(body)):
+                    self.send_response(receiver.refuse(json.loads(body)))
                 else:
                     receiver.received.add(json.loads(body))
                     self.send_response(200)

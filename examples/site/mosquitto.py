@@ -28,11 +28,13 @@ class MosquittoMissing(RuntimeError):
 
 class Mosquitto:
     def __init__(self, folder: str | Path, *, port: int | None = None, max_queued: int = 0,
-                 tls: tuple[Path, Path, Path] | None = None, users: dict[str, str] | None = None):
+                 tls: tuple[Path, Path, Path] | None = None, users: dict[str, str] | None = None,
+                 acl: str | None = None):
         """``max_queued``: messages a broker holds for a disconnected persistent subscriber
         (0: no limit; Mosquitto's own default is 1000, which a site listener that was away can exceed);
         ``tls``: (CA, server certificate, server key) PEM files: the listener speaks TLS only;
-        ``users``: {name: password}: only those may connect (mosquitto_passwd writes the file)."""
+        ``users``: {name: password}: only those may connect (mosquitto_passwd writes the file);
+        ``acl``: the text of an acl_file (e.g. "topic write maskgate/+/+/events"): what clients may do."""
         self.binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").is_file()
                                                      else None)
         if self.binary is None:
@@ -55,6 +57,9 @@ class Mosquitto:
                 subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(passwords),
                                 name, password], check=True, capture_output=True)
             secure += f"password_file {passwords}\n"
+        if acl is not None:
+            (self.folder / "acl").write_text(acl)
+            secure += f"acl_file {self.folder / 'acl'}\n"
         self.tls = tls is not None
         self.config.write_text(
             user +

@@ -54,7 +54,9 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port (off by "
                    "default)")
     p.add_argument("--metrics-address", metavar="ADDR", help="address the metrics listen on (default 127.0.0.1; "
-                   "0.0.0.0 for a site's Prometheus)")
+                   "0.0.0.0 for a site's Prometheus, with a token: [turnstile] metrics_token_env)")
+    p.add_argument("--metrics-insecure", action="store_true", default=None,
+                   help="serve metrics on a non-loopback address without a token (anyone on the network reads them)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
     from .options import add_trust_options
@@ -74,7 +76,7 @@ def main(args) -> int:
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
         stream={"max_reconnects": args.max_reconnects}, metrics_port=args.metrics_port,
-        metrics_address=args.metrics_address,
+        metrics_address=args.metrics_address, metrics_insecure=args.metrics_insecure,
         publish={"targets": tuple(args.publish or ()), "site": args.site, "camera": args.camera, "spool": args.spool})
     # Outputs that cannot be written fail here in one line, not after the pipeline has started.
     if config.events is not None:

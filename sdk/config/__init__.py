@@ -4,7 +4,8 @@ The file is the one ``--config FILE`` names (any command), else the one ``MASKGA
 names, else ``maskgate.toml`` in the working folder (TOML, or JSON where the suffix is .json).
 Each part of the SDK takes its own section from it: ``[devices]`` (the runtime selector),
 ``[gates.<precision>]`` (the checker), ``[trust]`` (which bundles may run), ``[data]`` (the
-labelled data folder), ``[turnstile]`` and its sub-tables (the gate app). A table or key the
+labelled data folder), ``[sources]`` (image and video limits), ``[turnstile]`` and its
+sub-tables (the gate app). A table or key the
 file may not hold, or a value of the wrong type, is refused in one line that names it, the
 file, and what is known: a typo never leaves a setting at its default unnoticed.
 """
@@ -25,8 +26,8 @@ ENV_CONFIG = "MASKGATE_CONFIG"
 DEFAULT_NAME = "maskgate.toml"
 
 __all__ = ["DEFAULT_BUILDS", "DEFAULT_NAME", "ENV_CONFIG", "ConfigError", "DataSettings", "GateRules",
-           "MaskGateConfig", "StreamOptions", "TrustSettings", "TurnstileConfig", "active_config", "chosen_config",
-           "config_path", "data_folder", "reset_config", "restore_config", "use_config"]
+           "MaskGateConfig", "SourceSettings", "StreamOptions", "TrustSettings", "TurnstileConfig", "active_config",
+           "chosen_config", "config_path", "data_folder", "reset_config", "restore_config", "use_config"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,23 @@ class DataSettings:
     path: Path | None = None
 
 
-TABLES = ("devices", "gates", "trust", "data", "turnstile")
+@dataclass(frozen=True)
+class SourceSettings:
+    """``[sources]``: how images, videos and streams are opened (``maskgate run``, the turnstile)."""
+
+    # An image whose header claims more pixels is refused before it is decoded (a 20000 x 20000
+    # PNG takes 2.4 GB to decode); 50 MP is above any camera's or data set's frame.
+    max_image_pixels: int = 50_000_000
+    # Opening a video, a camera or a stream may take this long (a FIFO with no writer never opens).
+    open_timeout_s: float = 10.0
+
+    def __post_init__(self):
+        if self.max_image_pixels < 1 or self.open_timeout_s <= 0:
+            raise ValueError(f"max_image_pixels must be >= 1 and open_timeout_s > 0, got {self.max_image_pixels} "
+                             f"and {self.open_timeout_s}")
+
+
+TABLES = ("devices", "gates", "trust", "data", "sources", "turnstile")
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class MaskGateConfig:
     gates: dict[str, GateOverrides] = field(default_factory=dict)  # precision -> thresholds it sets
     trust: TrustSettings = field(default_factory=TrustSettings)
     data: DataSettings = field(default_factory=DataSettings)
+    sources: SourceSettings = field(default_factory=SourceSettings)
     turnstile: TurnstileConfig = field(default_factory=TurnstileConfig)
 
     @property
@@ -78,6 +96,7 @@ class MaskGateConfig:
                    gates=_gates(data.get("gates", {}), file),
                    trust=read_table(TrustSettings, data.get("trust", {}), file=file, name="trust", base=path.parent),
                    data=read_table(DataSettings, data.get("data", {}), file=file, name="data"),
+                   sources=read_table(SourceSettings, data.get("sources", {}), file=file, name="sources"),
                    turnstile=read_table(TurnstileConfig, data.get("turnstile", {}), file=file, name="turnstile"))
 
     def check_models(self, known: list[str] | tuple[str, ...]) -> None:

@@ -42,14 +42,16 @@ class MqttOptions:
     keepalive_s: int = 30
     topic_prefix: str = TOPIC_PREFIX
     max_inflight: int = 20  # QoS 1 messages sent before their acknowledgement
+    # A broker that keeps the connection but acknowledges nothing for this long counts as down.
+    ack_timeout_s: float = 10.0
 
     def __post_init__(self):
         if self.protocol not in ("3.1.1", "5"):
             raise ValueError(f"mqtt protocol must be '3.1.1' or '5', got {self.protocol!r}")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("mqtt cert_file and key_file go together")
-        if self.keepalive_s < 5 or self.max_inflight < 1:
-            raise ValueError("mqtt keepalive_s must be >= 5 and max_inflight >= 1")
+        if self.keepalive_s < 5 or self.max_inflight < 1 or self.ack_timeout_s <= 0:
+            raise ValueError("mqtt keepalive_s must be >= 5, max_inflight >= 1 and ack_timeout_s > 0")
         if not self.topic_prefix or any(c in self.topic_prefix for c in "#+"):
             raise ValueError(f"mqtt topic_prefix must be a topic without wildcards, got {self.topic_prefix!r}")
 
@@ -156,6 +158,9 @@ class PublishConfig:
     max_events: int = 100_000
     max_age_s: float = 7 * 24 * 3600.0
     on_full: str = "drop_oldest"
+    # A target that refuses one event this many times in a row (HTTP 4xx, a negative PUBACK)
+    # gets it moved to the spool's dead letters, so the events after it go on.
+    dead_letter_after: int = 5
     mqtt: MqttOptions = field(default_factory=MqttOptions)
     webhook: WebhookOptions = field(default_factory=WebhookOptions)
     #: what was wrong with the table's values: said once, the gate decides on, events stay spooled
@@ -164,8 +169,8 @@ class PublishConfig:
     def __post_init__(self):
         _name(self.site, "site")
         _name(self.camera, "camera")
-        if self.max_events < 1 or self.max_age_s <= 0:
-            raise ValueError("max_events must be >= 1 and max_age_s > 0")
+        if self.max_events < 1 or self.max_age_s <= 0 or self.dead_letter_after < 1:
+            raise ValueError("max_events and dead_letter_after must be >= 1 and max_age_s > 0")
         if self.on_full not in FULL_POLICIES:
             raise ValueError(f"on_full must be one of {FULL_POLICIES}, got {self.on_full!r}")
 

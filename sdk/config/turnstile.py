@@ -64,13 +64,12 @@ class StreamOptions:
     # A live source that sends no frame for this long is stalled: the gate is shut (no face is
     # judged on an old frame), the site is told, and the source is reopened (a reconnect).
     stall_s: float = 3.0
-    open_timeout_s: float = 10.0  # opening a source (connect, first headers) may take this long
 
     def __post_init__(self):
         if self.first_backoff_s <= 0 or self.max_backoff_s < self.first_backoff_s:
             raise ValueError("first_backoff_s must be > 0 and max_backoff_s >= first_backoff_s")
-        if self.stall_s <= 0 or self.open_timeout_s <= 0:
-            raise ValueError(f"stall_s and open_timeout_s must be > 0, got {self.stall_s} and {self.open_timeout_s}")
+        if self.stall_s <= 0:
+            raise ValueError(f"stall_s must be > 0, got {self.stall_s}")
         if self.max_reconnects is not None and self.max_reconnects < 0:
             raise ValueError(f"max_reconnects must be >= 0, got {self.max_reconnects}")
 
@@ -118,3 +117,18 @@ class TurnstileConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be a port number (0 for any free one), got {self.metrics_port}")
+        if (self.metrics_port is not None and self.metrics_token_env is None and not self.metrics_insecure
+                and not is_loopback(self.metrics_address)):
+            raise ValueError(f"metrics on {self.metrics_address} (not a loopback address) need a token: set "
+                             "metrics_token_env to the variable holding it, or metrics_insecure (--metrics-insecure) "
+                             "to serve them to anyone on the network")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"

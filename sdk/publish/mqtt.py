@@ -7,6 +7,12 @@ it again, in order, after a reconnect; this target gives it each spooled event o
 most ``max_inflight`` x 5 at a time, and reports the acknowledged prefix to the spool.
 The same client speaks MQTT 3.1.1 and 5, over TLS (``mqtts://``) and with a username and
 password, to Mosquitto, EMQX, HiveMQ or any other broker.
+
+The target is up only while the broker acknowledges: connected, but with no PUBACK for
+``ack_timeout_s``, it counts as down (said once), its events waiting in the spool. Under
+MQTT 5 a PUBACK with a failure code (0x87 not authorized, say) refuses that one event, which
+becomes a dead letter after a few tries. A password variable that is not set leaves the
+target unavailable, its events spooled, until a run that has it.
 """
 from __future__ import annotations
 
@@ -16,8 +22,8 @@ import threading
 import time
 
 from ..config.publish import MqttOptions, Target
-from ..errors import DependencyError
-from .sink import Sink, TargetStatus, TargetUnavailable
+from ..errors import DependencyError, PublishError
+from .sink import EventRefused, Sink, TargetStatus, TargetUnavailable
 from .spool import SpooledEvent
 
 CONNECT_GRACE_S = 10.0  # the first connection attempt's time to answer before it counts as an outage
@@ -55,8 +61,12 @@ class MqttSink(Sink):
         self._client.reconnect_delay_set(min_delay=1, max_delay=8)
         if health_topic is not None:
             self._client.will_set(health_topic, offline_message(site, camera, "connection lost"), qos=1, retain=True)
+        self._credentials_problem = ""
         if options.username is not None:
-            self._client.username_pw_set(options.username, options.password())
+            try:
+                self._client.username_pw_set(options.username, options.password())
+            except PublishError as exc:  # this target waits; the camera and the other targets go on
+                self._credentials_problem = str(exc)
         if target.tls:
             self._client.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
                                  certfile=str(options.cert_file) if options.cert_file else None,
@@ -72,6 +82,9 @@ class MqttSink(Sink):
         self._started = time.monotonic()
         self._reconnects = 0
         self._info_of: dict = {}  # seq -> paho's MQTTMessageInfo, for events handed to paho
+        self._sent_at: dict[int, float] = {}  # seq -> when it was handed to paho (the PUBACK clock)
+        self._refused: dict[int, str] = {}  # mid -> the failure reason code of its PUBACK (MQTT 5)
+        self._acking = True  # False: connected, but no PUBACK within ack_timeout_s
         self._state: str | None = None  # the last health message, sent again on (re)connect
 
     # -- paho's callbacks (its network thread) --------------------------------------------------
@@ -84,6 +97,8 @@ class MqttSink(Sink):
             if self._ever_connected:
                 self._reconnects += 1
             self._connected, self._ever_connected, self._reason = True, True, ""
+            now = time.monotonic()  # paho sends what is in flight again: the PUBACK clock starts over
+            self._sent_at = {seq: now for seq in self._sent_at}
             self._cond.notify_all()
         if self._state is not None and self._health_topic is not None:
             client.publish(self._health_topic, self._state, qos=1, retain=True)
@@ -104,6 +119,9 @@ class MqttSink(Sink):
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._cond:  # paho marks the message's info published; wake deliver() to look
+            if reason_code is not None and getattr(reason_code, "is_failure", False):
+                self._refused[mid] = f"the broker refused it: {reason_code}"
+            self._acking = True
             self._cond.notify_all()
 
     def _probe(self) -> str:
@@ -117,10 +135,15 @@ class MqttSink(Sink):
     # -- the Sink contract ----------------------------------------------------------------------
     def start(self) -> None:
         self._started = time.monotonic()
+        if self._credentials_problem:
+            self._reason = self._credentials_problem
+            return
         self._client.connect_async(self.target.host, self.target.port, keepalive=self.options.keepalive_s)
         self._client.loop_start()
 
     def deliver(self, events: list[SpooledEvent], *, timeout_s: float) -> int | None:
+        if self._credentials_problem:
+            raise TargetUnavailable(self._credentials_problem)
         if self._first_connection_pending(timeout_s):
             return None  # no outage to report before the first attempt has an answer
         events = events[: self.options.max_inflight * 5]
@@ -138,6 +161,7 @@ class MqttSink(Sink):
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 break
             self._info_of[event.seq] = info
+            self._sent_at[event.seq] = time.monotonic()
         deadline = time.monotonic() + timeout_s
         last = None
         with self._cond:
@@ -148,10 +172,19 @@ class MqttSink(Sink):
                 if info is None or not info.is_published():
                     break
                 del self._info_of[event.seq]
+                self._sent_at.pop(event.seq, None)
+                refused = self._refused.pop(info.mid, None)
+                if refused is not None:
+                    raise EventRefused(event.seq, refused, acked=last)
                 last = event.seq
                 self.delivered += 1
             if last is None and not self._connected:
                 raise TargetUnavailable(self._reason or "not connected")
+            waited = time.monotonic() - min(self._sent_at.values(), default=time.monotonic())
+            if last is None and waited > self.options.ack_timeout_s:
+                self._acking = False
+                raise TargetUnavailable(f"connected, but no PUBACK from {self.target.host}:{self.target.port} "
+                                        f"for {waited:.0f} s (the broker is not acknowledging)")
         return last
 
     def _first_connection_pending(self, timeout_s: float) -> bool:
@@ -174,6 +207,9 @@ class MqttSink(Sink):
             self._client.publish(self._topic_of(channel), body, qos=1, retain=True)
 
     def status(self) -> TargetStatus:
+        if self._connected and not self._acking:
+            return TargetStatus(self.name, False, f"no PUBACK within {self.options.ack_timeout_s:g} s (connected, "
+                                "not acknowledging)", self._reconnects, self.delivered)
         return TargetStatus(self.name, self._connected, self._reason, self._reconnects, self.delivered)
 
     def close(self, *, offline_reason: str | None = None) -> None:
@@ -182,5 +218,6 @@ class MqttSink(Sink):
                                         qos=1, retain=True)
             if info.rc == 0:
                 info.wait_for_publish(timeout=2)
-        self._client.disconnect()
-        self._client.loop_stop()
+        if not self._credentials_problem:
+            self._client.disconnect()
+            self._client.loop_stop()

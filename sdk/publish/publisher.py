@@ -19,7 +19,7 @@ import threading
 import time
 
 from ..config.publish import PublishConfig
-from .sink import Sink, TargetUnavailable
+from .sink import EventRefused, Sink, TargetUnavailable
 from .spool import Spool
 
 
@@ -44,7 +44,7 @@ class Publisher:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self.spool = Spool(config.spool, max_events=config.max_events, max_age_s=config.max_age_s,
-                           on_full=config.on_full)
+                           on_full=config.on_full, log=log)
         self.sinks: list[Sink] = []
         try:
             for target in config.targets:
@@ -133,8 +133,10 @@ class Publisher:
     # -- one thread per target ----------------------------------------------------------------------
     def _deliver_loop(self, sink: Sink) -> None:
         down = False
+        refusals: dict[int, int] = {}  # seq -> refusals in a row, this run
         while not self._stopping:
-            events = self.spool.pending(sink.name, limit=100)
+            replays = self.spool.replays(sink.name)  # dead letters queued again come first, one at a time
+            events = replays[:1] if replays else self.spool.pending(sink.name, limit=100)
             if not events:
                 with self._wake:
                     if not self._stopping:
@@ -148,16 +150,48 @@ class Publisher:
                     self._log(f"publish: {sink.name} unavailable ({exc}); events wait in the spool "
                               f"{self.config.spool} ({depth} now) and go out in order when it is back")
                 down = True
-                with self._wake:
-                    if not self._stopping:
-                        self._wake.wait(sink.retry_s)
+                self._pause(sink.retry_s)
+                continue
+            except EventRefused as refused:
+                self._refused(sink, events, refused, refusals, replaying=bool(replays))
                 continue
             except Exception as exc:  # a bug or an unexpected library error must not end delivery for good
                 self._log(f"publish: {sink.name}: {type(exc).__name__}: {exc}; retrying")
                 time.sleep(1.0)
                 continue
             if last is not None:
-                self.spool.ack(sink.name, last)
+                if replays:
+                    self.spool.replayed(sink.name, last)
+                else:
+                    self.spool.ack(sink.name, last)
                 if down:
                     self._log(f"publish: {sink.name} is taking events again")
                 down = False
+
+    def _refused(self, sink: Sink, events: list, refused: EventRefused, refusals: dict[int, int], *,
+                 replaying: bool) -> None:
+        """``sink`` answered, refusing one event: after ``dead_letter_after`` refusals in a row it
+        becomes a dead letter for that target, and the events after it go on."""
+        event = next(e for e in events if e.seq == refused.seq)
+        if replaying:
+            self.spool.replayed(sink.name, event.seq, refused=refused.reason)
+            self._log(f"publish: {sink.name} refused the replayed event {event.id} again ({refused.reason}); it "
+                      "stays a dead letter")
+            return
+        if refused.acked is not None:
+            self.spool.ack(sink.name, refused.acked)
+        tries = refusals.get(event.seq, 0) + 1
+        refusals[event.seq] = tries
+        if tries < self.config.dead_letter_after:
+            self._pause(sink.retry_s)
+            return
+        del refusals[event.seq]
+        self.spool.dead_letter(sink.name, event, reason=refused.reason, tries=tries)
+        self._log(f"publish: {sink.name} refused event {event.id} (seq {event.seq}) {tries} times ({refused.reason}); "
+                  f"kept as a dead letter, the events after it go on; see 'maskgate spool {self.config.spool}', "
+                  f"send it again with --replay {event.id}")
+
+    def _pause(self, seconds: float) -> None:
+        with self._wake:
+            if not self._stopping:
+                self._wake.wait(seconds)

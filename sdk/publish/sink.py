@@ -12,6 +12,16 @@ class TargetUnavailable(Exception):
     """The target cannot take events now (broker down, receiver failing); the reason is the message."""
 
 
+class EventRefused(Exception):
+    """The target answered, and refused this one event (HTTP 4xx, a broker's negative PUBACK):
+    sending it again as it is will not help. ``acked``: the last sequence number acknowledged
+    before it (None: none in this batch)."""
+
+    def __init__(self, seq: int, reason: str, *, acked: int | None = None):
+        super().__init__(reason)
+        self.seq, self.reason, self.acked = seq, reason, acked
+
+
 @dataclass(frozen=True)
 class TargetStatus:
     target: str
@@ -39,9 +49,9 @@ class Sink(ABC):
 
     @abstractmethod
     def deliver(self, events: list[SpooledEvent], *, timeout_s: float) -> int | None:
-        """Send ``events`` (oldest first, a run of consecutive sequence numbers); return the
-        last sequence number acknowledged with every one before it, None when none was, or
-        raise TargetUnavailable when nothing can be sent now."""
+        """Send ``events`` (oldest first, in sequence order); return the last sequence number
+        acknowledged with every one before it, None when none was; raise TargetUnavailable
+        when nothing can be sent now, or EventRefused when the target refused one of them."""
 
     def publish_state(self, channel: str, body: str) -> None:
         """A latest-value message (health): sent if connected, else skipped. Default: none."""

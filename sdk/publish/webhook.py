@@ -4,7 +4,13 @@ Headers: ``X-MaskGate-Id`` and ``X-MaskGate-Seq`` (the event's id and per-camera
 number, for dedupe), ``X-MaskGate-Timestamp`` (unix seconds) and, with a secret,
 ``X-MaskGate-Signature: sha256=<hex>``, the HMAC-SHA256 of ``<timestamp>.<body>``: a
 receiver checks it with ``verify_signature`` (the timestamp bounds replays). Any 2xx is an
-acknowledgement; anything else, or no answer, is retried with backoff, the event kept.
+acknowledgement. A 4xx that is about the event (400, 409, 413, 415, 422, ...: ``REFUSALS``)
+refuses that one event: after a few such answers it becomes a dead letter
+(``maskgate.publish.spool``) and the events after it go on. A 4xx about the target (401 and 403:
+the secrets disagree; 404, 405, 410: the wrong URL; 408, 429: busy), a 5xx, a timeout or a lost
+connection holds every event back, retried with backoff, in order, until the target is fixed:
+turning each of them into a dead letter would empty the spool into a pile to replay.
+A secret whose variable is not set leaves the target unavailable (its events wait).
 """
 from __future__ import annotations
 
@@ -16,9 +22,12 @@ import ssl
 import time
 
 from ..config.publish import Target, WebhookOptions
-from .sink import Sink, TargetStatus, TargetUnavailable
+from ..errors import PublishError
+from .sink import EventRefused, Sink, TargetStatus, TargetUnavailable
 from .spool import SpooledEvent
 
+#: statuses that refuse the one event sent (its body), not the camera or the URL
+REFUSALS = frozenset({400, 409, 411, 412, 413, 414, 415, 417, 422, 424, 431})
 SIGNATURE_HEADER = "X-MaskGate-Signature"
 TIMESTAMP_HEADER = "X-MaskGate-Timestamp"
 
@@ -45,7 +54,6 @@ class WebhookSink(Sink):
         super().__init__(target.name)
         self.target = target
         self.options = options
-        self._secret = options.secret()
         self._failures = 0
         self._reason = ""
         self._reconnects = 0
@@ -60,11 +68,19 @@ class WebhookSink(Sink):
         return http.client.HTTPConnection(self.target.host, self.target.port, timeout=self.options.timeout_s)
 
     def deliver(self, events: list[SpooledEvent], *, timeout_s: float) -> int | None:
+        try:
+            secret = self.options.secret()  # read each time: a missing variable is an outage, not a crash
+        except PublishError as exc:
+            self._fail(str(exc))
+            raise TargetUnavailable(str(exc)) from None
         last = None
         connection = self._connection()
         try:
             for event in events:
-                problem = self._post(connection, event)
+                problem, status = self._post(connection, event, secret)
+                if problem and status in REFUSALS:
+                    self._ok, self._reason = True, f"refused event {event.id}: {problem}"  # it answers: it is up
+                    raise EventRefused(event.seq, problem, acked=last)
                 if problem:
                     self._fail(problem)
                     if last is None:
@@ -80,22 +96,24 @@ class WebhookSink(Sink):
             connection.close()
         return last
 
-    def _post(self, connection: http.client.HTTPConnection, event: SpooledEvent) -> str:
+    def _post(self, connection: http.client.HTTPConnection, event: SpooledEvent, secret: bytes | None
+              ) -> tuple[str, int]:
+        """("", status) when acknowledged, else (what went wrong, the HTTP status or 0)."""
         body = event.body.encode()
         stamp = int(time.time())
         headers = {"Content-Type": "application/json", "X-MaskGate-Id": event.id, "X-MaskGate-Seq": str(event.seq),
                    TIMESTAMP_HEADER: str(stamp)}
-        if self._secret is not None:
-            headers[SIGNATURE_HEADER] = sign(body, self._secret, stamp)
+        if secret is not None:
+            headers[SIGNATURE_HEADER] = sign(body, secret, stamp)
         try:
             connection.request("POST", self.target.path, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
         except (OSError, http.client.HTTPException) as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), 0
         if 200 <= response.status < 300:
-            return ""
-        return f"HTTP {response.status} {response.reason}".strip()
+            return "", response.status
+        return f"HTTP {response.status} {response.reason}".strip(), response.status
 
     def _fail(self, reason: str) -> None:
         self._ok = False

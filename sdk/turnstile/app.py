@@ -1,20 +1,22 @@
 """The turnstile app: frames -> pipeline -> gate decision -> the gate acts, one summary per passage.
 
-Events are JSON lines (``--events FILE``), flushed as they happen: ``gate`` the moment
-the smoothed decision first says OPEN (the relay's cue, once per passage) or refuses
-for a new reason (the display's cue), with the frame, the reason, and what ran each
-model; ``passage`` when the person has left (time, decision, mask probability, yaw
-class, per-stage latency); ``error`` (a source that cannot be read, a truncated video)
-and a final ``stop`` with the run's totals. A health line (fps, latency p50/p90, dropped
-frames, reconnects; the spool and the targets when publishing) goes to stderr every
-``health_every_s`` seconds. With ``publish`` every event also goes to the site (MQTT,
-webhooks) through a durable spool, with a retained health message; with ``metrics_port``
-Prometheus metrics are served (``maskgate.turnstile.site``). SIGINT / SIGTERM end the run cleanly: the open passage
-is closed, the event file finished, the output video finalised.
+Events are JSON lines (``--events FILE``, ``maskgate.turnstile.eventlog``), written as they
+happen: ``gate`` the moment the smoothed decision first says OPEN (the relay's cue, once per
+passage) or refuses for a new reason (the display's cue), with the frame, the reason, and
+what ran each model; ``passage`` when the person has left (time, decision, mask
+probability, yaw class, per-stage latency); ``error`` (a source that cannot be read, a
+truncated video) and a final ``stop`` with the run's totals. ``on_gate`` (the relay) is
+called before any of a gate event is written or printed. A health message goes out on its
+own timer every ``health_every_s`` (``maskgate.turnstile.health``), frames or not: a live
+source that stalls shuts the gate (``GateStateMachine.blind``) and shows as ``stalled``.
+With ``publish`` every event also goes to the site (MQTT, webhooks) through a durable spool,
+with a retained health message; with ``metrics_port`` Prometheus metrics are served
+(``maskgate.turnstile.site``). Nothing the disk does stops the gate: a full or read-only
+disk, a damaged spool are said once, counted, and the gate decides on. SIGINT / SIGTERM end
+the run cleanly: the open passage is closed, the event file finished, the video finalised.
 """
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -35,8 +37,15 @@ from .decision import (
     choose_person_at_gate,
     observe,
 )
+from .eventlog import EventLog
 from .events import event_record
+from .health import HealthReporter
 from .stream import FrameStream
+
+
+def _say(message: str) -> None:
+    print(f"maskgate turnstile: {message}", file=sys.stderr, flush=True)
+
 
 DECISION_COLOURS = {Decision.OPEN: (0, 200, 0), Decision.NO_MASK: (0, 0, 255),
                     Decision.LOOK_AT_CAMERA: (0, 200, 255), Decision.CANNOT_CHECK: (255, 0, 255),
@@ -52,9 +61,12 @@ class RunSummary:
     refused: int = 0  # gate "refuse" events
     dropped: int = 0
     reconnects: int = 0
+    stalls: int = 0  # times a live source went stall_s without a frame
     errors: list = field(default_factory=list)
     stopped_by: str | None = None  # end_of_stream, max_frames, error, stop, or a signal name (SIGINT, SIGTERM)
     seconds: float = 0.0
+    events_unwritten: int = 0  # events the --events file could not take
+    unspooled: int = 0  # events the site spool could not keep
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,21 +76,25 @@ class TurnstileApp:
     def __init__(self, config: TurnstileConfig, *, pipeline=None, on_gate=None, on_passage=None, on_event=None):
         """``pipeline``: an opened ``maskgate.Pipeline`` (default: from ``config.builds``, each model
         on the best build and device); ``on_gate``: called with each ``GateEvent`` the moment
-        the gate acts (drive the relay and the display here); ``on_passage``: called with
-        each ``Passage`` summary once the person has left; ``on_event``: called with every
-        event record as written to ``config.events`` (``maskgate.turnstile.events``)."""
+        the gate acts, before the event is written anywhere (drive the relay and the display
+        here); ``on_passage``: called with each ``Passage`` summary once the person has left;
+        ``on_event``: called with every event record as written to ``config.events``
+        (``maskgate.turnstile.events``)."""
+        if config.source is None:
+            raise MaskGateError("the turnstile needs a source: a camera index, a video, or an rtsp:// / http:// URL")
         self.config = config
         self.stream = FrameStream(config.source, config.stream)
-        self._pipeline = pipeline
+        self.pipeline = pipeline
         self._on_gate = on_gate
         self._on_passage = on_passage
         self._on_event = on_event
         self._stream_time: float | None = None  # of the last frame read
         self._failed = False
         self._stopped_by: str | None = None
-        self._events = None
+        self._events: EventLog | None = None
         self._video = None
-        self._site = None
+        self.site = None
+        self._health: HealthReporter | None = None
         self.machine = GateStateMachine(config.rules)
         self.summary = RunSummary()
 
@@ -87,140 +103,136 @@ class TurnstileApp:
         self._stopped_by = self._stopped_by or reason
         self.stream.stop()
 
+    def events_unwritten(self) -> int:
+        return self._events.unwritten if self._events is not None else 0
+
+    def events_problem(self) -> str | None:
+        return self._events.problem if self._events is not None else None
+
     def run(self) -> RunSummary:
         from ..memory import steady_memory
 
         steady_memory()  # hours of frames: keep per-frame buffers off the fragmenting heap
         start = time.monotonic()
         restore = self._install_signal_handlers()
-        owns_pipeline = self._pipeline is None
+        owns_pipeline = self.pipeline is None
         try:
-            self._open_events()
+            if self.config.events is not None:
+                self._events = EventLog(self.config.events, say=_say)
             from .site import SiteLink
 
-            self._site = SiteLink(self.config)
-            if self._pipeline is None:
+            self.site = SiteLink(self.config)
+            if self.pipeline is None:
                 from maskgate.runtimes.trust import configured_trust
 
                 from ..pipeline import Pipeline
 
                 trust = configured_trust(verify_key=self.config.verify_key,
                                          allow_failed_builds=self.config.allow_failed_builds)
-                self._pipeline = Pipeline.from_builds(self.config.builds, prefer=self.config.prefer,
-                                                      threads=self.config.threads, trust=trust,
-                                                      profile=self.config.profile)
+                self.pipeline = Pipeline.from_builds(self.config.builds, prefer=self.config.prefer,
+                                                     threads=self.config.threads, trust=trust,
+                                                     profile=self.config.profile)
+            self.site.watch(self.stream)
+            self._health = HealthReporter(self, every_s=self.config.health_every_s).start()
             self._loop()
         except MaskGateError as exc:
             self._failed = True
             self._error(str(exc))
         finally:
+            if self._health is not None:
+                self._health.stop()
             passage = self.machine.finish()
             if passage is not None:
                 self._emit_passage(passage)
-            self.summary.dropped, self.summary.reconnects = self.stream.stats.dropped, self.stream.stats.reconnects
+            stats = self.stream.stats
+            self.summary.dropped, self.summary.reconnects, self.summary.stalls = (stats.dropped, stats.reconnects,
+                                                                                  stats.stalls)
             self.summary.stopped_by = self._stopped_by or ("error" if self._failed else "end_of_stream")
             self.summary.seconds = round(time.monotonic() - start, 3)
+            self.summary.events_unwritten = self.events_unwritten()
+            self.summary.unspooled = self.site.unspooled() if self.site is not None else 0
             self._emit("stop", self._stream_time, self.summary.to_dict())
-            if self._site is not None:
-                self._site.close(self.summary.stopped_by)
+            if self.site is not None:
+                self.site.close(self.summary.stopped_by)
             if self._video is not None:
                 self._video.release()
             if self._events is not None:
                 self._events.close()
-            if owns_pipeline and self._pipeline is not None:
-                self._pipeline.close()
+            if owns_pipeline and self.pipeline is not None:
+                self.pipeline.close()
             restore()
         return self.summary
 
     # -- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
-        latencies: list[float] = []
         choose = choose_person_at_gate(rules=self.config.rules, roi=self.config.roi)
-        last_health = time.monotonic()
-        frames_at_health = 0
-        self._health([], None)  # the site sees the camera online before the first person comes
         for index, (at, frame) in enumerate(self.stream.frames()):
             self._stream_time = at
+            if frame is None:  # the source stalled: nobody can be checked until frames come back
+                since = self.stream.seconds_since_frame()
+                reason = f"the camera stream stalled (no frame for {since or self.config.stream.stall_s:.1f} s)"
+                self._emit_all(self.machine.blind(at, reason))
+                continue
             timings: dict = {}
             began = time.perf_counter()
-            faces = self._pipeline(frame, timings=timings, classify=choose)
-            latencies.append((time.perf_counter() - began) * 1e3)
-            self._site.frame(latencies[-1], timings)
+            faces = self.pipeline(frame, timings=timings, classify=choose)
+            latency = (time.perf_counter() - began) * 1e3
+            self._health.frame(latency)
+            self.site.frame(latency, timings)
             obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings, frame=index)
-            for event in self.machine.update(obs):
-                if isinstance(event, GateEvent):
-                    self._emit_gate(event)
-                else:
-                    self._emit_passage(event)
+            self._emit_all(self.machine.update(obs))
             if self.config.video_out is not None:
                 self._write_video(frame, faces, obs)
             self.summary.frames += 1
-            now = time.monotonic()
-            if now - last_health >= self.config.health_every_s:
-                self._health(latencies, (self.summary.frames - frames_at_health) / (now - last_health))
-                latencies, last_health, frames_at_health = [], now, self.summary.frames
             if self.config.max_frames is not None and self.summary.frames >= self.config.max_frames:
                 self.stop("max_frames")
         if self.stream.stats.truncated:
             self._error(f"{self.config.source}: truncated or corrupt video: {self.stream.stats.truncated}")
 
+    def _emit_all(self, events) -> None:
+        for event in events:
+            if isinstance(event, GateEvent):
+                self._emit_gate(event)
+            else:
+                self._emit_passage(event)
+
     def _emit_gate(self, gate: GateEvent) -> None:
+        # The relay first: nothing of this event is written, spooled or printed before it.
+        if self._on_gate is not None:
+            try:
+                self._on_gate(gate)
+            except Exception as exc:  # the app's callback failing must not stop the gate's record
+                self._error(f"on_gate callback failed: {type(exc).__name__}: {exc}")
         if gate.action == "open":
             self.summary.opened += 1
         else:
             self.summary.refused += 1
         self._emit("gate", gate.time, gate.to_dict())
-        if self._site is not None:
-            self._site.gate(gate.action)
-        if self._on_gate is not None:
-            self._on_gate(gate)
+        if self.site is not None:
+            self.site.gate(gate.action)
 
     def _emit_passage(self, passage: Passage) -> None:
         self.summary.passages += 1
         key = passage.decision.value
         self.summary.decisions[key] = self.summary.decisions.get(key, 0) + 1
         self._emit("passage", passage.end, passage.to_dict())
-        if self._site is not None:
-            self._site.passage(key)
+        if self.site is not None:
+            self.site.passage(key)
         if self._on_passage is not None:
             self._on_passage(passage)
 
     def _error(self, message: str) -> None:
         self.summary.errors.append(message)
         self._emit("error", self._stream_time, {"message": message})
-        print(f"maskgate turnstile: {message}", file=sys.stderr)
-
-    def _health(self, latencies: list[float], fps: float | None) -> None:
-        p50, p90 = np.percentile(latencies, [50, 90]) if latencies else (float("nan"), float("nan"))
-        stats = self.stream.stats
-        fields = {"fps": None if fps is None else round(fps, 2),
-                  "latency_ms": {"p50": None if not latencies else round(float(p50), 2),
-                                 "p90": None if not latencies else round(float(p90), 2)},
-                  "frames": self.summary.frames, "dropped": stats.dropped, "reconnects": stats.reconnects,
-                  "passages": self.summary.passages, "state": self.machine.state.value}
-        runtime = None
-        if self._pipeline is not None and getattr(self._pipeline, "selections", None):
-            runtime = {role: sel.describe_runtime() for role, sel in self._pipeline.selections.items()}
-        site = self._site.health(fields, stream_stats=stats, runtime=runtime) if self._site is not None else ""
-        if fps is None:
-            return  # the first one goes to the site only
-        print(f"health: {fps:.1f} fps, latency p50 {p50:.1f} ms p90 {p90:.1f} ms, dropped {stats.dropped}, "
-              f"reconnects {stats.reconnects}, passages {self.summary.passages}, state {self.machine.state.value}"
-              f"{site}", file=sys.stderr, flush=True)
+        _say(message)
 
     # -- outputs ------------------------------------------------------------------------------
-    def _open_events(self) -> None:
-        if self.config.events is not None:
-            self.config.events.parent.mkdir(parents=True, exist_ok=True)
-            self._events = open(self.config.events, "a", encoding="utf-8")
-
     def _emit(self, kind: str, stream_time: float | None, fields: dict) -> None:
         record = event_record(kind, stream_time=stream_time, **fields)
-        if self._site is not None:  # on disk in the spool first: the file then names its id and seq
-            record = self._site.event(record)
+        if self.site is not None:  # on disk in the spool first: the file then names its id and seq
+            record = self.site.event(record)
         if self._events is not None:
-            self._events.write(json.dumps(record) + "\n")
-            self._events.flush()  # a crash or power loss keeps every event written so far
+            self._events.write(record)  # a disk that refuses it is counted and said once; the gate goes on
         if self._on_event is not None:
             self._on_event(record)
 

@@ -255,6 +255,26 @@ class GateStateMachine:
         """The stream ended: close a passage still open."""
         return self._close() if self._passage else None
 
+    def blind(self, time: float, reason: str) -> list[GateEvent | Passage]:
+        """The camera gives no frames (stalled, reconnecting): nobody can be checked. A passage
+        in progress that has not opened is refused as CANNOT_CHECK (the display's cue), then
+        ends; the smoothing window is emptied, so when frames come back the decision starts
+        afresh, never from the frames before. The state stays CANNOT_CHECK until then."""
+        events: list[GateEvent | Passage] = []
+        if self._passage:
+            if self._opened is None and not (self._last_refusal is not None and
+                                             self._last_refusal.decision is Decision.CANNOT_CHECK):
+                self._last_refusal = GateEvent("refuse", Decision.CANNOT_CHECK, time, None, reason,
+                                               self._passage[0].time)
+                events.append(self._last_refusal)
+            passage = self._close()
+            if passage is not None:
+                events.append(passage)
+        self._recent.clear()
+        self._empty_run = 0
+        self.state = Decision.CANNOT_CHECK
+        return events
+
     def _close(self) -> Passage | None:
         frames = [o for o in self._passage if o.decision is not Decision.NO_FACE]
         passage = None

@@ -4,6 +4,7 @@ none of them can stop the gate from deciding: a part that cannot start says why 
 line and the app goes on without it."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from ..errors import MaskGateError
 
 def _say(message: str) -> None:
     print(f"maskgate turnstile: {message}", file=sys.stderr, flush=True)
+
+
+def metrics_token(config) -> str | None:
+    """The token scrapes must send, from the variable ``[turnstile] metrics_token_env`` names
+    (None: none asked for). A variable that is not set is a MaskGateError: no metrics are served
+    rather than served without the token the site asked for."""
+    if config.metrics_token_env is None:
+        return None
+    token = os.environ.get(config.metrics_token_env)
+    if not token:
+        raise MaskGateError(f"the metrics token variable {config.metrics_token_env} is not set; export it, or drop "
+                            "metrics_token_env from [turnstile]")
+    return token
 
 
 class SiteLink:
@@ -37,10 +51,19 @@ class SiteLink:
             from .prometheus import TurnstileMetrics
 
             try:
-                self.metrics = TurnstileMetrics(port=config.metrics_port, address=config.metrics_address)
+                self.metrics = TurnstileMetrics(port=config.metrics_port, address=config.metrics_address,
+                                                token=metrics_token(config), insecure=config.metrics_insecure)
             except MaskGateError as exc:
                 _say(f"{exc}; deciding on without metrics")
         self._refresh_last_check()
+
+    def watch(self, stream) -> None:
+        """The metrics read the stream's staleness at each scrape."""
+        if self.metrics is not None:
+            self.metrics.watch(stream)
+
+    def unspooled(self) -> int:
+        return self.publisher.spool.health.unspooled if self.publisher is not None else 0
 
     # -- per event and per frame --------------------------------------------------------------------
     def event(self, record: dict) -> dict:
@@ -49,8 +72,8 @@ class SiteLink:
             return record
         try:
             sent = self.publisher.publish("events", record)
-        except MaskGateError as exc:  # a spool that broke mid-run (disk full): say it, keep deciding
-            _say(f"{exc}; this event was not spooled")
+        except Exception as exc:  # nothing the spool does may stop the gate (it counts its own failures)
+            _say(f"publish: {type(exc).__name__}: {exc}; this event was not spooled")
             return record
         return sent if sent is not None else record
 
@@ -77,7 +100,9 @@ class SiteLink:
             status = sent["publish"]
         if self.metrics is not None:
             self.metrics.fps.set(fields.get("fps") or 0.0)
-            self.metrics.stream(dropped=stream_stats.dropped, reconnects=stream_stats.reconnects)
+            self.metrics.stream(dropped=stream_stats.dropped, reconnects=stream_stats.reconnects,
+                                stalls=stream_stats.stalls)
+            self.metrics.events_unwritten.set(fields.get("events_unwritten") or 0)
             self.metrics.runtimes(runtime or {})
             if status is not None:
                 self.metrics.publish(status)
@@ -85,9 +110,13 @@ class SiteLink:
             return ""
         spool = status["spool"]
         age = f", oldest {spool['oldest_age_s']:.0f} s" if spool["oldest_age_s"] is not None else ""
-        words = [f"spool {spool['depth']}{age}"]
+        words = [f"spool {spool['depth']}{age}" + ("" if spool["durable"] else " IN MEMORY")]
         if spool["dropped_full"] or spool["dropped_age"]:
             words.append(f"SPOOL DROPPED {spool['dropped_full']} (full) + {spool['dropped_age']} (too old)")
+        if spool["problem"]:
+            words.append(f"SPOOL PROBLEM ({spool['unspooled']} not kept): {spool['problem']}")
+        if spool["dead"]:
+            words.append(f"DEAD LETTERS {spool['dead']}")
         for target, state in status["targets"].items():
             words.append(f"{target} {'up' if state['connected'] else 'DOWN: ' + (state['reason'] or '?')}")
         return ", " + ", ".join(words)
