@@ -18,6 +18,8 @@ from maskgate.errors import InputError
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
 
+    from .placement import Placement
+
 
 class Runner(ABC):
     #: backend name, e.g. "pytorch", "onnxruntime"
@@ -28,6 +30,8 @@ class Runner(ABC):
 
     def __init__(self) -> None:
         self.device: str = "cpu"  # the device actually used, recorded in results
+        # Where the operations run, as the runtime says (maskgate.runtimes.placement); None: not measured
+        self.placement: Placement | None = None
         self.last_inference_ms: float | None = None
         self._closed = False
         self._lock = threading.Lock()

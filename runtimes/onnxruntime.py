@@ -10,6 +10,7 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, model_source, not_installed
 from .base import Runner, SessionRunner
+from .placement import onnxruntime_placement
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
@@ -45,6 +46,7 @@ class OnnxRuntimeRunner(SessionRunner):
         # ORT's intra-op workers spin between runs by default; a pipeline holds three sessions,
         # and on a small CPU their spinning threads take the cores from each other.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")  # the placement
         providers = providers or ["CPUExecutionProvider"]
         try:
             session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
@@ -56,6 +58,7 @@ class OnnxRuntimeRunner(SessionRunner):
         if wanted not in session.get_providers():  # ORT falls back silently: say so instead
             raise DeviceError(f"{path}: ONNX Runtime did not enable {wanted} (session has {session.get_providers()})")
         self.device = wanted.removesuffix("ExecutionProvider").lower()
+        self.placement = onnxruntime_placement(session, wanted)
         self._bind(session, output_names)
 
 

@@ -12,6 +12,7 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, not_installed
 from .base import Runner
+from .placement import openvino_placement
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
@@ -43,6 +44,7 @@ class OpenVinoRunner(Runner):
         except Exception as exc:
             raise ModelError(f"{path}: OpenVINO cannot load or compile it for {device} ({exc})") from exc
         self.device = device.lower()
+        self.placement = openvino_placement(self._compiled, device)
         self._inputs = tuple(p.get_any_name() for p in self._compiled.inputs)
         self._ports = list(self._compiled.outputs)
         self._outputs = tuple(output_names or (p.get_any_name() for p in self._ports))

@@ -23,6 +23,7 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path, verified_folder
 from .base import Runner, SessionRunner
+from .placement import from_assignment
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
@@ -150,12 +151,14 @@ class QnnRunner(SessionRunner):
             raise ModelError(f"{path}: the QNN EP cannot load it on {HTP_SIMULATOR if simulator else HTP} "
                              f"({exc}); {why}was it compiled for this SoC and QNN runtime (maskgate build "
                              "--formats qnn --qnn-socs ...)?") from exc
-        self.placement = placement(session)
-        on_cpu = [f"{name} ({op})" for ep, name, op in self.placement if ep != EP and op in HEAVY_OPS]
+        nodes = placement(session)
+        self.placement = from_assignment(EP, [(ep, op, name) for ep, name, op in nodes],
+                                         how="onnxruntime graph assignment")
+        on_cpu = [f"{name} ({op})" for ep, name, op in nodes if ep != EP and op in HEAVY_OPS]
         if on_cpu:
             raise DeviceError(f"{path}: {len(on_cpu)} heavy node(s) fell back to the CPU: {', '.join(on_cpu[:5])}; "
                               "rebuild for this SoC")
-        light = [name for ep, name, _ in self.placement if ep != EP]
+        light = [name for ep, name, _ in nodes if ep != EP]
         if light:
             log.info("%s: %d light node(s) run on the CPU: %s", path, len(light), ", ".join(light[:5]))
         self.device = HTP_SIMULATOR if simulator else HTP

@@ -67,8 +67,10 @@ class Selection:
     skipped_kinds: list[str] = field(default_factory=list)  # "npu: why not" for preferred kinds with nothing usable
 
     def to_dict(self) -> dict:
+        placement = self.runner.placement
         return {"model": self.model, "backend": self.backend, "device_kind": self.device_kind, "device": self.device,
                 "format": self.format, "precision": self.precision, "bundle": str(self.bundle),
+                "placement": placement.to_dict() if placement is not None else None,
                 "fallbacks": list(self.fallbacks), "skipped_kinds": list(self.skipped_kinds)}
 
     def describe(self) -> str:
@@ -77,7 +79,9 @@ class Selection:
     def describe_runtime(self) -> str:
         variant = canvas_variant(self.manifest.input.size) if self.manifest.task == "face_detection" else ""
         canvas = f" at {variant}" if variant else ""
-        return f"{self.format} {self.precision}{canvas} on {self.backend}/{self.device} ({self.device_kind})"
+        placement = self.runner.placement
+        where = f", {placement.describe()}" if placement is not None else ", placement not measured"
+        return f"{self.format} {self.precision}{canvas} on {self.backend}/{self.device} ({self.device_kind}){where}"
 
 
 def model_bundles(builds: str | Path, model: str) -> list[tuple[Path, Manifest]]:
@@ -218,6 +222,13 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
             except Exception:
                 runner.close()
                 raise
+            short = _below_floor(runner, candidate, model)
+            if short is not None:  # it runs, but mostly somewhere else: not the accelerator it claims
+                runner.close()
+                reason = f"{candidate.describe()}: placement below the floor: {short}"
+                log.warning("%s: passing over %s", model, reason)
+                tried.append(reason)
+                continue
         except Exception as exc:  # a backend's own error types too: the next candidate may work
             reason = (f"{model_path(candidate.bundle, candidate.manifest)} ({candidate.describe()}): "
                       f"{type(exc).__name__}: {exc}")
@@ -242,6 +253,21 @@ def candidate_key(candidate: Candidate | Selection) -> tuple[str, str, str]:
     if isinstance(candidate, Selection):
         return str(candidate.bundle), candidate.backend, candidate.device
     return str(candidate.bundle), candidate.backend.name, candidate.accelerator.name
+
+
+def _below_floor(runner: Runner, candidate: Candidate, model: str) -> str | None:
+    """Why an npu / gpu runner does not run enough of the model on its accelerator (the
+    config's ``[placement]`` floor); None when it does, or for the CPU (where everything runs
+    anyway). A runtime that cannot say where its operations run is taken, and says so."""
+    if candidate.accelerator.kind not in ("npu", "gpu"):
+        return None
+    if runner.placement is None:
+        log.info("%s: %s cannot say where its operations run; taken as placed", model, candidate.describe())
+        return None
+    from maskgate.config import active_config
+
+    floor = active_config().placement_floor(model)
+    return runner.placement.shortfall(min_share=floor.min_share, all_heavy=floor.all_heavy)
 
 
 def _smoke_test(runner: Runner, verified) -> None:

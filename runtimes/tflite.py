@@ -18,6 +18,7 @@ from maskgate.formats import formats_of_backend
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
+from .placement import tflite_placement
 
 if TYPE_CHECKING:
     from maskgate.converters.manifest import Manifest
@@ -66,6 +67,10 @@ class TfliteRunner(Runner):
                 f"{path}: the TFLite interpreter cannot load it ({exc}); is it a complete .tflite file?"
             ) from exc
         self.device = Path(delegate).name if delegate else "xnnpack"
+        try:  # the node list after delegation: a private API, in LiteRT and tflite-runtime alike
+            self.placement = tflite_placement(self._interpreter._get_ops_details(), self.device)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            self.placement = None
         ins = self._interpreter.get_input_details()
         # Outputs in signature order (output_0, output_1, ...), whatever order the graph lists them.
         outs = sorted(self._interpreter.get_output_details(), key=lambda d: _output_index(d["name"]))

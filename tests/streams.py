@@ -16,7 +16,8 @@ def paced_http_stream(video: Path, *, fps: float, pause_after: int | None = None
     """Serve ``video`` as an MJPEG stream (as IP cameras do), ``fps`` frames a second. After
     ``pause_after`` frames the server sends nothing more (the connection stays open) until
     ``release`` is set; with ``hold_at_end`` it keeps the connection open after the last
-    frame, as a live camera with nobody in front of it, until the stream is closed.
+    frame, as a live camera with nobody in front of it, until the stream is closed. A client
+    that reconnects gets the frames from where the stream is, as from a live camera.
     Yields (url, release)."""
     import cv2
 
@@ -29,23 +30,40 @@ def paced_http_stream(video: Path, *, fps: float, pause_after: int | None = None
         frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
     capture.release()
     release, closing = threading.Event(), threading.Event()
+    # A live camera: a new connection (the app reconnecting after a stall) goes on from the
+    # frame the stream is at, never from the start; an older connection stops sending.
+    live = {"next": 0, "latest": 0}
+    lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (the http.server API)
+            with lock:
+                live["latest"] += 1
+                me = live["latest"]
             self.send_response(200)
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.end_headers()
-            for index, jpeg in enumerate(frames):
+            while True:
+                with lock:
+                    index = live["next"]
+                if index >= len(frames) or live["latest"] != me:
+                    break
                 if index == pause_after:
                     release.wait(600)
+                    if live["latest"] != me:
+                        return
+                jpeg = frames[index]
                 try:
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
                                      % (len(jpeg), jpeg))
                     self.wfile.flush()
                 except OSError:
                     return
+                with lock:
+                    if live["latest"] == me:
+                        live["next"] = index + 1
                 time.sleep(1.0 / fps)
-            if hold_at_end:
+            if hold_at_end and live["latest"] == me:
                 closing.wait(900)
 
         def log_message(self, *args):

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def impossible_gate(tmp_path_factory):
-    """A gate no int8 build can meet (outputs identical to float): every round of the repair
-    loop runs and is recorded."""
-    config = tmp_path_factory.mktemp("config") / "maskgate.toml"
-    config.write_text("[gates.int8]\nmin_cosine = 1.0\n")
-    return config
+@pytest.fixture
+def impossible_gate(monkeypatch):
+    """A gate no int8 build can meet (top-1 agreement above 100 %, which no config file may
+    ask for): every round of the repair loop runs and is recorded."""
+    import dataclasses
+
+    from maskgate.config.gates import DEFAULT_GATES
+
+    monkeypatch.setitem(DEFAULT_GATES, "int8", dataclasses.replace(DEFAULT_GATES["int8"], min_top1=1.5))
 
 
 def test_diagnosis_ranks_the_badly_quantized_layer_of_a_hand_made_model_first(tmp_path):
@@ -56,7 +58,6 @@ def test_accuracy_aware_keeps_the_worst_layers_in_float_and_records_it(tmp_path,
     from maskgate.builder import repair as accuracy_aware
     from maskgate.converters.bundle import read_manifest
 
-    monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (2, 4))
     options = dict(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("int8",), out=tmp_path,
                    progress=False, verify_samples=8, samples=16, check_runs=2, accuracy_aware=True)
@@ -81,7 +82,6 @@ def test_an_int8_build_below_its_gate_is_diagnosed_without_being_changed(tmp_pat
     from maskgate import build
     from maskgate.converters.bundle import read_manifest
 
-    monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     (result,) = build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("int8",), out=tmp_path,
                       progress=False, verify_samples=8, samples=16, check_runs=2)
     assert result.diagnosis["excluded"] == [] and len(result.diagnosis["rounds"]) == 1
@@ -98,7 +98,6 @@ def test_openvino_accuracy_aware_really_leaves_the_named_layers_in_float(tmp_pat
     from maskgate import build
     from maskgate.builder import repair as accuracy_aware
 
-    monkeypatch.setenv("MASKGATE_CONFIG", str(impossible_gate))
     monkeypatch.setattr(accuracy_aware, "STEPS", (4,))
     (result,) = build(models=("mask_mobilenetv2",), formats=("openvino",), precisions=("int8",), out=tmp_path,
                       progress=False, verify_samples=8, samples=16, check_runs=2, accuracy_aware=True)

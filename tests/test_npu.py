@@ -127,7 +127,8 @@ def test_qnn_refuses_a_model_that_would_fall_back_to_the_cpu(tmp_path):
     with pytest.raises(DeviceError, match=r"heavy node\(s\) fell back to the CPU: mm \(MatMul\)"):
         QnnRunner(matmul, strict=False, simulator=True)
     with QnnRunner(det, strict=False, simulator=True) as runner:  # light nodes may fall back when not strict
-        assert runner.placement == [("CPUExecutionProvider", "det", "Det")]
+        placement = runner.placement
+        assert (placement.ops, placement.on_device, placement.elsewhere) == (1, 0, ("Det det@CPUExecutionProvider",))
 
 
 # -- QNN: 16-bit depthwise weights as two int8 convolutions -----------------------------------

@@ -1,4 +1,5 @@
-"""``maskgate backends``: every runtime, its version, each accelerator and whether it is usable."""
+"""``maskgate backends``: every runtime, its version, each accelerator and whether it is usable;
+with ``--builds DIR``, where each bundle's operations really run on each usable accelerator."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ import json
 def add_parser(sub) -> None:
     p = sub.add_parser("backends", help="list the runtimes, their devices (npu, gpu, cpu) and why any is unusable")
     p.add_argument("--json", action="store_true", help="print one JSON object per runtime")
+    p.add_argument("--builds", metavar="DIR", help="also open every bundle here on every usable accelerator of its "
+                   "format and show the share of its operations that ran there (the placement)")
     p.set_defaults(func=main)
 
 
@@ -34,4 +37,39 @@ def main(args) -> int:
         ):
             mark = "yes" if a.usable else "no "
             print(f"  {a.kind:3s} {mark} {a.name}" + (f": {a.reason}" if a.reason else ""))
+    if args.builds:
+        _placements(args.builds, json_lines=args.json)
     return 0
+
+
+def _placements(builds: str, *, json_lines: bool) -> None:
+    """Each bundle opened (verified) on each usable accelerator of its format's backends."""
+    from maskgate.converters.bundle import read_verified
+    from maskgate.runtimes.backend import OpenOptions
+    from maskgate.runtimes.registry import all_backends
+    from maskgate.runtimes.select import readable_bundles
+
+    backends = [(b, b.status()) for b in all_backends()]
+    if not json_lines:
+        print(f"placement of the bundles in {builds}:")
+    for folder, manifest in readable_bundles(builds):
+        for backend, status in backends:
+            if manifest.format not in backend.formats or not status.installed:
+                continue
+            for accelerator in (a for a in status.accelerators if a.usable):
+                where = f"{backend.name}/{accelerator.name} ({accelerator.kind})"
+                try:
+                    verified = read_verified(folder)
+                    with backend.open(folder, verified.manifest, accelerator,
+                                      options=OpenOptions(verified=verified)) as runner:
+                        placement = runner.placement
+                except Exception as exc:  # one bundle that will not open is a line, not the end
+                    text = f"cannot open it: {type(exc).__name__}: {exc}"
+                    placement = None
+                else:
+                    text = placement.describe() + f" ({placement.share:.0%})" if placement else "not measured"
+                if json_lines:
+                    print(json.dumps({"bundle": folder.name, "runtime": where,
+                                      "placement": placement.to_dict() if placement else None, "text": text}))
+                else:
+                    print(f"  {folder.name} on {where}: {text}")

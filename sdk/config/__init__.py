@@ -26,8 +26,9 @@ ENV_CONFIG = "MASKGATE_CONFIG"
 DEFAULT_NAME = "maskgate.toml"
 
 __all__ = ["DEFAULT_BUILDS", "DEFAULT_NAME", "ENV_CONFIG", "ConfigError", "DataSettings", "GateRules",
-           "MaskGateConfig", "SourceSettings", "StreamOptions", "TrustSettings", "TurnstileConfig", "active_config",
-           "chosen_config", "config_path", "data_folder", "reset_config", "restore_config", "use_config"]
+           "MaskGateConfig", "PlacementFloor", "SourceSettings", "StreamOptions", "TrustSettings",
+           "TurnstileConfig", "active_config", "chosen_config", "config_path", "data_folder", "reset_config",
+           "restore_config", "use_config"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,20 @@ class SourceSettings:
                              f"and {self.open_timeout_s}")
 
 
-TABLES = ("devices", "gates", "trust", "data", "sources", "turnstile")
+@dataclass(frozen=True)
+class PlacementFloor:
+    """``[placement]`` (and ``[placement.<model>]``): how much of a model an npu / gpu build
+    must run on that accelerator to be chosen (``maskgate.runtimes.placement``)."""
+
+    min_share: float = 0.9  # of the operations, as the runtime runs them
+    all_heavy: bool = True  # every convolution and matrix product
+
+    def __post_init__(self):
+        if not 0.0 <= self.min_share <= 1.0:
+            raise ValueError(f"min_share is a share between 0 and 1, got {self.min_share}")
+
+
+TABLES = ("devices", "gates", "trust", "data", "sources", "placement", "turnstile")
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,7 @@ class MaskGateConfig:
     trust: TrustSettings = field(default_factory=TrustSettings)
     data: DataSettings = field(default_factory=DataSettings)
     sources: SourceSettings = field(default_factory=SourceSettings)
+    placement: dict[str, PlacementFloor] = field(default_factory=dict)  # "default" or a model -> its floor
     turnstile: TurnstileConfig = field(default_factory=TurnstileConfig)
 
     @property
@@ -97,14 +112,22 @@ class MaskGateConfig:
                    trust=read_table(TrustSettings, data.get("trust", {}), file=file, name="trust", base=path.parent),
                    data=read_table(DataSettings, data.get("data", {}), file=file, name="data"),
                    sources=read_table(SourceSettings, data.get("sources", {}), file=file, name="sources"),
+                   placement=_placement(data.get("placement", {}), file),
                    turnstile=read_table(TurnstileConfig, data.get("turnstile", {}), file=file, name="turnstile"))
 
     def check_models(self, known: list[str] | tuple[str, ...]) -> None:
-        """Refuse a ``[devices]`` key that is neither ``default`` nor one of the ``known`` models."""
+        """Refuse a ``[devices]`` key or ``[placement.<model>]`` table that names none of the ``known`` models."""
         for key in self.devices:
             if key != "default" and key not in known:
                 raise ConfigError(f"{self.where}: [devices] {key}: not a model; [devices] takes default or a model "
                                   f"name ({', '.join(known)})")
+        for key in self.placement:
+            if key != "default" and key not in known:
+                raise ConfigError(f"{self.where}: [placement.{key}]: not a model; [placement] takes min_share, "
+                                  f"all_heavy and a table per model ({', '.join(known)})")
+
+    def placement_floor(self, model: str) -> PlacementFloor:
+        return self.placement.get(model) or self.placement.get("default") or PlacementFloor()
 
 
 def _parse(path: Path) -> dict:
@@ -136,6 +159,18 @@ def _devices(table: dict, file: str) -> dict[str, tuple[str, ...]]:
             raise ConfigError(f"{file}: [devices] {key} = {value!r}: list some of {', '.join(DEVICE_KINDS)}, "
                               f"e.g. \"npu,gpu,cpu\"; got {bad or 'nothing'}")
         out[key] = tuple(dict.fromkeys(kinds))
+    return out
+
+
+def _placement(table: dict, file: str) -> dict[str, PlacementFloor]:
+    """``[placement]``: its own keys are the default floor, each sub-table one model's (over the default)."""
+    plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    default = read_table(PlacementFloor, plain, file=file, name="placement")
+    out = {"default": default} if plain else {}
+    for model, values in table.items():
+        if isinstance(values, dict):
+            given = read_table(PlacementFloor, values, file=file, name=f"placement.{model}")
+            out[model] = dataclasses.replace(default, **{k: getattr(given, k) for k in values})
     return out
 
 

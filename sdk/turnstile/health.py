@@ -60,7 +60,8 @@ class HealthReporter:
         if stream.stalled:
             problems.insert(0, f"{stream.target}: no frame for {since if since is not None else 0:.1f} s (stalled)")
         p50, p90 = np.percentile(latencies, [50, 90]) if latencies else (None, None)
-        return ({"status": "stalled" if stream.stalled else "online", "fps": round(fps, 2),
+        status = "stalled" if stream.stalled else "connecting" if stream.live and since is None else "online"
+        return ({"status": status, "fps": round(fps, 2),
                  "latency_ms": {"p50": None if p50 is None else round(float(p50), 2),
                                 "p90": None if p90 is None else round(float(p90), 2)},
                  "frames": frames, "seconds_since_frame": None if since is None else round(since, 2),

@@ -5,10 +5,11 @@ frame, so the gate always judges what the camera sees now; frames it overwrote b
 they were judged are counted as dropped. When a live source stops delivering, it is
 reopened with exponential backoff. A source that keeps its connection open but sends
 nothing is stalled once ``stall_s`` has passed without a frame: ``frames()`` says so (a
-``None`` frame, once per stall) so the gate can shut, and the grabber reopens it (a URL's
-read gives up after ``stall_s``; a read that still hangs is left behind and a new
-connection made). A file is read frame by frame (nothing dropped), and one that ends
-before the frame count its header promises is reported as truncated.
+``None`` frame, once per stall) so the gate can shut, and the source is reopened (a
+reconnect): a URL's read gives up after ``stall_s`` (FFmpeg's read timeout); a read that
+hangs longer than that is left to end by itself and a new connection made beside it. A
+file is read frame by frame (nothing dropped), and one that ends before the frame count its
+header promises is reported as truncated.
 """
 from __future__ import annotations
 
@@ -162,25 +163,27 @@ class FrameStream:
             return thread
 
         grabber = launch()
-        waited_from = time.monotonic()  # the last frame, or the start
+        waited_from: float | None = None  # the last frame; None before the first (connecting is not a stall)
         try:
             while not self._stop.is_set():
                 if not fresh.wait(min(0.25, options.stall_s)):
                     if not grabber.is_alive() and failures:
                         break
                     now = time.monotonic()
-                    if not self.stalled and now - waited_from >= options.stall_s:
-                        self.stalled = True
-                        self.stats.stalls += 1
-                        log.warning("%s: no frame for %.1f s: stalled; the gate is shut until frames come back",
-                                    self.target, now - waited_from)
-                        yield now - start, None
                     hung = reading_since.get(generation[0])
-                    if hung is not None and now - hung > options.stall_s + 1.0:  # a read that ignores its timeout
+                    if hung is not None and now - hung > options.stall_s + 1.0:
+                        # A read that outlives its own timeout: a new connection now, the old grabber left
+                        # to end by itself (its frames are not taken).
                         generation[0] += 1
                         self.stats.reconnects += 1
-                        log.warning("%s: a read hung %.1f s; leaving it and reconnecting", self.target, now - hung)
+                        log.warning("%s: a read gave nothing for %.1f s; reconnecting", self.target, now - hung)
                         grabber = launch()
+                    if not self.stalled and waited_from is not None and now - waited_from >= options.stall_s:
+                        self.stalled = True
+                        self.stats.stalls += 1
+                        log.warning("%s: no frame for %.1f s: stalled, the gate is shut until frames come back",
+                                    self.target, now - waited_from)
+                        yield now - start, None
                     continue
                 with lock:
                     fresh.clear()
