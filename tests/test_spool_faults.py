@@ -167,3 +167,34 @@ def test_the_spool_command_never_changes_a_damaged_spool(tmp_path, capsys):
     assert main(["spool", str(tmp_path)]) == 2
     assert "cannot be read" in capsys.readouterr().err
     assert (tmp_path / SPOOL_FILE).read_bytes() == before and not list(tmp_path.glob("*.damaged-*"))
+
+
+def test_a_spool_that_started_in_memory_goes_back_to_disk_with_its_events(tmp_path, monkeypatch):
+    import maskgate.publish.spool as spool_module
+
+    monkeypatch.setattr(spool_module, "RETRY_DISK_S", 0.0)
+    said: list[str] = []
+    with tmpfs(tmp_path / "small", "256k") as disk:
+        Spool(disk / "spool").close()  # an earlier run's spool, one event still waiting in it
+        earlier = Spool(disk / "spool")
+        earlier.register("t")
+        old = earlier.append("events", _event(-1))
+        earlier.close()
+        filler = disk / "filler"
+        with open(filler, "wb") as handle:
+            with contextlib.suppress(OSError):
+                handle.write(b"\0" * (1 << 20))
+        spool = Spool(disk / "spool", log=said.append)
+        spool.register("t")
+        first = [spool.append("events", _event(i)) for i in range(3)]  # the disk still refuses: memory
+        assert all(first) and not spool.stats().durable and "in memory only" in spool.stats().problem
+        filler.unlink()
+        later = spool.append("events", _event(3))
+        stats = spool.stats()
+        assert stats.durable and stats.problem is None and any("on disk again (3 event(s)" in s for s in said), said
+        seqs = [e.seq for e in spool.pending("t", limit=100)]
+        assert seqs == [old.seq, *(e.seq for e in first), later.seq] and seqs == sorted(seqs)
+        spool.close()
+        reopened = Spool(disk / "spool")
+        reopened.register("t")
+        assert [e.seq for e in reopened.pending("t", limit=100)] == seqs  # on disk, for the next run too

@@ -14,7 +14,8 @@ Nothing the disk does stops the gate (``maskgate.publish.spool_health``): a full
 disk leaves the event unspooled (counted, said once) and the next append tries again; a
 damaged file is set aside for inspection (``spool.damaged-*.sqlite3``) and a new one started,
 its numbering continuing above the old; a folder that takes no file at all gives a spool in
-memory (not durable, said so).
+memory (not durable, said so), which goes back to disk, its events with it, once the folder
+takes a file again (tried every ``RETRY_DISK_S``).
 """
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PublishError
+from .deadletters import DeadLetters
+from .records import DeadLetter, SpooledEvent  # noqa: F401  (the spool's own types)
 from .spool_health import SpoolHealth, damaged, set_aside
 
 SPOOL_FILE = "spool.sqlite3"
+RETRY_DISK_S = 5.0  # a spool in memory tries its folder again this often
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
                                    channel TEXT NOT NULL, created REAL NOT NULL, body TEXT NOT NULL);
@@ -43,33 +47,6 @@ CREATE TABLE IF NOT EXISTS dead (target TEXT NOT NULL, seq INTEGER NOT NULL, id 
                                  reason TEXT NOT NULL, tries INTEGER NOT NULL, dead_at REAL NOT NULL,
                                  state TEXT NOT NULL DEFAULT 'dead', PRIMARY KEY (target, seq));
 """
-
-
-@dataclass(frozen=True)
-class SpooledEvent:
-    seq: int
-    id: str
-    channel: str
-    body: str  # the JSON text sent, as written
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    target: str
-    seq: int
-    id: str
-    channel: str
-    created: float
-    reason: str  # the target's last refusal
-    tries: int
-    dead_at: float
-    state: str  # dead | replay
-    body: str
-
-    def to_dict(self) -> dict:
-        return {"target": self.target, "seq": self.seq, "id": self.id, "channel": self.channel,
-                "created": self.created, "reason": self.reason, "tries": self.tries, "dead_at": self.dead_at,
-                "state": self.state}
 
 
 @dataclass(frozen=True)
@@ -92,7 +69,7 @@ class SpoolStats:
                 "set_aside": list(self.set_aside)}
 
 
-class Spool:
+class Spool(DeadLetters):
     @classmethod
     def inspect(cls, folder: str | Path) -> Spool:
         """An existing spool opened to read and queue replays (``maskgate spool``), beside a running
@@ -128,6 +105,7 @@ class Spool:
         self._active: set[str] = set()
         self.health = SpoolHealth(self.path, log=log)
         self._last_seq = 0
+        self._disk_tried = time.monotonic()
         self._db = self._open()
 
     # -- the file, and what to do when it fails ----------------------------------------------------
@@ -136,13 +114,8 @@ class Spool:
         can be made here. ``after``: the numbering continues above this."""
         for attempt in range(2):
             try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                db = self._connect_disk()
                 try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=FULL")
-                    db.executescript(_SCHEMA)
-                    db.execute("SELECT count(*) FROM events").fetchone()
                     self._continue_numbering(db, after)
                 except BaseException:
                     db.close()
@@ -157,6 +130,48 @@ class Spool:
             except OSError as exc:
                 return self._in_memory(exc, after)
         raise AssertionError("unreachable")
+
+    def _connect_disk(self) -> sqlite3.Connection:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM events").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _back_to_disk(self) -> None:
+        """A spool in memory: try the folder again, and move what memory holds there (call with the lock)."""
+        self._disk_tried = time.monotonic()
+        try:
+            disk = self._connect_disk()
+        except (sqlite3.Error, OSError):
+            return
+        memory = self._db
+        try:
+            disk.execute("BEGIN IMMEDIATE")
+            rows = memory.execute("SELECT seq, id, channel, created, body FROM events ORDER BY seq").fetchall()
+            disk.executemany("INSERT OR IGNORE INTO events (seq, id, channel, created, body) VALUES (?, ?, ?, ?, ?)",
+                             rows)
+            dead = memory.execute("SELECT target, seq, id, channel, created, body, reason, tries, dead_at, state "
+                                  "FROM dead").fetchall()
+            disk.executemany("INSERT OR IGNORE INTO dead VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dead)
+            for name, value in memory.execute("SELECT name, value FROM counters").fetchall():
+                self._count(disk, name, value)
+            for target in sorted(self._active):  # old events on disk first, then those from memory
+                disk.execute("INSERT OR IGNORE INTO cursors (target, acked) VALUES (?, (SELECT coalesce(min(seq) - 1, "
+                             "0) FROM events))", (target,))
+            disk.execute("COMMIT")
+        except sqlite3.Error:
+            disk.close()
+            return
+        self._db = disk
+        memory.close()
+        self.health.on_disk(len(rows))
 
     def _in_memory(self, exc: Exception, after: int) -> sqlite3.Connection:
         self.health.in_memory(exc)
@@ -239,6 +254,9 @@ class Spool:
                 self._count(db, "dropped_full", over)
             stored.append(SpooledEvent(seq, event_id, channel, body))
 
+        if not self.health.durable and time.monotonic() - self._disk_tried >= RETRY_DISK_S:
+            with self._lock:
+                self._back_to_disk()
         if not self._write("storing an event", insert):
             self.health.unspooled += 1
             return None
@@ -292,57 +310,6 @@ class Spool:
                          tuple(self._active)).fetchone()[0]
         if low is not None:
             db.execute("DELETE FROM events WHERE seq <= ?", (low,))
-
-    # -- dead letters -------------------------------------------------------------------------
-    def dead_letter(self, target: str, event: SpooledEvent, *, reason: str, tries: int) -> None:
-        """``target`` refused ``event`` ``tries`` times: keep it in ``dead`` for that target and
-        move the target's cursor past it, so later events go on."""
-        def move(db: sqlite3.Connection) -> None:
-            created = db.execute("SELECT created FROM events WHERE seq = ?", (event.seq,)).fetchone()
-            db.execute("INSERT OR REPLACE INTO dead (target, seq, id, channel, created, body, reason, tries, dead_at, "
-                       "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'dead')",
-                       (target, event.seq, event.id, event.channel, created[0] if created else time.time(),
-                        event.body, reason, tries, time.time()))
-            self._advance(db, target, event.seq)
-
-        self._write("keeping a dead letter", move)
-
-    def dead(self, target: str | None = None) -> list[DeadLetter]:
-        """The dead letters (of one target, or all), oldest first."""
-        where, args = ("WHERE target = ?", (target,)) if target is not None else ("", ())
-        rows = self._read("reading dead letters", lambda db: db.execute(
-            "SELECT target, seq, id, channel, created, reason, tries, dead_at, state, body FROM dead "
-            f"{where} ORDER BY seq", args).fetchall(), [])
-        return [DeadLetter(*row) for row in rows]
-
-    def replay(self, which: str = "all") -> int:
-        """Queue dead letters to be sent again (``which``: an event id, or "all"); how many."""
-        queued: list[int] = []
-
-        def mark(db: sqlite3.Connection) -> None:
-            sql = "UPDATE dead SET state = 'replay' WHERE state = 'dead'"
-            queued.append(db.execute(sql if which == "all" else sql + " AND id = ?",
-                                     () if which == "all" else (which,)).rowcount)
-
-        self._write("queueing a replay", mark)
-        return queued[0] if queued else 0
-
-    def replays(self, target: str) -> list[SpooledEvent]:
-        """Dead letters of ``target`` queued to be sent again, oldest first."""
-        rows = self._read("reading replays", lambda db: db.execute(
-            "SELECT seq, id, channel, body FROM dead WHERE target = ? AND state = 'replay' ORDER BY seq",
-            (target,)).fetchall(), [])
-        return [SpooledEvent(*row) for row in rows]
-
-    def replayed(self, target: str, seq: int, *, refused: str | None = None) -> None:
-        """A queued replay was delivered (removed), or ``refused`` again (dead once more)."""
-        if refused is None:
-            self._write("recording a replay", lambda db: db.execute(
-                "DELETE FROM dead WHERE target = ? AND seq = ?", (target, seq)))
-        else:
-            self._write("recording a refused replay", lambda db: db.execute(
-                "UPDATE dead SET state = 'dead', reason = ?, tries = tries + 1, dead_at = ? WHERE target = ? AND "
-                "seq = ?", (refused, time.time(), target, seq)))
 
     # -- reading ------------------------------------------------------------------------------
     def stats(self) -> SpoolStats:

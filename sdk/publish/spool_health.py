@@ -78,6 +78,10 @@ class SpoolHealth:
                         "lost if the camera restarts before the site has them")
         self._log(f"publish: {self.problem}")
 
+    def on_disk(self, moved: int) -> None:
+        self.durable, self.problem, self._said = True, None, None
+        self._log(f"publish: {self.path}: the spool is on disk again ({moved} event(s) moved from memory)")
+
     def fields(self) -> dict:
         return {"unspooled": self.unspooled, "problem": self.problem, "durable": self.durable,
                 "set_aside": tuple(self.set_aside_files)}

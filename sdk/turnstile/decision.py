@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import math
 import statistics
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -158,6 +159,8 @@ class GateEvent:
     mask_prob: float | None = None
     yaw_class: str | None = None
     runtime: dict | None = None
+    #: time.perf_counter() when the machine decided (not written): the relay's latency is measured from it
+    decided_at: float = field(default_factory=time.perf_counter, compare=False)
 
     def to_dict(self) -> dict:
         return {

@@ -2,8 +2,9 @@
 
 A camera runs for months, so the endpoint cannot be a way to take it down: each connection
 gets ``idle_timeout_s`` to send its request (and is closed after one answer), at most
-``max_connections`` are served at once (the rest are closed at once), and the server's
-threads never outlive it. With a token (``[turnstile] metrics_token_env``), a scrape must
+``max_connections`` are open at once (a new one closes the oldest, so a thousand idle
+clients cost at most that many descriptors and a real scrape still gets in), and the
+server's threads never outlive it. With a token (``[turnstile] metrics_token_env``), a scrape must
 send ``Authorization: Bearer TOKEN`` or basic auth with TOKEN as the password; without one
 the endpoint listens only on a loopback address unless told ``--metrics-insecure``.
 """
@@ -14,6 +15,7 @@ import hmac
 import http.server
 import socket
 import threading
+import time
 
 from ..config.turnstile import is_loopback
 from ..errors import MaskGateError
@@ -31,7 +33,8 @@ class MetricsServer:
             raise MaskGateError(f"--metrics-address {address}: metrics on a non-loopback address need a token "
                                 "([turnstile] metrics_token_env names the variable holding it), or "
                                 "--metrics-insecure to serve them to anyone on the network")
-        slots = threading.BoundedSemaphore(max_connections)
+        open_connections: dict = {}  # socket -> when it came, oldest first (dicts keep insertion order)
+        guard = threading.Lock()
         expected = token
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -64,18 +67,26 @@ class MetricsServer:
             daemon_threads = True
             block_on_close = False
             allow_reuse_address = True
+            request_queue_size = 128  # a burst of scrapers is queued by the kernel, not refused
 
             def process_request(self, request, client_address):
-                if not slots.acquire(blocking=False):  # at the cap: close this one, keep serving the others
-                    self.shutdown_request(request)
-                    return
+                with guard:  # at the cap, the oldest connection gives way: a real scrape always gets in
+                    while len(open_connections) >= max_connections:
+                        oldest = next(iter(open_connections))
+                        del open_connections[oldest]
+                        try:
+                            oldest.shutdown(socket.SHUT_RDWR)  # its handler reads an end and finishes
+                        except OSError:
+                            pass
+                    open_connections[request] = time.monotonic()
                 super().process_request(request, client_address)
 
             def process_request_thread(self, request, client_address):
                 try:
                     super().process_request_thread(request, client_address)
                 finally:
-                    slots.release()
+                    with guard:
+                        open_connections.pop(request, None)
 
             def handle_error(self, request, client_address):  # a client that went away: not an error of ours
                 pass
