@@ -203,3 +203,4 @@ def test_a_spool_that_started_in_memory_goes_back_to_disk_with_its_events(tmp_pa
         reopened = Spool(disk / "spool")
         reopened.register("t")
         assert [e.seq for e in reopened.pending("t", limit=100)] == seqs  # on disk, for the next run too
+
