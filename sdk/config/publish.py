@@ -31,6 +31,17 @@ CHANNELS = ("events", "check")
 FULL_POLICIES = ("drop_oldest", "drop_newest")
 
 
+def env_secret(variable: str | None, *, what: str, key: str, table: str, empty_ok: bool = False) -> str | None:
+    """The value of the environment ``variable`` a setting names for a secret (None: no variable
+    named); one not set (or empty, unless ``empty_ok``) is a PublishError naming it and the key."""
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if value is None or (not value and not empty_ok):
+        raise PublishError(f"the {what} variable {variable} is not set; export it, or drop {key} from {table}")
+    return value
+
+
 @dataclass(frozen=True)
 class MqttOptions:
     protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -56,13 +67,8 @@ class MqttOptions:
             raise ValueError(f"mqtt topic_prefix must be a topic without wildcards, got {self.topic_prefix!r}")
 
     def password(self) -> str | None:
-        if self.password_env is None:
-            return None
-        value = os.environ.get(self.password_env)
-        if value is None:
-            raise PublishError(f"the MQTT password variable {self.password_env} is not set; export it, or drop "
-                               "password_env from [turnstile.publish.mqtt]")
-        return value
+        return env_secret(self.password_env, what="MQTT password", key="password_env",
+                          table="[turnstile.publish.mqtt]", empty_ok=True)
 
 
 @dataclass(frozen=True)
@@ -78,13 +84,9 @@ class WebhookOptions:
             raise ValueError("webhook timeout_s and first_backoff_s must be > 0, max_backoff_s >= first_backoff_s")
 
     def secret(self) -> bytes | None:
-        if self.secret_env is None:
-            return None
-        value = os.environ.get(self.secret_env)
-        if not value:
-            raise PublishError(f"the webhook secret variable {self.secret_env} is not set; export it, or drop "
-                               "secret_env from [turnstile.publish.webhook]")
-        return value.encode()
+        value = env_secret(self.secret_env, what="webhook secret", key="secret_env",
+                           table="[turnstile.publish.webhook]")
+        return None if value is None else value.encode()
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ none of them can stop the gate from deciding: a part that cannot start says why 
 line and the app goes on without it."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+from ..config.publish import env_secret
 from ..errors import MaskGateError
 
 
@@ -19,13 +19,7 @@ def metrics_token(config) -> str | None:
     """The token scrapes must send, from the variable ``[turnstile] metrics_token_env`` names
     (None: none asked for). A variable that is not set is a MaskGateError: no metrics are served
     rather than served without the token the site asked for."""
-    if config.metrics_token_env is None:
-        return None
-    token = os.environ.get(config.metrics_token_env)
-    if not token:
-        raise MaskGateError(f"the metrics token variable {config.metrics_token_env} is not set; export it, or drop "
-                            "metrics_token_env from [turnstile]")
-    return token
+    return env_secret(config.metrics_token_env, what="metrics token", key="metrics_token_env", table="[turnstile]")
 
 
 class SiteLink:
