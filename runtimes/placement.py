@@ -95,11 +95,10 @@ def openvino_placement(compiled, device: str) -> Placement:
             continue
         where = info["affinity"].astype(str) if "affinity" in info else (executing[0] if len(executing) == 1
                                                                          else ",".join(executing))
+        if where.startswith(device + "."):  # GPU.0 is the GPU it was opened for
+            where = device
         nodes.append((where, kind, op.get_friendly_name()))
-    matches = [n for n in nodes if n[0] == device or n[0].startswith(device + ".")]
-    placement = from_assignment(device, [(device if n in matches else n[0], n[1], n[2]) for n in nodes],
-                                how=f"openvino runtime model (executes on {', '.join(executing)})")
-    return placement
+    return from_assignment(device, nodes, how=f"openvino runtime model (executes on {', '.join(executing)})")
 
 
 def tflite_placement(ops_details: list[dict], device: str) -> Placement:
