@@ -13,6 +13,7 @@ import numpy as np
 from .config import active_config
 from .errors import SourceError
 from .image_size import header_size
+from .native_calls import inside
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 
@@ -68,12 +69,13 @@ def open_capture(target: int | str, *, name: str, timeout_s: float | None = None
 
     def open_it() -> None:
         try:
-            if isinstance(target, str) and re.match(r"[a-z]+://", target, re.I):  # FFmpeg's own network timeouts
-                params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
-                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, int((read_timeout_s or timeout_s) * 1000)]
-                result["cap"] = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
-            else:
-                result["cap"] = cv2.VideoCapture(target)
+            with inside(f"opening {name}"):  # may outlive the command (native_calls.py)
+                if isinstance(target, str) and re.match(r"[a-z]+://", target, re.I):  # FFmpeg's own network timeouts
+                    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
+                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int((read_timeout_s or timeout_s) * 1000)]
+                    result["cap"] = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+                else:
+                    result["cap"] = cv2.VideoCapture(target)
         except cv2.error as exc:
             result["error"] = exc
 

@@ -115,5 +115,15 @@ def _read_config(path: str | None):
     return before
 
 
+def entry() -> None:
+    """The ``maskgate`` console command: ``main``, then an exit that a camera read still under way
+    in OpenCV cannot turn into an abort (native_calls.py)."""
+    from ..native_calls import leave
+
+    code = main()
+    leave(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config.turnstile import StreamOptions  # noqa: F401  ([turnstile.stream])
 from ..errors import SourceError
+from ..native_calls import inside
 from ..sources import open_capture, truncation
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ class FrameStream:
                 if cap is not None and cap.isOpened():
                     while current():
                         reading_since[mine] = time.monotonic()
-                        ok, frame = cap.read()
+                        with inside(f"reading {self.target}"):
+                            ok, frame = cap.read()
                         reading_since.pop(mine, None)
                         if not ok or not current():
                             break
@@ -143,7 +145,8 @@ class FrameStream:
                             self.last_frame_at = time.monotonic()
                         fresh.set()
                 if cap is not None:
-                    cap.release()
+                    with inside(f"closing {self.target}"):
+                        cap.release()
                 if not current():
                     break
                 attempts += 1
