@@ -6,6 +6,7 @@ import io
 import shutil
 from pathlib import Path
 
+from maskgate.ast_race import retry_ast_race
 from maskgate.errors import ConversionError
 
 from . import hinted_float_ops, require
@@ -24,9 +25,12 @@ def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify:
     kwargs = {"opset_version": opset} if opset else {}
     try:
         # The exporter narrates every step on stdout; a build shows its own progress instead.
-        with contextlib.redirect_stdout(io.StringIO()):
-            program = torch.onnx.export(module, (x,), dynamo=True, input_names=[spec.input.name],
-                                        output_names=list(spec.outputs), verbose=False, **kwargs)
+        def export():
+            with contextlib.redirect_stdout(io.StringIO()):
+                return torch.onnx.export(module, (x,), dynamo=True, input_names=[spec.input.name],
+                                         output_names=list(spec.outputs), verbose=False, **kwargs)
+
+        program = retry_ast_race(export, what=f"{spec.name}: torch.onnx.export")
         program.save(str(path))
     except Exception as exc:  # the exporter raises many types; say which model failed
         raise ConversionError(f"{spec.name}: torch.onnx.export (dynamo) failed: {exc}; "

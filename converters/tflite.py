@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from maskgate.ast_race import retry_ast_race
 from maskgate.errors import ConversionError
 
 from . import dist_version, hinted_float_ops, require
@@ -33,8 +34,11 @@ def export_fp32(job: ConversionJob, path: Path) -> None:
     if job.options.tflite.channel_last_io:
         x = x.permute(0, 2, 3, 1).contiguous()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            litert_torch.convert(module.eval(), (x,)).export(str(path))
+        def convert() -> None:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                litert_torch.convert(module.eval(), (x,)).export(str(path))
+
+        retry_ast_race(convert, what=f"{job.target.name}: litert-torch conversion")
     except Exception as exc:
         raise ConversionError(f"{job.target.name}: litert-torch conversion failed: {exc}") from exc
 
