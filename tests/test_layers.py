@@ -3,13 +3,14 @@ app on the pipeline and the runtimes only. Every import counts, the ones made in
 function too: a lazy import is still a dependency.
 
 Bottom to top (maskgate.*):
-  core       version, errors, specs, config, files, console, progress, memory, metrics, formats, profiles
+  core       version, errors, specs, config, files, console, progress, memory, metrics, formats, profiles,
+             native_calls, ast_race
   publish    publish: the spool and the targets events go to (MQTT, webhooks), fleet check records
   bundle     converters.bundle / manifest / binding / signing: the bundle format that runtimes trust
   runtimes   runtimes
   pipeline   pre/post-processing, models, registry, compare, detector, classifier, pipeline
   makers     calibration, converters
-  apps       check, turnstile, training
+  apps       check, turnstile, training, fleet (releases and the camera's agent)
   build      builder (maskgate.build() and its steps)
   cli        cli, and the package's own __init__ (the public facade)
 """
@@ -26,7 +27,7 @@ FOLDERS = {"sdk": "maskgate", "runtimes": "maskgate.runtimes", "converters": "ma
            "calibration": "maskgate.calibration"}
 LAYERS = [
     ("core", ("version", "errors", "specs", "config", "files", "console", "progress", "memory", "metrics", "formats",
-              "profiles")),
+              "profiles", "native_calls", "ast_race")),
     ("publish", ("publish",)),
     ("bundle", ("converters.bundle", "converters.binding", "converters.signing", "converters.manifest",
                 "converters.__init__")),
@@ -35,9 +36,9 @@ LAYERS = [
                   "zoo", "models",
                   "compare", "detector", "classifier", "classifier_eval", "pipeline", "deployed", "datasets")),
     ("makers", ("calibration", "converters")),
-    ("apps", ("check", "turnstile", "training")),
+    ("apps", ("check", "turnstile", "training", "fleet")),
     ("build", ("builder",)),
-    ("cli", ("cli", "__init__")),
+    ("cli", ("cli", "__init__", "__main__")),
 ]
 TURNSTILE_MAY_USE = {"core", "publish", "bundle", "runtimes", "pipeline"}
 
