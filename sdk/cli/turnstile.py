@@ -58,6 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics-insecure", action="store_true", default=None,
                    help="serve metrics on a non-loopback address without a token (anyone on the network reads them)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--heartbeat", metavar="FILE", help="rewrite this JSON file every health period (pid, release, fps, "
+                   "errors): what the release agent's probation watches ([turnstile] heartbeat)")
     p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
     from .options import add_trust_options
 
@@ -72,6 +74,7 @@ def main(args) -> int:
     config = load_config(  # the process's config (--config, MASKGATE_CONFIG, ./maskgate.toml): read in cli.main
         args.source, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
         events=args.events, video_out=args.video_out, health_every_s=args.health_every_s, max_frames=args.max_frames,
+        heartbeat=args.heartbeat,
         verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds, profile=args.profile,
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
@@ -83,6 +86,8 @@ def main(args) -> int:
         writable_file(config.events, what="turnstile events", flag="--events")
     if config.video_out is not None:
         writable_file(config.video_out, what="the annotated video", flag="--video-out")
+    if config.heartbeat is not None:
+        writable_file(config.heartbeat, what="the heartbeat", flag="--heartbeat")
     if not Path(config.builds).is_dir():
         from ..errors import BundleError
 

@@ -91,6 +91,9 @@ class TurnstileConfig:
     events: Path | None = None
     video_out: Path | None = None
     health_every_s: float = 10.0
+    # A JSON file rewritten every health period (pid, the release running, fps, errors): the
+    # release agent's probation reads it ([agent] heartbeat names the same file).
+    heartbeat: Path | None = None
     max_frames: int | None = None
     # Which bundles may run: [trust] of the config file, overridden by these flags.
     verify_key: Path | None = field(default=None, metadata={"flag_only": _TRUST})

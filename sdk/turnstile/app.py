@@ -39,6 +39,7 @@ from .decision import (
 )
 from .eventlog import EventLog
 from .events import event_record
+from .follow import BuildsFollower, resolved, slot_release
 from .health import HealthReporter
 from .stream import FrameStream
 
@@ -96,7 +97,39 @@ class TurnstileApp:
         self.site = None
         self._health: HealthReporter | None = None
         self.machine = GateStateMachine(config.rules)
+        self.running_builds = None  # the folder the pipeline's models came from
+        self._follower: BuildsFollower | None = None
+        self._inference = threading.Lock()  # held around each frame's models: a swap waits for the frame
+        self._swapped: list[dict] = []
         self.summary = RunSummary()
+
+    def _open_pipeline(self, folder):
+        from maskgate.runtimes.trust import configured_trust
+
+        from ..pipeline import Pipeline
+
+        trust = configured_trust(verify_key=self.config.verify_key,
+                                 allow_failed_builds=self.config.allow_failed_builds)
+        return Pipeline.from_builds(folder, prefer=self.config.prefer, threads=self.config.threads, trust=trust,
+                                    profile=self.config.profile)
+
+    def _swap_pipeline(self, folder, pipeline) -> None:
+        """From the follower's thread: the new set in place between two frames."""
+        with self._inference:
+            old, self.pipeline, self.running_builds = self.pipeline, pipeline, folder
+        old.close()
+        runtime = {role: sel.describe_runtime() for role, sel in (getattr(pipeline, "selections", None) or {}).items()}
+        self._swapped.append({"builds": str(folder), "release": slot_release(folder), "runtime": runtime or None})
+        _say(f"now running the models in {folder} (release {slot_release(folder) or 'unknown'})")
+
+    def _emit_swaps(self) -> None:
+        """The 'models' events of swaps made since the last frame, written from the frame loop."""
+        while self._swapped:
+            self._emit("models", self._stream_time, self._swapped.pop(0))
+
+    def models_problem(self) -> str | None:
+        """Why the set the builds pointer names is not the one running (it failed to open), or None."""
+        return self._follower.problem if self._follower is not None else None
 
     def stop(self, reason: str = "stop") -> None:
         """End the run from any thread (or a signal handler): the current frame finishes."""
@@ -123,15 +156,11 @@ class TurnstileApp:
 
             self.site = SiteLink(self.config)
             if self.pipeline is None:
-                from maskgate.runtimes.trust import configured_trust
-
-                from ..pipeline import Pipeline
-
-                trust = configured_trust(verify_key=self.config.verify_key,
-                                         allow_failed_builds=self.config.allow_failed_builds)
-                self.pipeline = Pipeline.from_builds(self.config.builds, prefer=self.config.prefer,
-                                                     threads=self.config.threads, trust=trust,
-                                                     profile=self.config.profile)
+                self.running_builds = resolved(self.config.builds)  # the folder a pointer names, never the link
+                self.pipeline = self._open_pipeline(self.running_builds)
+                self._follower = BuildsFollower(self.config.builds, self.running_builds,
+                                                open_pipeline=self._open_pipeline, swap=self._swap_pipeline,
+                                                say=_say).start()
             self.site.watch(self.stream)
             self._health = HealthReporter(self, every_s=self.config.health_every_s).start()
             self._loop()
@@ -139,6 +168,9 @@ class TurnstileApp:
             self._failed = True
             self._error(str(exc))
         finally:
+            if self._follower is not None:
+                self._follower.stop()
+            self._emit_swaps()
             if self._health is not None:
                 self._health.stop()
             passage = self.machine.finish()
@@ -167,6 +199,7 @@ class TurnstileApp:
     def _loop(self) -> None:
         choose = choose_person_at_gate(rules=self.config.rules, roi=self.config.roi)
         for index, (at, frame) in enumerate(self.stream.frames()):
+            self._emit_swaps()
             self._stream_time = at
             if frame is None:  # the source stalled: nobody can be checked until frames come back
                 since = self.stream.seconds_since_frame()
@@ -175,7 +208,8 @@ class TurnstileApp:
                 continue
             timings: dict = {}
             began = time.perf_counter()
-            faces = self.pipeline(frame, timings=timings, classify=choose)
+            with self._inference:
+                faces = self.pipeline(frame, timings=timings, classify=choose)
             latency = (time.perf_counter() - began) * 1e3
             self._health.frame(latency)
             self.site.frame(latency, timings)

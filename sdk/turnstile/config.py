@@ -17,7 +17,7 @@ from ..config.tables import ConfigError
 from ..config.turnstile import TurnstileConfig
 from ..errors import InputError
 
-_PATHS = ("builds", "events", "video_out", "verify_key")
+_PATHS = ("builds", "events", "video_out", "verify_key", "heartbeat")
 
 
 def load_config(source: str | None = None, *, path: str | Path | None = None, config: MaskGateConfig | None = None,

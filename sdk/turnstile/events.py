@@ -11,7 +11,7 @@ from ..publish import wall_time
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("events.schema.json")
-KINDS = ("gate", "passage", "error", "stop")
+KINDS = ("gate", "passage", "error", "models", "stop")
 
 
 def event_record(kind: str, *, stream_time: float | None, **fields) -> dict:

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from .heartbeat import Heartbeat
+
 
 class HealthReporter:
     def __init__(self, app, *, every_s: float):
@@ -22,6 +24,9 @@ class HealthReporter:
         self._then = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        heartbeat = app.config.heartbeat
+        self._heartbeat = Heartbeat(heartbeat, say=lambda m: print(f"maskgate turnstile: {m}", file=sys.stderr,
+                                                                    flush=True)) if heartbeat else None
 
     def frame(self, latency_ms: float) -> None:
         with self._lock:
@@ -76,6 +81,8 @@ class HealthReporter:
         if app.pipeline is not None and getattr(app.pipeline, "selections", None):
             runtime = {role: sel.describe_runtime() for role, sel in app.pipeline.selections.items()}
         site = app.site.health(fields, stream_stats=app.stream.stats, runtime=runtime) if app.site else ""
+        if self._heartbeat is not None:
+            self._heartbeat.write(app, fields)
         if first:
             return  # the first one goes to the site only
         stalled = f"STALLED ({fields['problems'][0]}), " if fields["status"] == "stalled" else ""
