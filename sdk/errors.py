@@ -60,3 +60,8 @@ class OutputError(MaskGateError):
 
 class PublishError(MaskGateError):
     """Event delivery is misconfigured ([turnstile.publish], --publish) or its spool is unusable."""
+
+
+class ReleaseError(MaskGateError):
+    """A release cannot be written, or a camera refuses what a release repository serves
+    (a bad signature, expired or replayed metadata, a file that does not match its hash)."""

@@ -7,6 +7,7 @@ import sys
 
 from ..errors import MaskGateError
 from . import (
+    agent,
     agree,
     backends,
     build,
@@ -16,6 +17,7 @@ from . import (
     evaluate,
     evaluate_classifiers,
     models,
+    release,
     run,
     setup,
     sign,
@@ -33,6 +35,8 @@ COMMANDS = (
     check,
     agree,
     sign,
+    release,
+    agent,
     spool,
     backends,
     setup,

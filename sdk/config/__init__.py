@@ -5,7 +5,7 @@ names, else ``maskgate.toml`` in the working folder (TOML, or JSON where the suf
 Each part of the SDK takes its own section from it: ``[devices]`` (the runtime selector),
 ``[gates.<precision>]`` (the checker), ``[trust]`` (which bundles may run), ``[data]`` (the
 labelled data folder), ``[sources]`` (image and video limits), ``[turnstile]`` and its
-sub-tables (the gate app). A table or key the
+sub-tables (the gate app), ``[agent]`` (the release agent). A table or key the
 file may not hold, or a value of the wrong type, is refused in one line that names it, the
 file, and what is known: a typo never leaves a setting at its default unnoticed.
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .agent import AgentSettings, ProbationSettings
 from .gates import DEFAULT_GATES, GateOverrides
 from .tables import ConfigError, convert, read_table
 from .turnstile import DEFAULT_BUILDS, GateRules, StreamOptions, TurnstileConfig
@@ -25,8 +26,8 @@ from .turnstile import DEFAULT_BUILDS, GateRules, StreamOptions, TurnstileConfig
 ENV_CONFIG = "MASKGATE_CONFIG"
 DEFAULT_NAME = "maskgate.toml"
 
-__all__ = ["DEFAULT_BUILDS", "DEFAULT_NAME", "ENV_CONFIG", "ConfigError", "DataSettings", "GateRules",
-           "MaskGateConfig", "PlacementFloor", "SourceSettings", "StreamOptions", "TrustSettings",
+__all__ = ["AgentSettings", "DEFAULT_BUILDS", "DEFAULT_NAME", "ENV_CONFIG", "ConfigError", "DataSettings", "GateRules",
+           "MaskGateConfig", "PlacementFloor", "ProbationSettings", "SourceSettings", "StreamOptions", "TrustSettings",
            "TurnstileConfig", "active_config", "chosen_config", "config_path", "data_folder", "reset_config",
            "restore_config", "use_config"]
 
@@ -76,7 +77,7 @@ class PlacementFloor:
             raise ValueError(f"min_share is a share between 0 and 1, got {self.min_share}")
 
 
-TABLES = ("devices", "gates", "trust", "data", "sources", "placement", "turnstile")
+TABLES = ("devices", "gates", "trust", "data", "sources", "placement", "turnstile", "agent")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class MaskGateConfig:
     sources: SourceSettings = field(default_factory=SourceSettings)
     placement: dict[str, PlacementFloor] = field(default_factory=dict)  # "default" or a model -> its floor
     turnstile: TurnstileConfig = field(default_factory=TurnstileConfig)
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
     @property
     def where(self) -> str:
@@ -113,7 +115,8 @@ class MaskGateConfig:
                    data=read_table(DataSettings, data.get("data", {}), file=file, name="data"),
                    sources=read_table(SourceSettings, data.get("sources", {}), file=file, name="sources"),
                    placement=_placement(data.get("placement", {}), file),
-                   turnstile=read_table(TurnstileConfig, data.get("turnstile", {}), file=file, name="turnstile"))
+                   turnstile=read_table(TurnstileConfig, data.get("turnstile", {}), file=file, name="turnstile"),
+                   agent=read_table(AgentSettings, data.get("agent", {}), file=file, name="agent", base=path.parent))
 
     def check_models(self, known: list[str] | tuple[str, ...]) -> None:
         """Refuse a ``[devices]`` key or ``[placement.<model>]`` table that names none of the ``known`` models."""

@@ -1,0 +1,63 @@
+"""``maskgate agent``: the camera's release agent (maskgate.fleet.agent)."""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("agent", help="the camera's release agent: fetch the release meant for this camera, check it "
+                       "on its own backends, switch slots, keep it after probation or roll back",
+                       description="Settings come from [agent] (and [agent.probation]) of the config file; the "
+                       "camera's name from [turnstile.publish] camera; the key it trusts from [trust] verify_key. "
+                       "Point the turnstile's --builds at STATE/current, and its --heartbeat at the file [agent] "
+                       "heartbeat names.")
+    p.add_argument("--repo", metavar="URL", help="the release repository (default [agent] repo)")
+    p.add_argument("--state", type=Path, metavar="DIR", help="slots, pointer and trusted metadata (default [agent] "
+                   "state)")
+    p.add_argument("--camera", help="this camera's name (default [turnstile.publish] camera)")
+    p.add_argument("--heartbeat", type=Path, metavar="FILE", help="the app's heartbeat file (default [agent] "
+                   "heartbeat, else [turnstile] heartbeat)")
+    p.add_argument("--once", action="store_true", help="one poll, then exit (0: nothing wrong)")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import dataclasses
+    import logging
+
+    from maskgate.converters.signing import load_key
+
+    from ..config import active_config
+    from ..errors import InputError
+    from ..fleet.agent import Agent, Identity
+    from ..fleet.choose import detected_soc
+
+    config = active_config()
+    settings = config.agent
+    if args.state is not None:
+        settings = dataclasses.replace(settings, state=args.state)
+    repo = args.repo or settings.repo
+    if not repo:
+        raise InputError(f"no release repository: give --repo URL or [agent] repo in {config.where}")
+    publish = config.turnstile.publish
+    camera = args.camera or (publish.camera if publish is not None else None)
+    if not camera or camera == "camera":
+        raise InputError(f"this camera has no name of its own: set [turnstile.publish] camera in {config.where} (or "
+                         "--camera): the rollout places each camera by its name")
+    key_path = config.trust.verify_key
+    if key_path is None:
+        raise InputError(f"the agent trusts releases signed by the site key: set [trust] verify_key in {config.where}")
+    identity = Identity(camera=camera, site=publish.site if publish is not None else "site",
+                        channel=settings.channel, groups=settings.groups, soc=settings.soc or detected_soc())
+    heartbeat = args.heartbeat or settings.heartbeat or config.turnstile.heartbeat
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    agent = Agent(settings, repo=repo, identity=identity, verify_key_path=key_path,
+                  verify_key=load_key(key_path), heartbeat=heartbeat, config_path=config.path,
+                  say=lambda m: print(m, file=sys.stderr, flush=True))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: agent.stop())
+    print(f"maskgate agent: camera {camera} ({identity.channel}, soc {identity.soc or 'none'}) on {repo}; "
+          f"runs {Path(settings.state) / 'current'}", file=sys.stderr, flush=True)
+    return agent.run(once=args.once)

@@ -1,0 +1,93 @@
+"""``maskgate release BUILDS --version V --out REPO --key FILE`` and ``maskgate rollout REPO V``:
+signed releases in a static repository, and who in the fleet takes them (maskgate.fleet)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("release", help="publish verified bundles as a signed release in a repository (TUF metadata, "
+                       "files stored once by hash) that cameras' agents fetch from",
+                       description="Every bundle under BUILDS must verify and have passed its gates. The repository "
+                       "(a folder served as is by nginx or any static HTTP server) gets each file once under its "
+                       "sha256, the release's description and new signed metadata (targets, snapshot, timestamp). "
+                       "A new release reaches no camera until 'maskgate rollout REPO V --percent P'.")
+    p.add_argument("builds", type=Path, help="a builds folder from 'maskgate build --out'")
+    p.add_argument("--version", dest="release_version", required=True, metavar="V", help="the release's name, e.g. "
+                   "2026.12.1 (cameras take the newest release admitted to them, in the order released)")
+    p.add_argument("--out", type=Path, required=True, metavar="REPO", help="the repository folder (made if new)")
+    p.add_argument("--key", required=True, metavar="FILE", help="the site's Ed25519 private key ('maskgate keygen'); "
+                   "cameras trust its .pub as [trust] verify_key")
+    p.add_argument("--channel", choices=("stable", "canary"), default="stable",
+                   help="the cameras that follow this channel ([agent] channel) may take it (default stable)")
+    p.add_argument("--percent", type=float, help="admit this share of the channel's cameras at once (default 0)")
+    p.add_argument("--group", action="append", default=[], metavar="NAME", help="admit the cameras of this group "
+                   "([agent] groups); repeatable")
+    p.set_defaults(func=release)
+    r = sub.add_parser("rollout", help="widen, narrow or halt a release's rollout; --refresh re-signs the metadata's "
+                       "expiry",
+                       description="A camera is admitted when its place (a stable hash of the release and its "
+                       "camera name, in [0, 100)) is below the percent, or it is in one of the release's groups. "
+                       "Raising the percent keeps the cameras already admitted.")
+    r.add_argument("repo", type=Path, help="the repository folder")
+    r.add_argument("release_version", nargs="?", metavar="V", help="the release (not needed with --refresh)")
+    r.add_argument("--key", required=True, metavar="FILE", help="the site's Ed25519 private key")
+    r.add_argument("--percent", type=float, help="the share of the channel's cameras admitted (0-100)")
+    r.add_argument("--group", action="append", metavar="NAME", help="also admit this group; repeatable")
+    r.add_argument("--halt", action="store_true", help="stop it: no camera takes it from now on")
+    r.add_argument("--resume", action="store_true", help="undo --halt")
+    r.add_argument("--reason", default="", help="why it is halted (shown in fleet status)")
+    r.add_argument("--max-failures", type=int, metavar="N", help="cameras that may fail it before the fleet stops "
+                   "taking it (default 2)")
+    r.add_argument("--refresh", action="store_true", help="re-sign targets, snapshot and timestamp with fresh expiry "
+                   "(run it more often than every 7 days, or cameras refuse the frozen metadata)")
+    r.set_defaults(func=rollout)
+
+
+def _repository(path: Path, key_file: str):
+    from maskgate.converters.signing import load_key
+
+    from ..fleet.repository import ReleaseRepository
+
+    return ReleaseRepository(path, load_key(key_file, signing=True))
+
+
+def release(args) -> int:
+    from ..fleet.release import describe
+
+    repo = _repository(args.out, args.key)
+    described, sources = describe(args.builds, version=args.release_version, channel=args.channel, key=repo.key)
+    stored = repo.add(described, sources, percent=args.percent, groups=tuple(args.group))
+    plan = repo.rollout().get(described.version)
+    print(f"release {described.version} ({described.channel}): {len(described.bundles)} bundles of "
+          f"{', '.join(described.models)}; stored {stored.new_files} new file(s), {stored.new_bytes} bytes; "
+          f"{stored.kept_files} file(s), {stored.kept_bytes} bytes already there")
+    print(f"admitted: {plan.percent:g} % of the {plan.channel} cameras"
+          + (f", groups {', '.join(plan.groups)}" if plan.groups else "")
+          + ("" if plan.percent or plan.groups else f"; widen it with 'maskgate rollout {args.out} "
+             f"{described.version} --percent 10 --key {args.key}'"))
+    return 0
+
+
+def rollout(args) -> int:
+    from ..errors import InputError
+
+    repo = _repository(args.repo, args.key)
+    if args.refresh:
+        repo.refresh()
+        print(f"{args.repo}: metadata re-signed with fresh expiry")
+        if not args.release_version:
+            return 0
+    if not args.release_version:
+        raise InputError("give the release V (or --refresh alone)")
+    if args.halt and args.resume:
+        raise InputError("--halt and --resume: choose one")
+    halt = True if args.halt else False if args.resume else None
+    plan = repo.set_rollout(args.release_version, percent=args.percent, groups=tuple(args.group) if args.group
+                            else None, halt=halt, reason=args.reason, max_failures=args.max_failures)
+    entry = plan.get(args.release_version)
+    state = f"HALTED ({entry.halt_reason or 'no reason given'})" if entry.halted else \
+        f"{entry.percent:g} % of the {entry.channel} cameras" + (f", groups {', '.join(entry.groups)}"
+                                                               if entry.groups else "")
+    print(f"release {entry.version}: {state}")
+    return 0

@@ -1,0 +1,258 @@
+"""``maskgate agent``: the camera takes the release meant for it, checks it, runs it, keeps it or rolls back.
+
+Each poll: the repository's signed metadata is refreshed (refusals are one line; a server
+that cannot be reached is retried with backoff while the current set keeps running), the
+rollout plan says which release is this camera's (``rollout.py``), and a release it does
+not run yet is fetched into the spare slot, checked there on the camera's own backends,
+and switched to (``slots.py``). Then it is on probation (``probation.py``): it is kept when
+the app has run it well for the window, else the previous slot is switched back, the release
+is marked bad for this camera (never taken again) and the reason reported.
+
+Every state change is written to ``STATE/agent.json`` before the next step, so an agent killed
+at any point starts again where it was: a slot without its marker is filled again, a switch
+whose record was lost is read back from the pointer, a probation goes on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config.agent import AgentSettings
+from ..errors import MaskGateError, ReleaseError
+from ..files import atomic_write
+from ..turnstile.heartbeat import read_heartbeat
+from .probation import ProbationWatch
+from .slots import Slots
+
+log = logging.getLogger(__name__)
+STATE_FILE = "agent.json"
+
+
+@dataclass(frozen=True)
+class Identity:
+    camera: str
+    site: str
+    channel: str
+    groups: tuple[str, ...]
+    soc: str | None
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, *, repo: str, identity: Identity, verify_key_path: Path | None,
+                 verify_key, heartbeat: Path | None, config_path: Path | None = None,
+                 report: Callable[[dict], None] | None = None, say: Callable[[str], None] = print):
+        from .client import RepositoryClient
+
+        self.settings = settings
+        self.identity = identity
+        self.state_dir = Path(settings.state)
+        self.slots = Slots(self.state_dir)
+        self.client = RepositoryClient(repo, self.state_dir / "tuf", verify_key=verify_key)
+        self.verify_key_path = verify_key_path
+        self.heartbeat = heartbeat
+        self.config_path = config_path
+        self._report = report
+        self._say = say
+        self._stop = threading.Event()
+        self.state = self._load()
+        self.failures = 0  # repository errors in a row (the backoff)
+
+    # -- the record -----------------------------------------------------------------------------
+    def _load(self) -> dict:
+        try:
+            state = json.loads((self.state_dir / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            state = {}
+        state.setdefault("bad", {})
+        state.setdefault("active", None)
+        state.setdefault("previous", None)
+        state.setdefault("probation", None)
+        state.setdefault("last_check", None)
+        state.setdefault("last_error", None)
+        state.setdefault("rollback", None)
+        return state
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_dir / STATE_FILE, json.dumps(self.state, indent=1) + "\n")
+
+    def reconcile(self) -> None:
+        """Make the record agree with the pointer (the one truth about what runs)."""
+        current = self.slots.current()
+        running = None if current is None or current.release is None else {"release": current.release,
+                                                                            "slot": current.name}
+        if running != self.state["active"]:
+            if running is not None and self.state["probation"] is None and self.state["active"] is not None:
+                # killed between the switch and its record: the switch stands, on probation from now
+                self.state["previous"] = self.state["active"]
+                self._start_probation(running["release"], current.path)
+            self.state["active"] = running
+            self._save()
+
+    # -- one poll ---------------------------------------------------------------------------------
+    def step(self) -> str:
+        """One poll; what happened, in a line."""
+        self.reconcile()
+        if self.state["probation"] is not None:
+            return self._watch()
+        try:
+            self.client.refresh()
+            plan = self.client.rollout()
+        except ReleaseError as exc:
+            self.failures += 1
+            return self._problem(str(exc))
+        self.failures = 0
+        chosen = plan.chosen_for(self.identity.camera, channel=self.identity.channel, groups=self.identity.groups,
+                                 refused=frozenset(self.state["bad"]))
+        active = (self.state["active"] or {}).get("release")
+        if chosen is None or chosen.version == active:
+            self.state["last_error"] = None
+            self._publish()
+            return f"up to date ({active or 'no release'})"
+        return self._update(chosen.version)
+
+    def _problem(self, message: str) -> str:
+        self.state["last_error"] = message
+        self._save()
+        self._publish()
+        self._say(f"maskgate agent: {message}")
+        return message
+
+    def _update(self, version: str) -> str:
+        from .update import check_slot, fetch_into_spare
+
+        heartbeat = read_heartbeat(self.heartbeat) if self.heartbeat else None
+        spare = self.slots.path(self.slots.other())
+        if heartbeat is not None and heartbeat.get("builds") == str(spare.resolve()):
+            return self._problem(f"the app still runs {spare}; waiting before writing a new set there")
+        try:
+            release = self.client.release(version)
+            self._say(f"maskgate agent: release {version}: fetching for {self.identity.camera}")
+            fetched = fetch_into_spare(self.client, release, self.slots, soc=self.identity.soc)
+        except ReleaseError as exc:
+            if "cannot run" in str(exc) or "has no bundle" in str(exc):
+                return self._mark_bad(version, str(exc))
+            self.failures += 1
+            return self._problem(str(exc))
+        folder = self.slots.path(fetched.slot)
+        check = check_slot(folder, runs=self.settings.check_runs, verify_key=self.verify_key_path,
+                           config=self.config_path)
+        self.state["last_check"] = {"release": version, "passed": check["passed"], "summary": check["summary"],
+                                    "failed": check["failed"], "at_unix": round(time.time(), 3),
+                                    "downloaded_bytes": fetched.downloaded_bytes,
+                                    "reused_bytes": fetched.reused_bytes, "left": fetched.left}
+        if not check["passed"]:
+            failed = "; ".join(f"{k}: {v}" for k, v in check["failed"].items()) or check["summary"]
+            return self._mark_bad(version, f"failed its check on this camera: {failed}")
+        self.slots.complete(fetched.slot, release=version, content_key=release.content_key())
+        self.state["previous"] = self.state["active"]
+        self.slots.switch(fetched.slot)
+        self.state["active"] = {"release": version, "slot": fetched.slot}
+        self._start_probation(version, folder)
+        self._save()
+        self._publish()
+        message = (f"release {version} active in slot {fetched.slot} ({fetched.downloaded_bytes} bytes downloaded, "
+                   f"{fetched.reused_bytes} reused); on probation")
+        self._say(f"maskgate agent: {message}")
+        return message
+
+    def _start_probation(self, version: str, folder: Path) -> None:
+        beat = read_heartbeat(self.heartbeat) if self.heartbeat else None
+        watch = ProbationWatch(release=version, slot_path=str(Path(folder).resolve()), since_unix=time.time(),
+                               settings=self.settings.probation, baseline=beat)
+        self.state["probation"] = watch.to_dict()
+
+    def _watch(self) -> str:
+        data = self.state["probation"]
+        watch = ProbationWatch.from_dict(data, self.settings.probation)
+        if self.heartbeat is None:
+            verdict, why = "pass", "no heartbeat configured: kept without probation"
+        else:
+            verdict, why = watch.verdict(read_heartbeat(self.heartbeat))
+        if verdict == "wait":
+            self.state["probation"] = watch.to_dict()
+            self._save()
+            return why
+        self.state["probation"] = None
+        if verdict == "pass":
+            self.state["rollback"] = None
+            self._save()
+            self._publish()
+            self._say(f"maskgate agent: release {watch.release} kept: {why}")
+            return f"release {watch.release} kept: {why}"
+        return self._roll_back(watch.release, why)
+
+    def _roll_back(self, version: str, why: str) -> str:
+        previous = self.state["previous"]
+        self.state["bad"][version] = why
+        self.state["rollback"] = {"release": version, "reason": why, "at_unix": round(time.time(), 3)}
+        if previous is not None and self.slots.info(previous["slot"]).release == previous["release"]:
+            self.slots.switch(previous["slot"])
+            self.state["active"], self.state["previous"] = previous, None
+            done = f"rolled back to {previous['release']} (slot {previous['slot']})"
+        else:
+            done = "no previous set to roll back to: the app keeps the set it has"
+        self._save()
+        self._publish()
+        self._say(f"maskgate agent: release {version} failed probation ({why}); {done}")
+        return f"release {version} rolled back: {why}"
+
+    def _mark_bad(self, version: str, why: str) -> str:
+        self.state["bad"][version] = why
+        self._save()
+        self._publish()
+        self._say(f"maskgate agent: release {version} refused: {why}")
+        return f"release {version} refused: {why}"
+
+    # -- what the site sees ---------------------------------------------------------------------
+    def status(self) -> dict:
+        beat = read_heartbeat(self.heartbeat) if self.heartbeat else None
+        active = self.state["active"] or {}
+        return {"camera": self.identity.camera, "site": self.identity.site, "channel": self.identity.channel,
+                "groups": list(self.identity.groups), "soc": self.identity.soc,
+                "release": active.get("release"), "slot": active.get("slot"),
+                "probation": None if self.state["probation"] is None else self.state["probation"]["release"],
+                "last_check": self.state["last_check"], "rollback": self.state["rollback"],
+                "bad": self.state["bad"], "error": self.state["last_error"],
+                "app": None if beat is None else {k: beat.get(k) for k in ("release", "status", "fps", "errors")},
+                "at_unix": round(time.time(), 3)}
+
+    def _publish(self) -> None:
+        status = self.status()
+        atomic_write(self.state_dir / "status.json", json.dumps(status, indent=1) + "\n")
+        if self._report is not None:
+            try:
+                self._report(status)
+            except MaskGateError as exc:
+                log.warning("status not sent: %s", exc)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def wait_s(self) -> float:
+        """The next poll: sooner on probation, later after repository errors (5 s doubling, jittered)."""
+        if self.state["probation"] is not None:
+            return min(1.0, self.settings.poll_s)
+        if self.failures:
+            backoff = min(self.settings.max_backoff_s, 5.0 * 2 ** (self.failures - 1))
+            return backoff * random.uniform(0.8, 1.2)
+        return self.settings.poll_s
+
+    def run(self, *, once: bool = False) -> int:
+        while not self._stop.is_set():
+            try:
+                line = self.step()
+            except MaskGateError as exc:
+                line = self._problem(str(exc))
+            log.info("%s", line)
+            if once:
+                return 0 if self.state["last_error"] is None else 1
+            self._stop.wait(self.wait_s())
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
