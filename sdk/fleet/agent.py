@@ -69,14 +69,8 @@ class Agent:
             state = json.loads((self.state_dir / STATE_FILE).read_text())
         except (OSError, ValueError):
             state = {}
-        state.setdefault("bad", {})
-        state.setdefault("active", None)
-        state.setdefault("previous", None)
-        state.setdefault("probation", None)
-        state.setdefault("last_check", None)
-        state.setdefault("last_error", None)
-        state.setdefault("rollback", None)
-        return state
+        return {"bad": {}, "active": None, "previous": None, "probation": None, "last_check": None,
+                "last_error": None, "rollback": None, **state}
 
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +119,7 @@ class Agent:
         return message
 
     def _update(self, version: str) -> str:
-        from .update import check_slot, fetch_into_spare
+        from .update import UnrunnableRelease, check_slot, fetch_into_spare
 
         heartbeat = read_heartbeat(self.heartbeat) if self.heartbeat else None
         spare = self.slots.path(self.slots.other())
@@ -135,9 +129,9 @@ class Agent:
             release = self.client.release(version)
             self._say(f"maskgate agent: release {version}: fetching for {self.identity.camera}")
             fetched = fetch_into_spare(self.client, release, self.slots, soc=self.identity.soc)
+        except UnrunnableRelease as exc:
+            return self._mark_bad(version, str(exc))
         except ReleaseError as exc:
-            if "cannot run" in str(exc) or "has no bundle" in str(exc):
-                return self._mark_bad(version, str(exc))
             self.failures += 1
             return self._problem(str(exc))
         folder = self.slots.path(fetched.slot)

@@ -8,7 +8,6 @@ bundle fails the check, not the agent.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,23 +32,26 @@ class Fetched:
     check: dict = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str | None:
+class UnrunnableRelease(ReleaseError):
+    """The release has a model none of whose bundles this camera can run: never worth retrying."""
+
+
+def _same(path: Path, sha256: str, sha256_file) -> bool:
+    """Whether the local file has this hash (an unreadable one is fetched again)."""
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(path) == sha256
     except OSError:
-        return None
+        return False
 
 
 def fetch_into_spare(client, release: Release, slots: Slots, *, soc: str | None, progress=None) -> Fetched:
     """The bundles this camera can run, in the slot that is not current (emptied first)."""
+    from maskgate.converters.bundle import sha256_file
+
     take, left = runnable(release, soc=soc)
     missing = missing_models(release, take)
     if missing:
-        raise ReleaseError(f"release {release.version} has no bundle of {', '.join(missing)} that this camera can "
+        raise UnrunnableRelease(f"release {release.version} has no bundle of {', '.join(missing)} that this camera can "
                            f"run ({'; '.join(f'{k}: {v}' for k, v in left.items()) or 'none listed'})")
     current = slots.current()
     spare = slots.other()
@@ -61,7 +63,7 @@ def fetch_into_spare(client, release: Release, slots: Slots, *, soc: str | None,
             destination.parent.mkdir(parents=True, exist_ok=True)
             mine = current.path / bundle.name / name if current is not None else None
             if mine is not None and mine.is_file() and mine.stat().st_size == file.length \
-                    and _sha256(mine) == file.sha256:
+                    and _same(mine, file.sha256, sha256_file):
                 partial = destination.with_name(f".{name}.partial")
                 shutil.copyfile(mine, partial)
                 partial.replace(destination)
