@@ -133,7 +133,7 @@ def test_rollout_widening_keeps_the_cameras_already_admitted_and_groups_and_halt
 
 
 def test_a_camera_takes_only_the_bundles_it_can_run(release_builds, site_key):
-    from maskgate.fleet.choose import detected_soc, missing_models, runnable
+    from maskgate.fleet.choose import missing_models, runnable
     from maskgate.fleet.release import describe
 
     release, _ = describe(release_builds, version="1", channel="stable")
