@@ -102,11 +102,11 @@ class Agent:
             self.failures += 1
             return self._problem(str(exc))
         self.failures = 0
+        self.state["last_error"] = None  # the repository answered; what this poll finds wrong says so again
         chosen = plan.chosen_for(self.identity.camera, channel=self.identity.channel, groups=self.identity.groups,
                                  refused=frozenset(self.state["bad"]))
         active = (self.state["active"] or {}).get("release")
         if chosen is None or chosen.version == active:
-            self.state["last_error"] = None
             self._publish()
             return f"up to date ({active or 'no release'})"
         return self._update(chosen.version)

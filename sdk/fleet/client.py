@@ -32,8 +32,8 @@ def _tuf():
     return Updater, UpdaterConfig, Metadata, SSlibKey, exceptions
 
 
-def _refusal(url: str, exc: Exception) -> ReleaseError:
-    """One line a site reads for whatever the updater refused or could not fetch."""
+def _refusal(url: str, exc: Exception, *, path: str | None = None) -> ReleaseError:
+    """One line a site reads for whatever the updater refused or could not fetch (``path``: the file)."""
     _, _, _, _, exceptions = _tuf()
     kind = type(exc).__name__
     if isinstance(exc, exceptions.ExpiredMetadataError):
@@ -44,9 +44,9 @@ def _refusal(url: str, exc: Exception) -> ReleaseError:
     elif isinstance(exc, exceptions.UnsignedMetadataError):
         why = f"its metadata is not signed by the keys this camera trusts ({exc})"
     elif isinstance(exc, exceptions.LengthOrHashMismatchError):
-        why = f"a file does not match its signed length or sha256 ({exc}): truncated or tampered"
+        why = f"{path or 'a file'} does not match its signed length or sha256 ({exc}): truncated or tampered"
     elif isinstance(exc, exceptions.DownloadError):
-        why = f"cannot fetch from it ({kind}: {exc})"
+        why = f"cannot fetch {path or 'from it'} ({kind}: {exc})"
     elif isinstance(exc, exceptions.RepositoryError):
         why = f"refused ({kind}: {exc})"
     else:
@@ -132,7 +132,7 @@ class RepositoryClient:
             self._updater.download_target(info, filepath=str(partial))
         except Exception as exc:
             partial.unlink(missing_ok=True)
-            raise _refusal(self.url, exc) from exc
+            raise _refusal(self.url, exc, path=path) from exc
         partial.replace(destination)
         return info.length
 
