@@ -27,6 +27,7 @@ class BundleCheck:
     precision: str | None = None
     integrity: str = "not checked"  # "ok", or what is wrong
     runtime: str | None = None  # what ran it: format, precision, backend/device
+    placement: dict | None = None  # where its operations ran (maskgate.runtimes.placement.Placement), when measured
     samples: int = 0
     outputs: dict = field(default_factory=dict)  # output name -> TensorError dict
     top1_agreement: float | None = None
@@ -105,6 +106,7 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
             warmup = min(warmup, 1)
         with selection.runner as runner:
             result.runtime = selection.describe_runtime()
+            result.placement = None if runner.placement is None else runner.placement.to_dict()
             rebuilt = getattr(runner, "rebuild", None)
             result.rebuild = rebuilt.to_dict() if rebuilt is not None else None
             inputs = _fidelity(result, runner, bundle, manifest)

@@ -33,6 +33,7 @@ def main(args) -> int:
     from ..errors import InputError
     from ..fleet.agent import Agent, Identity
     from ..fleet.choose import detected_soc
+    from ..fleet.link import FleetLink, mqtt_target
 
     config = active_config()
     settings = config.agent
@@ -53,11 +54,22 @@ def main(args) -> int:
                         channel=settings.channel, groups=settings.groups, soc=settings.soc or detected_soc())
     heartbeat = args.heartbeat or settings.heartbeat or config.turnstile.heartbeat
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    link = None
+    if mqtt_target(publish) is not None:  # the site's broker: status retained, the fleet's failures, poll notices
+        link = FleetLink(dataclasses.replace(publish, camera=camera))
     agent = Agent(settings, repo=repo, identity=identity, verify_key_path=key_path,
-                  verify_key=load_key(key_path), heartbeat=heartbeat, config_path=config.path,
+                  verify_key=load_key(key_path), heartbeat=heartbeat, config_path=config.path, link=link,
                   say=lambda m: print(m, file=sys.stderr, flush=True))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stop())
     print(f"maskgate agent: camera {camera} ({identity.channel}, soc {identity.soc or 'none'}) on {repo}; "
-          f"runs {Path(settings.state) / 'current'}", file=sys.stderr, flush=True)
-    return agent.run(once=args.once)
+          f"runs {Path(settings.state) / 'current'}"
+          + (f"; status on {link.target.url} {link.topic}" if link else ""), file=sys.stderr, flush=True)
+    if link is not None:
+        link.on_poll = agent.poll_now
+        link.start()
+    try:
+        return agent.run(once=args.once)
+    finally:
+        if link is not None:
+            link.close()

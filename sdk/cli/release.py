@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--percent", type=float, help="admit this share of the channel's cameras at once (default 0)")
     p.add_argument("--group", action="append", default=[], metavar="NAME", help="admit the cameras of this group "
                    "([agent] groups); repeatable")
+    p.add_argument("--notify", metavar="BROKER", help="then tell the site's agents to poll now (mqtt://host:port); "
+                   "else they find it at their next poll")
+    p.add_argument("--site", help="the site whose agents --notify tells (default [turnstile.publish] site)")
     p.set_defaults(func=release)
     r = sub.add_parser("rollout", help="widen, narrow or halt a release's rollout; --refresh re-signs the metadata's "
                        "expiry",
@@ -41,6 +44,9 @@ def add_parser(sub) -> None:
                    "taking it (default 2)")
     r.add_argument("--refresh", action="store_true", help="re-sign targets, snapshot and timestamp with fresh expiry "
                    "(run it more often than every 7 days, or cameras refuse the frozen metadata)")
+    r.add_argument("--notify", metavar="BROKER", help="then tell the site's agents to poll now (mqtt://host:port); "
+                   "else they find it at their next poll")
+    r.add_argument("--site", help="the site whose agents --notify tells (default [turnstile.publish] site)")
     r.set_defaults(func=rollout)
 
 
@@ -66,6 +72,7 @@ def release(args) -> int:
           + (f", groups {', '.join(plan.groups)}" if plan.groups else "")
           + ("" if plan.percent or plan.groups else f"; widen it with 'maskgate rollout {args.out} "
              f"{described.version} --percent 10 --key {args.key}'"))
+    _notify(args)
     return 0
 
 
@@ -90,4 +97,18 @@ def rollout(args) -> int:
         f"{entry.percent:g} % of the {entry.channel} cameras" + (f", groups {', '.join(entry.groups)}"
                                                                if entry.groups else "")
     print(f"release {entry.version}: {state}")
+    _notify(args)
     return 0
+
+
+def _notify(args) -> None:
+    if not args.notify:
+        return
+    from ..config import active_config
+    from ..fleet.status import notify
+    from .fleet import mqtt_options
+
+    publish = active_config().turnstile.publish
+    site = args.site or (publish.site if publish is not None else "site")
+    notify(args.notify, site=site, options=mqtt_options())
+    print(f"told the agents of site {site} on {args.notify} to poll now")

@@ -45,8 +45,9 @@ class Identity:
 
 class Agent:
     def __init__(self, settings: AgentSettings, *, repo: str, identity: Identity, verify_key_path: Path | None,
-                 verify_key, heartbeat: Path | None, config_path: Path | None = None,
-                 report: Callable[[dict], None] | None = None, say: Callable[[str], None] = print):
+                 verify_key, heartbeat: Path | None, config_path: Path | None = None, link=None,
+                 say: Callable[[str], None] = print):
+        """``link``: a started ``maskgate.fleet.link.FleetLink`` (the site's broker), or None."""
         from .client import RepositoryClient
 
         self.settings = settings
@@ -57,9 +58,10 @@ class Agent:
         self.verify_key_path = verify_key_path
         self.heartbeat = heartbeat
         self.config_path = config_path
-        self._report = report
+        self.link = link
         self._say = say
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a poll notice, or stop
         self.state = self._load()
         self.failures = 0  # repository errors in a row (the backoff)
 
@@ -70,7 +72,7 @@ class Agent:
         except (OSError, ValueError):
             state = {}
         return {"bad": {}, "active": None, "previous": None, "probation": None, "last_check": None,
-                "last_error": None, "rollback": None, **state}
+                "last_error": None, "rollback": None, "slot_models": {}, "halted_by_fleet": {}, **state}
 
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -104,12 +106,30 @@ class Agent:
         self.failures = 0
         self.state["last_error"] = None  # the repository answered; what this poll finds wrong says so again
         chosen = plan.chosen_for(self.identity.camera, channel=self.identity.channel, groups=self.identity.groups,
-                                 refused=frozenset(self.state["bad"]))
+                                 refused=frozenset(self.state["bad"]) | self._halted_by_fleet(plan))
         active = (self.state["active"] or {}).get("release")
         if chosen is None or chosen.version == active:
             self._publish()
             return f"up to date ({active or 'no release'})"
         return self._update(chosen.version)
+
+    def _halted_by_fleet(self, plan) -> frozenset[str]:
+        """Releases more cameras than their plan's max_failures found bad (their retained statuses)."""
+        if self.link is None:
+            return frozenset()
+        halted = {}
+        for release in plan.releases:
+            failures = self.link.failures(release.version)
+            if len(failures) > release.max_failures:
+                halted[release.version] = len(failures)
+                if release.version not in self.state["halted_by_fleet"]:
+                    self._say(f"maskgate agent: release {release.version} halted for the fleet: {len(failures)} "
+                              f"cameras found it bad (more than its max_failures {release.max_failures}): "
+                              + "; ".join(f"{c}: {why}" for c, why in sorted(failures.items())[:3]))
+        if halted != self.state["halted_by_fleet"]:
+            self.state["halted_by_fleet"] = halted
+            self._save()
+        return frozenset(halted)
 
     def _problem(self, message: str) -> str:
         self.state["last_error"] = message
@@ -137,6 +157,7 @@ class Agent:
         folder = self.slots.path(fetched.slot)
         check = check_slot(folder, runs=self.settings.check_runs, verify_key=self.verify_key_path,
                            config=self.config_path)
+        self.state["slot_models"][fetched.slot] = check["bundles"]
         self.state["last_check"] = {"release": version, "passed": check["passed"], "summary": check["summary"],
                                     "failed": check["failed"], "at_unix": round(time.time(), 3),
                                     "downloaded_bytes": fetched.downloaded_bytes,
@@ -211,6 +232,8 @@ class Agent:
         return {"camera": self.identity.camera, "site": self.identity.site, "channel": self.identity.channel,
                 "groups": list(self.identity.groups), "soc": self.identity.soc,
                 "release": active.get("release"), "slot": active.get("slot"),
+                "models": self.state["slot_models"].get(active.get("slot")) or {},
+                "halted_by_fleet": self.state["halted_by_fleet"],
                 "probation": None if self.state["probation"] is None else self.state["probation"]["release"],
                 "last_check": self.state["last_check"], "rollback": self.state["rollback"],
                 "bad": self.state["bad"], "error": self.state["last_error"],
@@ -220,11 +243,8 @@ class Agent:
     def _publish(self) -> None:
         status = self.status()
         atomic_write(self.state_dir / "status.json", json.dumps(status, indent=1) + "\n")
-        if self._report is not None:
-            try:
-                self._report(status)
-            except MaskGateError as exc:
-                log.warning("status not sent: %s", exc)
+        if self.link is not None:
+            self.link.report(status)
 
     # -- the loop ---------------------------------------------------------------------------------
     def wait_s(self) -> float:
@@ -236,7 +256,14 @@ class Agent:
             return backoff * random.uniform(0.8, 1.2)
         return self.settings.poll_s
 
+    def poll_now(self) -> None:
+        """Poll at once (a notice from the site), not at the next poll_s."""
+        self._wake.set()
+
     def run(self, *, once: bool = False) -> int:
+        if self.link is not None:  # the others' retained statuses come right after the subscription
+            self.link.connected.wait(timeout=5)
+            self._stop.wait(0.5)
         while not self._stop.is_set():
             try:
                 line = self.step()
@@ -245,8 +272,10 @@ class Agent:
             log.info("%s", line)
             if once:
                 return 0 if self.state["last_error"] is None else 1
-            self._stop.wait(self.wait_s())
+            self._wake.wait(self.wait_s())
+            self._wake.clear()
         return 0
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()

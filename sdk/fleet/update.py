@@ -77,7 +77,8 @@ def fetch_into_spare(client, release: Release, slots: Slots, *, soc: str | None,
 
 def check_slot(folder: Path, *, runs: int, verify_key: Path | None, config: Path | None,
                timeout_s: float = 1800) -> dict:
-    """``maskgate check`` of ``folder`` in a process of its own: {"passed", "summary", "failed", "report"}."""
+    """``maskgate check`` of ``folder`` in a process of its own: {"passed", "summary", "failed" (bundle: why),
+    "bundles" (bundle: model, runtime, passed, device, placement_share)}."""
     report = folder.parent / f".check-{folder.name}.json"
     report.unlink(missing_ok=True)
     command = [sys.executable, "-m", "maskgate"]
@@ -90,13 +91,18 @@ def check_slot(folder: Path, *, runs: int, verify_key: Path | None, config: Path
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
-        return {"passed": False, "summary": f"the check did not end within {timeout_s:g} s", "failed": {}}
-    failed = {}
+        return {"passed": False, "summary": f"the check did not end within {timeout_s:g} s", "failed": {},
+                "bundles": {}}
+    failed, bundles = {}, {}
     try:
         data = json.loads(report.read_text())
         for b in data.get("bundles", []):
+            name = b.get("name") or Path(b.get("bundle", "?")).name
             if not b.get("passed"):
-                failed[b.get("name") or b.get("bundle")] = _why(b)
+                failed[name] = _why(b)
+            placement = b.get("placement") or {}
+            bundles[name] = {"model": b.get("model"), "runtime": b.get("runtime"), "passed": bool(b.get("passed")),
+                             "device": placement.get("device"), "placement_share": placement.get("share")}
     except (OSError, ValueError):
         data = None
     finally:
@@ -105,7 +111,8 @@ def check_slot(folder: Path, *, runs: int, verify_key: Path | None, config: Path
     if done.returncode != 0 and not failed:
         failed["check"] = f"exit {done.returncode}: " + (lines[-1] if lines else "no output")
     summary = next((line for line in reversed(lines) if "bundle(s) passed" in line), lines[-1] if lines else "")
-    return {"passed": done.returncode == 0 and data is not None, "summary": summary, "failed": failed}
+    return {"passed": done.returncode == 0 and data is not None, "summary": summary, "failed": failed,
+            "bundles": bundles}
 
 
 def _why(bundle: dict) -> str:

@@ -37,6 +37,30 @@ def _paho():
     return client
 
 
+def make_client(target: Target, options: MqttOptions, *, client_id: str, will: tuple[str, str] | None = None):
+    """A paho client for ``target`` as the site's options say (protocol, TLS, username), not
+    connected; and why its credentials are missing ("" when they are not): such a client waits."""
+    mqtt = _paho()
+    protocol = mqtt.MQTTv5 if options.protocol == "5" else mqtt.MQTTv311
+    kwargs = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs)
+    client.max_inflight_messages_set(options.max_inflight)
+    client.reconnect_delay_set(min_delay=1, max_delay=8)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    problem = ""
+    if options.username is not None:
+        try:
+            client.username_pw_set(options.username, options.password())
+        except PublishError as exc:  # this target waits; the camera and the other targets go on
+            problem = str(exc)
+    if target.tls:
+        client.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
+                       certfile=str(options.cert_file) if options.cert_file else None,
+                       keyfile=str(options.key_file) if options.key_file else None)
+    return client, problem
+
+
 def offline_message(site: str, camera: str, reason: str) -> str:
     return json.dumps({"status": "offline", "site": site, "camera": camera, "reason": reason})
 
@@ -49,28 +73,12 @@ class MqttSink(Sink):
         """``health_topic``: where the retained last will goes (None: no will, for one-shot
         clients such as ``maskgate check --publish``); ``topic_of(channel)``: the topic of a channel."""
         super().__init__(target.name)
-        mqtt = _paho()
         self.target, self.options = target, options
         self._topic_of = topic_of
         self._health_topic = health_topic
         self._site, self._camera = site, camera
-        protocol = mqtt.MQTTv5 if options.protocol == "5" else mqtt.MQTTv311
-        kwargs = {} if protocol == mqtt.MQTTv5 else {"clean_session": True}
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs)
-        self._client.max_inflight_messages_set(options.max_inflight)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=8)
-        if health_topic is not None:
-            self._client.will_set(health_topic, offline_message(site, camera, "connection lost"), qos=1, retain=True)
-        self._credentials_problem = ""
-        if options.username is not None:
-            try:
-                self._client.username_pw_set(options.username, options.password())
-            except PublishError as exc:  # this target waits; the camera and the other targets go on
-                self._credentials_problem = str(exc)
-        if target.tls:
-            self._client.tls_set(ca_certs=str(options.ca_file) if options.ca_file else None,
-                                 certfile=str(options.cert_file) if options.cert_file else None,
-                                 keyfile=str(options.key_file) if options.key_file else None)
+        will = None if health_topic is None else (health_topic, offline_message(site, camera, "connection lost"))
+        self._client, self._credentials_problem = make_client(target, options, client_id=client_id, will=will)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
