@@ -336,3 +336,98 @@ def test_a_kill_between_the_switch_and_its_record_is_read_back_from_the_pointer(
     record = camera.record()
     assert record["active"]["release"] == "2" and record["previous"]["release"] == "1"
     assert record["probation"] is None and "release 2 kept" in done.stderr  # on probation, then kept
+
+
+@pytest.fixture(scope="module")
+def long_video(gate_video, tmp_path_factory):
+    """The 12-person turnstile video four times over (86 s at 10 fps): a camera that runs while
+    releases come and go."""
+    import cv2
+
+    video, _ = gate_video
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    out = tmp_path_factory.mktemp("long-video") / "gate-x4.avi"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frames[0].shape[1::-1])
+    for frame in frames * 4:
+        writer.write(frame)
+    writer.release()
+    return out
+
+
+def _wait_for(predicate, what: str, timeout_s: float, *processes):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        for process in processes:
+            assert process.poll() is None, f"{what}: {process.args[3:6]} exited {process.returncode}"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:g} s"
+        time.sleep(0.1)
+
+
+def test_the_running_app_takes_each_release_between_two_frames_and_a_crash_loop_is_rolled_back(
+        site, keys, long_video):
+    from maskgate.turnstile.heartbeat import read_heartbeat
+    from tests.streams import paced_http_stream
+
+    site.release("1", "int8")
+    camera = Camera(site.root / "cam-01", name="cam-01", repo_url=site.server.url, key=keys / "site.key.pub",
+                    extra='heartbeat = "hb.json"\n\n[agent.probation]\nminutes = 0.1\nheartbeat_timeout_s = 10\n'
+                          'pickup_s = 10\nmax_restarts = 1\n\n[turnstile]\nheartbeat = "hb.json"\n')
+    events = camera.folder / "events.jsonl"
+    beat = lambda: read_heartbeat(camera.folder / "hb.json") or {}  # noqa: E731
+    status = lambda: camera.status() if (camera.state / "status.json").is_file() else {}  # noqa: E731
+    with paced_http_stream(long_video, fps=10, hold_at_end=True) as (url, _):
+        def app():  # the camera's supervisor starts the app on the set the pointer names (systemd, in the field)
+            return subprocess.Popen([sys.executable, "-m", "maskgate", "--config", str(camera.config), "turnstile",
+                                     url, "--builds", str(camera.state / "current"), "--events", str(events),
+                                     "--health-every", "0.5"], cwd=camera.folder, env=camera.env(),
+                                    stdout=subprocess.DEVNULL, stderr=open(camera.folder / "app.log", "a"))
+
+        agent = subprocess.Popen(camera.command(), cwd=camera.folder, env=camera.env(), stdout=subprocess.DEVNULL,
+                                 stderr=open(camera.folder / "agent.log", "w"))
+        running = None
+        try:
+            _wait_for(lambda: camera.current() == "1", "release 1 in the pointer", 120, agent)
+            running = app()
+            _wait_for(lambda: status().get("release") == "1" and not status().get("probation"), "release 1 kept",
+                      120, agent, running)
+            # release 2 changes the pose model: the app swaps it in between two frames
+            site.release("2", "pose-fp32")
+            _wait_for(lambda: beat().get("release") == "2", "the app runs release 2", 120, agent, running)
+            switched = camera.record()["probation"]["baseline"]
+            _wait_for(lambda: status().get("release") == "2" and not status().get("probation"), "release 2 kept",
+                      120, agent, running)
+            after = beat()
+            assert after["pid"] == running.pid and after["dropped"] == switched["dropped"], (switched, after)
+            assert after["frames"] > switched["frames"] and after["errors"] == 0
+            models = [json.loads(line) for line in events.read_text().splitlines() if '"event": "models"' in line]
+            assert [m["release"] for m in models] == ["2"], models
+            # release 3 crash-loops the app (killed -9 after each start, restarted as systemd would)
+            site.release("3", "int8")
+            _wait_for(lambda: camera.current() == "3", "release 3 in the pointer", 120, agent, running)
+            for _ in range(3):
+                _wait_for(lambda pid=running.pid: beat().get("pid") == pid, "the app's heartbeat", 60, agent)
+                running.send_signal(signal.SIGKILL)
+                running.wait()
+                running = app()
+                if camera.current() != "3":
+                    break
+            _wait_for(lambda: status().get("rollback") is not None, "the rollback", 60, agent)
+            record = camera.record()
+            assert camera.current() == "2" and record["active"]["release"] == "2"
+            assert "3" in record["bad"] and "crash loop" in record["rollback"]["reason"], record
+            _wait_for(lambda: beat().get("pid") == running.pid and beat().get("release") == "2",
+                      "the app back on release 2", 60, agent, running)
+            time.sleep(2)  # a few more polls: release 3 is not taken again
+            assert camera.current() == "2" and agent.poll() is None
+        finally:
+            for process in (agent, running):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    process.wait(30)

@@ -59,7 +59,13 @@ class Agent:
         self.heartbeat = heartbeat
         self.config_path = config_path
         self.link = link
-        self._say = say
+        self._spoke = False  # whether this poll said its outcome already (else run() logs the line)
+
+        def spoken(message: str) -> None:
+            self._spoke = True
+            say(message)
+
+        self._say = spoken
         self._stop = threading.Event()
         self._wake = threading.Event()  # a poll notice, or stop
         self.state = self._load()
@@ -265,11 +271,13 @@ class Agent:
             self.link.connected.wait(timeout=5)
             self._stop.wait(0.5)
         while not self._stop.is_set():
+            self._spoke = False
             try:
                 line = self.step()
             except MaskGateError as exc:
                 line = self._problem(str(exc))
-            log.info("%s", line)
+            if not self._spoke:
+                log.info("%s", line)
             if once:
                 return 0 if self.state["last_error"] is None else 1
             self._wake.wait(self.wait_s())
