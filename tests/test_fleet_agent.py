@@ -186,6 +186,7 @@ def test_a_camera_takes_its_release_and_an_update_that_changes_one_model_moves_t
                                         for f in b.files.values())
     # what crossed the wire: the changed model's bytes and the new metadata (a few kB)
     assert changed_bytes <= moved < changed_bytes + 64_000, (moved, changed_bytes)
+    print(f"update of one model: {changed_bytes} bytes of its files, {moved} bytes sent by the server")
     assert camera.current() == "2" and camera.record()["previous"]["release"] == "1"
     again = camera.agent()
     assert again.returncode == 0 and "up to date (2)" in again.stderr

@@ -133,6 +133,7 @@ def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself
             tried = (status["last_check"] or {}).get("release")
             assert (tried == "2") == (camera.name in canaries), (camera.name, status["last_check"])
         report = _maskgate("fleet", "status", "--broker", broker.url, "--site", "lobby")
+        print(report)
         lines = report.strip().splitlines()
         assert len(lines) == 21, report
         assert lines[-1] == "20 camera(s): 20 on 1; 3 refused", report
