@@ -12,7 +12,9 @@ def add_parser(sub) -> None:
                        description="Settings come from [agent] (and [agent.probation]) of the config file; the "
                        "camera's name from [turnstile.publish] camera; the key it trusts from [trust] verify_key. "
                        "Point the turnstile's --builds at STATE/current, and its --heartbeat at the file [agent] "
-                       "heartbeat names.")
+                       "heartbeat names. With an mqtt:// target in [turnstile.publish] the agent keeps its status "
+                       "retained there (maskgate fleet status), stops taking a release the fleet found bad, and "
+                       "polls at once on 'maskgate rollout --notify'.")
     p.add_argument("--repo", metavar="URL", help="the release repository (default [agent] repo)")
     p.add_argument("--state", type=Path, metavar="DIR", help="slots, pointer and trusted metadata (default [agent] "
                    "state)")
