@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
                        "retained there (maskgate fleet status), stops taking a release the fleet found bad, and "
                        "polls at once on 'maskgate rollout --notify'.")
     p.add_argument("--repo", metavar="URL", help="the release repository (default [agent] repo)")
+    p.add_argument("--hawkbit", metavar="URL", help="take releases from an Eclipse hawkBit / goosebit server instead "
+                   "(its DDI API; default [agent] hawkbit): it decides who takes what, the camera still verifies, "
+                   "checks and keeps or rolls back, and reports success only after probation")
     p.add_argument("--state", type=Path, metavar="DIR", help="slots, pointer and trusted metadata (default [agent] "
                    "state)")
     p.add_argument("--camera", help="this camera's name (default [turnstile.publish] camera)")
@@ -41,9 +44,11 @@ def main(args) -> int:
     settings = config.agent
     if args.state is not None:
         settings = dataclasses.replace(settings, state=args.state)
-    repo = args.repo or settings.repo
-    if not repo:
-        raise InputError(f"no release repository: give --repo URL or [agent] repo in {config.where}")
+    hawkbit = args.hawkbit or (None if args.repo else settings.hawkbit)
+    repo = None if hawkbit else args.repo or settings.repo
+    if not repo and not hawkbit:
+        raise InputError(f"no release source: give --repo URL (or [agent] repo) or --hawkbit URL (or [agent] hawkbit) "
+                         f"in {config.where}")
     publish = config.turnstile.publish
     camera = args.camera or (publish.camera if publish is not None else None)
     if not camera or camera == "camera":
@@ -59,9 +64,20 @@ def main(args) -> int:
     link = None
     if mqtt_target(publish) is not None:  # the site's broker: status retained, the fleet's failures, poll notices
         link = FleetLink(dataclasses.replace(publish, camera=camera))
-    agent = Agent(settings, repo=repo, identity=identity, verify_key_path=key_path,
-                  verify_key=load_key(key_path), heartbeat=heartbeat, config_path=config.path, link=link,
-                  say=lambda m: print(m, file=sys.stderr, flush=True))
+    common = dict(identity=identity, verify_key_path=key_path, verify_key=load_key(key_path), heartbeat=heartbeat,
+                  config_path=config.path, link=link, say=lambda m: print(m, file=sys.stderr, flush=True))
+    if hawkbit:
+        from ..config.publish import env_secret
+        from ..fleet.ddi import DdiClient
+        from ..fleet.ddi_agent import DdiAgent
+
+        token = env_secret(settings.hawkbit_token_env, what="hawkBit target token", key="hawkbit_token_env",
+                           table="[agent]")
+        agent = DdiAgent(settings, ddi=DdiClient(hawkbit, camera, tenant=settings.hawkbit_tenant, token=token),
+                         **common)
+        repo = f"{hawkbit} (hawkBit DDI, tenant {settings.hawkbit_tenant})"
+    else:
+        agent = Agent(settings, repo=repo, **common)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stop())
     print(f"maskgate agent: camera {camera} ({identity.channel}, soc {identity.soc or 'none'}) on {repo}; "

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--notify", metavar="BROKER", help="then tell the site's agents to poll now (mqtt://host:port); "
                    "else they find it at their next poll")
     p.add_argument("--site", help="the site whose agents --notify tells (default [turnstile.publish] site)")
+    p.add_argument("--swu", type=Path, metavar="FILE", help="also write the release as one SWUpdate image for a "
+                   "deployment server (hawkBit, goosebit): upload it there; cameras run 'maskgate agent --hawkbit URL' "
+                   "and verify it with the same site key (V must be a version the server parses, e.g. 2026.12.1)")
     p.set_defaults(func=release)
     r = sub.add_parser("rollout", help="widen, narrow or halt a release's rollout; --refresh re-signs the metadata's "
                        "expiry",
@@ -72,6 +75,12 @@ def release(args) -> int:
           + (f", groups {', '.join(plan.groups)}" if plan.groups else "")
           + ("" if plan.percent or plan.groups else f"; widen it with 'maskgate rollout {args.out} "
              f"{described.version} --percent 10 --key {args.key}'"))
+    if args.swu is not None:
+        from ..fleet.swu import write_swu
+
+        image = write_swu(repo, described.version, args.swu)
+        print(f"{image.path}: SWUpdate image of release {image.version}, {image.files} files, {image.size_bytes} "
+              "bytes; upload it to the deployment server")
     _notify(args)
     return 0
 

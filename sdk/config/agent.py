@@ -30,6 +30,9 @@ class ProbationSettings:
 @dataclass(frozen=True)
 class AgentSettings:
     repo: str | None = None  # the release repository's URL (or --repo)
+    hawkbit: str | None = None  # a hawkBit / goosebit server's URL: releases come as .swu deployments (or --hawkbit)
+    hawkbit_tenant: str = "DEFAULT"
+    hawkbit_token_env: str | None = None  # the variable holding this camera's target token, where the server asks one
     state: Path = field(default=Path("maskgate-agent"), metadata=_RELATIVE)  # slots, pointer, trusted metadata
     channel: str = "stable"  # stable | canary
     groups: tuple[str, ...] = ()  # named groups this camera is in ('maskgate rollout V --group lobby')
@@ -43,5 +46,7 @@ class AgentSettings:
     def __post_init__(self):
         if self.channel not in ("stable", "canary"):
             raise ValueError(f"channel must be stable or canary, got {self.channel!r}")
+        if self.repo and self.hawkbit:
+            raise ValueError("give repo (a release repository) or hawkbit (a deployment server), not both")
         if self.poll_s <= 0 or self.max_backoff_s <= 0 or self.check_runs < 1:
             raise ValueError("poll_s and max_backoff_s must be > 0, check_runs >= 1")

@@ -144,13 +144,20 @@ class Agent:
         self._say(f"maskgate agent: {message}")
         return message
 
-    def _update(self, version: str) -> str:
-        from .update import UnrunnableRelease, check_slot, fetch_into_spare
-
+    def spare_in_use(self) -> str | None:
+        """Why the spare slot cannot be written now (the app still runs it), or None."""
         heartbeat = read_heartbeat(self.heartbeat) if self.heartbeat else None
         spare = self.slots.path(self.slots.other())
         if heartbeat is not None and heartbeat.get("builds") == str(spare.resolve()):
-            return self._problem(f"the app still runs {spare}; waiting before writing a new set there")
+            return f"the app still runs {spare}; waiting before writing a new set there"
+        return None
+
+    def _update(self, version: str) -> str:
+        from .update import UnrunnableRelease, check_slot, fetch_into_spare
+
+        busy = self.spare_in_use()
+        if busy:
+            return self._problem(busy)
         try:
             release = self.client.release(version)
             self._say(f"maskgate agent: release {version}: fetching for {self.identity.camera}")
@@ -181,6 +188,7 @@ class Agent:
         message = (f"release {version} active in slot {fetched.slot} ({fetched.downloaded_bytes} bytes downloaded, "
                    f"{fetched.reused_bytes} reused); on probation")
         self._say(f"maskgate agent: {message}")
+        self._outcome(version, "active", message)
         return message
 
     def _start_probation(self, version: str, folder: Path) -> None:
@@ -206,6 +214,7 @@ class Agent:
             self._save()
             self._publish()
             self._say(f"maskgate agent: release {watch.release} kept: {why}")
+            self._outcome(watch.release, "kept", why)
             return f"release {watch.release} kept: {why}"
         return self._roll_back(watch.release, why)
 
@@ -222,6 +231,7 @@ class Agent:
         self._save()
         self._publish()
         self._say(f"maskgate agent: release {version} failed probation ({why}); {done}")
+        self._outcome(version, "rolled_back", f"failed probation ({why}); {done}")
         return f"release {version} rolled back: {why}"
 
     def _mark_bad(self, version: str, why: str) -> str:
@@ -229,7 +239,12 @@ class Agent:
         self._save()
         self._publish()
         self._say(f"maskgate agent: release {version} refused: {why}")
+        self._outcome(version, "refused", why)
         return f"release {version} refused: {why}"
+
+    def _outcome(self, version: str, event: str, why: str) -> None:
+        """A release became active, was kept, rolled back or refused: what a deployment server is
+        told (``ddi_agent.py``); the repository's agent tells the site through its status only."""
 
     # -- what the site sees ---------------------------------------------------------------------
     def status(self) -> dict:

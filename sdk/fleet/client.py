@@ -7,6 +7,9 @@ follows rotations signed by the old root. Everything else is TUF's: a timestamp 
 expired (a frozen or replayed repository) or a version older than the one already seen
 (a rollback) is refused, and every downloaded file must match its length and sha256.
 Each refusal is one ``ReleaseError`` line naming the repository and what was wrong.
+
+The repository may be a ``file://`` folder too: the mirror a deployment server (hawkBit) delivered
+inside a ``.swu`` (``swu.py``), verified exactly as a served one.
 """
 from __future__ import annotations
 
@@ -52,6 +55,29 @@ def _refusal(url: str, exc: Exception, *, path: str | None = None) -> ReleaseErr
     else:
         why = f"{kind}: {exc}"
     return ReleaseError(f"{url}: {why}")
+
+
+def _local_fetcher():
+    """A TUF fetcher for ``file://`` URLs (a missing file answers as a server's 404 would)."""
+    from urllib.parse import unquote, urlparse
+
+    from tuf.api import exceptions
+    from tuf.ngclient import FetcherInterface
+
+    class LocalFetcher(FetcherInterface):
+        def _fetch(self, url: str):
+            path = Path(unquote(urlparse(url).path))
+            try:
+                handle = open(path, "rb")
+            except FileNotFoundError:
+                raise exceptions.DownloadHTTPError(f"{path}: no such file", 404) from None
+            except OSError as exc:
+                raise exceptions.DownloadError(f"{path}: {exc}") from exc
+            with handle:
+                while block := handle.read(1 << 20):
+                    yield block
+
+    return LocalFetcher()
 
 
 class RepositoryClient:
@@ -102,8 +128,9 @@ class RepositoryClient:
         self.folder.mkdir(parents=True, exist_ok=True)
         bootstrap = self._bootstrap()
         try:
+            fetcher = _local_fetcher() if self.url.startswith("file://") else None
             self._updater = Updater(metadata_dir=str(self.folder), metadata_base_url=f"{self.url}/metadata/",
-                                    target_base_url=f"{self.url}/targets/",
+                                    target_base_url=f"{self.url}/targets/", fetcher=fetcher,
                                     config=UpdaterConfig(app_user_agent="maskgate-agent"), bootstrap=bootstrap)
             self._updater.refresh()
         except ReleaseError:
