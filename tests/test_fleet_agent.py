@@ -110,15 +110,16 @@ def site(tmp_path, release_sets, keys):
 # -- the camera's side -----------------------------------------------------------------------------
 class Camera:
     def __init__(self, folder: Path, *, name: str, repo_url: str, key: Path, extra: str = "", poll_s: float = 0.5,
-                 broker: str | None = None):
-        """``extra``: more of the config file (after [agent]); ``broker``: the site's MQTT broker."""
+                 broker: str | None = None, source: str = "repo"):
+        """``extra``: more of the config file (after [agent]); ``broker``: the site's MQTT broker;
+        ``source``: repo (a release repository) or hawkbit (a deployment server)."""
         self.folder, self.name = folder, name
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "maskgate.toml"
         targets = f'targets = ["{broker}"]\n' if broker else ""
         self.config.write_text(
             f'[trust]\nverify_key = "{key}"\n\n[turnstile.publish]\ncamera = "{name}"\nsite = "lobby"\n{targets}\n'
-            f'[agent]\nrepo = "{repo_url}"\nstate = "state"\ncheck_runs = 1\npoll_s = {poll_s}\n{extra}\n')
+            f'[agent]\n{source} = "{repo_url}"\nstate = "state"\ncheck_runs = 1\npoll_s = {poll_s}\n{extra}\n')
         self.state = folder / "state"
 
     def agent(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -19,12 +19,16 @@ What the server is told, in order (``progress`` counts these five steps):
     closed failure      refused, failed its check, failed probation (rolled back), with the reason
 
 A final result that cannot be sent (the server down) is kept in ``agent.json`` and sent at the
-next poll that reaches it; an action the camera has closed already is answered again with its
-result, not run again.
+next poll that reaches it. A deployment offered again after its result went through is a new
+decision of the server's (goosebit reuses its action ids): a release this camera found bad is
+refused again with the reason, the running one is confirmed, an older one is a replay and
+refused by its metadata. While a release is on probation the camera keeps polling at the
+server's pace (so it shows as online) but starts nothing new.
 """
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from ..errors import ReleaseError
@@ -41,7 +45,9 @@ class DdiAgent(Agent):
         super().__init__(settings, repo=(self.ddi_dir / "mirror").resolve().as_uri(), **kwargs)
         self.ddi = ddi
         self.server_sleep_s: float | None = None
-        self.state.setdefault("ddi", {"action": None, "pending": [], "closed": {}, "attributes": None})
+        self._polled = 0.0  # time.monotonic() of the last poll that reached the server
+        self._deploying = False  # inside _update: its problems become this action's one failure line
+        self.state.setdefault("ddi", {"action": None, "pending": [], "attributes": None})
 
     # -- feedback ----------------------------------------------------------------------------------
     def _send(self, action: str, *, execution: str, finished: str = "none", step: int | None = None,
@@ -49,7 +55,6 @@ class DdiAgent(Agent):
         """Tell the server; a final result that cannot go now is kept and sent at the next poll."""
         entry = {"action": action, "execution": execution, "finished": finished, "step": step, "details": details}
         if final:
-            self.state["ddi"]["closed"][action] = entry
             self.state["ddi"]["pending"].append(entry)
             if self.state["ddi"]["action"] == action:
                 self.state["ddi"]["action"] = None
@@ -97,14 +102,17 @@ class DdiAgent(Agent):
         self.reconcile()
         if self.state["probation"] is not None:
             line = self._watch()
-            if self.state["ddi"]["pending"]:
+            if self.state["probation"] is not None and \
+                    time.monotonic() - self._polled >= (self.server_sleep_s or self.settings.poll_s):
+                try:  # seen online; nothing new is started on probation
+                    self._poll()
+                except ReleaseError:
+                    pass
+            elif self.state["ddi"]["pending"]:
                 self._flush()
             return line
         try:
-            poll = self.ddi.poll()
-            self.server_sleep_s = poll.sleep_s
-            self._flush()
-            self._attributes(force=poll.config_data is not None)
+            poll = self._poll()
         except ReleaseError as exc:
             self.failures += 1
             return self._problem(str(exc))
@@ -119,20 +127,33 @@ class DdiAgent(Agent):
         except ReleaseError as exc:
             self.failures += isinstance(exc, DdiUnreachable)
             return self._problem(str(exc))
-        closed = self.state["ddi"]["closed"].get(deployment.action)
-        if closed is not None:  # the server did not take our result in: say it again
-            if not any(p["action"] == deployment.action for p in self.state["ddi"]["pending"]):
-                self.state["ddi"]["pending"].append(closed)
-            self._flush()
-            return f"action {deployment.action} was closed already ({closed['finished']}): {closed['details']}"
         return self._deploy(deployment)
 
+    def _poll(self):
+        poll = self.ddi.poll()
+        self._polled = time.monotonic()
+        self.server_sleep_s = poll.sleep_s
+        self._flush()
+        self._attributes(force=poll.config_data is not None)
+        return poll
+
+    def _problem(self, message: str) -> str:
+        if not self._deploying:
+            return super()._problem(message)
+        self.state["last_error"] = message  # said once, as the action's failure (_deploy)
+        self._save()
+        return message
+
     def _attributes(self, *, force: bool) -> None:
-        """The camera's attributes on the server: its release (``sw_version``, what goosebit compares)."""
+        """The camera's attributes on the server. ``sw_version`` (what goosebit shows and compares) is
+        the release this camera has kept: on probation, the one before, so that nothing on the
+        server says the new one has proved itself before its result does."""
         active = (self.state["active"] or {}).get("release")
+        kept = (self.state["previous"] or {}).get("release") if self.state["probation"] is not None else active
         attributes = {"camera": self.identity.camera, "site": self.identity.site, "channel": self.identity.channel,
                       "groups": ",".join(self.identity.groups), "soc": self.identity.soc or "none",
-                      "sw_version": active or "", "maskgate_release": active or "none"}
+                      "sw_version": kept or "",
+                      "maskgate_release": f"{active} (on probation)" if active != kept else (active or "none")}
         if force or attributes != self.state["ddi"]["attributes"]:
             self.ddi.put_config(attributes)
             self.state["ddi"]["attributes"] = attributes
@@ -140,6 +161,7 @@ class DdiAgent(Agent):
 
     def _fail(self, action: str, why: str) -> str:
         """A deployment this camera will not run: closed with failure, nothing activated."""
+        self.failures = 0  # the release, not the link: no backoff
         self._say(f"maskgate agent: action {action} refused: {why}")
         self._send(action, execution="closed", finished="failure", details=why, final=True)
         self._publish()
@@ -187,7 +209,11 @@ class DdiAgent(Agent):
         busy = self.spare_in_use()
         if busy:  # the app is between sets: the action stays open, tried again at the next poll
             return self._problem(busy)
-        line = self._update(version)
+        self._deploying = True
+        try:
+            line = self._update(version)
+        finally:
+            self._deploying = False
         if self.state["ddi"]["action"] == action and (self.state["active"] or {}).get("release") != version:
             return self._fail(action, self.state["last_error"] or line)  # the mirror's files did not verify
         return line
