@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.strict_skips import strict
-from tests.test_fleet_agent import Camera, keys, nginx_or_skip  # noqa: F401  (keys: a fixture)
+from tests.test_fleet_agent import Camera, keys, long_video, nginx_or_skip  # noqa: F401  (fixtures)
 
 pytest.importorskip("tuf")
 pytest.importorskip("paho.mqtt")
@@ -140,6 +143,140 @@ def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself
         refused = [line for line in lines if "refused 2: failed its check on this camera" in line]
         assert len(refused) == 3 and all("max_landmark_nme" in line for line in refused), report
         assert all("tflite" in line and "of ops on xnnpack" in line for line in lines[:-1]), report
+    finally:
+        for agent in agents:
+            agent.terminate()
+        for agent in agents:
+            try:
+                agent.wait(10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        server.stop()
+        broker.stop()
+
+
+class Supervisor:
+    """What systemd is on a camera: the app ('maskgate turnstile' on the set the pointer names)
+    started again whenever it exits. ``crash``: while the app runs this release, it is killed
+    with -9 (the crash is induced: no bundle here crashes a runtime that its check survives; a
+    segfault in a vendor runtime looks like this to the agent)."""
+
+    def __init__(self, camera: Camera, url: str, *, crash: str):
+        self.camera, self.url, self.crash = camera, url, crash
+        self.app: subprocess.Popen | None = None
+        self.starts = 0
+        self.crashes = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _start(self) -> subprocess.Popen:
+        c = self.camera
+        self.starts += 1
+        return subprocess.Popen([sys.executable, "-m", "maskgate", "--config", str(c.config), "turnstile", self.url,
+                                 "--builds", str(c.state / "current"), "--events", str(c.folder / "events.jsonl"),
+                                 "--health-every", "0.5"], cwd=c.folder, env=c.env(), stdout=subprocess.DEVNULL,
+                                stderr=open(c.folder / "app.log", "a"))
+
+    def _run(self) -> None:
+        from maskgate.turnstile.heartbeat import read_heartbeat
+
+        while not self._stop.wait(0.2):
+            if self.camera.current() is None:
+                continue  # nothing to run yet
+            if self.app is None or self.app.poll() is not None:
+                self.app = self._start()
+                continue
+            beat = read_heartbeat(self.camera.folder / "hb.json") or {}
+            if beat.get("pid") == self.app.pid and beat.get("release") == self.crash:
+                self.app.send_signal(signal.SIGKILL)
+                self.app.wait()
+                self.crashes += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join(10)
+        if self.app is not None and self.app.poll() is None:
+            self.app.terminate()
+            self.app.wait(30)
+
+
+def test_a_release_that_crashes_the_app_is_rolled_back_on_the_canaries_and_halts_for_the_rest(
+        fleet_sets, keys, tmp_path, long_video):  # noqa: F811
+    from mosquitto import Mosquitto, MosquittoMissing
+
+    from maskgate.fleet.rollout import place
+    from maskgate.turnstile.heartbeat import read_heartbeat
+    from tests.streams import paced_http_stream
+
+    try:
+        broker = Mosquitto(tmp_path / "broker").start()
+    except MosquittoMissing as exc:
+        if strict():
+            pytest.fail(f"CI must have Mosquitto: {exc}")
+        pytest.skip(str(exc))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    server = nginx_or_skip(repo, tmp_path / "nginx")
+    key = keys / "site.key"
+    names = CAMERAS[:6]
+    # release 2 admits the two cameras with the lowest places; they run the real app
+    places = sorted(place("2", n) for n in names)
+    canary_percent = (places[1] + places[2]) / 2
+    canaries = {n for n in names if place("2", n) < canary_percent}
+    watched = ('heartbeat = "hb.json"\n\n[agent.probation]\nminutes = 0.1\nheartbeat_timeout_s = 10\npickup_s = 15\n'
+               'max_restarts = 1\n\n[turnstile]\nheartbeat = "hb.json"\n')
+    cameras = [Camera(tmp_path / n, name=n, repo_url=server.url, key=keys / "site.key.pub", poll_s=30,
+                      broker=broker.url, extra=watched if n in canaries else "") for n in names]
+    site_config = tmp_path / "workstation.toml"
+    site_config.write_text('[turnstile.publish]\nsite = "lobby"\n')
+    agents = []
+    try:
+        with ExitStack() as stack:
+            supervisors = {}
+            for camera in cameras:
+                if camera.name in canaries:
+                    url, _ = stack.enter_context(paced_http_stream(long_video, fps=10, hold_at_end=True))
+                    supervisors[camera.name] = stack.enter_context(Supervisor(camera, url, crash="2"))
+            shutil.copytree(fleet_sets / "good", tmp_path / "good")
+            shutil.copytree(fleet_sets / "bad", tmp_path / "crash")
+            _maskgate("release", str(tmp_path / "good"), "--version", "1", "--out", str(repo), "--key", str(key),
+                      "--percent", "100")
+            agents = [subprocess.Popen(c.command(), cwd=c.folder, env=c.env(), stdout=subprocess.DEVNULL,
+                                       stderr=open(c.folder / "agent.log", "w")) for c in cameras]
+            _wait(cameras, lambda s: s["release"] == "1" and not s["probation"], what="release 1 kept")
+            assert all(s.crashes == 0 and s.starts == 1 for s in supervisors.values())
+
+            # the crashing release: its check passes on every camera (nothing in it fails a gate)
+            _maskgate("release", str(tmp_path / "crash"), "--version", "2", "--out", str(repo), "--key", str(key),
+                      "--percent", f"{canary_percent:.6f}", "--notify", broker.url, config=site_config)
+            _maskgate("rollout", str(repo), "2", "--max-failures", "1", "--key", str(key), "--notify", broker.url,
+                      config=site_config)
+            canary_cams = [c for c in cameras if c.name in canaries]
+            _wait(canary_cams, lambda s: (s["rollback"] or {}).get("release") == "2", what="canaries roll 2 back")
+            _maskgate("rollout", str(repo), "2", "--percent", "100", "--key", str(key), "--notify", broker.url,
+                      config=site_config)
+            _wait(cameras, lambda s: s["camera"] in canaries or "2" in s["halted_by_fleet"],
+                  what="halted by the fleet")
+            time.sleep(3)  # a few more polls and notices: nobody takes 2
+            for camera in cameras:
+                status = _status(camera)
+                assert status["release"] == "1" and not status["probation"], (camera.name, status)
+                tried = (status["last_check"] or {}).get("release")
+                assert (tried == "2") == (camera.name in canaries), (camera.name, status["last_check"])
+                if camera.name in canaries:
+                    assert "crash loop" in status["rollback"]["reason"], status["rollback"]
+            for camera in canary_cams:  # the app runs the set it had, again, and stays up
+                _wait([camera], lambda s, c=camera: (read_heartbeat(c.folder / "hb.json") or {}).get("pid")
+                      == supervisors[c.name].app.pid and read_heartbeat(c.folder / "hb.json")["release"] == "1",
+                      what="the app back on release 1", timeout_s=60)
+            assert all(s.crashes >= 1 for s in supervisors.values()), {n: s.crashes for n, s in supervisors.items()}
+            report = _maskgate("fleet", "status", "--broker", broker.url, "--site", "lobby")
+            print(report)
+            assert report.strip().splitlines()[-1] == "6 camera(s): 6 on 1; 2 rolled back", report
     finally:
         for agent in agents:
             agent.terminate()
