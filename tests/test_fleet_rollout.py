@@ -16,9 +16,12 @@ from contextlib import ExitStack
 
 import pytest
 
+from tests import test_fleet_agent as agent_tests
 from tests.conftest import ROOT
 from tests.strict_skips import strict
-from tests.test_fleet_agent import Camera, keys, long_video, nginx_or_skip  # noqa: F401  (fixtures)
+from tests.test_fleet_agent import Camera, nginx_or_skip
+
+keys, long_video = agent_tests.keys, agent_tests.long_video  # fixtures
 
 pytest.importorskip("tuf")
 pytest.importorskip("paho.mqtt")
@@ -28,10 +31,12 @@ CAMERAS = [f"gate-{i:02d}" for i in range(20)]
 # The site holds int8 landmarks to 0.03 of the eye distance on its cameras, tighter than the
 # build's default gate (0.1): the int8 detector (0.045 on its golden frames) fails there.
 CAMERA_GATES = "\n[gates.int8]\nmax_landmark_nme = 0.03\n"
+# The staged release's name places two of the 20 cameras below 10 % and 11 below 50 % (place()).
+FIRST, GOOD = "2026.12.0", "2026.12.7"
 
 
 @pytest.fixture(scope="module")
-def fleet_sets(quantized_builds, keys, tmp_path_factory):  # noqa: F811
+def fleet_sets(quantized_builds, keys, tmp_path_factory):
     """"good": the fp32 detector with the int8 classifiers; "bad": the int8 detector instead."""
     from maskgate.converters.bundle import sign_bundle
     from maskgate.converters.signing import load_key
@@ -73,11 +78,13 @@ def _status(camera):
         return None
 
 
-def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself(fleet_sets, keys,  # noqa: F811
-                                                                                 tmp_path):
+def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself(fleet_sets, keys,
+                                                                                 tmp_path, long_video):
     from mosquitto import Mosquitto, MosquittoMissing
 
     from maskgate.fleet.rollout import place
+    from maskgate.turnstile.heartbeat import read_heartbeat
+    from tests.streams import paced_http_stream
 
     try:
         broker = Mosquitto(tmp_path / "broker").start()
@@ -89,33 +96,60 @@ def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself
     repo.mkdir()
     server = nginx_or_skip(repo, tmp_path / "nginx")
     key = keys / "site.key"
+    # four cameras run the real app through the switches: one admitted at each stage, and one more at 10 %
+    by_place = sorted(CAMERAS, key=lambda n: place(GOOD, n))
+    stage = lambda n: 10 if place(GOOD, n) < 10 else 50 if place(GOOD, n) < 50 else 100  # noqa: E731
+    watched = {by_place[0], by_place[1]} | {next(n for n in by_place if stage(n) == p) for p in (50, 100)}
+    assert sorted(stage(n) for n in watched) == [10, 10, 50, 100]
+    app_config = ('heartbeat = "hb.json"\n\n[agent.probation]\nminutes = 0.05\nheartbeat_timeout_s = 10\n'
+                  'pickup_s = 15\n\n[turnstile]\nheartbeat = "hb.json"\n')
     # agents poll every 30 s: a rollout reaches them through the broker's poll notice
     cameras = [Camera(tmp_path / name, name=name, repo_url=server.url, key=keys / "site.key.pub", poll_s=30,
-                      broker=broker.url, extra=CAMERA_GATES) for name in CAMERAS]
+                      broker=broker.url, extra=(app_config if name in watched else "") + CAMERA_GATES)
+               for name in CAMERAS]
     site_config = tmp_path / "workstation.toml"
     site_config.write_text('[turnstile.publish]\nsite = "lobby"\n')
     agents = []
+    stack = ExitStack()
     try:
         shutil.copytree(fleet_sets / "good", tmp_path / "good")
         shutil.copytree(fleet_sets / "bad", tmp_path / "bad")
-        _maskgate("release", str(tmp_path / "good"), "--version", "1", "--out", str(repo), "--key", str(key),
-                  "--percent", "10")
+        supervisors = {}
+        for camera in cameras:
+            if camera.name in watched:
+                url, _ = stack.enter_context(paced_http_stream(long_video, fps=5, hold_at_end=True))
+                supervisors[camera.name] = stack.enter_context(Supervisor(camera, url, crash=None))
+        # a first release everywhere, so that the staged one is a switch under a running app
+        _maskgate("release", str(tmp_path / "good"), "--version", FIRST, "--out", str(repo), "--key", str(key),
+                  "--percent", "100")
         agents = [subprocess.Popen(c.command(), cwd=c.folder, env=c.env(), stdout=subprocess.DEVNULL,
                                    stderr=open(c.folder / "agent.log", "w")) for c in cameras]
+        _wait(cameras, lambda s: s["release"] == FIRST and not s["probation"], what="the first release", timeout_s=400)
+        _maskgate("release", str(tmp_path / "good"), "--version", GOOD, "--out", str(repo), "--key", str(key),
+                  "--percent", "10", "--notify", broker.url, config=site_config)
         # 10 %: the cameras whose place is below 10 run it; the others have nothing to run yet
-        admitted = {c.name for c in cameras if place("1", c.name) < 10}
-        _wait(cameras, lambda s: (s["release"] == "1") == (s["camera"] in admitted) and not s["probation"],
+        admitted = {c.name for c in cameras if place(GOOD, c.name) < 10}
+        _wait(cameras, lambda s: (s["release"] == GOOD) == (s["camera"] in admitted) and not s["probation"],
               what="10 %")
         for percent in ("50", "100"):
             started = time.monotonic()
-            _maskgate("rollout", str(repo), "1", "--percent", percent, "--key", str(key), "--notify", broker.url,
+            _maskgate("rollout", str(repo), GOOD, "--percent", percent, "--key", str(key), "--notify", broker.url,
                       config=site_config)
-            admitted = {c.name for c in cameras if place("1", c.name) < float(percent)}
-            _wait(cameras, lambda s, admitted=admitted: (s["release"] == "1") == (s["camera"] in admitted)
+            admitted = {c.name for c in cameras if place(GOOD, c.name) < float(percent)}
+            _wait(cameras, lambda s, admitted=admitted: (s["release"] == GOOD) == (s["camera"] in admitted)
                   and not s["probation"], what=f"{percent} %")
             took = time.monotonic() - started
         assert len(admitted) == 20
-        print(f"rollout --percent 100 to all 20 cameras running release 1: {took:.1f} s")
+        print(f"rollout --percent 100 to all 20 cameras running {GOOD}: {took:.1f} s")
+        for name, supervisor in supervisors.items():  # the apps took it between two frames
+            beat = read_heartbeat(tmp_path / name / "hb.json") or {}
+            assert beat.get("release") == GOOD and beat.get("pid") == supervisor.app.pid, (name, beat)
+            kept = [line for line in (tmp_path / name / "agent.log").read_text().splitlines()
+                    if f"release {GOOD} kept" in line]
+            print(f"{name} (admitted at {stage(name)} %): {beat['frames']} frames, {beat['dropped']} dropped in all; "
+                  f"{kept}")
+            assert supervisor.starts == 1 and beat["errors"] == 0, (name, beat)
+            assert len(kept) == 1 and ", 0 frames dropped" in kept[0], kept
 
         # a bad release at a share that admits 3 cameras, halting after 1 failure
         places = sorted(place("2", c) for c in CAMERAS)
@@ -132,18 +166,19 @@ def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself
         _wait(cameras, lambda s: s["camera"] in canaries or "2" in s["halted_by_fleet"], what="halted by the fleet")
         for camera in cameras:
             status = _status(camera)
-            assert status["release"] == "1", (camera.name, status)
+            assert status["release"] == GOOD, (camera.name, status)
             tried = (status["last_check"] or {}).get("release")
             assert (tried == "2") == (camera.name in canaries), (camera.name, status["last_check"])
         report = _maskgate("fleet", "status", "--broker", broker.url, "--site", "lobby")
         print(report)
         lines = report.strip().splitlines()
         assert len(lines) == 21, report
-        assert lines[-1] == "20 camera(s): 20 on 1; 3 refused", report
+        assert lines[-1] == f"20 camera(s): 20 on {GOOD}; 3 refused", report
         refused = [line for line in lines if "refused 2: failed its check on this camera" in line]
         assert len(refused) == 3 and all("max_landmark_nme" in line for line in refused), report
         assert all("tflite" in line and "of ops on xnnpack" in line for line in lines[:-1]), report
     finally:
+        stack.close()
         for agent in agents:
             agent.terminate()
         for agent in agents:
@@ -161,7 +196,7 @@ class Supervisor:
     with -9 (the crash is induced: no bundle here crashes a runtime that its check survives; a
     segfault in a vendor runtime looks like this to the agent)."""
 
-    def __init__(self, camera: Camera, url: str, *, crash: str):
+    def __init__(self, camera: Camera, url: str, *, crash: str | None):
         self.camera, self.url, self.crash = camera, url, crash
         self.app: subprocess.Popen | None = None
         self.starts = 0
@@ -187,7 +222,7 @@ class Supervisor:
                 self.app = self._start()
                 continue
             beat = read_heartbeat(self.camera.folder / "hb.json") or {}
-            if beat.get("pid") == self.app.pid and beat.get("release") == self.crash:
+            if self.crash is not None and beat.get("pid") == self.app.pid and beat.get("release") == self.crash:
                 self.app.send_signal(signal.SIGKILL)
                 self.app.wait()
                 self.crashes += 1
@@ -205,7 +240,7 @@ class Supervisor:
 
 
 def test_a_release_that_crashes_the_app_is_rolled_back_on_the_canaries_and_halts_for_the_rest(
-        fleet_sets, keys, tmp_path, long_video):  # noqa: F811
+        fleet_sets, keys, tmp_path, long_video):
     from mosquitto import Mosquitto, MosquittoMissing
 
     from maskgate.fleet.rollout import place

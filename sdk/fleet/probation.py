@@ -89,6 +89,9 @@ class ProbationWatch:
             if self.low_fps >= LOW_FPS_PERIODS:
                 return "fail", f"the app ran below {s.min_fps:g} fps for {self.low_fps} health periods"
         if elapsed >= s.minutes * 60:
+            base_dropped = self._base("dropped", beat)
+            dropped = "" if base_dropped is None or "dropped" not in beat else \
+                f", {int(beat['dropped']) - int(base_dropped)} frames dropped"
             return "pass", f"{elapsed:.0f} s on probation: {passages} passages, {new_errors} errors, " \
-                           f"{restarts} restarts"
+                           f"{restarts} restarts{dropped}"
         return "wait", f"on probation, {s.minutes * 60 - elapsed:.0f} s to go"
