@@ -25,11 +25,11 @@ pytest.importorskip("tuf")
 sys.path.insert(0, str(ROOT / "examples" / "fleet"))
 
 
-def goosebit_or_skip(folder: Path):
+def goosebit_or_skip(folder: Path, **kw):
     from goosebit import Goosebit, GoosebitMissing
 
     try:
-        return Goosebit(folder).start()
+        return Goosebit(folder, **kw).start()
     except GoosebitMissing as exc:
         if strict():
             pytest.fail(f"CI must have goosebit's environment: {exc}")
@@ -218,6 +218,26 @@ def _doctor(source: Path, out: Path, entries) -> None:
                 data = data[:500] + bytes(b ^ 0xFF for b in data[500:564]) + data[564:]
             sink.write(_header(name, len(data), sum(data) & 0xFFFFFFFF, ino) + data + _pad(len(data)))
         sink.write(_header(TRAILER, 0, 0, 0))
+
+
+def test_a_server_that_asks_for_target_tokens_gets_the_cameras_token_and_refuses_a_camera_without_one(
+        tmp_path, keys):
+    server = goosebit_or_skip(tmp_path / "goosebit", device_tokens=True)
+    try:
+        server.add_devices(["cam-t"], auth_token="s3cret-token")
+        camera = hawkbit_camera(tmp_path, "cam-t", server, keys, extra='hawkbit_token_env = "CAM_T_TOKEN"\n')
+        done = camera.agent()  # the variable is not set: said in one line, before any request
+        assert done.returncode != 0 and "CAM_T_TOKEN is not set" in done.stderr, done.stderr
+        camera.env = lambda: {**Camera.env(), "CAM_T_TOKEN": "wrong"}
+        done = camera.agent()
+        assert done.returncode == 1 and len(said(done)) == 1, done.stderr
+        assert "HTTP 401" in said(done)[0] and "hawkbit_token_env" in said(done)[0], done.stderr
+        camera.env = lambda: {**Camera.env(), "CAM_T_TOKEN": "s3cret-token"}
+        done = camera.agent()
+        assert done.returncode == 0 and "up to date (no release)" in done.stderr, done.stderr
+        assert server.device("cam-t")["last_state"] == "Registered"
+    finally:
+        server.stop()
 
 
 def test_backoff_while_the_deployment_server_is_down(tmp_path, keys):

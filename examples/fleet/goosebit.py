@@ -60,8 +60,10 @@ def free_port() -> int:
 
 
 class Goosebit:
-    def __init__(self, folder: str | Path, *, port: int | None = None, poll_time: str = "00:00:01"):
-        """``folder``: its database, artifacts and log; ``poll_time``: the sleep it gives devices."""
+    def __init__(self, folder: str | Path, *, port: int | None = None, poll_time: str = "00:00:01",
+                 device_tokens: bool = False):
+        """``folder``: its database, artifacts and log; ``poll_time``: the sleep it gives devices;
+        ``device_tokens``: devices must be created first and send their target token (strict mode)."""
         self.env = environment()
         if not (self.env / "bin" / "python").is_file():
             raise GoosebitMissing(f"goosebit's environment is not set up ({self.env}): run "
@@ -70,6 +72,7 @@ class Goosebit:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.poll_time = poll_time
+        self.device_tokens = device_tokens
         self.process: subprocess.Popen | None = None
         self.token: str | None = None
 
@@ -80,7 +83,9 @@ class Goosebit:
     def _env(self) -> dict:
         return {**os.environ, "GOOSEBIT_DB_URI": f"sqlite:///{self.folder / 'db.sqlite3'}",
                 "GOOSEBIT_ARTIFACTS_DIR": str(self.folder / "artifacts"), "GOOSEBIT_POLL_TIME": self.poll_time,
-                "GOOSEBIT_PORT": str(self.port)}
+                "GOOSEBIT_PORT": str(self.port),
+                **({"GOOSEBIT_DEVICE_AUTH__ENABLE": "true", "GOOSEBIT_DEVICE_AUTH__MODE": "strict"}
+                   if self.device_tokens else {})}
 
     def _migrate(self) -> None:
         """The database's tables (goosebit's own migrations, applied once)."""
@@ -183,6 +188,10 @@ class Goosebit:
     def set_devices(self, devices: list[str], **fields) -> None:
         """feed=..., software="rollout" | "latest" | "<id>", force_update=True, ..."""
         self.api("PATCH", "/devices", body={"devices": devices, **fields})
+
+    def add_devices(self, devices: list[str], **fields) -> None:
+        """Devices made before their first poll (strict mode: with auth_token=...)."""
+        self.api("PUT", "/devices", body={"devices": devices, **fields})
 
     def devices(self) -> list[dict]:
         return self.api("GET", "/devices")["devices"]
