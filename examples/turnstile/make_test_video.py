@@ -119,11 +119,25 @@ def _has_photos(folder: Path) -> bool:
         return False
 
 
+def masked_view(detector, view: np.ndarray, box: np.ndarray, synthesizer, rng) -> np.ndarray | None:
+    """The same view with a mask template warped onto the labelled face (semi-synthetic: the
+    person puts a mask on at the gate); None when the detector misses the face."""
+    from maskgate.metrics import match_greedy
+
+    found = detector.detect(view, score_threshold=0.3)
+    match = match_greedy(box[None], found.boxes, found.scores, 0.4)[0]
+    return None if match < 0 else synthesizer.apply(view, found.landmarks[match], rng).image
+
+
 def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: int = 8, fps: float = 10.0,
-               builds: Path | None = None, face_px: tuple[float, ...] = (FACE_PX,)) -> list[dict]:
+               builds: Path | None = None, face_px: tuple[float, ...] = (FACE_PX,),
+               swap_masks: bool = False) -> list[dict]:
     """``face_px``: the face widths on the frame, taken in turn passage by passage (300-460 for
     people stepping close to the camera); labelled scenes whose face would be enlarged more
-    than MAX_ENLARGEMENT times are not used."""
+    than MAX_ENLARGEMENT times are not used. ``swap_masks``: each bare face stays for ``hold``
+    frames, then the same view with a mask template on it (DATA/mask_templates) for ``hold``
+    more, in one passage (no expected decision: what the gate must do is the same with and
+    without the turnstile's reuse)."""
     from maskgate.sources import read_image
     from maskgate.turnstile import GateRules
 
@@ -140,12 +154,18 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
     picked = pick_scenes(data, scenes, min_face_px=max(28.0, max(face_px) / MAX_ENLARGEMENT)) if labelled else None
     if labelled and not picked:
         raise Unusable(f"{data / 'scenes'}: no test-split scene with one clearly largest labelled face")
-    detector = None
+    detector = synthesizer = None
+    if swap_masks:
+        from maskgate.datasets.synth import MaskSynthesizer, load_templates
+
+        if not labelled or not (data / "mask_templates").is_dir():
+            raise Unusable(f"{data}: --swap-masks needs labelled scenes/ and mask_templates/")
+        synthesizer, rng = MaskSynthesizer(load_templates(data / "mask_templates")), np.random.default_rng(0)
     if builds is not None:
         from maskgate.deployed import open_detector
 
         detector, _ = open_detector(builds, "retinaface_mnet025", precisions=("fp32",))
-    elif not labelled:
+    elif not labelled or swap_masks:
         from maskgate import FaceDetector
 
         detector = FaceDetector.reference(device="cpu")
@@ -171,11 +191,16 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
             expected = EXPECTED[label] if label is not None else None  # your own photos: unknown
             if expected is not None and yaw is not None and yaw not in GateRules().frontal_yaw_classes:
                 expected = "LOOK_AT_CAMERA"
+            masked = masked_view(detector, view, box, synthesizer, rng) if swap_masks and label == "without_mask" \
+                else None
+            first = labels[-1]["first_frame"] + labels[-1]["frames"] + gap if labels else gap
             labels.append({"scene": path.name, "label": label, "yaw_label": yaw, "face_px": width,
-                           "expected": expected, "first_frame": len(labels) * (hold + gap) + gap,
-                           "frames": hold})
+                           "expected": None if masked is not None else expected, "first_frame": first,
+                           "frames": hold * (2 if masked is not None else 1), "swap": masked is not None})
             for _ in range(hold):
                 writer.write(view)
+            for _ in range(hold if masked is not None else 0):
+                writer.write(masked)
             for _ in range(gap):
                 writer.write(blank)
     finally:
@@ -195,6 +220,8 @@ def main() -> int:
     parser.add_argument("--gap", type=int, default=8, help="empty frames between people (default 8)")
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--builds", type=Path, help="derive yaw labels with the fp32 detector build here")
+    parser.add_argument("--swap-masks", action="store_true", help="each bare face puts a mask on at the gate "
+                        "(a template from DATA/mask_templates, after --hold frames)")
     parser.add_argument("--face-px", default=str(FACE_PX),
                         help=f"face width(s) on the frame, comma-separated, used in turn (default {FACE_PX}; "
                              "close-ups: 300,380,460)")
@@ -207,7 +234,7 @@ def main() -> int:
         parser.error(f"--face-px: positive widths separated by commas, got {args.face_px!r}")
     try:
         labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
-                            builds=args.builds, face_px=face_px)
+                            builds=args.builds, face_px=face_px, swap_masks=args.swap_masks)
     except Unusable as exc:
         print(f"make_test_video: error: {exc}", file=sys.stderr)
         return 2

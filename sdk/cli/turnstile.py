@@ -61,6 +61,9 @@ def add_parser(sub) -> None:
     p.add_argument("--heartbeat", metavar="FILE", help="rewrite this JSON file every health period (pid, release, fps, "
                    "errors): what the release agent's probation watches ([turnstile] heartbeat)")
     p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
+    p.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
+                   help="run the detector and the classifiers on every frame ([turnstile] reuse = false); the "
+                   "decisions are the same, the cost is not")
     from .options import add_trust_options
 
     add_trust_options(p)
@@ -74,7 +77,7 @@ def main(args) -> int:
     config = load_config(  # the process's config (--config, MASKGATE_CONFIG, ./maskgate.toml): read in cli.main
         args.source, builds=args.builds, prefer=args.prefer, threads=args.threads, roi=args.roi,
         events=args.events, video_out=args.video_out, health_every_s=args.health_every_s, max_frames=args.max_frames,
-        heartbeat=args.heartbeat,
+        heartbeat=args.heartbeat, reuse=args.reuse,
         verify_key=args.verify_key, allow_failed_builds=args.allow_failed_builds, profile=args.profile,
         rules={"window": args.window, "gap_frames": args.gap_frames, "min_face_px": args.min_face_px,
                "min_mask_prob": args.min_mask_prob, "frontal_yaw_classes": args.frontal},
@@ -102,8 +105,8 @@ def main(args) -> int:
     summary = app.run()
     print(f"turnstile: {summary.frames} frames, gate opened {summary.opened} time(s), "
           f"{summary.passages} passages {summary.decisions}, "
-          f"dropped {summary.dropped}, reconnects {summary.reconnects}"
-          + f", stopped by {summary.stopped_by}", file=sys.stderr)
+          f"dropped {summary.dropped}, reconnects {summary.reconnects}, detector skipped {summary.detector_skipped}, "
+          f"verdicts reused {summary.verdicts_reused}, stopped by {summary.stopped_by}", file=sys.stderr)
     # As 'maskgate run': 2 when nothing could be read, 1 when the stream ended with a problem.
     if summary.errors:
         return 2 if summary.frames == 0 else 1

@@ -54,6 +54,27 @@ class GateRules:
 
 
 @dataclass(frozen=True)
+class ReuseRules:
+    """How far the turnstile trusts what it saw a frame ago (``[turnstile.reuse_rules]``;
+    ``[turnstile] reuse = false`` turns reuse off): maskgate.turnstile.reuse."""
+
+    settle_frames: int = 3  # a track's verdicts are reused once this many decisions in a row agree
+    reclassify_every: int = 30  # ... and classified again at least every this many frames
+    full_every: int = 10  # a full detection at least every this many frames while the scene is still
+    still_threshold: float = 2.0  # mean absolute difference (0-255) of the 32x24 grey frame: nothing moved
+    face_threshold: float = 6.0  # ... of the 16x16 grey face box: the same face, as it was classified
+    min_iou: float = 0.5  # the box overlaps the track's this much: the same person
+
+    def __post_init__(self):
+        if self.settle_frames < 1 or self.reclassify_every < 1 or self.full_every < 1:
+            raise ValueError("settle_frames, reclassify_every and full_every must be at least 1")
+        if self.still_threshold < 0 or self.face_threshold < 0:
+            raise ValueError("still_threshold and face_threshold are differences >= 0")
+        if not 0 < self.min_iou <= 1:
+            raise ValueError(f"min_iou is an overlap in (0, 1], got {self.min_iou}")
+
+
+@dataclass(frozen=True)
 class StreamOptions:
     """How a live source is read (``[turnstile.stream]``)."""
 
@@ -88,6 +109,9 @@ class TurnstileConfig:
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height of the gate area
     rules: GateRules = field(default_factory=GateRules)
     stream: StreamOptions = field(default_factory=StreamOptions)
+    # Frames that tell the gate nothing new are not paid in full (the same decisions: reuse.py)
+    reuse: bool = True
+    reuse_rules: ReuseRules = field(default_factory=ReuseRules)
     events: Path | None = None
     video_out: Path | None = None
     health_every_s: float = 10.0

@@ -41,6 +41,7 @@ from .eventlog import EventLog
 from .events import event_record
 from .follow import BuildsFollower, resolved, slot_release
 from .health import HealthReporter
+from .reuse import FrameReuse
 from .stream import FrameStream
 
 
@@ -68,6 +69,8 @@ class RunSummary:
     seconds: float = 0.0
     events_unwritten: int = 0  # events the --events file could not take
     unspooled: int = 0  # events the site spool could not keep
+    detector_skipped: int = 0  # frames the still check answered without the detector ([turnstile] reuse)
+    verdicts_reused: int = 0  # frames whose person's verdicts came from the track
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +105,7 @@ class TurnstileApp:
         self._inference = threading.Lock()  # held around each frame's models: a swap waits for the frame
         self._swapped: list[dict] = []
         self.summary = RunSummary()
+        self.reuse: FrameReuse | None = None  # made per pipeline: verdicts of other models are not reused
 
     def _open_pipeline(self, folder):
         from maskgate.runtimes.trust import configured_trust
@@ -183,6 +187,7 @@ class TurnstileApp:
             self.summary.seconds = round(time.monotonic() - start, 3)
             self.summary.events_unwritten = self.events_unwritten()
             self.summary.unspooled = self.site.unspooled() if self.site is not None else 0
+            self.summary.detector_skipped, self.summary.verdicts_reused = self.reuse_counts()
             self._emit("stop", self._stream_time, self.summary.to_dict())
             if self.site is not None:
                 self.site.close(self.summary.stopped_by)
@@ -195,9 +200,19 @@ class TurnstileApp:
             restore()
         return self.summary
 
+    def reuse_counts(self) -> tuple[int, int]:
+        """(frames the detector skipped, frames whose verdicts were reused), over the run."""
+        done = self._reused_before
+        if self.reuse is not None:
+            done = (done[0] + self.reuse.stats.detector_skipped, done[1] + self.reuse.stats.classify_skipped)
+        return done
+
+    _reused_before = (0, 0)  # the counts of the pipelines swapped out
+
     # -- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
         choose = choose_person_at_gate(rules=self.config.rules, roi=self.config.roi)
+        reused_for = None
         for index, (at, frame) in enumerate(self.stream.frames()):
             self._emit_swaps()
             self._stream_time = at
@@ -209,11 +224,19 @@ class TurnstileApp:
             timings: dict = {}
             began = time.perf_counter()
             with self._inference:
-                faces = self.pipeline(frame, timings=timings, classify=choose)
+                if self.config.reuse and self.pipeline is not reused_for:  # first frame, or new models
+                    self._reused_before, self.reuse = self.reuse_counts(), FrameReuse(self.config.reuse_rules)
+                    reused_for = self.pipeline
+                if self.reuse is not None:
+                    faces = self.reuse(self.pipeline, frame, choose=choose, timings=timings)
+                else:
+                    faces = self.pipeline(frame, timings=timings, classify=choose)
             latency = (time.perf_counter() - began) * 1e3
             self._health.frame(latency)
             self.site.frame(latency, timings)
             obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings, frame=index)
+            if self.reuse is not None:
+                self.reuse.observed(obs)
             self._emit_all(self.machine.update(obs))
             if self.config.video_out is not None:
                 self._write_video(frame, faces, obs)

@@ -71,6 +71,7 @@ class HealthReporter:
                                 "p90": None if p90 is None else round(float(p90), 2)},
                  "frames": frames, "seconds_since_frame": None if since is None else round(since, 2),
                  "dropped": stats.dropped, "reconnects": stats.reconnects, "stalls": stats.stalls,
+                 **dict(zip(("detector_skipped", "verdicts_reused"), app.reuse_counts())),
                  "passages": app.summary.passages, "state": app.machine.state.value,
                  "events_unwritten": app.events_unwritten(), "problems": problems}, latencies, fps)
 
@@ -90,5 +91,6 @@ class HealthReporter:
                   if latencies else "no frames")
         unwritten = f", EVENTS NOT WRITTEN {fields['events_unwritten']}" if fields["events_unwritten"] else ""
         print(f"health: {stalled}{fps:.1f} fps, {timing}, dropped {fields['dropped']}, reconnects "
-              f"{fields['reconnects']}, passages {fields['passages']}, state {fields['state']}{unwritten}{site}",
+              f"{fields['reconnects']}, detector skipped {fields['detector_skipped']}, verdicts reused "
+              f"{fields['verdicts_reused']}, passages {fields['passages']}, state {fields['state']}{unwritten}{site}",
               file=sys.stderr, flush=True)
