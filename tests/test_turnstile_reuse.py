@@ -66,7 +66,9 @@ def test_reuse_gives_the_same_decisions_on_the_same_frames(name, videos, gate_bu
     summary = next(line for line in said.splitlines() if line.startswith("turnstile:"))
     skipped, reused = _counts(summary)
     print(f"{name}: {stop['frames']} frames, detector skipped on {skipped}, verdicts reused on {reused}")
-    assert skipped > 0 and reused > 0, summary  # reuse did something: the comparison is not vacuous
+    # reuse did something: the comparison is not vacuous. At gap 1 there is one empty frame between
+    # people, and the still check needs a detected empty frame before it can skip the next one.
+    assert reused > 0 and (skipped > 0 or VIDEOS[name].get("gap") == 1), summary
     if name == "mask-swap":
         assert any(x["swap"] for x in labels)
 
