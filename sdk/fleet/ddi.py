@@ -8,7 +8,8 @@ The calls (``{base}/{tenant}/controller/v1/{controller}``):
     GET  ./deploymentBase/{action}       the deployment: chunks, each with artifacts (size, hashes, links)
     POST ./deploymentBase/{action}/feedback   execution proceeding | closed, result none | success |
                                          failure, progress {cnt, of}, details (lines the server shows)
-    GET  ./cancelAction/{action}, POST ./cancelAction/{action}/feedback
+
+(cancelAction is not handled: goosebit never sends one.)
 
 Errors are one ``ReleaseError`` line naming the URL; a server that cannot be reached is a
 ``DdiUnreachable`` (the agent keeps its set and backs off).
@@ -45,7 +46,6 @@ class Artifact:
 @dataclass(frozen=True)
 class Deployment:
     action: str
-    version: str | None  # the chunk's version, as the server shows it
     artifacts: tuple[Artifact, ...]
 
 
@@ -54,7 +54,6 @@ class Poll:
     sleep_s: float | None
     config_data: str | None  # href: the server asks for the camera's attributes
     deployment: str | None  # href of the deployment base
-    cancel: str | None  # href of a cancel action
 
 
 def parse_sleep(text: str | None) -> float | None:
@@ -121,8 +120,7 @@ class DdiClient:
             return (links.get(name) or {}).get("href")
 
         sleep = ((data.get("config") or {}).get("polling") or {}).get("sleep")
-        return Poll(sleep_s=parse_sleep(sleep), config_data=href("configData"),
-                    deployment=href("deploymentBase"), cancel=href("cancelAction"))
+        return Poll(sleep_s=parse_sleep(sleep), config_data=href("configData"), deployment=href("deploymentBase"))
 
     def put_config(self, attributes: dict[str, str]) -> None:
         self._json(f"{self.url}/configData", method="PUT",
@@ -132,9 +130,8 @@ class DdiClient:
         data = self._json(href)
         action = str(data.get("id") or href.rstrip("/").rsplit("/", 1)[-1].split("?")[0])
         chunks = ((data.get("deployment") or {}).get("chunks")) or []
-        artifacts, version = [], None
+        artifacts = []
         for chunk in chunks:
-            version = version or chunk.get("version")
             for art in chunk.get("artifacts") or []:
                 links = art.get("_links") or {}
                 url = (links.get("download") or links.get("download-http") or {}).get("href")
@@ -145,22 +142,19 @@ class DdiClient:
                                           size=int(art.get("size") or 0), hashes=hashes, url=url))
         if not artifacts:
             raise ReleaseError(f"{href}: the deployment has no artifact (an empty distribution?)")
-        return Deployment(action=action, version=version, artifacts=tuple(artifacts))
+        return Deployment(action=action, artifacts=tuple(artifacts))
 
     def feedback(self, action: str, *, execution: str, finished: str = "none", progress: tuple[int, int] | None = None,
-                 details: list[str] | tuple[str, ...] = (), kind: str = "deploymentBase") -> None:
+                 details: list[str] | tuple[str, ...] = ()) -> None:
         """``execution``: proceeding | closed | ...; ``finished``: none | success | failure."""
         result: dict = {"finished": finished}
         if progress is not None:
             result["progress"] = {"cnt": progress[0], "of": progress[1]}
         status = {"execution": execution, "result": result, "details": [d for d in details if d]}
-        self._json(f"{self.url}/{kind}/{action}/feedback", method="POST", body={"id": action, "status": status})
+        self._json(f"{self.url}/deploymentBase/{action}/feedback", method="POST",
+                   body={"id": action, "status": status})
 
-    def cancel_action(self, href: str) -> str:
-        data = self._json(href)
-        return str((data.get("cancelAction") or {}).get("stopId") or data.get("id") or href.rsplit("/", 1)[-1])
-
-    def download(self, artifact: Artifact, destination: Path, *, progress=None) -> int:
+    def download(self, artifact: Artifact, destination: Path) -> int:
         """The artifact to ``destination`` (written whole or not at all), checked against its size
         and the strongest hash the server gave; its size."""
         algorithm = next((name for name in HASHES if name in artifact.hashes), None)
@@ -183,8 +177,6 @@ class DdiClient:
                                            "announced; refused")
                     digest.update(block)
                     sink.write(block)
-                    if progress is not None:
-                        progress(done, artifact.size)
                 sink.flush()
                 os.fsync(sink.fileno())
             if artifact.size and done != artifact.size:

@@ -41,7 +41,7 @@ from .eventlog import EventLog
 from .events import event_record
 from .follow import BuildsFollower, resolved, slot_release
 from .health import HealthReporter
-from .reuse import FrameReuse
+from .reuse import FrameReuse, ReuseStats
 from .stream import FrameStream
 
 
@@ -106,6 +106,7 @@ class TurnstileApp:
         self._swapped: list[dict] = []
         self.summary = RunSummary()
         self.reuse: FrameReuse | None = None  # made per pipeline: verdicts of other models are not reused
+        self.reuse_stats = ReuseStats()  # over the run, across pipelines
 
     def _open_pipeline(self, folder):
         from maskgate.runtimes.trust import configured_trust
@@ -187,7 +188,8 @@ class TurnstileApp:
             self.summary.seconds = round(time.monotonic() - start, 3)
             self.summary.events_unwritten = self.events_unwritten()
             self.summary.unspooled = self.site.unspooled() if self.site is not None else 0
-            self.summary.detector_skipped, self.summary.verdicts_reused = self.reuse_counts()
+            self.summary.detector_skipped = self.reuse_stats.detector_skipped
+            self.summary.verdicts_reused = self.reuse_stats.classify_skipped
             self._emit("stop", self._stream_time, self.summary.to_dict())
             if self.site is not None:
                 self.site.close(self.summary.stopped_by)
@@ -199,15 +201,6 @@ class TurnstileApp:
                 self.pipeline.close()
             restore()
         return self.summary
-
-    def reuse_counts(self) -> tuple[int, int]:
-        """(frames the detector skipped, frames whose verdicts were reused), over the run."""
-        done = self._reused_before
-        if self.reuse is not None:
-            done = (done[0] + self.reuse.stats.detector_skipped, done[1] + self.reuse.stats.classify_skipped)
-        return done
-
-    _reused_before = (0, 0)  # the counts of the pipelines swapped out
 
     # -- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -225,7 +218,7 @@ class TurnstileApp:
             began = time.perf_counter()
             with self._inference:
                 if self.config.reuse and self.pipeline is not reused_for:  # first frame, or new models
-                    self._reused_before, self.reuse = self.reuse_counts(), FrameReuse(self.config.reuse_rules)
+                    self.reuse = FrameReuse(self.config.reuse_rules, stats=self.reuse_stats)
                     reused_for = self.pipeline
                 if self.reuse is not None:
                     faces = self.reuse(self.pipeline, frame, choose=choose, timings=timings)

@@ -71,7 +71,8 @@ class HealthReporter:
                                 "p90": None if p90 is None else round(float(p90), 2)},
                  "frames": frames, "seconds_since_frame": None if since is None else round(since, 2),
                  "dropped": stats.dropped, "reconnects": stats.reconnects, "stalls": stats.stalls,
-                 **dict(zip(("detector_skipped", "verdicts_reused"), app.reuse_counts())),
+                 "detector_skipped": app.reuse_stats.detector_skipped,
+                 "verdicts_reused": app.reuse_stats.classify_skipped,
                  "passages": app.summary.passages, "state": app.machine.state.value,
                  "events_unwritten": app.events_unwritten(), "problems": problems}, latencies, fps)
 

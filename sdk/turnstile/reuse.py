@@ -36,10 +36,6 @@ class ReuseStats:
     detector_skipped: int = 0  # frames the still check answered
     classify_skipped: int = 0  # frames whose person's verdicts came from the track
 
-    def to_dict(self) -> dict:
-        return {"frames": self.frames, "detector_skipped": self.detector_skipped,
-                "classify_skipped": self.classify_skipped}
-
 
 @dataclass
 class _Track:
@@ -47,7 +43,6 @@ class _Track:
     face: np.ndarray  # the face thumbnail when last classified
     mask: object
     pose: object
-    runtime: object
     since: int = 0  # frames since the last classification
     decisions: deque = field(default_factory=deque)
 
@@ -90,9 +85,10 @@ class FrameReuse:
     ``pipeline(frame, classify=choose, timings=...)``; then ``reuse.observed(obs)`` with the
     frame's Observation (the track's decisions)."""
 
-    def __init__(self, rules: ReuseRules | None = None):
+    def __init__(self, rules: ReuseRules | None = None, *, stats: ReuseStats | None = None):
+        """``stats``: counts to add to (the app keeps one across the pipelines it swaps in)."""
         self.rules = rules or ReuseRules()
-        self.stats = ReuseStats()
+        self.stats = stats if stats is not None else ReuseStats()
         self._empty: np.ndarray | None = None  # thumbnail of the last frame with nobody at the gate
         self._skipped_run = 0
         self._track: _Track | None = None
@@ -146,9 +142,9 @@ class FrameReuse:
         same = track is not None and iou(plan["box"], track.box) >= rules.min_iou and plan["face"] is not None \
             and track.face is not None and _difference(plan["face"], track.face) <= rules.face_threshold
         if not same:
-            self._track = track = _Track(box=plan["box"], face=plan["face"], mask=None, pose=None, runtime=None)
+            self._track = track = _Track(box=plan["box"], face=plan["face"], mask=None, pose=None)
         track.box, track.face, track.since = plan["box"], plan["face"], 0
-        track.mask, track.pose, track.runtime = person.mask, person.pose, person.runtime
+        track.mask, track.pose = person.mask, person.pose
         self._tracked_now = True
         return faces
 
