@@ -126,6 +126,13 @@ class Camera:
         return subprocess.run(self.command("--once", *args), cwd=self.folder, capture_output=True, text=True,
                               timeout=timeout, env=self.env())
 
+    def start_app(self, url: str) -> subprocess.Popen:
+        """The app on the set the pointer names, as the camera's supervisor (systemd) starts it."""
+        return subprocess.Popen([sys.executable, "-m", "maskgate", "--config", str(self.config), "turnstile", url,
+                                 "--builds", str(self.state / "current"), "--events", str(self.folder / "events.jsonl"),
+                                 "--health-every", "0.5"], cwd=self.folder, env=self.env(), stdout=subprocess.DEVNULL,
+                                stderr=open(self.folder / "app.log", "a"))
+
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "maskgate", "--config", str(self.config), "agent", *args]
 
@@ -386,10 +393,7 @@ def test_the_running_app_takes_each_release_between_two_frames_and_a_crash_loop_
     status = lambda: camera.status() if (camera.state / "status.json").is_file() else {}  # noqa: E731
     with paced_http_stream(long_video, fps=10, hold_at_end=True) as (url, _):
         def app():  # the camera's supervisor starts the app on the set the pointer names (systemd, in the field)
-            return subprocess.Popen([sys.executable, "-m", "maskgate", "--config", str(camera.config), "turnstile",
-                                     url, "--builds", str(camera.state / "current"), "--events", str(events),
-                                     "--health-every", "0.5"], cwd=camera.folder, env=camera.env(),
-                                    stdout=subprocess.DEVNULL, stderr=open(camera.folder / "app.log", "a"))
+            return camera.start_app(url)
 
         agent = subprocess.Popen(camera.command(), cwd=camera.folder, env=camera.env(), stdout=subprocess.DEVNULL,
                                  stderr=open(camera.folder / "agent.log", "w"))

@@ -275,11 +275,7 @@ def test_success_is_reported_only_after_probation_and_a_crash_loop_is_reported_a
     server.rollout("first", server.upload(image(tmp_path, release_sets, keys, "2026.12.1", "int8")))
     with paced_http_stream(long_video, fps=10, hold_at_end=True) as (url, _):
         def app():
-            return subprocess.Popen([sys.executable, "-m", "maskgate", "--config", str(camera.config), "turnstile",
-                                     url, "--builds", str(camera.state / "current"), "--events",
-                                     str(camera.folder / "events.jsonl"), "--health-every", "0.5"],
-                                    cwd=camera.folder, env=camera.env(), stdout=subprocess.DEVNULL,
-                                    stderr=open(camera.folder / "app.log", "a"))
+            return camera.start_app(url)
 
         agent = subprocess.Popen(camera.command(), cwd=camera.folder, env=camera.env(), stdout=subprocess.DEVNULL,
                                  stderr=open(camera.folder / "agent.log", "w"))

@@ -51,6 +51,39 @@ def fleet_sets(quantized_builds, keys, tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def servers(tmp_path):
+    """The site's Mosquitto, and nginx serving the (empty) release repository, on 127.0.0.1."""
+    from mosquitto import Mosquitto, MosquittoMissing
+
+    try:
+        broker = Mosquitto(tmp_path / "broker").start()
+    except MosquittoMissing as exc:
+        if strict():
+            pytest.fail(f"CI must have Mosquitto: {exc}")
+        pytest.skip(str(exc))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    try:
+        server = nginx_or_skip(repo, tmp_path / "nginx")
+    except BaseException:
+        broker.stop()
+        raise
+    yield broker, repo, server
+    server.stop()
+    broker.stop()
+
+
+def _stop(agents) -> None:
+    for agent in agents:
+        agent.terminate()
+    for agent in agents:
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+
 def _maskgate(*args: str, config=None) -> str:
     command = [sys.executable, "-m", "maskgate", *(["--config", str(config)] if config else []), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -79,22 +112,12 @@ def _status(camera):
 
 
 def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself(fleet_sets, keys,
-                                                                                 tmp_path, long_video):
-    from mosquitto import Mosquitto, MosquittoMissing
-
+                                                                                 tmp_path, long_video, servers):
     from maskgate.fleet.rollout import place
     from maskgate.turnstile.heartbeat import read_heartbeat
     from tests.streams import paced_http_stream
 
-    try:
-        broker = Mosquitto(tmp_path / "broker").start()
-    except MosquittoMissing as exc:
-        if strict():
-            pytest.fail(f"CI must have Mosquitto: {exc}")
-        pytest.skip(str(exc))
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    server = nginx_or_skip(repo, tmp_path / "nginx")
+    broker, repo, server = servers
     key = keys / "site.key"
     # four cameras run the real app through the switches: one admitted at each stage, and one more at 10 %
     by_place = sorted(CAMERAS, key=lambda n: place(GOOD, n))
@@ -179,15 +202,7 @@ def test_twenty_cameras_take_a_good_release_in_stages_and_a_bad_one_halts_itself
         assert all("tflite" in line and "of ops on xnnpack" in line for line in lines[:-1]), report
     finally:
         stack.close()
-        for agent in agents:
-            agent.terminate()
-        for agent in agents:
-            try:
-                agent.wait(10)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-        server.stop()
-        broker.stop()
+        _stop(agents)
 
 
 class Supervisor:
@@ -205,12 +220,8 @@ class Supervisor:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _start(self) -> subprocess.Popen:
-        c = self.camera
         self.starts += 1
-        return subprocess.Popen([sys.executable, "-m", "maskgate", "--config", str(c.config), "turnstile", self.url,
-                                 "--builds", str(c.state / "current"), "--events", str(c.folder / "events.jsonl"),
-                                 "--health-every", "0.5"], cwd=c.folder, env=c.env(), stdout=subprocess.DEVNULL,
-                                stderr=open(c.folder / "app.log", "a"))
+        return self.camera.start_app(self.url)
 
     def _run(self) -> None:
         from maskgate.turnstile.heartbeat import read_heartbeat
@@ -240,22 +251,12 @@ class Supervisor:
 
 
 def test_a_release_that_crashes_the_app_is_rolled_back_on_the_canaries_and_halts_for_the_rest(
-        fleet_sets, keys, tmp_path, long_video):
-    from mosquitto import Mosquitto, MosquittoMissing
-
+        fleet_sets, keys, tmp_path, long_video, servers):
     from maskgate.fleet.rollout import place
     from maskgate.turnstile.heartbeat import read_heartbeat
     from tests.streams import paced_http_stream
 
-    try:
-        broker = Mosquitto(tmp_path / "broker").start()
-    except MosquittoMissing as exc:
-        if strict():
-            pytest.fail(f"CI must have Mosquitto: {exc}")
-        pytest.skip(str(exc))
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    server = nginx_or_skip(repo, tmp_path / "nginx")
+    broker, repo, server = servers
     key = keys / "site.key"
     names = CAMERAS[:6]
     # release 2 admits the two cameras with the lowest places; they run the real app
@@ -313,12 +314,4 @@ def test_a_release_that_crashes_the_app_is_rolled_back_on_the_canaries_and_halts
             print(report)
             assert report.strip().splitlines()[-1] == "6 camera(s): 6 on 1; 2 rolled back", report
     finally:
-        for agent in agents:
-            agent.terminate()
-        for agent in agents:
-            try:
-                agent.wait(10)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-        server.stop()
-        broker.stop()
+        _stop(agents)
