@@ -85,9 +85,13 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     finally:
         prepared.unlink(missing_ok=True)
     return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
-            "per_channel": options.per_channel, "activations": "int8", "weights": "int8",
+            "per_channel": options.per_channel, "activations": _TYPE_NAMES[options.int8_type],
+            "weights": _TYPE_NAMES[options.int8_type],
             "calibration_method": options.calibration_method, "samples": len(job.calibration),
             "equalized": options.equalize, "float_nodes": keep_float}
+
+
+_TYPE_NAMES = {"u8u8": "uint8", "s8s8": "int8"}
 
 
 def int8_source(job: ConversionJob) -> Path:
@@ -115,6 +119,7 @@ def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path)
     from maskgate.calibration.adapters import ort_reader
 
     options = job.options.onnx
+    qtype = {"u8u8": QuantType.QUInt8, "s8s8": QuantType.QInt8}[options.int8_type]
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.calibration_method]
     try:
@@ -122,8 +127,8 @@ def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path)
         keep_float = float_nodes(prepared, options.keep_float, leading_convs=job.spec.int8_float_leading_convs,
                                  head=job.spec.int8_float_head)
         quantize_static(str(prepared), str(dst), ort_reader(job.calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=options.per_channel, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=method, nodes_to_exclude=keep_float)
+                        per_channel=options.per_channel, activation_type=qtype,
+                        weight_type=qtype, calibrate_method=method, nodes_to_exclude=keep_float)
     finally:
         for leftover in dst.parent.glob("augmented_model*.onnx"):
             leftover.unlink()
