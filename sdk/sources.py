@@ -58,22 +58,30 @@ def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray
 
 
 def open_capture(target: int | str, *, name: str, timeout_s: float | None = None,
-                 read_timeout_s: float | None = None) -> cv2.VideoCapture:
+                 read_timeout_s: float | None = None, decode_threads: int | None = None) -> cv2.VideoCapture:
     """``cv2.VideoCapture(target)`` that gives up after ``timeout_s`` (default: ``[sources]
     open_timeout_s``): a FIFO with no writer, or a stream that never answers, blocks the open
     itself, so it runs on a thread of its own (left behind if it never returns). A URL's
     ``read()`` returns False after ``read_timeout_s`` without data (default: ``timeout_s``):
-    FFmpeg's interrupt callback, so a socket kept open without a byte does not block forever."""
+    FFmpeg's interrupt callback, so a socket kept open without a byte does not block forever.
+    ``decode_threads``: FFmpeg's decoding threads for a file or URL (None: FFmpeg's choice,
+    one per core; measured on a 640x480 MJPEG file, 2 cores: 1.42 ms of CPU a frame, against
+    1.01 ms with one thread, same frames)."""
     timeout_s = timeout_s if timeout_s is not None else active_config().sources.open_timeout_s
     result: dict = {}
 
     def open_it() -> None:
         try:
             with inside(f"opening {name}"):  # may outlive the command (native_calls.py)
+                threads = [] if decode_threads is None or not hasattr(cv2, "CAP_PROP_N_THREADS") else [
+                    cv2.CAP_PROP_N_THREADS, int(decode_threads)]
                 if isinstance(target, str) and re.match(r"[a-z]+://", target, re.I):  # FFmpeg's own network timeouts
                     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout_s * 1000),
                               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int((read_timeout_s or timeout_s) * 1000)]
-                    result["cap"] = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+                    result["cap"] = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params + threads)
+                elif isinstance(target, str) and threads:  # a file FFmpeg cannot read falls to OpenCV's others
+                    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, threads)
+                    result["cap"] = cap if cap.isOpened() else cv2.VideoCapture(target)
                 else:
                     result["cap"] = cv2.VideoCapture(target)
         except cv2.error as exc:

@@ -79,7 +79,7 @@ class FrameStream:
 
     # -- a video file: every frame, stream time from its frame rate --------------------------
     def _file(self) -> Iterator[tuple[float, np.ndarray]]:
-        cap = open_capture(self.target, name=self.target)
+        cap = open_capture(self.target, name=self.target, decode_threads=self.options.decode_threads)
         try:
             if not cap.isOpened():
                 raise SourceError(f"{self.target}: not a video OpenCV can open (corrupt, or an unknown format)")
@@ -106,7 +106,8 @@ class FrameStream:
     def _open(self) -> cv2.VideoCapture | None:
         source = int(self.target) if self.target.isdigit() else self.target
         try:
-            return open_capture(source, name=self.target, read_timeout_s=self.options.stall_s)
+            return open_capture(source, name=self.target, read_timeout_s=self.options.stall_s,
+                                decode_threads=self.options.decode_threads)
         except SourceError as exc:
             log.warning("%s", exc)
             return None
