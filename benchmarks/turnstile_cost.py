@@ -75,16 +75,9 @@ def loop_video(video: Path, *, times: int) -> None:
 
 
 def decoded(video: Path) -> list:
-    import cv2
+    from maskgate.sources import iter_frames
 
-    capture, frames = cv2.VideoCapture(str(video)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return [frame.image for frame in iter_frames(str(video))]
 
 
 def measure(builds: Path, config: str, video: Path, threads: int, source: str = "file") -> dict:

@@ -21,14 +21,9 @@ def paced_http_stream(video: Path, *, fps: float, pause_after: int | None = None
     Yields (url, release)."""
     import cv2
 
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.imencode(".jpg", frame)[1].tobytes())
-    capture.release()
+    from maskgate.sources import iter_frames
+
+    frames = [cv2.imencode(".jpg", frame.image)[1].tobytes() for frame in iter_frames(str(video))]
     release, closing = threading.Event(), threading.Event()
     # A live camera: a new connection (the app reconnecting after a stall) goes on from the
     # frame the stream is at, never from the start; an older connection stops sending.

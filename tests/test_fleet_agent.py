@@ -353,15 +353,10 @@ def long_video(gate_video, tmp_path_factory):
     releases come and go."""
     import cv2
 
+    from maskgate.sources import iter_frames
+
     video, _ = gate_video
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = [frame.image for frame in iter_frames(str(video))]
     out = tmp_path_factory.mktemp("long-video") / "gate-x4.avi"
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frames[0].shape[1::-1])
     for frame in frames * 4:
