@@ -85,13 +85,13 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     finally:
         prepared.unlink(missing_ok=True)
     return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
-            "per_channel": options.per_channel, "activations": _TYPE_NAMES[options.int8_type],
-            "weights": _TYPE_NAMES[options.int8_type],
+            "per_channel": options.per_channel, "activations": _ELEMENT[options.int8_type],
+            "weights": _ELEMENT[options.int8_type],
             "calibration_method": options.calibration_method, "samples": len(job.calibration),
             "equalized": options.equalize, "float_nodes": keep_float}
 
 
-_TYPE_NAMES = {"u8u8": "uint8", "s8s8": "int8"}
+_ELEMENT = {"u8u8": "uint8", "s8s8": "int8"}  # OnnxOptions.int8_type: activations and weights alike
 
 
 def int8_source(job: ConversionJob) -> Path:
@@ -119,7 +119,7 @@ def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path)
     from maskgate.calibration.adapters import ort_reader
 
     options = job.options.onnx
-    qtype = {"u8u8": QuantType.QUInt8, "s8s8": QuantType.QInt8}[options.int8_type]
+    qtype = QuantType.QUInt8 if _ELEMENT[options.int8_type] == "uint8" else QuantType.QInt8
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.calibration_method]
     try:

@@ -193,7 +193,7 @@ class TurnstileApp:
             self.summary.events_unwritten = self.events_unwritten()
             self.summary.unspooled = self.site.unspooled() if self.site is not None else 0
             self.summary.detector_skipped = self.reuse_stats.detector_skipped
-            self.summary.verdicts_reused = self.reuse_stats.classify_skipped
+            self.summary.verdicts_reused = self.reuse_stats.verdicts_reused
             self._emit("stop", self._stream_time, self.summary.to_dict())
             if self.site is not None:
                 self.site.close(self.summary.stopped_by)

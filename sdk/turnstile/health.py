@@ -72,7 +72,7 @@ class HealthReporter:
                  "frames": frames, "seconds_since_frame": None if since is None else round(since, 2),
                  "dropped": stats.dropped, "reconnects": stats.reconnects, "stalls": stats.stalls,
                  "detector_skipped": app.reuse_stats.detector_skipped,
-                 "verdicts_reused": app.reuse_stats.classify_skipped,
+                 "verdicts_reused": app.reuse_stats.verdicts_reused,
                  "passages": app.summary.passages, "state": app.machine.state.value,
                  "events_unwritten": app.events_unwritten(), "problems": problems}, latencies, fps)
 

@@ -30,8 +30,8 @@ class Heartbeat:
                   "release": None if builds is None else slot_release(builds),
                   "models_problem": app.models_problem(),
                   "status": fields["status"], "fps": fields["fps"], "frames": fields["frames"],
-                  "dropped": fields["dropped"], "detector_skipped": fields.get("detector_skipped", 0),
-                  "verdicts_reused": fields.get("verdicts_reused", 0),
+                  "dropped": fields["dropped"], "detector_skipped": fields["detector_skipped"],
+                  "verdicts_reused": fields["verdicts_reused"],
                   "passages": app.summary.passages, "decisions": dict(app.summary.decisions),
                   "errors": len(app.summary.errors), "state": fields["state"]}
         tmp = self.path.with_name(f".{self.path.name}.partial")

@@ -34,7 +34,7 @@ FACE_THUMB = (16, 16)
 class ReuseStats:
     frames: int = 0
     detector_skipped: int = 0  # frames the still check answered
-    classify_skipped: int = 0  # frames whose person's verdicts came from the track
+    verdicts_reused: int = 0  # frames whose person's verdicts came from the track
 
 
 @dataclass
@@ -136,7 +136,7 @@ class FrameReuse:
         if plan.get("reuse"):
             person.mask, person.pose = track.mask, track.pose
             track.box, track.since = plan["box"], track.since + 1
-            self.stats.classify_skipped += 1
+            self.stats.verdicts_reused += 1
             self._tracked_now = True
             return faces
         same = track is not None and iou(plan["box"], track.box) >= rules.min_iou and plan["face"] is not None \
