@@ -15,6 +15,7 @@ import numpy as np
 from .align import AlignMethod, align_face, eye_roll_degrees
 from .classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL, CropClassifier, mask_result, pose_result
 from .detector import DEFAULT_DETECTOR, FaceDetector
+from .postprocess import Detections
 from .preprocess import as_bgr_frame
 from .profiles import DEFAULT_PROFILE, get_profile
 
@@ -170,16 +171,24 @@ class Pipeline:
         return cls(det, align=align, mask=classifiers.get("mask"), pose=classifiers.get("pose"), selections=selections)
 
     def __call__(self, frame: np.ndarray, *, timings: dict | None = None,
-                 classify: Callable[[np.ndarray], Iterable[int]] | None = None) -> list[FaceResult]:
+                 classify: Callable[[np.ndarray], Iterable[int]] | None = None,
+                 detections: Detections | None = None) -> list[FaceResult]:
         """``timings``: a dict that receives the ms spent per stage (STAGES) on this frame.
+        ``detections``: this frame's faces, found already (the turnstile's still check reuses
+        them on a frame that did not change); the detector is not run.
         ``classify``: given the detected boxes (N x 4), the indices of the faces to align and
         classify (the turnstile: the person at the gate only); the others come back with
         their box and landmarks, no crop, mask or pose. Default: every face."""
         stages = {} if timings is None else timings
         start = time.perf_counter()
         frame = as_bgr_frame(frame)
-        stages["preprocess"] = (time.perf_counter() - start) * 1e3
-        found = self.detector.detect(frame, timings=stages)
+        stages["preprocess"] = stages.get("preprocess", 0.0) + (time.perf_counter() - start) * 1e3
+        if detections is None:
+            found = self.detector.detect(frame, timings=stages)
+        else:
+            found = detections
+            for stage in ("detect", "postprocess"):
+                stages.setdefault(stage, 0.0)
         stages.setdefault("align", 0.0)
         stages.setdefault("classify", 0.0)
         wanted = None if classify is None else {int(i) for i in classify(np.asarray(found.boxes).reshape(-1, 4))}

@@ -1,8 +1,9 @@
 """Temporal reuse on the turnstile path (issue 31, lines 1 and 2): with reuse on, the gate makes
 the same decisions on the same frames as with it off, on the test videos and on the videos
 made to catch a reuse that skips what it must not (people standing still, two people in quick
-succession, a person putting a mask on at the gate), while skipping most of the detector's
-empty frames and most of the classifier runs."""
+succession, a person putting a mask on at the gate, people walking up in front of a fixed
+background with sensor noise), while skipping most of the detector's still frames and most of
+the classifier runs."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,9 @@ VIDEOS = {  # name: make_video options
     "standing-still": {"scenes": 6, "hold": 80},
     "quick-succession": {"scenes": 12, "gap": 1},
     "mask-swap": {"scenes": 12, "swap_masks": True},
+    # people walking up in front of a fixed background, sensor noise on every frame: the one
+    # whose first frames at min_face_px change a 32x24 thumbnail's mean by less than 1 of 255
+    "walk-up": {"scenes": 12, "hold": 16, "walk_up": True, "noise": 3.0},
 }
 
 
@@ -79,3 +83,20 @@ def _counts(summary: str) -> tuple[int, int]:
     found = re.search(r"detector skipped (\d+), verdicts reused (\d+)", summary)
     assert found, summary
     return int(found[1]), int(found[2])
+
+
+def test_still_with_people_false_runs_the_detector_whenever_someone_is_in_view(videos, gate_builds, tmp_path,
+                                                                              capsys):
+    """``still_with_people = false``: the still check answers only after a frame with nobody,
+    so it skips fewer frames, and the gate still decides the same on the same frames."""
+    video, _ = videos["walk-up"]
+    off = _run(video, gate_builds, tmp_path / "off.jsonl", "--no-reuse")
+    capsys.readouterr()
+    on = _run(video, gate_builds, tmp_path / "on.jsonl")
+    skipped_with_people, _ = _counts(capsys.readouterr().err)
+    config = tmp_path / "maskgate.toml"
+    config.write_text("[turnstile.reuse_rules]\nstill_with_people = false\n")
+    empty_only = _run(video, gate_builds, tmp_path / "empty-only.jsonl", "--config", str(config))
+    skipped_empty_only, _ = _counts(capsys.readouterr().err)
+    assert _decisions(empty_only) == _decisions(off) == _decisions(on)
+    assert 0 < skipped_empty_only < skipped_with_people

@@ -119,6 +119,24 @@ def _has_photos(folder: Path) -> bool:
         return False
 
 
+def walk_up_frames(image: np.ndarray, face: np.ndarray, width: float, frames: int, background: np.ndarray) -> list:
+    """The person walking up to the gate in front of a fixed background: head and shoulders cut
+    from the scene photo, pasted on ``background``, the face growing from 40 px to ``width``
+    over the first half of ``frames``, then standing at the gate."""
+    approach = max(1, frames // 2)
+    out = []
+    for index in range(frames):
+        px = 40.0 + (width - 40.0) * min(1.0, index / approach)
+        view, (x1, y1, x2, y2) = gate_view(image, face, px)
+        fw, fh = x2 - x1, y2 - y1
+        left, right = int(max(0, x1 - 0.8 * fw)), int(min(FRAME[0], x2 + 0.8 * fw))
+        top = int(max(0, y1 - 0.5 * fh))
+        frame = background.copy()
+        frame[top:, left:right] = view[top:, left:right]
+        out.append(frame)
+    return out
+
+
 def masked_view(detector, view: np.ndarray, box: np.ndarray, synthesizer, rng) -> np.ndarray | None:
     """The same view with a mask template warped onto the labelled face (semi-synthetic: the
     person puts a mask on at the gate); None when the detector misses the face."""
@@ -131,13 +149,16 @@ def masked_view(detector, view: np.ndarray, box: np.ndarray, synthesizer, rng) -
 
 def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: int = 8, fps: float = 10.0,
                builds: Path | None = None, face_px: tuple[float, ...] = (FACE_PX,),
-               swap_masks: bool = False) -> list[dict]:
+               swap_masks: bool = False, walk_up: bool = False, noise: float = 0.0) -> list[dict]:
     """``face_px``: the face widths on the frame, taken in turn passage by passage (300-460 for
     people stepping close to the camera); labelled scenes whose face would be enlarged more
     than MAX_ENLARGEMENT times are not used. ``swap_masks``: each bare face stays for ``hold``
     frames, then the same view with a mask template on it (DATA/mask_templates) for ``hold``
     more, in one passage (no expected decision: what the gate must do is the same with and
-    without the turnstile's reuse)."""
+    without the turnstile's reuse). ``walk_up``: each person walks up in front of the grey
+    background (walk_up_frames) instead of appearing at the gate. ``noise``: sensor noise on
+    every frame (Gaussian, this standard deviation in grey levels), so that no two frames are
+    the same."""
     from maskgate.sources import read_image
     from maskgate.turnstile import GateRules
 
@@ -178,15 +199,23 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
     if not writer.isOpened():
         raise Unusable(f"{out}: cannot write an MJPG video here")
     blank = np.full((FRAME[1], FRAME[0], 3), 114, np.uint8)
+    grain = np.random.default_rng(1)
+
+    def write(frame: np.ndarray) -> None:
+        if noise > 0:
+            frame = np.clip(frame + grain.normal(0.0, noise, frame.shape), 0, 255).astype(np.uint8)
+        writer.write(frame)
+
     labels = []
     try:
         for _ in range(gap):
-            writer.write(blank)
+            write(blank)
         people = ([(s.image_path, s.boxes[top], s.labels[top]) for s, top in picked] if labelled
                   else [(path, box, None) for path, box in photos])
         for index, (path, face, label) in enumerate(people):
             width = float(face_px[index % len(face_px)])
-            view, box = gate_view(read_image(path), face, width)
+            image = read_image(path)
+            view, box = gate_view(image, face, width)
             yaw = yaw_label(detector, view, box) if detector is not None else None
             expected = EXPECTED[label] if label is not None else None  # your own photos: unknown
             if expected is not None and yaw is not None and yaw not in GateRules().frontal_yaw_classes:
@@ -197,12 +226,12 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
             labels.append({"scene": path.name, "label": label, "yaw_label": yaw, "face_px": width,
                            "expected": None if masked is not None else expected, "first_frame": first,
                            "frames": hold * (2 if masked is not None else 1), "swap": masked is not None})
-            for _ in range(hold):
-                writer.write(view)
+            for frame in (walk_up_frames(image, face, width, hold, blank) if walk_up else [view] * hold):
+                write(frame)
             for _ in range(hold if masked is not None else 0):
-                writer.write(masked)
+                write(masked)
             for _ in range(gap):
-                writer.write(blank)
+                write(blank)
     finally:
         writer.release()
         if detector is not None:
@@ -222,6 +251,10 @@ def main() -> int:
     parser.add_argument("--builds", type=Path, help="derive yaw labels with the fp32 detector build here")
     parser.add_argument("--swap-masks", action="store_true", help="each bare face puts a mask on at the gate "
                         "(a template from DATA/mask_templates, after --hold frames)")
+    parser.add_argument("--walk-up", action="store_true", help="each person walks up to the gate in front of a "
+                        "grey background (the face grows from 40 px over the first half of --hold)")
+    parser.add_argument("--noise", type=float, default=0.0, help="sensor noise on every frame (standard deviation, "
+                        "grey levels; default 0)")
     parser.add_argument("--face-px", default=str(FACE_PX),
                         help=f"face width(s) on the frame, comma-separated, used in turn (default {FACE_PX}; "
                              "close-ups: 300,380,460)")
@@ -232,9 +265,12 @@ def main() -> int:
             raise ValueError
     except ValueError:
         parser.error(f"--face-px: positive widths separated by commas, got {args.face_px!r}")
+    if not args.noise >= 0:
+        parser.error(f"--noise: a standard deviation >= 0 in grey levels, got {args.noise}")
     try:
         labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
-                            builds=args.builds, face_px=face_px, swap_masks=args.swap_masks)
+                            builds=args.builds, face_px=face_px, swap_masks=args.swap_masks,
+                            walk_up=args.walk_up, noise=args.noise)
     except Unusable as exc:
         print(f"make_test_video: error: {exc}", file=sys.stderr)
         return 2

@@ -61,7 +61,9 @@ class ReuseRules:
     settle_frames: int = 3  # a track's verdicts are reused once this many decisions in a row agree
     reclassify_every: int = 30  # ... and classified again at least every this many frames
     full_every: int = 10  # a full detection at least every this many frames while the scene is still
-    still_threshold: float = 2.0  # mean absolute difference (0-255) of the 32x24 grey frame: nothing moved
+    # no cell of the 32x24 grey frame changed by more than this (0-255): nothing moved
+    still_threshold: float = 4.0
+    still_with_people: bool = True  # ... also while people are in view; false: only after a frame with nobody
     face_threshold: float = 6.0  # ... of the 16x16 grey face box: the same face, as it was classified
     min_iou: float = 0.5  # the box overlaps the track's this much: the same person
 

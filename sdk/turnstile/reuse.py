@@ -3,11 +3,14 @@
 Most frames at a gate are empty, or show the same person as the frame before. Two savings,
 each bounded so that the gate decides what it would have decided on every frame:
 
-- **The still check.** Each frame's 32x24 grey thumbnail is compared with the one of the
-  last frame whose detection found nobody at the gate. While it stays within
-  ``still_threshold`` (mean absolute difference, 0-255), the detector is skipped and the
-  frame counts as empty as that one did; a full detection runs at least every
-  ``full_every`` frames. Anyone who steps into view changes the thumbnail.
+- **The still check.** Each frame's 32x24 grey thumbnail (each cell the mean of a 20x20
+  patch of a 640x480 frame) is compared with the one of the last frame the detector ran on.
+  While no cell changed by more than ``still_threshold`` (0-255), the detector is skipped and
+  that frame's faces are this frame's, at the same places; a full detection runs at least
+  every ``full_every`` frames. The largest cell change, not the mean: a 48 px face stepping
+  into an empty scene moves the mean by less than 1 of 255 but its cells by 50 and more,
+  while sensor noise, averaged over a cell, moves none by more than 1. ``still_with_people =
+  false``: only after a frame with nobody in view.
 - **The track.** The person at the gate is followed frame to frame: the detector's box of
   that person overlaps the last one (IoU >= ``min_iou``) and a 16x16 grey thumbnail of
   the face box stays within ``face_threshold`` of the one last classified (a new person at
@@ -35,6 +38,13 @@ class ReuseStats:
     frames: int = 0
     detector_skipped: int = 0  # frames the still check answered
     verdicts_reused: int = 0  # frames whose person's verdicts came from the track
+
+
+@dataclass
+class _Detected:
+    """The last frame the detector ran on, as the still check compares with it."""
+    thumb: np.ndarray
+    found: object  # its Detections
 
 
 @dataclass
@@ -72,6 +82,10 @@ def _difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
 
 
+def _largest_change(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max())
+
+
 def iou(a, b) -> float:
     ax1, ay1, ax2, ay2 = (float(v) for v in a)
     bx1, by1, bx2, by2 = (float(v) for v in b)
@@ -89,7 +103,7 @@ class FrameReuse:
         """``stats``: counts to add to (the app keeps one across the pipelines it swaps in)."""
         self.rules = rules or ReuseRules()
         self.stats = stats if stats is not None else ReuseStats()
-        self._empty: np.ndarray | None = None  # thumbnail of the last frame with nobody at the gate
+        self._detected: _Detected | None = None
         self._skipped_run = 0
         self._track: _Track | None = None
         self._tracked_now = False  # this frame's person is the track's
@@ -100,16 +114,22 @@ class FrameReuse:
         self._tracked_now = False
         grey = _grey(frame)
         thumb = _thumb(grey, THUMB)
-        if self._empty is not None and self._skipped_run + 1 < rules.full_every \
-                and _difference(thumb, self._empty) <= rules.still_threshold:
+        found = self._still_detections(thumb)
+        if found is None:
+            self._skipped_run = 0
+            from ..preprocess import as_bgr_frame
+
+            found = pipeline.detector.detect(as_bgr_frame(frame), timings=timings)
+            self._detected = _Detected(thumb, found)
+        else:
             self._skipped_run += 1
             self.stats.detector_skipped += 1
-            if timings is not None:
-                from ..pipeline import STAGES
+            if not len(found.boxes):
+                if timings is not None:
+                    from ..pipeline import STAGES
 
-                timings.update(dict.fromkeys(STAGES, 0.0))
-            return []
-        self._skipped_run = 0
+                    timings.update(dict.fromkeys(STAGES, 0.0))
+                return []
         plan: dict = {}
 
         def classify(boxes) -> list[int]:
@@ -125,12 +145,10 @@ class FrameReuse:
                 return []
             return chosen
 
-        faces = pipeline(frame, timings=timings, classify=classify)
-        if "index" not in plan:  # nobody at the gate: the still check's reference
-            self._empty = thumb
+        faces = pipeline(frame, timings=timings, classify=classify, detections=found)
+        if "index" not in plan:  # nobody at the gate
             self._track = None
             return faces
-        self._empty = None
         person = faces[plan["index"]]
         track = self._track
         if plan.get("reuse"):
@@ -147,6 +165,16 @@ class FrameReuse:
         track.mask, track.pose = person.mask, person.pose
         self._tracked_now = True
         return faces
+
+    def _still_detections(self, thumb: np.ndarray):
+        """The last detected frame's faces when nothing moved since it (None: run the detector)."""
+        last, rules = self._detected, self.rules
+        if last is None or self._skipped_run + 1 >= rules.full_every \
+                or _largest_change(thumb, last.thumb) > rules.still_threshold:
+            return None
+        if len(last.found.boxes) and not rules.still_with_people:
+            return None
+        return last.found
 
     def _reusable(self, box: np.ndarray, face: np.ndarray | None) -> bool:
         track, rules = self._track, self.rules
