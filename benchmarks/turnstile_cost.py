@@ -12,9 +12,10 @@ beforehand and handed to the app's loop as a camera's image pipeline hands over 
 Each configuration runs in its own process so that thread settings do not leak. Videos
 (``examples/turnstile/make_test_video.py``): the default 16 people, 38 people, close-ups,
 "one face" (every frame a different person, held one frame, the ~60 people four times over:
-the frame floor, reuse cannot help) and "empty" (a scene's background with nobody in it and sensor noise, 300 frames: a
-turnstile with nobody in view). A benchmark, not a test: figures for the README, never
-assertions.
+the frame floor, reuse cannot help), "walk-up" (16 people walking up in front of a fixed
+background and standing at the gate, sensor noise on every frame) and "empty" (a scene's
+background with nobody in it and sensor noise, 300 frames: a turnstile with nobody in view).
+A benchmark, not a test: figures for the README, never assertions.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ sys.path.insert(0, str(ROOT / "examples" / "turnstile"))
 
 VIDEOS = {"default-16": {"scenes": 16}, "crowd-38": {"scenes": 38},
           "close-ups": {"scenes": 12, "face_px": (300.0, 380.0, 460.0)},
-          "one-face": {"scenes": 120, "hold": 1, "gap": 0}}
+          "one-face": {"scenes": 120, "hold": 1, "gap": 0},
+          "walk-up": {"scenes": 16, "hold": 16, "walk_up": True, "noise": 3.0}}
 CONFIGS = ("reuse", "no-reuse", "reference")
 
 
