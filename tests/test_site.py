@@ -163,7 +163,7 @@ def test_a_malformed_publish_table_or_a_dead_broker_leave_the_gate_deciding(gate
     from mosquitto import free_port
 
     dead = start_app(str(video), gate_builds, tmp_path, "--publish", f"mqtt://127.0.0.1:{free_port()}",
-                     "--max-frames", "80", "--health-every", "0.5", spool=tmp_path / "dead-spool",
+                     "--max-frames", "80", "--health-every", "0.05", spool=tmp_path / "dead-spool",
                      events=tmp_path / "dead.jsonl")
     err = stop(dead, None)
     assert dead.returncode == 0, err[-3000:]
