@@ -7,9 +7,9 @@ PyTorch fp32 reference's on the same pictures; torch is never imported.
 usage: python .ci/device_check.py BUILDS FORMAT[,FORMAT...] REFERENCE_JSON
        python .ci/device_check.py BUILDS - REFERENCE_JSON --write   (main environment, with torch)
 
---write runs the PyTorch reference pipeline and stores its faces (box, mask label, yaw
-class) per picture, and the OpenCV version it ran with. Without it, each build must find
-the reference's faces (IoU >= 0.5, maskgate.compare.match_boxes) and give what the gate acts on, the mask label and
+--write runs the PyTorch reference pipeline and stores its faces (as 'maskgate run --json'
+writes them) per picture, and the OpenCV version it ran with. Without it, each build must find
+the reference's faces (IoU >= 0.5, maskgate.compare.compare_faces) and give what the gate acts on, the mask label and
 whether the yaw class is frontal, within its precision's gates, the checker's own
 (maskgate.check.gates, shares held by their 95 % upper bound as on golden sets): fp32 every
 face and answer, and no other face; int8 >= 98 % of the faces and >= 99 % of the answers.
@@ -33,9 +33,7 @@ PICTURES = sorted(ROOT.glob("examples/images/*.jpg")) + sorted(ROOT.glob("calibr
 def faces_of(pipeline) -> dict:
     import cv2
 
-    return {path.name: [{"box": [round(float(v), 2) for v in f.box], "mask": f.mask["label"], "yaw": f.pose["label"],
-                         "yaw_bin": f.pose["yaw_bin"]}
-                        for f in pipeline(cv2.imread(str(path)))] for path in PICTURES}
+    return {path.name: [face.to_dict() for face in pipeline(cv2.imread(str(path)))] for path in PICTURES}
 
 
 def reference() -> dict:
@@ -45,28 +43,17 @@ def reference() -> dict:
         return faces_of(pipeline)
 
 
-def frontal(face: dict) -> bool:
+def compare(reference_faces: dict, got: dict):
+    """Over every picture (maskgate.compare.compare_faces): the reference's faces, those found,
+    and of those the ones with the same mask label, the same frontal reading, the same yaw
+    class; other faces."""
+    from maskgate.compare import FaceAgreement, compare_faces
     from maskgate.turnstile import GateRules
 
-    return face["yaw_bin"] in GateRules().frontal_yaw_classes
-
-
-def compare(reference_faces: dict, got: dict) -> dict:
-    """Counts over every picture: the reference's faces, those found, and of those the ones
-    with the same mask label, the same frontal reading, the same yaw class; other faces."""
-    from maskgate.compare import match_boxes
-
-    counts = dict.fromkeys(("wanted", "found", "mask", "frontal", "yaw", "extra"), 0)
+    total = FaceAgreement()
     for name, ref in reference_faces.items():
-        mine = got[name]
-        pairs = [(ref[i], mine[j]) for i, j in match_boxes([f["box"] for f in ref], [f["box"] for f in mine])]
-        counts["wanted"] += len(ref)
-        counts["found"] += len(pairs)
-        counts["extra"] += len(mine) - len(pairs)
-        counts["mask"] += sum(a["mask"] == b["mask"] for a, b in pairs)
-        counts["frontal"] += sum(frontal(a) == frontal(b) for a, b in pairs)
-        counts["yaw"] += sum(a["yaw"] == b["yaw"] for a, b in pairs)
-    return counts
+        total.add(compare_faces(ref, got[name], frontal_classes=GateRules().frontal_yaw_classes))
+    return total
 
 
 def check(builds: str, formats: tuple[str, ...], reference_faces: dict) -> list[str]:
@@ -79,18 +66,18 @@ def check(builds: str, formats: tuple[str, ...], reference_faces: dict) -> list[
             with Pipeline.from_builds(builds, prefer="cpu", formats=(fmt,), precisions=(precision,)) as pipeline:
                 runtime = sorted({s.describe_runtime() for s in pipeline.selections.values()})
                 c = compare(reference_faces, faces_of(pipeline))
-            print(f"{fmt} {precision} ({'; '.join(runtime)}): {c['found']}/{c['wanted']} reference faces; of those "
-                  f"{c['mask']} with the same mask label, {c['frontal']} the same frontal reading, {c['yaw']} the same "
-                  f"yaw class; {c['extra']} other face(s)")
+            print(f"{fmt} {precision} ({'; '.join(runtime)}): {c.found}/{c.reference} reference faces; of those "
+                  f"{c.same_mask} with the same mask label, {c.same_frontal} the same frontal reading, {c.same_yaw} "
+                  f"the same yaw class; {c.extra} other face(s)")
             gate = gates.DEFAULT_GATES[precision]
-            results = gates.apply(gate, cosine=None, top1=None, recall=c["found"] / c["wanted"], landmark_nme=None,
-                                  recall_samples=c["wanted"])
-            for answer in ("mask", "frontal"):
-                results += gates.apply(gate, cosine=None, top1=c[answer] / max(c["found"], 1), recall=None,
-                                       landmark_nme=None, top1_samples=c["found"])
+            results = gates.apply(gate, cosine=None, top1=None, recall=c.found / max(c.reference, 1),
+                                  landmark_nme=None, recall_samples=c.reference)
+            for same in (c.same_mask, c.same_frontal):
+                results += gates.apply(gate, cosine=None, top1=same / max(c.found, 1), recall=None,
+                                       landmark_nme=None, top1_samples=c.found)
             failed = [g.describe() for g in results if not g.passed]
-            if precision == "fp32" and c["extra"]:
-                failed.append(f"{c['extra']} face(s) the reference does not find")
+            if precision == "fp32" and c.extra:
+                failed.append(f"{c.extra} face(s) the reference does not find")
             if failed:
                 problems.append(f"{fmt} {precision} below its gates: {'; '.join(failed)}")
     return problems

@@ -57,20 +57,15 @@ def _passed(folder: Path) -> bool:
 
 
 def agreement(reference: dict[str, list], other: dict[str, list]) -> dict:
-    from maskgate.compare import match_boxes
+    from maskgate.compare import FaceAgreement, compare_faces
 
-    ref_faces = found = same_mask = same_pose = 0
+    total = FaceAgreement()
     for name, ref in reference.items():
-        faces = other[name]
-        ref_faces += len(ref)
-        pairs = match_boxes([f.box for f in ref], [f.box for f in faces], [f.score for f in faces])
-        found += len(pairs)
-        for i, j in pairs:
-            same_mask += ref[i].mask["label"] == faces[j].mask["label"]
-            same_pose += ref[i].pose["label"] == faces[j].pose["label"]
-    return {"reference_faces": ref_faces, "found": found, "found_share": found / max(ref_faces, 1),
-            "same_mask": same_mask, "same_mask_share": same_mask / max(found, 1),
-            "same_yaw_class": same_pose, "same_yaw_share": same_pose / max(found, 1)}
+        total.add(compare_faces([f.to_dict() for f in ref], [f.to_dict() for f in other[name]]))
+    return {"reference_faces": total.reference, "found": total.found,
+            "found_share": total.found / max(total.reference, 1), "same_mask": total.same_mask,
+            "same_mask_share": total.same_mask / max(total.found, 1), "same_yaw_class": total.same_yaw,
+            "same_yaw_share": total.same_yaw / max(total.found, 1)}
 
 
 def main() -> int:

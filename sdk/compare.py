@@ -1,8 +1,10 @@
 """How far a build's outputs are from the fp32 reference's on the same inputs: raw tensors,
-top-1 class, detections (one decode, one IoU rule), with hand-checkable definitions.
+top-1 class, detections (one decode, one IoU rule, one landmark error), and the pipeline's
+faces, with hand-checkable definitions.
 
 One module for every comparison: the build's held-out pass, ``maskgate check`` on the golden
-inputs, accuracy control and the benchmarks. An ``Agreement`` is truthy when the build agrees
+inputs, ``maskgate agree`` (two machines' faces), accuracy control, the on-device check
+(.ci/device_check.py) and the benchmarks. An ``Agreement`` is truthy when the build agrees
 at least as well as required (by default on every input) and carries its headline figure:
 top-1 agreement for a classifier, the share of the reference's faces found for a detector.
 """
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .metrics import match_greedy
+from .metrics import iou_matrix, match_greedy
 from .postprocess import decode_detections
 from .specs import ModelSpec
 
@@ -92,6 +94,15 @@ def match_boxes(ref_boxes, boxes, scores=None, *, iou: float = DETECTION_IOU) ->
     return [(i, int(j)) for i, j in enumerate(match) if j >= 0]
 
 
+def landmark_nme(ref_landmarks, landmarks, ref_box) -> float:
+    """One face's mean landmark distance over the reference's inter-ocular distance, that
+    never below NME_MIN_NORMALIZER of the reference box's width."""
+    ref_lm, lm = np.asarray(ref_landmarks, np.float64).reshape(5, 2), np.asarray(landmarks, np.float64).reshape(5, 2)
+    inter_ocular = float(np.linalg.norm(ref_lm[0] - ref_lm[1]))
+    normalizer = max(inter_ocular, NME_MIN_NORMALIZER * float(ref_box[2] - ref_box[0]), 1e-6)
+    return float(np.linalg.norm(lm - ref_lm, axis=1).mean()) / normalizer
+
+
 def detection_agreement(ref_boxes, ref_scores, ref_landmarks, boxes, scores, landmarks, *,
                         iou: float = DETECTION_IOU) -> DetectionAgreement:
     """Match the build's detections to the reference's (greedy by the build's score)."""
@@ -101,12 +112,7 @@ def detection_agreement(ref_boxes, ref_scores, ref_landmarks, boxes, scores, lan
     if pairs:
         ref_lm = np.asarray(ref_landmarks).reshape(-1, 5, 2)
         lm = np.asarray(landmarks).reshape(-1, 5, 2)
-        errors = []
-        for i, j in pairs:
-            inter_ocular = float(np.linalg.norm(ref_lm[i, 0] - ref_lm[i, 1]))
-            normalizer = max(inter_ocular, NME_MIN_NORMALIZER * float(ref_boxes[i, 2] - ref_boxes[i, 0]), 1e-6)
-            errors.append(float(np.linalg.norm(lm[j] - ref_lm[i], axis=1).mean()) / normalizer)
-        nme = float(np.mean(errors))
+        nme = float(np.mean([landmark_nme(ref_lm[i], lm[j], ref_boxes[i]) for i, j in pairs]))
         score_diff = float(np.mean([abs(float(scores[j]) - float(ref_scores[i])) for i, j in pairs]))
     return DetectionAgreement(len(ref_boxes), len(pairs), len(boxes), nme, score_diff)
 
@@ -209,3 +215,71 @@ def headline_of(fidelity: dict | None) -> float | None:
     """The headline of a recorded ``Agreement.to_dict()``: top-1 agreement, else detection recall."""
     f = fidelity or {}
     return f.get("top1_agreement") if f.get("top1_agreement") is not None else f.get("detection_recall")
+
+
+# -- the pipeline's faces (maskgate run --json objects, FaceResult.to_dict()) -----------------
+
+def face_label(face: dict, what: str):
+    """The mask or pose label of a face object ("mask" / "pose": a verdict dict or a label)."""
+    value = face.get(what)
+    return value.get("label") if isinstance(value, dict) else value
+
+
+def _yaw_bin(face: dict) -> int | None:
+    pose = face.get("pose")
+    return pose.get("yaw_bin") if isinstance(pose, dict) else None
+
+
+@dataclass
+class FaceAgreement:
+    """Another run's faces against the reference's, matched by box (``match_boxes``); the
+    label counts are over the matched faces."""
+
+    reference: int = 0  # the reference's faces
+    other: int = 0  # the other run's
+    found: int = 0  # reference faces the other run found
+    same_mask: int = 0
+    same_yaw: int = 0  # the same yaw class
+    same_frontal: int = 0  # both frontal or both not (``frontal_classes``)
+    ious: list = field(default_factory=list)  # per matched face
+    nmes: list = field(default_factory=list)  # per matched face with landmarks in both
+    score_diffs: list = field(default_factory=list)  # |score difference| per matched face
+    missed: list = field(default_factory=list)  # indices of the reference's faces not found
+
+    @property
+    def extra(self) -> int:
+        return self.other - self.found
+
+    def add(self, part: FaceAgreement) -> None:
+        """Count ``part`` (another image's) in; its ``missed`` indices are its own to report."""
+        for name in ("reference", "other", "found", "same_mask", "same_yaw", "same_frontal"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.ious += part.ious
+        self.nmes += part.nmes
+        self.score_diffs += part.score_diffs
+
+
+def compare_faces(reference: list[dict], other: list[dict], *, iou: float = DETECTION_IOU,
+                  frontal_classes=()) -> FaceAgreement:
+    """One image's faces of another run (a build, another machine) against the reference's.
+    Faces are ``maskgate run --json`` objects: box, score, landmarks, mask, pose."""
+    ref_boxes = np.array([f["box"] for f in reference], np.float64).reshape(-1, 4)
+    boxes = np.array([f["box"] for f in other], np.float64).reshape(-1, 4)
+    scores = [float(f.get("score", 1.0)) for f in other]
+    pairs = match_boxes(ref_boxes, boxes, scores, iou=iou)
+    overlap = iou_matrix(ref_boxes, boxes) if pairs else None
+    result = FaceAgreement(reference=len(reference), other=len(other), found=len(pairs))
+    matched = {i for i, _ in pairs}
+    result.missed = [i for i in range(len(reference)) if i not in matched]
+    frontal = set(frontal_classes)
+    for i, j in pairs:
+        a, b = reference[i], other[j]
+        result.ious.append(float(overlap[i, j]))
+        result.same_mask += face_label(a, "mask") == face_label(b, "mask")
+        result.same_yaw += face_label(a, "pose") == face_label(b, "pose")
+        result.same_frontal += (_yaw_bin(a) in frontal) == (_yaw_bin(b) in frontal)
+        if "score" in a and "score" in b:
+            result.score_diffs.append(abs(float(a["score"]) - float(b["score"])))
+        if a.get("landmarks") and b.get("landmarks"):
+            result.nmes.append(landmark_nme(a["landmarks"], b["landmarks"], ref_boxes[i]))
+    return result

@@ -106,8 +106,6 @@ class ModelSpec:
     detection: DetectionDefaults | None = None
     class_names: tuple[str, ...] = ()
     classifier: ClassifierSpec | None = None
-    # Export validation tolerance against the fp32 reference (Optimum's ATOL_FOR_VALIDATION).
-    atol: float = 1e-4
     # int8 hint (see the zoo entry for why): the first convs, with the ops between them,
     # stay in float; with int8_float_head, so do the ops after the last conv.
     int8_float_leading_convs: int = 0

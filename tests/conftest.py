@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.strict_skips import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 # The labelled data set (README, "Data"): MASKGATE_DATA where set, else ../shared/data beside the checkout.
 SHARED_DATA = Path(os.environ.get("MASKGATE_DATA") or ROOT.parent / "shared" / "data")
-pytest_plugins = ["tests.strict_skips"]  # under CI, a skip for a missing import fails
+pytest_plugins = ["tests.strict_skips"]  # under CI, a skip for a missing part fails
 
 
 def _torch_cuda() -> bool:
@@ -20,17 +22,27 @@ def _torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+NO_DATA = (f"{SHARED_DATA} is absent (the data set: ../shared/data beside the checkout, or MASKGATE_DATA; see the "
+           "README's Data section)")
+
+
+SERVICE_FIXTURES = {"broker": "broker", "rtsp_camera": "rtsp"}
+
+
 def pytest_collection_modifyitems(config, items):
-    no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is absent (the data set: ../shared/data beside the checkout, or "
-                               "MASKGATE_DATA; see the README's Data section)")
     no_gpu = pytest.mark.skip(reason="no CUDA GPU visible to torch on this machine")
-    has_data = SHARED_DATA.is_dir()
     has_gpu = _torch_cuda() if any("gpu" in i.keywords for i in items) else False
     for item in items:
-        if "shared_data" in item.keywords and not has_data:
-            item.add_marker(no_data)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(no_gpu)
+        for fixture, marker in SERVICE_FIXTURES.items():  # counted per marker at the end of the run
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
+def pytest_runtest_setup(item):
+    if "shared_data" in item.keywords and not SHARED_DATA.is_dir():
+        missing("the data set", NO_DATA)  # skips; under CI, fails
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +57,8 @@ def fresh_config():
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        missing("the data set", NO_DATA)
     return SHARED_DATA
 
 

@@ -38,7 +38,11 @@ def test_faces_are_matched_by_iou_per_image_and_labels_compared(tmp_path):
     assert result.missed == [("two.jpg", 0, [0, 0, 50, 50])]
     assert (result.same_mask, result.same_yaw) == (2, 2)
     assert result.found == pytest.approx(0.75) and result.score_diff["max"] == pytest.approx(0.04)
-    assert result.box_iou["min"] < 1 and result.landmark_nme["max"] > 0
+    # IoU 98x98 / (2 x 100x100 - 98x98) for the box moved by (2, 2), 99x99 / ... for (1, 1), 1 for the same;
+    # the landmarks moved with them: sqrt(8) and sqrt(2) px over the 80 px between the eyes (maskgate.compare)
+    assert result.box_iou == {"median": pytest.approx(0.961, abs=1e-4), "min": pytest.approx(0.9238, abs=1e-4)}
+    assert result.landmark_nme["max"] == pytest.approx(8 ** 0.5 / 80, abs=1e-4)
+    assert result.landmark_nme["median"] == pytest.approx(2 ** 0.5 / 80, abs=1e-4)
 
 
 def test_the_cli_fails_below_its_thresholds_and_names_a_bad_line(tmp_path, capsys):

@@ -32,6 +32,9 @@ def test_a_batch_gives_what_one_crop_at_a_time_gives(quantized_builds, fmt, mode
             together = classifier.probabilities_many(crops)
             assert together.shape == one_by_one.shape == (count, len(classifier.spec.class_names))
             np.testing.assert_allclose(together, one_by_one, atol=2e-5, err_msg=f"{fmt} {model} x{count}")
+            if count > 1:  # the crops give different answers, so a batch that repeats or mixes them up shows
+                assert np.ptp(one_by_one, axis=0).max() > 1e-3, f"{fmt} {model}: every crop gives the same output"
+                np.testing.assert_allclose(classifier.probabilities_many(crops[::-1]), one_by_one[::-1], atol=2e-5)
         assert classifier.probabilities_many([]).shape == (0, len(classifier.spec.class_names))
         x = classifier.tensor(_crops(1)[0])
         with pytest.raises(InputError, match="stacked"):

@@ -6,11 +6,13 @@ from maskgate.builder.report import table, write_report
 
 
 def _results():
-    below = {"name": "min_top1", "value": 0.9, "threshold": 0.99, "passed": False, "samples": None, "upper_bound": None}
+    from maskgate.builder.verify import held_out_gates
+
+    fidelity = {"samples": 10, "max_abs_diff": 0.1, "top1_agreement": 0.9}
     ok = BuildResult("m-onnx-int8", "m", "onnx", "int8", "p", "built", size_bytes=2_500_000, seconds=1.0,
-                     fidelity={"samples": 10, "max_abs_diff": 0.1, "top1_agreement": 0.9},
-                     latency={"p50": 1.5, "p90": 2.0, "p99": 2.1, "runs": 20, "threads": 1},
-                     check={"passed": True, "gates": [], "task_metrics": None}, gates=[below])
+                     fidelity=fidelity, latency={"p50": 1.5, "p90": 2.0, "p99": 2.1, "runs": 20, "threads": 1},
+                     check={"passed": True, "gates": [], "task_metrics": None},
+                     gates=held_out_gates("int8", fidelity))  # the build's own gating of its held-out figures
     bad = BuildResult("m-tflite-int8", "m", "tflite", "int8", "q", "failed", error="ConversionError: boom")
     return [ok, bad]
 

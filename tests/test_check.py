@@ -74,6 +74,18 @@ def _copy(bundle, tmp_path):
     return copy
 
 
+def test_a_precision_without_gates_is_refused_not_given_int8s():
+    from maskgate.builder.verify import held_out_gates
+    from maskgate.check.gates import configured_gates, gate_for
+    from maskgate.errors import BundleError
+
+    assert gate_for(configured_gates(), "fp16", what="b") == DEFAULT_GATES["fp16"]
+    with pytest.raises(BundleError, match=r"b/m-onnx-int4: precision 'int4' has no gates \(known: fp32, fp16, int8\)"):
+        gate_for(configured_gates(), "int4", what="b/m-onnx-int4")
+    with pytest.raises(BundleError, match="'int4' has no gates"):
+        held_out_gates("int4", {"top1_agreement": 0.995})
+
+
 def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path, capsys):
     from maskgate.cli import main
 

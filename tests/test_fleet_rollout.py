@@ -18,8 +18,10 @@ import pytest
 
 from tests import test_fleet_agent as agent_tests
 from tests.conftest import ROOT
-from tests.strict_skips import strict
+from tests.strict_skips import missing
 from tests.test_fleet_agent import Camera, nginx_or_skip
+
+pytestmark = [pytest.mark.fleet, pytest.mark.broker]
 
 keys, long_video = agent_tests.keys, agent_tests.long_video  # fixtures
 
@@ -59,9 +61,7 @@ def servers(tmp_path):
     try:
         broker = Mosquitto(tmp_path / "broker").start()
     except MosquittoMissing as exc:
-        if strict():
-            pytest.fail(f"CI must have Mosquitto: {exc}")
-        pytest.skip(str(exc))
+        missing("Mosquitto", str(exc))
     repo = tmp_path / "repo"
     repo.mkdir()
     try:

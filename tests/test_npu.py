@@ -10,6 +10,9 @@ import pytest
 
 from maskgate.errors import BundleError, MaskGateError
 from maskgate.formats import FORMATS, ConvertOptions, QnnOptions, RknnOptions
+from tests.strict_skips import missing
+
+pytestmark = pytest.mark.npu_toolchain
 
 
 def _toolkit_or_skip():
@@ -17,8 +20,8 @@ def _toolkit_or_skip():
 
     try:
         rknn_env.python()
-    except rknn_env.ToolkitMissingError as exc:  # "could not import": under CI this skip fails the run
-        pytest.skip(f"could not import rknn-toolkit2 (its environment is not set up): {exc}")
+    except rknn_env.ToolkitMissingError as exc:
+        missing("rknn-toolkit2's environment (maskgate setup rknn)", str(exc))
 
 
 # -- planning: one bundle per chip, int8 only --------------------------------------------------

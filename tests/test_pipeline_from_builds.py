@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from maskgate.compare import match_boxes
-
 SCENES = 40
 
 
@@ -31,15 +29,14 @@ def scenes_and_reference(shared_data):
 
 def _agreement(pipeline, frames, expected, fmt: str) -> tuple[int, int, int]:
     """(reference faces, found by the pipeline at IoU >= 0.5, with the same mask label)."""
-    wanted = found = same_label = 0
+    from maskgate.compare import FaceAgreement, compare_faces
+
+    total = FaceAgreement()
     for frame, ref in zip(frames, expected):
         got = pipeline(frame)
         assert all(face.runtime and fmt in face.runtime["detector"] for face in got)
-        pairs = match_boxes([f.box for f in ref], [f.box for f in got], [f.score for f in got])
-        wanted += len(ref)
-        found += len(pairs)
-        same_label += sum(ref[i].mask["label"] == got[j].mask["label"] for i, j in pairs)
-    return wanted, found, same_label
+        total.add(compare_faces([f.to_dict() for f in ref], [f.to_dict() for f in got]))
+    return total.reference, total.found, total.same_mask
 
 
 @pytest.mark.shared_data

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.conftest import ROOT
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 
@@ -148,12 +150,42 @@ def test_a_build_killed_halfway_leaves_no_bundle_that_looks_complete(tmp_path):
             build(models=("mask_mobilenetv2",), formats=("onnx",), precisions=("fp32",), out=out, progress=False)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_steady_memory_fixes_glibcs_mmap_threshold():
-    import platform
-
+# A 1 MB block, freed, then asked for again: is the second one mmapped (glibc's mallinfo2
+# counts mmapped blocks)? With glibc's sliding threshold the first free raises it past 1 MB
+# and the second block comes from the heap, where freed space is kept.
+_MMAPPED_AGAIN = """
+import ctypes, ctypes.util, sys
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes, libc.mallinfo2.restype = (ctypes.c_void_p,), Info
+if sys.argv[1] == "steady":
     from maskgate.memory import steady_memory
+    assert steady_memory()
+libc.free(libc.malloc(1 << 20))
+before = libc.mallinfo2().hblks
+block = libc.malloc(1 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_steady_memory_keeps_freed_frame_buffers_mmapped():
+    """What ``steady_memory`` is for (benchmarks/soak.py measures the resident memory): a
+    frame-sized block freed and asked for again is still mmapped, so its pages go back to
+    the system when it is freed; without it, glibc serves the second from the heap."""
+    import platform
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not a glibc system")
-    assert steady_memory() is True  # benchmarks/soak.py measures what it changes
+
+    def mmapped_again(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _MMAPPED_AGAIN, mode], capture_output=True, text=True,
+                              cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert mmapped_again("glibc") == 0  # the sliding threshold, as the test expects it
+    assert mmapped_again("steady") == 1

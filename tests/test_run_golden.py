@@ -97,5 +97,8 @@ def test_the_reference_run_is_unchanged():
 def test_the_onnx_build_run_is_unchanged(make_builds):
     out = make_builds("golden-onnx", formats=("onnx",), precisions=("fp32",))
     faces = _maskgate(IMAGES, "--builds", str(out), "--prefer", "cpu", "--threads", "1")
-    assert faces and all("onnx" in face.get("runtime", {}).get("detector", "onnx") for face in faces)
+    # each face names the runtime of each of its three models: the fp32 ONNX bundles, on ONNX Runtime's CPU
+    assert faces and all(sorted(face["runtime"]) == ["detector", "mask", "pose"] for face in faces)
+    assert all(text.startswith("onnx fp32 on onnxruntime/CPUExecutionProvider")
+               for face in faces for text in face["runtime"].values())
     _compare_or_write("run_onnx_fp32.jsonl", faces)

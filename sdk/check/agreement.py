@@ -2,10 +2,12 @@
 CPU) against another's (the workstation), face by face.
 
 Results are the JSON lines of ``maskgate run SOURCE --json`` (one object per face: source,
-frame, box, score, landmarks, mask, pose). Faces of the same image and frame are matched
-greedily by box IoU (>= 0.5 by default, best pairs first); the report gives how many of
-the reference's faces were found, how many extra, and over the matched ones how often the
-mask label and the yaw class are the same, with score, box and landmark differences.
+frame, box, score, landmarks, mask, pose). Faces of the same image and frame are compared as
+every build is compared with the reference (``maskgate.compare.compare_faces``: matched by box
+IoU, >= 0.5 by default, greedily by the other run's score; landmark error over the eye
+distance); the report gives how many of the reference's faces were found, how many extra, and
+over the matched ones how often the mask label and the yaw class are the same, with score,
+box and landmark differences.
 Images are keyed by file name, so the two runs may read them from different folders.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compare import FaceAgreement, compare_faces
 from ..errors import InputError
 
 
@@ -30,7 +33,7 @@ class Agreement:
     same_yaw: int = 0
     score_diff: dict = field(default_factory=dict)  # |score difference|: median, p95, max
     box_iou: dict = field(default_factory=dict)  # IoU of matched boxes: median, min
-    landmark_nme: dict = field(default_factory=dict)  # mean landmark distance / box size: median, max
+    landmark_nme: dict = field(default_factory=dict)  # landmark error (maskgate.compare.landmark_nme): median, max
     missed: list = field(default_factory=list)  # (image, frame, reference box) of reference faces not found
 
     @property
@@ -80,62 +83,25 @@ def load_results(path: str | Path) -> dict[tuple[str, int], list[dict]]:
     return faces
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
 def agreement(reference: dict, other: dict, *, iou: float = 0.5, images: set | None = None) -> Agreement:
     """How far ``other`` (results of :func:`load_results`) agrees with ``reference``.
     ``images``: the (name, frame) keys both runs read (default: every key either has; a key
     with no face in a run counts as that run finding none)."""
-    result = Agreement()
+    result, total = Agreement(), FaceAgreement()
     keys = images if images is not None else set(reference) | set(other)
     result.images = len({name for name, _ in keys})
-    score_diffs, ious, nmes = [], [], []
     for key in sorted(keys):
-        ref, oth = reference.get(key, []), other.get(key, [])
-        result.reference_faces += len(ref)
-        result.other_faces += len(oth)
-        pairs = []
-        if ref and oth:
-            overlap = _iou(np.array([f["box"] for f in ref], float), np.array([f["box"] for f in oth], float))
-            used_r, used_o = set(), set()
-            for r, o in sorted(np.argwhere(overlap >= iou).tolist(), key=lambda p: -overlap[p[0], p[1]]):
-                if r not in used_r and o not in used_o:
-                    used_r.add(r)
-                    used_o.add(o)
-                    pairs.append((r, o, float(overlap[r, o])))
-        result.matched += len(pairs)
-        result.extra += len(oth) - len(pairs)
-        matched_refs = {r for r, _, _ in pairs}
-        result.missed += [(key[0], key[1], ref[r]["box"]) for r in range(len(ref)) if r not in matched_refs]
-        for r, o, overlap in pairs:
-            a, b = ref[r], oth[o]
-            ious.append(overlap)
-            score_diffs.append(abs(float(a["score"]) - float(b["score"])))
-            result.same_mask += _label(a, "mask") == _label(b, "mask")
-            result.same_yaw += _label(a, "pose") == _label(b, "pose")
-            if a.get("landmarks") and b.get("landmarks"):
-                box = np.array(a["box"], float)
-                size = max(float(np.sqrt((box[2] - box[0]) * (box[3] - box[1]))), 1e-6)
-                gap = np.linalg.norm(np.array(a["landmarks"], float) - np.array(b["landmarks"], float), axis=-1)
-                nmes.append(float(gap.mean()) / size)
-    result.score_diff = _spread(score_diffs)
-    result.box_iou = {"median": round(float(np.median(ious)), 4), "min": round(float(np.min(ious)), 4)} if ious else {}
-    result.landmark_nme = _spread(nmes)
+        ref = reference.get(key, [])
+        part = compare_faces(ref, other.get(key, []), iou=iou)
+        total.add(part)
+        result.missed += [(key[0], key[1], ref[i]["box"]) for i in part.missed]
+    result.reference_faces, result.other_faces, result.matched = total.reference, total.other, total.found
+    result.extra, result.same_mask, result.same_yaw = total.extra, total.same_mask, total.same_yaw
+    result.score_diff = _spread(total.score_diffs)
+    result.box_iou = ({"median": round(float(np.median(total.ious)), 4), "min": round(float(np.min(total.ious)), 4)}
+                      if total.ious else {})
+    result.landmark_nme = _spread(total.nmes)
     return result
-
-
-def _label(face: dict, what: str):
-    value = face.get(what)
-    return value.get("label") if isinstance(value, dict) else value
 
 
 def _spread(values: list[float]) -> dict:

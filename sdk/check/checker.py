@@ -97,6 +97,7 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     if require_verdict:
         result.verdict_problem = verdict_problem(manifest)
     try:
+        gate = gating.gate_for(gating.configured_gates(gate_overrides), manifest.precision, what=str(bundle))
         # This bundle is measured whatever its build concluded: the selector may not pass it over.
         selection = open_best(bundle, manifest.model, prefer=prefer, threads=threads,
                               formats=(manifest.format,), precisions=(manifest.precision,),
@@ -117,8 +118,6 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     except MaskGateError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         return result
-    gates = gating.configured_gates(gate_overrides)
-    gate = gates.get(result.precision, gates["int8"])
     # A detector's raw outputs are mostly background anchors whose regressions nobody reads:
     # it is gated on what comes out of post-processing; classifiers on their probabilities too.
     cosine = (

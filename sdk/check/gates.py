@@ -31,6 +31,18 @@ def configured_gates(overrides: dict | None = None) -> dict[str, Gate]:
             .with_overrides(**(overrides or {})) for precision, gate in DEFAULT_GATES.items()}
 
 
+def gate_for(gates: dict[str, Gate], precision: str, *, what: str) -> Gate:
+    """The gate of ``precision``; a precision with none is refused (``what``: the bundle), not
+    held to another precision's gates."""
+    try:
+        return gates[precision]
+    except KeyError:
+        from ..errors import BundleError
+
+        raise BundleError(f"{what}: precision {precision!r} has no gates (known: {', '.join(gates)}); a bundle of "
+                          "another MaskGate version? rebuild it with 'maskgate build'") from None
+
+
 def wilson_upper(share: float, n: int, *, z: float = CONFIDENCE_Z) -> float:
     """Upper end of the Wilson score interval of a share observed on n samples."""
     if n <= 0:
