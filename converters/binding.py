@@ -23,6 +23,7 @@ import os
 import secrets
 import struct
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 
 from maskgate.errors import BundleError
@@ -45,9 +46,9 @@ def placeholder() -> str:
     return "pending-" + secrets.token_hex(28)
 
 
-def manifest_digest(manifest: dict) -> str:
+def manifest_digest(manifest: Mapping) -> str:
     """sha256 of the manifest's canonical JSON, without the stamped model file's own hash."""
-    stamped = MODEL_FILES.get(manifest.get("format"))
+    stamped = MODEL_FILES.get(str(manifest.get("format")))
     content = dict(manifest)
     if isinstance(content.get("files"), dict):
         content["files"] = {k: v for k, v in content["files"].items() if k != stamped}
@@ -62,7 +63,7 @@ def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
-def stamped_file(bundle: Path, manifest: dict) -> Path:
+def stamped_file(bundle: Path, manifest: Mapping) -> Path:
     fmt = manifest.get("format")
     if fmt not in MODEL_FILES:
         raise BundleError(f"{bundle}: format {fmt!r} has no known model file; expected one of {sorted(MODEL_FILES)}")
@@ -83,7 +84,7 @@ def read_stamp(fmt: str, path: Path, *, data: bytes | None = None) -> dict[str, 
     raise BundleError(f"{path}: no metadata reader for format {fmt!r}; expected one of {sorted(MODEL_FILES)}")
 
 
-def check_binding(bundle: Path, manifest: dict, *, model: bytes | None = None) -> None:
+def check_binding(bundle: Path, manifest: Mapping, *, model: bytes | None = None) -> None:
     """Raise a BundleError when the manifest is not the one the model was stamped with;
     ``model``: the model file's bytes as hashed (else read from the bundle)."""
     path = stamped_file(bundle, manifest)
@@ -141,6 +142,7 @@ def _fields(data: bytes | memoryview):
     while pos < len(data):
         tag, pos = _varint(data, pos)
         number, wire = tag >> 3, tag & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(data, pos)
         elif wire == 1:

@@ -132,7 +132,7 @@ def sign_bundle(bundle: str | Path, key) -> Path:
     return bundle / SIGNATURE
 
 
-def verdict_problem(manifest: dict) -> str | None:
+def verdict_problem(manifest: Mapping) -> str | None:
     """Why the build's recorded gate verdict does not let this bundle run (None: it passed)."""
     verdict = manifest.get("verdict")
     if not isinstance(verdict, dict):
@@ -249,13 +249,13 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, f"cannot swap {a} and {b}: {os.strerror(errno)}")
 
 
-def write_manifest(folder: Path, manifest: Mapping) -> Manifest:
+def write_manifest(folder: Path, fields: Mapping) -> Manifest:
     """Hash every file the manifest lists (present in ``folder``), stamp the manifest's
     digest into the model file, validate, and write the manifest last."""
     links = links_inside(folder)
     if links:
         raise BundleError(f"{links[0]}: a symbolic link in a bundle being written; a bundle holds its own files")
-    manifest = json.loads(json.dumps(dict(manifest)))  # the digest is of what a reader will parse
+    manifest: dict = json.loads(json.dumps(dict(fields)))  # the digest is of what a reader will parse
     manifest["schema_version"] = SCHEMA_VERSION
     model = stamped_file(folder, manifest)
     names = list(manifest["files"])

@@ -55,8 +55,8 @@ def diagnose_qdq(float_model: str | Path, qdq_model: str | Path, tensors: list[n
     debug = require("onnxruntime.quantization.qdq_loss_debug", purpose="int8 diagnosis", package="onnxruntime")
     if not tensors:
         raise ValueError("int8 diagnosis needs at least one input tensor")
-    with tempfile.TemporaryDirectory(prefix="maskgate-diagnose-") as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory(prefix="maskgate-diagnose-") as temporary:
+        work = Path(temporary)
         activations = {}
         for role, path in (("float", float_model), ("qdq", qdq_model)):
             augmented = work / f"{role}.onnx"

@@ -122,6 +122,7 @@ class Manifest(Mapping):
         problems = manifest_problems(data)
         if problems:
             raise BundleError(f"{where}: not a valid MaskGate manifest: " + "; ".join(problems))
+        assert isinstance(data, dict)  # manifest_problems refuses anything else
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "source"}
         values = {k: v for k, v in data.items() if k in known}
         try:

@@ -77,8 +77,7 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     import onnxruntime
 
     options = job.options.onnx
-    if job.calibration is None:
-        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    calibration = job.int8_calibration
     prepared = dst.with_name("prepared.onnx")
     try:
         keep_float = quantize_qdq(int8_source(job), dst, job, prepared=prepared)
@@ -87,7 +86,7 @@ def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
     return {"tool": "onnxruntime.quantization.quantize_static", "version": onnxruntime.__version__, "format": "QDQ",
             "per_channel": options.per_channel, "activations": _ELEMENT[options.int8_type],
             "weights": _ELEMENT[options.int8_type],
-            "calibration_method": options.calibration_method, "samples": len(job.calibration),
+            "calibration_method": options.calibration_method, "samples": len(calibration),
             "equalized": options.equalize, "float_nodes": keep_float}
 
 
@@ -126,7 +125,7 @@ def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         keep_float = float_nodes(prepared, options.keep_float, leading_convs=job.spec.int8_float_leading_convs,
                                  head=job.spec.int8_float_head)
-        quantize_static(str(prepared), str(dst), ort_reader(job.calibration), quant_format=QuantFormat.QDQ,
+        quantize_static(str(prepared), str(dst), ort_reader(job.int8_calibration), quant_format=QuantFormat.QDQ,
                         per_channel=options.per_channel, activation_type=qtype,
                         weight_type=qtype, calibrate_method=method, nodes_to_exclude=keep_float)
     finally:

@@ -33,8 +33,7 @@ def _quantize_int8(job: ConversionJob, model):
     from maskgate.calibration.adapters import nncf_dataset
 
     options = job.options.openvino
-    if job.calibration is None:
-        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    calibration = job.int8_calibration
     names = [n for n in options.ignored_scope if not n.startswith("re:")]
     patterns = [n[3:] for n in options.ignored_scope if n.startswith("re:")]
     if job.spec.int8_float_leading_convs or job.spec.int8_float_head:  # the model's hint
@@ -45,12 +44,12 @@ def _quantize_int8(job: ConversionJob, model):
         names += [n for n in hinted if n not in names]
     scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False) if names or patterns else None
     preset = nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
-    dataset = nncf_dataset(job.calibration)
+    dataset = nncf_dataset(calibration)
     settings = {"tool": "nncf", "version": nncf.__version__, "preset": options.preset,
                 "bias_correction": options.bias_correction,
-                "ignored_scope": names + [f"re:{p}" for p in patterns], "samples": len(job.calibration),
+                "ignored_scope": names + [f"re:{p}" for p in patterns], "samples": len(calibration),
                 "accuracy_control": options.accuracy_control}
-    common = {"subset_size": len(job.calibration), "preset": preset,
+    common = {"subset_size": len(calibration), "preset": preset,
               "fast_bias_correction": options.bias_correction == "fast"}
     if scope is not None:
         common["ignored_scope"] = scope
@@ -87,7 +86,7 @@ def _validation(job: ConversionJob):
 
     if job.shared.reference is None:
         raise ConversionError(f"{job.target.name}: accuracy control needs the fp32 reference's outputs")
-    items = [(x, job.shared.reference(x)) for x in job.calibration.tensors]
+    items = [(x, job.shared.reference(x)) for x in job.int8_calibration.tensors]
     outputs = job.spec.outputs
 
     def score(compiled, item) -> float:

@@ -29,8 +29,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
 
     onnx = require("onnx", purpose="QNN builds")
     require("onnxruntime_qnn", purpose="QNN builds", package="onnxruntime-qnn", extra="qnn")
-    if job.calibration is None:
-        raise ConversionError(f"{job.target.name}: QNN int8 needs a calibration set")
+    _ = job.int8_calibration  # refused before any work without one
     options = job.format_options
     soc = QNN_SOCS[job.target.chip]
     qdq, settings = qdq_model(job)
@@ -60,11 +59,11 @@ def qdq_model(job: ConversionJob) -> tuple[Path, dict]:
     record = {"tool": "onnxruntime.quantization (get_qnn_qdq_config)", "version": onnxruntime.__version__,
               "format": "QDQ", "activations": options.activations,
               "weights": "int8 symmetric per channel" if options.per_channel else "uint8 per tensor",
-              "calibration_method": options.calibration_method, "samples": len(job.calibration),
+              "calibration_method": options.calibration_method, "samples": len(job.int8_calibration),
               "equalized": False, "model_hints": options.model_hints,
               "wide_heads": options.wide_heads, "fine_weights": options.fine_weights and options.model_hints}
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k != "socs"}
-    key = hashlib.sha256(json.dumps([record, settings, job.calibration.sha256()], sort_keys=True).encode())
+    key = hashlib.sha256(json.dumps([record, settings, job.int8_calibration.sha256()], sort_keys=True).encode())
     name = f"qnn-qdq-{key.hexdigest()[:16]}.onnx"
     return job.shared.file(name, lambda dst: _quantize(job, dst)), record
 
@@ -107,7 +106,7 @@ def _quantize(job: ConversionJob, dst: Path) -> list[str]:
                      if options.activations == "uint8" else {})
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[options.calibration_method]
-        config = get_qnn_qdq_config(str(prepared), ort_reader(job.calibration), calibrate_method=method,
+        config = get_qnn_qdq_config(str(prepared), ort_reader(job.int8_calibration), calibrate_method=method,
                                     activation_type=activation,
                                     weight_type=QuantType.QInt8 if options.per_channel else QuantType.QUInt8,
                                     per_channel=options.per_channel, init_overrides=overrides or None)

@@ -31,14 +31,13 @@ STAMPED = ("maskgate_manifest_sha256", "maskgate_model", "maskgate_task", "maskg
 def convert(job: ConversionJob, folder: Path) -> Artifact:
     from maskgate.runtimes.rknn_env import BuildRequest, Worker
 
-    if job.calibration is None:
-        raise ConversionError(f"{job.target.name}: RKNN int8 needs a calibration set")
+    calibration_set = job.int8_calibration
     options = job.format_options
     spec = job.spec
     source = job.shared.file(SOURCE_MODEL, lambda path: source_model(job.onnx_fp32, path))
     shutil.copyfile(source, folder / SOURCE_MODEL)
     calibration = job.shared.file(f"rknn-calibration-{options.calibration_samples}.npz",
-                                  lambda path: _save_pixels(job.calibration, spec.input, options.calibration_samples,
+                                  lambda path: _save_pixels(calibration_set, spec.input, options.calibration_samples,
                                                             path))
     shutil.copyfile(calibration, folder / CALIBRATION)
     hybrid = float_stretches(source, options.float_layers, leading_convs=spec.int8_float_leading_convs,
@@ -52,7 +51,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
     quantizer = {"tool": "rknn-toolkit2", "version": reply.toolkit, "target": job.target.chip,
                  "algorithm": options.algorithm, "dtype": "w8a8", "mean": list(spec.input.mean),
                  "std": list(spec.input.std), "normalization": "folded into the model (the NPU takes pixels)",
-                 "hybrid": hybrid, "samples": min(options.calibration_samples, len(job.calibration)),
+                 "hybrid": hybrid, "samples": min(options.calibration_samples, len(calibration_set)),
                  "source": SOURCE_MODEL, "calibration": CALIBRATION, "build_seconds": round(reply.seconds, 2)}
     return Artifact(files=[MODEL_FILE, SOURCE_MODEL, CALIBRATION], inputs=inputs, outputs=outputs, layout="NCHW",
                     quantizer=quantizer, sources=[SOURCE_MODEL, CALIBRATION])

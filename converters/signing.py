@@ -21,8 +21,10 @@ import datetime
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from maskgate.errors import BundleError, DependencyError, InputError
 from maskgate.files import MAX_JSON_BYTES, parse_bundle_json, read_bundle_file
@@ -34,7 +36,7 @@ _DOMAIN = b"maskgate-bundle-signature-v1\n"  # signatures of other things never 
 MIN_HMAC_BYTES = 32
 
 
-def _message(manifest: dict) -> bytes:
+def _message(manifest: Mapping) -> bytes:
     return _DOMAIN + canonical_json(manifest)
 
 
@@ -54,8 +56,8 @@ class BundleKey:
     algorithm: str  # "ed25519" | "hmac-sha256"
     key_id: str  # names the key in signature.json without revealing it
     path: str
-    _private: object = None  # Ed25519PrivateKey, or the HMAC secret (bytes)
-    _public: object = None  # Ed25519PublicKey
+    _private: Any = None  # Ed25519PrivateKey, or the HMAC secret (bytes)
+    _public: Any = None  # Ed25519PublicKey
 
     @property
     def can_sign(self) -> bool:
@@ -142,7 +144,7 @@ def generate_key(path: str | Path, *, algorithm: str = "ed25519") -> list[Path]:
     return list(files)
 
 
-def signature_record(manifest: dict, key: BundleKey) -> dict:
+def signature_record(manifest: Mapping, key: BundleKey) -> dict:
     """The content of ``signature.json``: ``key``'s signature of this (verified) manifest."""
     return {"algorithm": key.algorithm, "key_id": key.key_id,
             "manifest_sha256": hashlib.sha256(canonical_json(manifest)).hexdigest(),
@@ -150,7 +152,7 @@ def signature_record(manifest: dict, key: BundleKey) -> dict:
             "signature": base64.b64encode(key.sign(_message(manifest))).decode()}
 
 
-def check_signature(bundle: Path, manifest: dict, key: BundleKey) -> None:
+def check_signature(bundle: Path, manifest: Mapping, key: BundleKey) -> None:
     """Raise a BundleError unless ``signature.json`` is ``key``'s signature of this manifest."""
     path = Path(bundle) / SIGNATURE
     how = f"sign it with 'maskgate sign {bundle} --key PRIVATE_KEY'"

@@ -86,6 +86,16 @@ class ConversionJob:
         return self.options[self.target.format]
 
     @property
+    def int8_calibration(self) -> Any:
+        """The calibration set an int8 conversion quantizes with (refused without one)."""
+        if self.calibration is None:
+            from maskgate.errors import ConversionError
+
+            raise ConversionError(f"{self.target.name}: {self.target.precision} needs a calibration set; give "
+                                  "'maskgate build' one with --calibration DIR, or build fp32/fp16")
+        return self.calibration
+
+    @property
     def onnx_fp32(self):
         """The model's fp32 ONNX export (OpenVINO and the int8 diagnosis read it too)."""
         return self.shared.onnx_fp32(self.options.onnx)

@@ -74,8 +74,7 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
             result = q.quantize(enable_progress_bar=False, enable_progress_report=False)
         return bytes(result.quantized_model), {"tool": "ai-edge-quantizer", "version": version,
                                                "recipe": "fp16 weights (float casting), fp32 compute"}
-    if job.calibration is None:
-        raise ConversionError(f"{job.target.name}: int8 needs a calibration set")
+    calibration = job.int8_calibration
     from ai_edge_litert.interpreter import Interpreter
 
     from maskgate.calibration.adapters import litert_calibration
@@ -84,7 +83,7 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
     signature = next(iter(signatures))
     input_name = signatures[signature]["inputs"][0]
     layout = "NHWC" if job.options.tflite.channel_last_io else "NCHW"
-    data = litert_calibration(job.calibration.to_layout(layout), signature=signature, input_name=input_name)
+    data = litert_calibration(calibration.to_layout(layout), signature=signature, input_name=input_name)
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(recipe.static_wi8_ai8())
     float_ops = _hinted_ops(fp32_file, job.spec)
@@ -99,7 +98,7 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
     return bytes(result.quantized_model), {"tool": "ai-edge-quantizer", "version": version, "recipe": "static_wi8_ai8",
                                            "weights": "int8 per channel", "activations": "int8",
                                            "calibration": job.options.tflite.calibration,
-                                           "samples": len(job.calibration), "float_ops": len(float_ops)}
+                                           "samples": len(calibration), "float_ops": len(float_ops)}
 
 
 def _calibrate(fp32_file: Path, data: dict, manager, *, method: str) -> dict:

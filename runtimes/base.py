@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from .placement import Placement
 
+
+_Opened = TypeVar("_Opened", bound="Runner")
 
 class Runner(ABC):
     #: backend name, e.g. "pytorch", "onnxruntime"
@@ -67,7 +69,7 @@ class Runner(ABC):
         for name, (shape, dtype) in (self.input_spec or {}).items():
             value = feed.get(name)
             if value is None:
-                raise InputError(f"feed lacks input {name!r}; the model takes {list(self.input_spec)}")
+                raise InputError(f"feed lacks input {name!r}; the model takes {list(self.input_names)}")
             value = np.asarray(value)
             if tuple(value.shape) != shape or value.dtype != np.dtype(dtype):
                 raise InputError(f"input {name!r} is {value.dtype}{list(value.shape)}, the build expects "
@@ -115,7 +117,7 @@ class Runner(ABC):
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> Runner:
+    def __enter__(self: _Opened) -> _Opened:
         return self
 
     def __exit__(self, *exc) -> None:

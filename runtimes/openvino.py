@@ -30,7 +30,7 @@ class OpenVinoRunner(Runner):
         except ModuleNotFoundError as exc:
             raise DependencyError("openvino", extra="openvino", purpose="running OpenVINO builds") from exc
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY"}
         if not device.upper().startswith("NPU"):
             # CPUs with bf16 units and GPUs run f32 models at lower precision by default: ask
             # for f32, so a build's error is its own, not the plugin's choice. (NPUs are fp16 only.)

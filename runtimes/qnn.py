@@ -16,7 +16,7 @@ import platform
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
@@ -84,7 +84,7 @@ def simulated_here() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
 
-def register() -> tuple[object, list]:
+def register() -> tuple[Any, list]:
     """Register the plugin EP with onnxruntime once per process; (onnxruntime_qnn, its EP devices)."""
     global _done
     try:
@@ -106,7 +106,7 @@ def qnn_session_options(*, provider_options: dict[str, str] | None = None, stric
     """Session options with the QNN EP on HTP; ``strict``: no node may fall back to the CPU."""
     import onnxruntime as ort
 
-    qnn, devices = register()
+    qnn, devices = register()  # the onnxruntime_qnn module
     if not devices:
         raise DeviceError("onnxruntime-qnn is registered but offers no device here; is the QNN runtime present?")
     options = ort.SessionOptions()

@@ -132,7 +132,7 @@ def read_error_table(path: str) -> list:
     layer of accuracy_analysis' error_analysis.txt ("entire": the quantized model up to that
     layer against float; "single": that layer alone on float inputs). Layers the toolkit
     fused (no figures on their line) are left out."""
-    rows = []
+    rows: list[list] = []
     if not os.path.isfile(path):
         return rows
     with open(path) as table:

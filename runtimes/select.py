@@ -62,7 +62,7 @@ class Selection:
     format: str
     precision: str
     bundle: Path
-    manifest: dict
+    manifest: Manifest
     fallbacks: list[str] = field(default_factory=list)  # "candidate: reason" for each build that failed
     skipped_kinds: list[str] = field(default_factory=list)  # "npu: why not" for preferred kinds with nothing usable
 

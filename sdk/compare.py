@@ -131,10 +131,12 @@ def merge_detections(parts: list[DetectionAgreement]) -> DetectionAgreement:
 def detections_of(outputs: dict[str, np.ndarray], spec: ModelSpec, *, score_threshold: float | None = None):
     """The detector's raw outputs for one input, decoded as the pipeline decodes them."""
     loc, conf, landmarks = (np.asarray(outputs[n])[0] for n in spec.outputs)
-    options = spec.detection
+    options, priors = spec.detection, spec.priors
+    if options is None or priors is None:
+        raise ValueError(f"{spec.name} is not a detector spec (no detection options or priors)")
     if score_threshold is not None:
         options = dataclasses.replace(options, score_threshold=score_threshold)
-    return decode_detections(loc, conf, landmarks, priors=spec.priors, canvas_size=spec.input.size, options=options)
+    return decode_detections(loc, conf, landmarks, priors=priors, canvas_size=spec.input.size, options=options)
 
 
 def match_detections(spec: ModelSpec, got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> DetectionAgreement:
@@ -267,7 +269,7 @@ def compare_faces(reference: list[dict], other: list[dict], *, iou: float = DETE
     boxes = np.array([f["box"] for f in other], np.float64).reshape(-1, 4)
     scores = [float(f.get("score", 1.0)) for f in other]
     pairs = match_boxes(ref_boxes, boxes, scores, iou=iou)
-    overlap = iou_matrix(ref_boxes, boxes) if pairs else None
+    overlap = iou_matrix(ref_boxes, boxes)
     result = FaceAgreement(reference=len(reference), other=len(other), found=len(pairs))
     matched = {i for i, _ in pairs}
     result.missed = [i for i in range(len(reference)) if i not in matched]

@@ -4,6 +4,7 @@ manifest, so a camera needs neither torch nor the model registry's code for the 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from .converters.manifest import MANIFEST
@@ -11,7 +12,7 @@ from .errors import BundleError
 from .specs import DetectionDefaults, InputSpec, ModelSpec, PriorSpec
 
 
-def spec_from_manifest(manifest: dict, *, source: str | Path = "manifest") -> ModelSpec:
+def spec_from_manifest(manifest: Mapping, *, source: str | Path = "manifest") -> ModelSpec:
     """The ModelSpec a bundle was built from, as its manifest records it."""
     try:
         inp = manifest["input"]

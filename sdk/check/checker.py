@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import compare
-from ..converters.manifest import GOLDEN, MANIFEST, model_size
+from ..converters.manifest import GOLDEN, MANIFEST, Manifest, model_size
 from ..errors import MaskGateError
 from . import gates as gating
 
@@ -192,7 +192,7 @@ def check_builds(builds: str | Path, *, progress: bool = False, **options) -> li
             for folder in progress_bar(folders, desc="check", total=len(folders), enabled=progress, unit="bundle")]
 
 
-def _task_metrics(runner, bundle: Path, manifest: dict, data) -> dict | None:
+def _task_metrics(runner, bundle: Path, manifest: Manifest, data) -> dict | None:
     from ..deployed import spec_from_manifest
     from . import task
 
@@ -206,7 +206,7 @@ def _task_metrics(runner, bundle: Path, manifest: dict, data) -> dict | None:
     return task.classifier_metrics(CropClassifier(spec, runner), data.crops) if data.crops is not None else None
 
 
-def _golden(bundle: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _golden(bundle: Path, manifest: Manifest) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     from ..errors import BundleError
 
     try:
@@ -222,7 +222,7 @@ def _golden(bundle: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndar
     return inputs, outputs
 
 
-def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: dict) -> np.ndarray:
+def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: Manifest) -> np.ndarray:
     """Fills the fidelity figures of ``result``; returns the golden inputs."""
     from ..deployed import spec_from_manifest
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config.turnstile import ReuseRules
+from ..postprocess import Detections
 
 THUMB = (32, 24)
 FACE_THUMB = (16, 16)
@@ -44,7 +45,7 @@ class ReuseStats:
 class _Detected:
     """The last frame the detector ran on, as the still check compares with it."""
     thumb: np.ndarray
-    found: object  # its Detections
+    found: Detections
 
 
 @dataclass
@@ -151,7 +152,7 @@ class FrameReuse:
             return faces
         person = faces[plan["index"]]
         track = self._track
-        if plan.get("reuse"):
+        if plan.get("reuse") and track is not None:  # _reusable: only with a track
             person.mask, person.pose = track.mask, track.pose
             track.box, track.since = plan["box"], track.since + 1
             self.stats.verdicts_reused += 1
@@ -159,14 +160,14 @@ class FrameReuse:
             return faces
         same = track is not None and iou(plan["box"], track.box) >= rules.min_iou and plan["face"] is not None \
             and track.face is not None and _difference(plan["face"], track.face) <= rules.face_threshold
-        if not same:
+        if track is None or not same:
             self._track = track = _Track(box=plan["box"], face=plan["face"], mask=None, pose=None)
         track.box, track.face, track.since = plan["box"], plan["face"], 0
         track.mask, track.pose = person.mask, person.pose
         self._tracked_now = True
         return faces
 
-    def _still_detections(self, thumb: np.ndarray):
+    def _still_detections(self, thumb: np.ndarray) -> Detections | None:
         """The last detected frame's faces when nothing moved since it (None: run the detector)."""
         last, rules = self._detected, self.rules
         if last is None or self._skipped_run + 1 >= rules.full_every \
