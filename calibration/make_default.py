@@ -31,7 +31,7 @@ _PARTS = (("calibrate", "train", 1), ("verify", "test", 2))
 
 
 def make_default(data: Path, out: Path = DEFAULT_DIR) -> dict:
-    index = {"made_by": "python -m maskgate.calibration.make_default --data DATA", "files": []}
+    index: dict = {"made_by": "python -m maskgate.calibration.make_default --data DATA", "files": []}
     tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=out.parent))
     try:
         for part, split, column in _PARTS:

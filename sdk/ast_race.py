@@ -19,7 +19,7 @@ MESSAGE = "AST constructor recursion depth mismatch"
 log = logging.getLogger(__name__)
 
 
-def is_ast_race(exc: BaseException) -> bool:
+def is_ast_race(exc: BaseException | None) -> bool:
     """``exc``, or an exception it was raised from, is the race (exporters wrap what they catch)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:

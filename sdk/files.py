@@ -11,7 +11,7 @@ from pathlib import Path
 try:
     import pwd  # imported here: the account name is looked up where the interpreter's own files may be unreadable
 except ImportError:  # not on Windows
-    pwd = None
+    pwd = None  # type: ignore[assignment]
 
 from .errors import BundleError, OutputError
 

@@ -36,7 +36,7 @@ class Detections:
 
 @lru_cache(maxsize=16)
 def _priors_cached(priors: PriorSpec, width: int, height: int) -> np.ndarray:
-    rows = []
+    rows: list[tuple[float, float, float, float]] = []
     for step, min_sizes in zip(priors.steps, priors.min_sizes):
         fh, fw = -(-height // step), -(-width // step)  # ceil: the conv stride rounds up
         for i, j in product(range(fh), range(fw)):

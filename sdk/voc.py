@@ -33,7 +33,7 @@ def read_voc(xml_path: str | Path, images_dir: str | Path | None = None) -> VocI
         if bb is None:
             raise SourceError(f"{xml_path}: an <object> has no <bndbox>")
         try:
-            boxes.append([float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
+            boxes.append([float(bb.findtext(k) or "") for k in ("xmin", "ymin", "xmax", "ymax")])
         except (TypeError, ValueError) as exc:
             raise SourceError(f"{xml_path}: a <bndbox> has a missing or non-numeric coordinate") from exc
         labels.append(obj.findtext("name") or "")

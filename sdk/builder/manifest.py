@@ -110,4 +110,4 @@ def record_verdict(folder, verdict: dict, *, sign_key=None) -> dict:
         manifest = update_manifest(folder, {"verdict": {**verdict, "checked": checked}})
     if sign_key is not None:
         sign_bundle(folder, sign_key)
-    return manifest.verdict
+    return dict(manifest.verdict or {})

@@ -111,7 +111,8 @@ def pipeline_groups(builds: Path) -> list[tuple[str, str, str, str]]:
     both a detector bundle and a mask classifier bundle under ``builds``."""
     from maskgate.runtimes.select import readable_bundles
 
-    detectors, masks = {}, {}
+    detectors: dict[tuple, object] = {}
+    masks: dict[tuple, object] = {}
     for _, m in readable_bundles(builds):
         key = (m["format"], m["precision"])
         if m.get("task") == "face_detection":

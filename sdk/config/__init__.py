@@ -178,7 +178,7 @@ def _placement(table: dict, file: str) -> dict[str, PlacementFloor]:
 
 
 def _gates(table: dict, file: str) -> dict[str, GateOverrides]:
-    out = {}
+    out: dict[str, GateOverrides] = {}
     for precision, values in table.items():
         if precision not in DEFAULT_GATES:
             raise ConfigError(f"{file}: [gates.{precision}]: unknown precision; [gates] holds one table per "

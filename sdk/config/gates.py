@@ -28,16 +28,23 @@ DEFAULT_GATES = {
     "int8": Gate(min_cosine=0.98, min_top1=0.99, min_recall=0.98, max_landmark_nme=0.1),
 }
 
-def _check_shares(self) -> None:
-    for name in ("min_cosine", "min_top1", "min_recall"):
-        value = getattr(self, name)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} is a share between 0 and 1, got {value}")
-    if self.max_landmark_nme is not None and self.max_landmark_nme < 0:
-        raise ValueError(f"max_landmark_nme must be >= 0, got {self.max_landmark_nme}")
+@dataclass(frozen=True)
+class GateOverrides:
+    """``[gates.<precision>]``: any of the Gate's thresholds, the others from DEFAULT_GATES."""
+
+    min_cosine: float | None = None
+    min_top1: float | None = None
+    min_recall: float | None = None
+    max_landmark_nme: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_cosine", "min_top1", "min_recall"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a share between 0 and 1, got {value}")
+        if self.max_landmark_nme is not None and self.max_landmark_nme < 0:
+            raise ValueError(f"max_landmark_nme must be >= 0, got {self.max_landmark_nme}")
 
 
-#: ``[gates.<precision>]``: any of the Gate's thresholds, the others from DEFAULT_GATES
-GateOverrides = dataclasses.make_dataclass(
-    "GateOverrides", [(f.name, float | None, dataclasses.field(default=None)) for f in dataclasses.fields(Gate)],
-    frozen=True, namespace={"__post_init__": _check_shares, "__module__": __name__})
+# one threshold of each name: a Gate field with no override (or one the Gate lacks) is a mistake here
+assert [f.name for f in dataclasses.fields(GateOverrides)] == [f.name for f in dataclasses.fields(Gate)]

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 from .records import DeadLetter, SpooledEvent
 
 
 class DeadLetters:
+    if TYPE_CHECKING:  # the Spool's, which this mixes into
+        def _write(self, what: str, statements) -> bool: ...
+        def _read(self, what: str, query, default): ...
+        def _advance(self, db: sqlite3.Connection, target: str, seq: int) -> None: ...
+
     def dead_letter(self, target: str, event: SpooledEvent, *, reason: str, tries: int) -> None:
         """``target`` refused ``event`` ``tries`` times: keep it in ``dead`` for that target and
         move the target's cursor past it, so later events go on."""
