@@ -50,9 +50,9 @@ def compare(reference_faces: dict, got: dict):
     from maskgate.compare import FaceAgreement, compare_faces
     from maskgate.turnstile import GateRules
 
-    total = FaceAgreement()
+    total, frontal = FaceAgreement(), GateRules().frontal_yaw_classes
     for name, ref in reference_faces.items():
-        total.add(compare_faces(ref, got[name], frontal_classes=GateRules().frontal_yaw_classes))
+        total.add(compare_faces(ref, got[name], frontal_classes=frontal))
     return total
 
 

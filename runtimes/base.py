@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _Opened = TypeVar("_Opened", bound="Runner")
 
+
 class Runner(ABC):
     #: backend name, e.g. "pytorch", "onnxruntime"
     backend: str = ""

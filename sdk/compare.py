@@ -269,14 +269,13 @@ def compare_faces(reference: list[dict], other: list[dict], *, iou: float = DETE
     boxes = np.array([f["box"] for f in other], np.float64).reshape(-1, 4)
     scores = [float(f.get("score", 1.0)) for f in other]
     pairs = match_boxes(ref_boxes, boxes, scores, iou=iou)
-    overlap = iou_matrix(ref_boxes, boxes)
     result = FaceAgreement(reference=len(reference), other=len(other), found=len(pairs))
     matched = {i for i, _ in pairs}
     result.missed = [i for i in range(len(reference)) if i not in matched]
     frontal = set(frontal_classes)
     for i, j in pairs:
         a, b = reference[i], other[j]
-        result.ious.append(float(overlap[i, j]))
+        result.ious.append(float(iou_matrix(ref_boxes[i], boxes[j])[0, 0]))  # match_boxes keeps only the pairs
         result.same_mask += face_label(a, "mask") == face_label(b, "mask")
         result.same_yaw += face_label(a, "pose") == face_label(b, "pose")
         result.same_frontal += (_yaw_bin(a) in frontal) == (_yaw_bin(b) in frontal)
