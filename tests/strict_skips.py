@@ -77,8 +77,9 @@ def pytest_runtest_logreport(report):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Per marker (pyproject.toml's markers): how many of its tests ran and how many skipped."""
+    markers = _markers(config)  # read once, not per test
     counts = Counter((marker, outcome) for outcome, keywords in _OUTCOMES.values()
-                     for marker in ["all", *_markers(config)] if marker == "all" or marker in keywords)
+                     for marker in ["all", *markers] if marker == "all" or marker in keywords)
     terminalreporter.write_sep("-", "tests run and skipped, per marker")
-    for marker in ["all", *_markers(config)]:
+    for marker in ["all", *markers]:
         terminalreporter.write_line(f"{marker}: {counts[marker, 'run']} run, {counts[marker, 'skipped']} skipped")
