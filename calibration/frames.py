@@ -72,11 +72,12 @@ class FrameSet:
     def _video_frames(self, limit: int | None) -> Iterator[tuple[str, np.ndarray]]:
         from maskgate.sources import iter_frames
 
-        count = 0
-        for frame in iter_frames(str(self.video)):
+        video, count = self.video, 0
+        assert video is not None  # called for a video set only
+        for frame in iter_frames(str(video)):
             if frame.index % self.video_stride:
                 continue
-            yield f"{self.video.name}#{frame.index}", frame.image
+            yield f"{video.name}#{frame.index}", frame.image
             count += 1
             if limit is not None and count >= limit:
                 return

@@ -6,9 +6,10 @@ if __name__ != "maskgate.converters":  # the folder converters/ installs as mask
                       "maskgate.converters (pip install -e . in the checkout)")
 
 import importlib
+from types import ModuleType
 
 
-def require(module: str, *, purpose: str, package: str | None = None, extra: str = "export"):
+def require(module: str, *, purpose: str, package: str | None = None, extra: str = "export") -> ModuleType:
     """Import an exporter or quantizer, or say which extra installs it."""
     from maskgate.errors import DependencyError
 

@@ -23,8 +23,9 @@ import os
 import secrets
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from maskgate.errors import BundleError
 from maskgate.files import permission_denied
@@ -46,7 +47,7 @@ def placeholder() -> str:
     return "pending-" + secrets.token_hex(28)
 
 
-def manifest_digest(manifest: Mapping) -> str:
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
     """sha256 of the manifest's canonical JSON, without the stamped model file's own hash."""
     stamped = MODEL_FILES.get(str(manifest.get("format")))
     content = dict(manifest)
@@ -55,7 +56,7 @@ def manifest_digest(manifest: Mapping) -> str:
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
-def canonical_json(value) -> bytes:
+def canonical_json(value: object) -> bytes:
     """Sorted keys, no spaces, ASCII: the bytes a digest or a signature is made over. A
     ``Manifest`` is taken as the JSON object it was read from."""
     if hasattr(value, "to_dict"):
@@ -63,7 +64,7 @@ def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
-def stamped_file(bundle: Path, manifest: Mapping) -> Path:
+def stamped_file(bundle: Path, manifest: Mapping[str, Any]) -> Path:
     fmt = manifest.get("format")
     if fmt not in MODEL_FILES:
         raise BundleError(f"{bundle}: format {fmt!r} has no known model file; expected one of {sorted(MODEL_FILES)}")
@@ -84,7 +85,7 @@ def read_stamp(fmt: str, path: Path, *, data: bytes | None = None) -> dict[str, 
     raise BundleError(f"{path}: no metadata reader for format {fmt!r}; expected one of {sorted(MODEL_FILES)}")
 
 
-def check_binding(bundle: Path, manifest: Mapping, *, model: bytes | None = None) -> None:
+def check_binding(bundle: Path, manifest: Mapping[str, Any], *, model: bytes | None = None) -> None:
     """Raise a BundleError when the manifest is not the one the model was stamped with;
     ``model``: the model file's bytes as hashed (else read from the bundle)."""
     path = stamped_file(bundle, manifest)
@@ -103,7 +104,7 @@ def check_binding(bundle: Path, manifest: Mapping, *, model: bytes | None = None
                           "the bundle with 'maskgate build'")
 
 
-def _stamped_value(text: str):
+def _stamped_value(text: str) -> object:
     try:
         return json.loads(text) if text[:1] in "[{" else text
     except ValueError:
@@ -123,7 +124,7 @@ def restamp(path: Path, old: str, new: str) -> None:
 
 # -- ONNX: ModelProto.metadata_props (field 14) of StringStringEntryProto {key 1, value 2} ---------
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         byte = data[pos]
@@ -136,13 +137,13 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("malformed protobuf varint")
 
 
-def _fields(data: bytes | memoryview):
+def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int | bytes | memoryview]]:
     """(field number, wire type, value) of one protobuf message's top-level fields."""
     pos = 0
     while pos < len(data):
         tag, pos = _varint(data, pos)
         number, wire = tag >> 3, tag & 7
-        value: int | bytes
+        value: int | bytes | memoryview
         if wire == 0:
             value, pos = _varint(data, pos)
         elif wire == 1:
@@ -163,7 +164,7 @@ def onnx_metadata_props(data: bytes) -> dict[str, str]:
     props = {}
     # A memoryview: skipping the graph (megabytes of weights) must not copy it.
     for number, wire, value in _fields(memoryview(data)):
-        if number == 14 and wire == 2:
+        if number == 14 and wire == 2 and not isinstance(value, int):  # wire type 2: bytes
             entry = {n: bytes(v) for n, w, v in _fields(value) if w == 2}
             props[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
     return props
@@ -207,15 +208,17 @@ def _field_pos(data: bytes, table: tuple[int, int], index: int) -> int | None:
 
 
 def _deref(data: bytes, at: int) -> int:
-    return at + struct.unpack_from("<I", data, at)[0]
+    offset: int = struct.unpack_from("<I", data, at)[0]
+    return at + offset
 
 
-def _scalar(data: bytes, table, index: int, fmt: str, default=0):
+def _scalar(data: bytes, table: tuple[int, int], index: int, fmt: str, default: int = 0) -> int:
     at = _field_pos(data, table, index)
-    return default if at is None else struct.unpack_from(fmt, data, at)[0]
+    value: int = default if at is None else struct.unpack_from(fmt, data, at)[0]
+    return value
 
 
-def _string(data: bytes, table, index: int) -> str | None:
+def _string(data: bytes, table: tuple[int, int], index: int) -> str | None:
     at = _field_pos(data, table, index)
     if at is None:
         return None
@@ -224,7 +227,7 @@ def _string(data: bytes, table, index: int) -> str | None:
     return data[start + 4:start + 4 + length].decode()
 
 
-def _vector_of_tables(data: bytes, table, index: int) -> list[tuple[int, int]]:
+def _vector_of_tables(data: bytes, table: tuple[int, int], index: int) -> list[tuple[int, int]]:
     at = _field_pos(data, table, index)
     if at is None:
         return []
@@ -233,7 +236,7 @@ def _vector_of_tables(data: bytes, table, index: int) -> list[tuple[int, int]]:
     return [_table(data, _deref(data, start + 4 + 4 * k)) for k in range(count)]
 
 
-def _buffer_bytes(data: bytes, buffer) -> bytes:
+def _buffer_bytes(data: bytes, buffer: tuple[int, int]) -> bytes:
     at = _field_pos(data, buffer, 0)
     if at is not None:  # inline data
         start = _deref(data, at)

@@ -24,13 +24,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from maskgate.errors import BundleError
 from maskgate.files import MAX_JSON_BYTES, current_umask, links_inside, parse_bundle_json, read_bundle_file
 
 from .binding import STAMP_KEY, check_binding, manifest_digest, read_stamp, restamp, stamped_file
 from .manifest import MANIFEST, SCHEMA_VERSION, Manifest
-from .signing import SIGNATURE, check_signature, signature_record
+from .signing import SIGNATURE, BundleKey, check_signature, signature_record
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class VerifiedBundle:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def read_verified(bundle: str | Path, *, key=None) -> VerifiedBundle:
+def read_verified(bundle: str | Path, *, key: BundleKey | None = None) -> VerifiedBundle:
     """The bundle after checking that it holds no symbolic link, its manifest's schema, that
     every file (the model among them) matches its sha256, that the manifest is the one stamped
     into the model (``maskgate.converters.binding``) and, with ``key`` (a
@@ -116,12 +117,12 @@ def read_verified(bundle: str | Path, *, key=None) -> VerifiedBundle:
     return VerifiedBundle(bundle, manifest, MappingProxyType(files))
 
 
-def verify_bundle(bundle: str | Path, *, key=None) -> Manifest:
+def verify_bundle(bundle: str | Path, *, key: BundleKey | None = None) -> Manifest:
     """The manifest of a bundle that verifies (``read_verified``)."""
     return read_verified(bundle, key=key).manifest
 
 
-def sign_bundle(bundle: str | Path, key) -> Path:
+def sign_bundle(bundle: str | Path, key: BundleKey) -> Path:
     """Sign a bundle that verifies with ``key`` (a ``maskgate.converters.signing.BundleKey`` that can
     sign): ``signature.json`` is written beside its manifest, atomically."""
     bundle = Path(bundle)
@@ -132,7 +133,7 @@ def sign_bundle(bundle: str | Path, key) -> Path:
     return bundle / SIGNATURE
 
 
-def verdict_problem(manifest: Mapping) -> str | None:
+def verdict_problem(manifest: Mapping[str, Any]) -> str | None:
     """Why the build's recorded gate verdict does not let this bundle run (None: it passed)."""
     verdict = manifest.get("verdict")
     if not isinstance(verdict, dict):
@@ -249,13 +250,13 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, f"cannot swap {a} and {b}: {os.strerror(errno)}")
 
 
-def write_manifest(folder: Path, fields: Mapping) -> Manifest:
+def write_manifest(folder: Path, fields: Mapping[str, Any]) -> Manifest:
     """Hash every file the manifest lists (present in ``folder``), stamp the manifest's
     digest into the model file, validate, and write the manifest last."""
     links = links_inside(folder)
     if links:
         raise BundleError(f"{links[0]}: a symbolic link in a bundle being written; a bundle holds its own files")
-    manifest: dict = json.loads(json.dumps(dict(fields)))  # the digest is of what a reader will parse
+    manifest: dict[str, Any] = json.loads(json.dumps(dict(fields)))  # the digest is of what a reader will parse
     manifest["schema_version"] = SCHEMA_VERSION
     model = stamped_file(folder, manifest)
     names = list(manifest["files"])
@@ -276,7 +277,7 @@ def write_manifest(folder: Path, fields: Mapping) -> Manifest:
     return Manifest.from_dict(manifest, where=str(folder / MANIFEST))
 
 
-def update_manifest(bundle: Path, changes: dict) -> Manifest:
+def update_manifest(bundle: Path, changes: dict[str, Any]) -> Manifest:
     """Set top-level ``changes`` in a finished bundle's manifest: on a copy, restamped and
     swapped in whole (a signature, which no longer holds, is dropped). Returns the new manifest."""
     bundle = Path(bundle)

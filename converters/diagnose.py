@@ -12,12 +12,17 @@ noise the node itself adds. The top of that ranking is what ``maskgate build
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import require
+
+if TYPE_CHECKING:
+    from .targets import ConversionJob
 
 CLEAN_DB = 100.0  # SQNR given to the graph's own inputs (no quantization noise yet)
 
@@ -30,7 +35,7 @@ class LayerError:
     sqnr_db: float  # output in the QDQ model against the float model (cumulative)
     added_db: float  # SQNR lost across this node: the error it adds
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
@@ -40,10 +45,10 @@ class _Reader:
     def __init__(self, name: str, tensors: list[np.ndarray]):
         self._items = iter([{name: np.ascontiguousarray(t, np.float32)} for t in tensors])
 
-    def get_next(self):
+    def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._items, None)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self._items
 
 
@@ -90,7 +95,7 @@ def diagnose_qdq(float_model: str | Path, qdq_model: str | Path, tensors: list[n
     return sorted(out, key=lambda e: -e.added_db)
 
 
-def diagnose_job(job, tensors: list[np.ndarray]) -> list[LayerError]:
+def diagnose_job(job: ConversionJob, tensors: list[np.ndarray]) -> list[LayerError]:
     """Rank the layers of ``job``'s model as the ONNX int8 converter quantizes it (the
     model's hints and ``job.options.onnx.keep_float`` in float). For an OpenVINO job this
     is a proxy: the same float graph, whose node names OpenVINO keeps."""

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import fx, nn
 
 HOMOGENEOUS = ("ReLU", "LeakyReLU", "Identity")
 
@@ -26,7 +31,7 @@ class EqualizationPair:
     consumers: tuple[str, ...]  # convs reading that output (their input channels scaled up)
 
 
-def equalize(module, *, iterations: int = 1):
+def equalize(module: nn.Module, *, iterations: int = 1) -> tuple[nn.Module, list[EqualizationPair]]:
     """An equalized, BatchNorm-folded copy of ``module`` and the conv pairs it balanced.
 
     Raises ``ConversionError`` when the module cannot be traced by torch.fx.
@@ -50,13 +55,13 @@ def equalize(module, *, iterations: int = 1):
     return graph_module, pairs
 
 
-def find_pairs(graph_module) -> list[EqualizationPair]:
+def find_pairs(graph_module: Any) -> list[EqualizationPair]:  # torch.fx.GraphModule
     """Convs whose output reaches only other convs' inputs, through at most one homogeneous activation."""
     from torch import nn
 
     modules = dict(graph_module.named_modules())
 
-    def module_of(node):
+    def module_of(node: fx.Node) -> Any:
         return modules.get(node.target) if node.op == "call_module" else None
 
     pairs = []
@@ -76,12 +81,12 @@ def find_pairs(graph_module) -> list[EqualizationPair]:
     return pairs
 
 
-def _takes_whole_input(consumer, producer) -> bool:
+def _takes_whole_input(consumer: nn.Conv2d, producer: nn.Conv2d) -> bool:
     # A plain conv (groups 1) or a depthwise one over exactly the producer's channels.
     return consumer.in_channels == producer.out_channels and consumer.groups in (1, consumer.in_channels)
 
 
-def _balance(producer, consumers) -> None:
+def _balance(producer: nn.Conv2d, consumers: list[nn.Conv2d]) -> None:
     """Scale so that the producer's output-channel weight range and the consumers' input-
     channel range meet at their geometric mean (the paper's s_i = sqrt(r1_i / r2_i))."""
     import torch
@@ -103,7 +108,7 @@ def _balance(producer, consumers) -> None:
             consumer.weight.mul_(scale.view(1, -1, 1, 1))
 
 
-def _input_channel_range(conv):
+def _input_channel_range(conv: nn.Conv2d) -> torch.Tensor:
     if conv.groups > 1:
         return conv.weight.abs().flatten(1).amax(1)
     return conv.weight.abs().transpose(0, 1).flatten(1).amax(1)

@@ -34,11 +34,11 @@ class TensorEntry:
     quantization: tuple[float, int] | None = None  # (scale, zero point) of an int8 tensor
 
     @classmethod
-    def from_dict(cls, d: dict) -> TensorEntry:
+    def from_dict(cls, d: dict[str, Any]) -> TensorEntry:
         q = d.get("quantization")
         return cls(d["name"], d["tensor"], tuple(d["shape"]), d["dtype"], (float(q[0]), int(q[1])) if q else None)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "tensor": self.tensor, "shape": list(self.shape), "dtype": self.dtype,
                 "quantization": list(self.quantization) if self.quantization else None}
 
@@ -58,11 +58,11 @@ class InputEntry:
     resize: str | None = None
 
     @classmethod
-    def from_dict(cls, d: dict) -> InputEntry:
+    def from_dict(cls, d: dict[str, Any]) -> InputEntry:
         return cls(d["name"], tuple(d["shape"]), d["layout"], d["dtype"], d["color"], tuple(d["mean"]),
                    tuple(d["std"]), tuple(d["size"]), d.get("resize"))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "shape": list(self.shape), "layout": self.layout, "dtype": self.dtype,
              "color": self.color, "mean": list(self.mean), "std": list(self.std), "size": list(self.size)}
         return d if self.resize is None else {**d, "resize": self.resize}
@@ -86,7 +86,7 @@ _TENSOR_FIELDS = {"name": str, "tensor": str, "shape": list, "dtype": str}
 
 
 @dataclass(frozen=True)
-class Manifest(Mapping):
+class Manifest(Mapping[str, Any]):
     schema_version: int
     sdk_version: str
     name: str
@@ -94,27 +94,27 @@ class Manifest(Mapping):
     task: str
     format: str
     precision: str
-    quantizer: dict | None
+    quantizer: dict[str, Any] | None
     input: InputEntry
     inputs: tuple[TensorEntry, ...]
     outputs: tuple[TensorEntry, ...]
     class_names: tuple[str, ...]
     files: dict[str, str]  # file name -> sha256
-    calibration: dict | None
+    calibration: dict[str, Any] | None
     source_weights_sha256: str
-    reference: dict
+    reference: dict[str, Any]
     build_key: str
     created: str
     notes: tuple[str, ...] = ()
-    detection: dict | None = None
-    priors: dict | None = None
-    verdict: dict | None = None  # the build's gate verdict (maskgate.builder.verify.record)
-    tools: dict | None = None
-    accuracy_aware: dict | None = None  # the int8 diagnosis and repair (maskgate.builder.repair)
+    detection: dict[str, Any] | None = None
+    priors: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None  # the build's gate verdict (maskgate.builder.verify.record)
+    tools: dict[str, Any] | None = None
+    accuracy_aware: dict[str, Any] | None = None  # the int8 diagnosis and repair (maskgate.builder.repair)
     soc: str | None = None  # the chip a format compiled per chip was built for (rk3588, qcs6490, ...)
     sources: tuple[str, ...] = ()  # files the model was made from (a check rebuilds it); never loaded
-    extra: dict = field(default_factory=dict)  # fields this SDK does not know, kept as read
-    source: dict = field(default_factory=dict, compare=False, repr=False)  # the JSON as read
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this SDK does not know, kept as read
+    source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the JSON as read
 
     @classmethod
     def from_dict(cls, data: object, *, where: str = MANIFEST) -> Manifest:
@@ -136,7 +136,7 @@ class Manifest(Mapping):
         except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:  # a shape the checks above miss
             raise BundleError(f"{where}: not a valid MaskGate manifest: {type(exc).__name__}: {exc}") from None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object: as read, for a manifest read from a file (its digest is of that
         content); rebuilt from the fields for one made in code."""
         if self.source:
@@ -166,7 +166,7 @@ class Manifest(Mapping):
 
     # -- a read-only mapping of the JSON, for code written against the dictionary ------------
     @cached_property
-    def _mapping(self) -> dict:
+    def _mapping(self) -> dict[str, Any]:
         return self.source or self.to_dict()
 
     def __getitem__(self, key: str) -> Any:
@@ -179,7 +179,7 @@ class Manifest(Mapping):
         return len(self._mapping)
 
 
-def model_size(bundle: str | Path, manifest: Manifest | Mapping) -> int:
+def model_size(bundle: str | Path, manifest: Manifest | Mapping[str, Any]) -> int:
     """Bytes of a bundle's model files (the golden data and the sources it carries for checks left out)."""
     skip = {GOLDEN, *(manifest.get("sources") or ())}
     return sum((Path(bundle) / name).stat().st_size for name in manifest["files"] if name not in skip)
@@ -227,11 +227,11 @@ def manifest_problems(manifest: object) -> list[str]:
     return problems
 
 
-def _check(d: dict, fields: dict) -> list[str]:
+def _check(d: dict[str, Any], fields: dict[str, Any]) -> list[str]:
     return [f"missing '{k}'" if k not in d else f"'{k}' should be {t.__name__}" for k, t in fields.items()
             if k not in d or not isinstance(d[k], t)]
 
 
-def _names(types) -> str:
+def _names(types: type | tuple[type, ...]) -> str:
     types = types if isinstance(types, tuple) else (types,)
     return " or ".join("null" if t is type(None) else t.__name__ for t in types)

@@ -5,6 +5,7 @@ import contextlib
 import io
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from maskgate.ast_race import retry_ast_race
 from maskgate.errors import ConversionError
@@ -12,20 +13,26 @@ from maskgate.errors import ConversionError
 from . import hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from maskgate.specs import ModelSpec
+
 MODEL_FILE = "model.onnx"
 
 
-def export_fp32(module, spec, path: Path, *, opset: int | None = None, simplify: bool = True) -> list[str]:
+def export_fp32(module: nn.Module, spec: ModelSpec, path: Path, *, opset: int | None = None,
+                simplify: bool = True) -> list[str]:
     """The fp32 export every ONNX and OpenVINO build starts from; returns notes."""
     import torch
 
     onnx = require("onnx", purpose="ONNX export")
     notes = []
     x = torch.zeros(*spec.input.shape)
-    kwargs = {"opset_version": opset} if opset else {}
+    kwargs: dict[str, Any] = {"opset_version": opset} if opset else {}
     try:
         # The exporter narrates every step on stdout; a build shows its own progress instead.
-        def export():
+        def export() -> Any:  # a torch.onnx.ONNXProgram
             with contextlib.redirect_stdout(io.StringIO()):
                 return torch.onnx.export(module, (x,), dynamo=True, input_names=[spec.input.name],
                                          output_names=list(spec.outputs), verbose=False, **kwargs)
@@ -73,7 +80,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
     )
 
 
-def _quantize_int8(job: ConversionJob, dst: Path) -> dict:
+def _quantize_int8(job: ConversionJob, dst: Path) -> dict[str, Any]:
     import onnxruntime
 
     options = job.options.onnx
@@ -162,7 +169,7 @@ def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     dtype = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
 
-    def info(v):
+    def info(v: Any) -> TensorInfo:  # an onnxruntime NodeArg
         return TensorInfo(
             v.name, tuple(int(d) if isinstance(d, int) else -1 for d in v.shape), dtype.get(v.type, v.type)
         )

@@ -1,7 +1,9 @@
 """OpenVINO IR builds from the fp32 ONNX export: fp32, fp16 weights, int8 with NNCF."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from maskgate.errors import ConversionError
 
@@ -27,7 +29,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
                     layout=job.spec.input.layout, quantizer=quantizer)
 
 
-def _quantize_int8(job: ConversionJob, model):
+def _quantize_int8(job: ConversionJob, model: Any) -> tuple[Any, dict[str, Any]]:  # (openvino.Model, settings)
     import nncf
 
     from maskgate.calibration.adapters import nncf_dataset
@@ -57,7 +59,7 @@ def _quantize_int8(job: ConversionJob, model):
         return nncf.quantize(model, dataset, **common), settings
     items, score = _validation(job)
 
-    def validate(compiled, data) -> tuple[float, list[float]]:
+    def validate(compiled: Any, data: Iterable[Any]) -> tuple[float, list[float]]:
         # NNCF ranks layers by the per-item values, so return them with the mean.
         values = [float(score(compiled, item)) for item in data]
         return (sum(values) / len(values) if values else 0.0), values
@@ -69,7 +71,7 @@ def _quantize_int8(job: ConversionJob, model):
     return quantized, settings
 
 
-def _io(ports) -> list[TensorInfo]:
+def _io(ports: Iterable[Any]) -> list[TensorInfo]:
     out = []
     for port in ports:
         shape = tuple(int(d.get_length()) if d.is_static else -1 for d in port.get_partial_shape())
@@ -77,7 +79,10 @@ def _io(ports) -> list[TensorInfo]:
     return out
 
 
-def _validation(job: ConversionJob):
+Item = tuple[Any, dict[str, Any]]  # (input tensor, the reference's outputs)
+
+
+def _validation(job: ConversionJob) -> tuple[list[Item], Callable[[Any, Item], float]]:
     """Accuracy control scores agreement with the fp32 reference on the calibration inputs
     (the held-out set stays untouched for the reported figures): (items, score)."""
     import numpy as np
@@ -89,7 +94,7 @@ def _validation(job: ConversionJob):
     items = [(x, job.shared.reference(x)) for x in job.int8_calibration.tensors]
     outputs = job.spec.outputs
 
-    def score(compiled, item) -> float:
+    def score(compiled: Any, item: Item) -> float:
         x, ref = item
         result = compiled(x)
         got = {name: np.asarray(result[port]) for name, port in zip(outputs, compiled.outputs)}

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from maskgate.errors import ConversionError
 
@@ -18,6 +19,9 @@ from . import require
 from .onnx import _io, float_nodes
 from .qnn_weights import depthwise_convs, split_fine_weights
 from .targets import Artifact, ConversionJob
+
+if TYPE_CHECKING:
+    from maskgate.formats.qnn import QnnOptions
 
 CONTEXT_MODEL = "model_ctx.onnx"  # the EPContext model ORT writes names its binary after itself
 CONTEXT_BINARY = "model_ctx_qnn.bin"
@@ -49,7 +53,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
                     layout=job.spec.input.layout, quantizer=quantizer, sources=[QDQ_MODEL])
 
 
-def qdq_model(job: ConversionJob) -> tuple[Path, dict]:
+def qdq_model(job: ConversionJob) -> tuple[Path, dict[str, Any]]:
     """The model's QDQ ONNX for these options, made once and shared by its SoCs' builds."""
     import dataclasses
 
@@ -121,7 +125,7 @@ def _quantize(job: ConversionJob, dst: Path) -> list[str]:
     return notes
 
 
-def _wide_nodes(path: Path, options, hinted: list[str]) -> list[str]:
+def _wide_nodes(path: Path, options: QnnOptions, hinted: list[str]) -> list[str]:
     """The nodes whose outputs stay 16-bit: the model's ``hinted`` ones, those named by
     ``options.wide_activations`` and the prediction heads (with ``wide_heads``)."""
     onnx = require("onnx", purpose="QNN builds")
@@ -137,7 +141,7 @@ def _outputs_of(path: Path, names: list[str]) -> list[str]:
     return [output for name in names for output in nodes[name].output]
 
 
-def head_nodes(graph) -> list[str]:
+def head_nodes(graph: Any) -> list[str]:  # an onnx GraphProto
     """The nodes that make the graph's outputs: walking back from each output through every
     op up to and including the first convolution on each path (a detector's box, score and
     landmark heads; a classifier's pooling and classifier)."""

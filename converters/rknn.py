@@ -9,7 +9,9 @@ model built in the same process, so a check rebuilds it and compares the bytes.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +20,10 @@ from maskgate.errors import ConversionError
 from . import hinted_float_ops, require
 from .onnx import _io
 from .targets import Artifact, ConversionJob
+
+if TYPE_CHECKING:
+    from maskgate.calibration import CalibrationSet
+    from maskgate.specs import InputSpec
 
 MODEL_FILE = "model.rknn"
 SOURCE_MODEL = "rknn_source.onnx"
@@ -73,13 +79,13 @@ def source_model(fp32: Path, path: Path) -> list[str]:
     return notes
 
 
-def _save_pixels(calibration, spec_input, count: int, path: Path) -> None:
+def _save_pixels(calibration: CalibrationSet, spec_input: InputSpec, count: int, path: Path) -> None:
     # np.savez_compressed appends .npz to a name without it: write under the name asked for.
     with open(path, "wb") as out:
         np.savez_compressed(out, pixels=calibration_pixels(calibration, spec_input, count))
 
 
-def calibration_pixels(calibration, spec_input, count: int) -> np.ndarray:
+def calibration_pixels(calibration: Iterable[np.ndarray], spec_input: InputSpec, count: int) -> np.ndarray:
     """The first ``count`` calibration inputs as the pixels they were made from (N x 3 x H x W
     uint8): the toolkit applies the model's mean/std itself."""
     from maskgate.runtimes.rknn import to_pixels

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from maskgate.formats.onnx import OnnxOptions
 
 
 class SharedExports:
@@ -40,7 +43,7 @@ class SharedExports:
             self._made[name] = path
         return self._made[name]
 
-    def onnx_fp32(self, options) -> Path:
+    def onnx_fp32(self, options: OnnxOptions) -> Path:
         """The fp32 ONNX export (``options``: the build's ``OnnxOptions``: opset, simplify)."""
         from .onnx import export_fp32
 

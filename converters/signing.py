@@ -36,11 +36,11 @@ _DOMAIN = b"maskgate-bundle-signature-v1\n"  # signatures of other things never 
 MIN_HMAC_BYTES = 32
 
 
-def _message(manifest: Mapping) -> bytes:
+def _message(manifest: Mapping[str, Any]) -> bytes:
     return _DOMAIN + canonical_json(manifest)
 
 
-def _crypto():
+def _crypto() -> tuple[Any, Any]:  # (serialization, ed25519) of cryptography
     try:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -68,7 +68,8 @@ class BundleKey:
             raise InputError(f"{self.path}: a public key cannot sign; give the Ed25519 private key")
         if self.algorithm == "hmac-sha256":
             return hmac.new(self._private, message, hashlib.sha256).digest()
-        return self._private.sign(message)
+        signature: bytes = self._private.sign(message)
+        return signature
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         if self.algorithm == "hmac-sha256":
@@ -144,7 +145,7 @@ def generate_key(path: str | Path, *, algorithm: str = "ed25519") -> list[Path]:
     return list(files)
 
 
-def signature_record(manifest: Mapping, key: BundleKey) -> dict:
+def signature_record(manifest: Mapping[str, Any], key: BundleKey) -> dict[str, Any]:
     """The content of ``signature.json``: ``key``'s signature of this (verified) manifest."""
     return {"algorithm": key.algorithm, "key_id": key.key_id,
             "manifest_sha256": hashlib.sha256(canonical_json(manifest)).hexdigest(),
@@ -152,7 +153,7 @@ def signature_record(manifest: Mapping, key: BundleKey) -> dict:
             "signature": base64.b64encode(key.sign(_message(manifest))).decode()}
 
 
-def check_signature(bundle: Path, manifest: Mapping, key: BundleKey) -> None:
+def check_signature(bundle: Path, manifest: Mapping[str, Any], key: BundleKey) -> None:
     """Raise a BundleError unless ``signature.json`` is ``key``'s signature of this manifest."""
     path = Path(bundle) / SIGNATURE
     how = f"sign it with 'maskgate sign {bundle} --key PRIVATE_KEY'"

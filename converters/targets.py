@@ -8,11 +8,15 @@ framework imports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maskgate.formats import FORMATS, PRECISIONS, ConvertOptions
+
+if TYPE_CHECKING:
+    from .shared import SharedExports
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class Target:
     chip: str = ""  # the chip a format compiled per chip is built for (rk3588, qcs6490, ...); "" for any
     variant: str = ""  # a detector built at another canvas than the general one (its size, "320x256")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
@@ -44,12 +48,12 @@ class TensorInfo:
     dtype: str  # numpy dtype name
     quantization: tuple[float, int] | None = None  # (scale, zero point) of an int8 tensor
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
                 "quantization": list(self.quantization) if self.quantization else None}
 
     @classmethod
-    def from_dict(cls, d: dict) -> TensorInfo:
+    def from_dict(cls, d: dict[str, Any]) -> TensorInfo:
         q = d.get("quantization")
         return cls(d["name"], tuple(d["shape"]), d["dtype"], (float(q[0]), int(q[1])) if q else None)
 
@@ -77,7 +81,7 @@ class ConversionJob:
     module: Any  # the torch module (eval mode, on CPU)
     calibration: Any | None  # maskgate.calibration.CalibrationSet for int8
     metadata: dict[str, str]  # stamped into the model file
-    shared: Any  # maskgate.converters.shared.SharedExports: the model's intermediate files, made once
+    shared: SharedExports  # the model's intermediate files, made once
     options: ConvertOptions = field(default_factory=ConvertOptions)
 
     @property
@@ -96,7 +100,7 @@ class ConversionJob:
         return self.calibration
 
     @property
-    def onnx_fp32(self):
+    def onnx_fp32(self) -> Path:
         """The model's fp32 ONNX export (OpenVINO and the int8 diagnosis read it too)."""
         return self.shared.onnx_fp32(self.options.onnx)
 

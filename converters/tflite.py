@@ -12,12 +12,16 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from maskgate.ast_race import retry_ast_race
 from maskgate.errors import ConversionError
 
 from . import dist_version, hinted_float_ops, require
 from .targets import Artifact, ConversionJob, TensorInfo
+
+if TYPE_CHECKING:
+    from maskgate.specs import ModelSpec
 
 MODEL_FILE = "model.tflite"
 METADATA_NAME = "maskgate"
@@ -58,7 +62,7 @@ def convert(job: ConversionJob, folder: Path) -> Artifact:
     return Artifact(files=[MODEL_FILE], inputs=inputs, outputs=outputs, layout=layout, quantizer=quantizer)
 
 
-def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
+def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict[str, Any]]:
     aeq = require("ai_edge_quantizer", purpose="TFLite quantization")
     from ai_edge_quantizer import quantizer, recipe, recipe_manager
     from ai_edge_quantizer.qtyping import TFLOperationName as Op
@@ -101,7 +105,7 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict]:
                                            "samples": len(calibration), "float_ops": len(float_ops)}
 
 
-def _calibrate(fp32_file: Path, data: dict, manager, *, method: str) -> dict:
+def _calibrate(fp32_file: Path, data: dict[str, Any], manager: Any, *, method: str) -> dict[str, Any]:
     """Activation ranges ({tensor: min/max}) over the calibration data."""
     import warnings
 
@@ -116,10 +120,11 @@ def _calibrate(fp32_file: Path, data: dict, manager, *, method: str) -> dict:
         )  # "preserve_all_tensors is for debugging": it is how ranges are read
         calib = calibrator.Calibrator(Path(fp32_file).read_bytes(), num_threads=2, qsv_update_func=update)
         calib.calibrate(data, manager)
-    return calib.get_model_qsvs()
+    ranges: dict[str, Any] = calib.get_model_qsvs()
+    return ranges
 
 
-def _hinted_ops(path: Path, spec) -> list[str]:
+def _hinted_ops(path: Path, spec: ModelSpec) -> list[str]:
     """The quantizer's scope names (output tensor names, ';'-terminated) of the ops that
     the model's int8 hint keeps in float."""
     if not (spec.int8_float_leading_convs or spec.int8_float_head):
@@ -132,7 +137,7 @@ def _hinted_ops(path: Path, spec) -> list[str]:
     codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     conv_types = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
-    def scope(op) -> str:
+    def scope(op: Any) -> str:
         names = [graph.tensors[i].name for i in op.outputs if i != -1]
         names = [n.decode() if isinstance(n, bytes) else n for n in names if n]
         return ";".join(names) + ";" if names else ""
@@ -170,7 +175,8 @@ def read_metadata(path: Path) -> dict[str, str]:
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
     for entry in obj.metadata or []:
         if entry.name in (METADATA_NAME, METADATA_NAME.encode()):
-            return json.loads(bytes(obj.buffers[entry.buffer].data).decode())
+            recorded: dict[str, str] = json.loads(bytes(obj.buffers[entry.buffer].data).decode())
+            return recorded
     return {}
 
 
@@ -179,7 +185,7 @@ def _io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
 
     interpreter = Interpreter(model_path=str(path))
 
-    def info(d):
+    def info(d: dict[str, Any]) -> TensorInfo:
         scale, zero = d["quantization"]
         q = (float(scale), int(zero)) if scale else None
         return TensorInfo(d["name"], tuple(int(v) for v in d["shape"]), d["dtype"].__name__, q)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import Runner
 
@@ -43,7 +43,7 @@ class BackendStatus:
     def usable(self, kind: str) -> list[Accelerator]:
         return [a for a in self.accelerators if a.kind == kind and a.usable]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         return asdict(self)
@@ -52,7 +52,7 @@ class BackendStatus:
 @dataclass
 class OpenOptions:
     threads: int | None = None
-    extra: dict = field(default_factory=dict)  # backend-specific (session options, delegate options)
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific (session options, delegate options)
     # The bundle as the selector checked it (maskgate.converters.bundle.VerifiedBundle): a backend
     # loads these bytes (``model_source``, or ``verified.private_copy()`` for a runtime that takes
     # only paths), never the path again, so what runs is what was hashed and signed.

@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 
 _Opened = TypeVar("_Opened", bound="Runner")
+_Result = TypeVar("_Result")
 
 
 class Runner(ABC):
@@ -103,7 +105,7 @@ class Runner(ABC):
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
 
-    def _timed(self, call, *args):
+    def _timed(self, call: Callable[..., _Result], *args: Any) -> _Result:
         """``call(*args)``, queued behind other threads unless the runtime runs calls
         concurrently; records how long it took."""
         start = time.perf_counter()
@@ -121,7 +123,7 @@ class Runner(ABC):
     def __enter__(self: _Opened) -> _Opened:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def describe(self) -> str:
@@ -133,7 +135,7 @@ class SessionRunner(Runner):
 
     concurrent_infer = True  # InferenceSession.run is thread-safe
 
-    def _bind(self, session, output_names: tuple[str, ...] | None) -> None:
+    def _bind(self, session: Any, output_names: tuple[str, ...] | None) -> None:
         self._session = session
         self._inputs = tuple(i.name for i in session.get_inputs())
         self._actual = tuple(o.name for o in session.get_outputs())

@@ -28,7 +28,7 @@ class FailoverRunner(Runner):
 
     concurrent_infer = False  # a failover must not race another call on the failing runner
 
-    def __init__(self, selection: Selection, reopen: Callable[[set], Selection]):
+    def __init__(self, selection: Selection, reopen: Callable[[set[tuple[str, str, str]]], Selection]):
         super().__init__()
         self.selection = selection
         self._reopen = reopen
@@ -47,7 +47,7 @@ class FailoverRunner(Runner):
     def _infer_batch(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self._on_any_runner(lambda runner: runner.infer_batch(name, batch))
 
-    def _on_any_runner(self, run):
+    def _on_any_runner(self, run: Callable[[Runner], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """``run(the current runner)``, failing over to the next one until one succeeds."""
         while True:
             try:

@@ -3,7 +3,7 @@ execution providers (only those ``get_available_providers()`` lists)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from maskgate.errors import DependencyError, DeviceError, ModelError
 from maskgate.formats import formats_of_backend
@@ -23,7 +23,7 @@ class OnnxRuntimeRunner(SessionRunner):
     backend = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes, *, output_names: tuple[str, ...] | None = None,
-                 threads: int | None = None, providers: list | None = None, graph_optimization: str = "all",
+                 threads: int | None = None, providers: list[Any] | None = None, graph_optimization: str = "all",
                  where: str | Path | None = None):
         """``model``: a path, or the model's bytes (``where`` then names it in errors)."""
         super().__init__()
@@ -62,7 +62,7 @@ class OnnxRuntimeRunner(SessionRunner):
         self._bind(session, output_names)
 
 
-def _names(providers: list) -> list[str]:
+def _names(providers: list[Any]) -> list[str]:
     return [p[0] if isinstance(p, tuple) else p for p in providers]
 
 

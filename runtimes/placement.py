@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 #: operations that carry the arithmetic: convolutions and matrix products, in each runtime's own names
 HEAVY_OPS = frozenset({
@@ -47,7 +48,7 @@ class Placement:
         heavy = f", {self.heavy_on_device}/{self.heavy} conv/matmul" if self.heavy else ""
         return f"{self.on_device}/{self.ops} ops{heavy} on {self.device}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "share": round(self.share, 4)}
 
     def shortfall(self, *, min_share: float, all_heavy: bool) -> str | None:
@@ -75,14 +76,14 @@ def from_assignment(device: str, nodes: Iterable[tuple[str, str, str]], *, how: 
                            sorted(away, key=lambda n: n[1] not in HEAVY_OPS)[:SHOWN]), how)
 
 
-def onnxruntime_placement(session, device: str) -> Placement:
+def onnxruntime_placement(session: Any, device: str) -> Placement:  # an onnxruntime InferenceSession
     """From the session's graph assignment (``session.record_ep_graph_assignment_info`` must be on)."""
     nodes = [(assigned.ep_name, node.op_type, node.name) for assigned in session.get_provider_graph_assignment_info()
              for node in assigned.get_nodes()]
     return from_assignment(device, nodes, how="onnxruntime graph assignment")
 
 
-def openvino_placement(compiled, device: str) -> Placement:
+def openvino_placement(compiled: Any, device: str) -> Placement:  # an openvino CompiledModel
     """From the compiled model's runtime graph and the devices it executes on: a single
     device compiles every operation or fails; HETERO / AUTO name each op's device in its
     runtime info (``affinity``) where they split it."""
@@ -101,7 +102,7 @@ def openvino_placement(compiled, device: str) -> Placement:
     return from_assignment(device, nodes, how=f"openvino runtime model (executes on {', '.join(executing)})")
 
 
-def tflite_placement(ops_details: list[dict], device: str) -> Placement:
+def tflite_placement(ops_details: list[dict[str, Any]], device: str) -> Placement:
     """From the interpreter's node list after delegation: the DELEGATE nodes it added, each
     standing for the original nodes between its inputs and outputs (found by walking back
     from its outputs); the others run on the TFLite kernels of the CPU."""

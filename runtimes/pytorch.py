@@ -5,17 +5,21 @@ available where torch is installed (never required on the device).
 """
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maskgate.errors import DependencyError, DeviceError, ModelError
 
-from .backend import Accelerator, Backend, BackendStatus
+from .backend import Accelerator, Backend, BackendStatus, OpenOptions
 from .base import Runner
 
+if TYPE_CHECKING:
+    from maskgate.converters.manifest import Manifest
 
-def _torch():
+
+def _torch() -> Any:  # the torch module (imported on first use: the camera install has none)
     try:
         import torch
     except ModuleNotFoundError as exc:
@@ -97,5 +101,5 @@ class TorchBackend(Backend):
         accelerators = (Accelerator("gpu", name, cuda, gpu_reason), Accelerator("cpu", "cpu", True))
         return BackendStatus(self.name, self.formats, True, torch.__version__, accelerators)
 
-    def open(self, bundle, manifest, accelerator, *, options) -> Runner:
+    def open(self, bundle: Path, manifest: Manifest, accelerator: Accelerator, *, options: OpenOptions) -> Runner:
         raise ModelError(f"{bundle}: the PyTorch backend runs reference models (TorchRunner), not build bundles")

@@ -26,6 +26,8 @@ from .base import Runner, SessionRunner
 from .placement import from_assignment
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from maskgate.converters.manifest import Manifest
 
 EP = "QNNExecutionProvider"
@@ -48,7 +50,7 @@ class SocScope:
     simulator, onnxruntime-qnn 2.7.0): the HTP backend is set up for one SoC. Sessions of the
     same SoC share the scope; one for another SoC waits until they are all closed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._changed = threading.Condition()
         self._soc: str | None = None
         self._open = 0
@@ -84,7 +86,7 @@ def simulated_here() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
 
-def register() -> tuple[Any, list]:
+def register() -> tuple[Any, list[Any]]:
     """Register the plugin EP with onnxruntime once per process; (onnxruntime_qnn, its EP devices)."""
     global _done
     try:
@@ -102,7 +104,7 @@ def register() -> tuple[Any, list]:
 
 
 def qnn_session_options(*, provider_options: dict[str, str] | None = None, strict: bool = True,
-                        threads: int | None = None):
+                        threads: int | None = None) -> Any:  # an onnxruntime SessionOptions
     """Session options with the QNN EP on HTP; ``strict``: no node may fall back to the CPU."""
     import onnxruntime as ort
 
@@ -136,7 +138,8 @@ class QnnRunner(SessionRunner):
             self._leave_scope()
             raise
 
-    def _open(self, path, output_names, *, strict: bool, simulator: bool, threads: int | None) -> None:
+    def _open(self, path: str | Path, output_names: tuple[str, ...] | None, *, strict: bool, simulator: bool,
+              threads: int | None) -> None:
         import onnxruntime as ort
 
         from maskgate.console import native_output_filtered
@@ -165,7 +168,7 @@ class QnnRunner(SessionRunner):
         self.path = Path(path)
         self._bind(session, output_names)
 
-    def _infer(self, feed):
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with HTP_LOCK:
             try:
                 return super()._infer(feed)
@@ -184,12 +187,12 @@ class QnnRunner(SessionRunner):
             self._in_scope = False
             SOC_SCOPE.leave()
 
-    def __del__(self):  # a runner dropped without close() must not hold the SoC scope
+    def __del__(self) -> None:  # a runner dropped without close() must not hold the SoC scope
         if getattr(self, "_in_scope", False):
             self.close()
 
 
-def placement(session) -> list[tuple[str, str, str]]:
+def placement(session: Any) -> list[tuple[str, str, str]]:
     """(execution provider, node name, op type) of every node of a session."""
     return [(assigned.ep_name, node.name, node.op_type) for assigned in session.get_provider_graph_assignment_info()
             for node in assigned.get_nodes()]

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class _PixelRunner(Runner):
         return to_pixels(feed[self._inputs[0]], self._mean, self._std)
 
 
-def to_pixels(x: np.ndarray, mean, std) -> np.ndarray:
+def to_pixels(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """The pixels a normalized NCHW tensor was made from (``x * std + mean``, per channel)."""
     return x * np.asarray(std, np.float32).reshape(1, 3, 1, 1) + np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
 
@@ -86,7 +87,7 @@ class RebuildComparison:
                 f"{len(self.ranges)}{'+' if len(self.ranges) == 20 else ''} runs (offsets {spans}"
                 f"{', ...' if len(self.ranges) > 6 else ''}); the rest is identical")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "acceptable": self.acceptable, "summary": self.describe()}
 
 
@@ -139,7 +140,7 @@ class RknnSimulatorRunner(_PixelRunner):
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._outputs, self._worker.infer(self.pixels(feed))))
 
-    def analyze(self, feed: dict[str, np.ndarray]) -> list[dict]:
+    def analyze(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Per-layer error of the quantized model against float on one input (the toolkit's accuracy_analysis)."""
         return self._worker.analyze(self.pixels(feed))
 
@@ -148,7 +149,7 @@ class RknnSimulatorRunner(_PixelRunner):
         super().close()
 
 
-def layer_report(bundle: Path, manifest: Manifest, x: np.ndarray, *, shown: int = 8) -> dict:
+def layer_report(bundle: Path, manifest: Manifest, x: np.ndarray, *, shown: int = 8) -> dict[str, Any]:
     """The toolkit's per-layer error of a bundle (rebuilt in the simulator) on one input: the
     layers whose own quantization loses most (lowest single-layer cosine) first."""
     with RknnSimulatorRunner(Path(bundle), manifest) as runner:

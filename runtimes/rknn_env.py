@@ -16,8 +16,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -71,12 +73,13 @@ def python() -> Path:
 def versions() -> dict[str, str]:
     """The versions installed in the environment (recorded at setup), {} when it is absent."""
     try:
-        return json.loads((environment() / "ready.json").read_text())["versions"]
+        recorded: dict[str, str] = json.loads((environment() / "ready.json").read_text())["versions"]
+        return recorded
     except (OSError, ValueError, KeyError):
         return {}
 
 
-def setup(*, force: bool = False, log=print) -> Path:
+def setup(*, force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Make the environment (reused when its key matches, unless ``force``); returns its folder.
     Built in a staging folder and renamed: a failed setup leaves nothing half-made."""
     if platform_tag() != "x86_64":
@@ -150,7 +153,7 @@ class BuildReply:
 class Worker:
     """The toolkit worker process: ``build`` a model, then ``infer`` it in the simulator."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         exe = python()
         self.folder = Path(tempfile.mkdtemp(prefix="maskgate-rknn-client-"))
         self.log_path = self.folder / "worker.log"
@@ -162,17 +165,19 @@ class Worker:
                                             stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,),
                                             env=env, text=True)
         os.close(write_fd)
+        assert self.process.stdin is not None  # stdin=PIPE
+        self.stdin: IO[str] = self.process.stdin
         self.replies = os.fdopen(read_fd, "r")
 
-    def request(self, payload: dict) -> dict:
+    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
         if self.process.poll() is not None:
             raise WorkerError(f"the rknn-toolkit2 worker has exited ({self.process.returncode}): {self.log_tail()}")
-        self.process.stdin.write(json.dumps(payload) + "\n")
-        self.process.stdin.flush()
+        self.stdin.write(json.dumps(payload) + "\n")
+        self.stdin.flush()
         line = self.replies.readline()
         if not line:
             raise WorkerError(f"the rknn-toolkit2 worker died during {payload['op']}: {self.log_tail()}")
-        answer = json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
         if not answer.get("ok"):
             raise WorkerError(f"rknn-toolkit2 {payload['op']}: {answer.get('error')}; log: {self.log_tail()}")
         return answer
@@ -189,7 +194,7 @@ class Worker:
         with np.load(target) as data:
             return [data[f"arr_{k}"] for k in range(len(data.files))]
 
-    def analyze(self, pixels: np.ndarray) -> list[dict]:
+    def analyze(self, pixels: np.ndarray) -> list[dict[str, Any]]:
         """Per layer, the quantized model against float on one input (the toolkit's
         accuracy_analysis): op, layer, and the cosine / euclidean error of the model up to it
         (``entire_*``) and of that layer alone (``single_*``), in graph order."""
@@ -209,8 +214,8 @@ class Worker:
     def close(self) -> None:
         if self.process.poll() is None:
             try:
-                self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
-                self.process.stdin.flush()
+                self.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.stdin.flush()
                 self.process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
@@ -221,5 +226,5 @@ class Worker:
     def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import traceback
+from typing import Any
 
 
 def main() -> int:
@@ -48,11 +49,11 @@ def main() -> int:
 
 
 class Worker:
-    def __init__(self):
-        self.rknn = None
+    def __init__(self) -> None:
+        self.rknn: Any = None  # rknn.api.RKNN once built
         self.work = tempfile.mkdtemp(prefix="maskgate-rknn-")
 
-    def handle(self, request: dict) -> dict:
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request["op"]
         if op == "build":
             return self.build(request)
@@ -64,7 +65,7 @@ class Worker:
             return self.analyze(request)
         raise ValueError(f"unknown op {op!r}")
 
-    def build(self, r: dict) -> dict:
+    def build(self, r: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
         from rknn.api import RKNN
 
@@ -103,7 +104,7 @@ class Worker:
 
         return {"toolkit": version("rknn-toolkit2"), "seconds": time.perf_counter() - start}
 
-    def infer(self, r: dict) -> dict:
+    def infer(self, r: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         start = time.perf_counter()
@@ -113,7 +114,7 @@ class Worker:
         np.savez(r["output"], *[np.asarray(o, np.float32) for o in outputs])
         return {"seconds": time.perf_counter() - start}
 
-    def analyze(self, r: dict) -> dict:
+    def analyze(self, r: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         np.save(os.path.join(self.work, "analyze.npy"), np.load(r["input"]))
@@ -127,12 +128,12 @@ class Worker:
             self.rknn = None
 
 
-def read_error_table(path: str) -> list:
+def read_error_table(path: str) -> list[Any]:
     """[op type, layer, entire cosine, entire euclidean, single cosine, single euclidean] per
     layer of accuracy_analysis' error_analysis.txt ("entire": the quantized model up to that
     layer against float; "single": that layer alone on float inputs). Layers the toolkit
     fused (no figures on their line) are left out."""
-    rows: list[list] = []
+    rows: list[list[Any]] = []
     if not os.path.isfile(path):
         return rows
     with open(path) as table:
@@ -151,7 +152,7 @@ def read_error_table(path: str) -> list:
     return rows
 
 
-def check(code, what: str) -> None:
+def check(code: int, what: str) -> None:
     if code != 0:
         raise RuntimeError(f"rknn-toolkit2 {what} failed (returned {code}); see the worker log")
 

@@ -18,18 +18,26 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maskgate.converters.manifest import GOLDEN, MANIFEST, Manifest
 from maskgate.errors import BundleError, DeviceError, MaskGateError
+from maskgate.formats import SIMULATOR
 from maskgate.profiles import canvas_variant
 
 from .backend import Accelerator, Backend, BackendStatus, OpenOptions, model_path
 from .base import Runner
-from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, SIMULATOR, parse_preference
+from .devices import DEFAULT_PREFERENCE, FORMAT_ORDER, PRECISION_ORDER, parse_preference
+
+if TYPE_CHECKING:
+    from maskgate.converters.bundle import VerifiedBundle
+
+    from .trust import TrustPolicy
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +74,7 @@ class Selection:
     fallbacks: list[str] = field(default_factory=list)  # "candidate: reason" for each build that failed
     skipped_kinds: list[str] = field(default_factory=list)  # "npu: why not" for preferred kinds with nothing usable
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         placement = self.runner.placement
         return {"model": self.model, "backend": self.backend, "device_kind": self.device_kind, "device": self.device,
                 "format": self.format, "precision": self.precision, "bundle": str(self.bundle),
@@ -149,7 +157,8 @@ def candidates(bundles: list[tuple[Path, Manifest]], backends: list[tuple[Backen
 def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] | None = None, strict: bool = False,
               threads: int | None = None, backends: list[Backend] | None = None,
               formats: tuple[str, ...] | None = None, precisions: tuple[str, ...] | None = None,
-              input_size: tuple[int, int] | None = None, exclude: set | frozenset = frozenset(), trust=None,
+              input_size: tuple[int, int] | None = None, exclude: Set[tuple[str, str, str]] = frozenset(),
+              trust: TrustPolicy | None = None,
               checking: bool = False) -> Selection:
     """Open the best runnable build of ``model``; see the module docstring for the order.
     ``formats`` / ``precisions`` / ``input_size`` (width, height: a detector's canvas) narrow
@@ -270,7 +279,7 @@ def _below_floor(runner: Runner, candidate: Candidate, model: str) -> str | None
     return runner.placement.shortfall(min_share=floor.min_share, all_heavy=floor.all_heavy)
 
 
-def _smoke_test(runner: Runner, verified) -> None:
+def _smoke_test(runner: Runner, verified: VerifiedBundle) -> None:
     """The first golden input (stored in the bundle's layout, as verified) through the runner: outputs finite."""
     manifest = verified.manifest
     if GOLDEN in verified.files:
@@ -292,7 +301,9 @@ def _why_not(kind: str, probed: list[tuple[Backend, BackendStatus]]) -> str:
     return "; ".join(reasons) or "no backend offers one"
 
 
-def _nothing_usable(model, preference, bundles, probed, tried, failed_to_load=()) -> str:
+def _nothing_usable(model: str, preference: tuple[str, ...], bundles: list[tuple[Path, Manifest]],
+                    probed: list[tuple[Backend, BackendStatus]], tried: list[str],
+                    failed_to_load: Sequence[str] = ()) -> str:
     if failed_to_load:  # a device was there; the model file was not fit to run on it: that is the cause
         lines = [f"{model}: every build that could run here failed to load or run (its checksums match its "
                  "manifest, so it was written damaged or this runtime cannot read it; rebuild it):"]

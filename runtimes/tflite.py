@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 ENV_DELEGATE = "MASKGATE_TFLITE_DELEGATE"
 
 
-def _interpreter_module():
+def _interpreter_module() -> ModuleType:
     """``ai_edge_litert.interpreter``, or ``tflite_runtime.interpreter`` where that is what is installed."""
     try:
         from ai_edge_litert import interpreter
@@ -36,7 +37,8 @@ def _interpreter_module():
             from tflite_runtime import interpreter
         except ModuleNotFoundError as exc:
             raise DependencyError("ai-edge-litert", extra="tflite", purpose="running TFLite builds") from exc
-    return interpreter
+    module: ModuleType = interpreter
+    return module
 
 
 class TfliteRunner(Runner):
@@ -99,19 +101,21 @@ def _output_index(name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype in (np.int8, np.uint8):
         scale, zero = detail["quantization"]
         info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+        quantized: np.ndarray = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+        return quantized
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     if detail["dtype"] in (np.int8, np.uint8):
         scale, zero = detail["quantization"]
-        return (y.astype(np.float32) - zero) * np.float32(scale)
+        real: np.ndarray = (y.astype(np.float32) - zero) * np.float32(scale)
+        return real
     return y.astype(np.float32, copy=False)
 
 
@@ -162,7 +166,7 @@ class TfliteBackend(Backend):
         return runner
 
 
-def _delegate_problem(module, library: str) -> str | None:
+def _delegate_problem(module: ModuleType, library: str) -> str | None:
     """Why a delegate library cannot be used here, or None when it loads."""
     import ctypes
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from maskgate.converters.signing import BundleKey
 
 
 @dataclass(frozen=True)
 class TrustPolicy:
-    key: object | None = None  # maskgate.converters.signing.BundleKey: signatures required when set
+    key: BundleKey | None = None  # signatures required when set
     allow_failed_builds: bool = False  # run bundles whose build failed its gates or recorded no verdict
 
 

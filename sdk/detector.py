@@ -12,7 +12,7 @@ from .errors import ModelError
 from .postprocess import Detections, decode_detections
 from .preprocess import letterbox, to_tensor
 from .registry import create_model, get_spec
-from .specs import DetectionDefaults, ModelSpec
+from .specs import DetectionDefaults, ModelSpec, PriorSpec, with_input_size
 
 if TYPE_CHECKING:  # runtimes imports maskgate.errors: a top-level import here would be circular
     from maskgate.runtimes.base import Runner
@@ -31,6 +31,7 @@ class FaceDetector:
         if spec.task != "face_detection" or spec.priors is None:
             raise ModelError(f"{spec.name} is a {spec.task} model, not a face detector")
         self.spec = spec
+        self.priors: PriorSpec = spec.priors
         self.runner = runner
         self.options = options or spec.detection or DetectionDefaults()
 
@@ -49,7 +50,7 @@ class FaceDetector:
 
         spec = get_spec(name)
         if input_size is not None:
-            spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(input_size)))
+            spec = with_input_size(spec, input_size)
         model = create_model(name, weights=weights)
         runner = TorchRunner(model, input_names=(spec.input.name,), output_names=spec.outputs, device=device)
         options = spec.detection or DetectionDefaults()
@@ -71,7 +72,7 @@ class FaceDetector:
             options = dataclasses.replace(options, score_threshold=float(score_threshold))
         loc, conf, landmarks = (outputs[n][0] for n in self.spec.outputs)
         found = decode_detections(
-            loc, conf, landmarks, priors=self.spec.priors, canvas_size=self.spec.input.size, options=options
+            loc, conf, landmarks, priors=self.priors, canvas_size=self.spec.input.size, options=options
         )
         detections = Detections(
             boxes=box.to_frame(found.boxes),

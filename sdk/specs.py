@@ -6,6 +6,8 @@ preprocessing and cannot drift apart. This module imports no framework.
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -111,3 +113,9 @@ class ModelSpec:
     int8_float_leading_convs: int = 0
     int8_float_head: bool = False
     tags: tuple[str, ...] = field(default=())
+
+
+def with_input_size(spec: ModelSpec, size: Sequence[int]) -> ModelSpec:
+    """``spec`` with a fixed (width, height) input: a build's detector canvas or a tuning canvas."""
+    width, height = (int(v) for v in size)
+    return dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=(width, height)))

@@ -1,13 +1,11 @@
 """Step 1, plan: which bundles to make (model x format x precision), checked before any work."""
 from __future__ import annotations
 
-import dataclasses
-
 from ..errors import InputError
 from ..formats import FORMATS, PRECISIONS, get_format
 from ..profiles import CANVAS_MULTIPLE, canvas_problem, canvas_variant
 from ..registry import get_spec
-from ..specs import ModelSpec
+from ..specs import ModelSpec, with_input_size
 from .config import BuildConfig
 
 
@@ -19,7 +17,7 @@ def model_spec(name: str, config: BuildConfig) -> ModelSpec:
         problem = canvas_problem(config.detector_size, multiple=coarsest)
         if problem:
             raise InputError(problem)
-        spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(config.detector_size)))
+        spec = with_input_size(spec, config.detector_size)
     return spec
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..specs import ModelSpec
 from .config import BuildConfig
+
+if TYPE_CHECKING:
+    from ..calibration import CalibrationSet
 
 
 class ReferenceModel:
@@ -28,7 +32,7 @@ class ReferenceModel:
         self.device = config.reference_device
         work.mkdir(parents=True, exist_ok=True)
         self.shared = SharedExports(self.module, spec, work, reference=self.infer)
-        self.calibration = None  # maskgate.calibration.CalibrationSet, made on first int8 build
+        self.calibration: CalibrationSet | None = None  # made on the first int8 build
         self.held_out: tuple[list[np.ndarray], list[dict[str, np.ndarray]]] | None = None
         self._runner = None
 

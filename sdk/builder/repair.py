@@ -77,20 +77,21 @@ def diagnose_or_repair(attempt: Attempt, result, *, repair: bool) -> dict:
 
     fmt = get_format(attempt.format)
     ranking = attempt.ranking()
-    record = {"method": "ONNX Runtime qdq_loss_debug: SQNR each node adds, on calibration inputs" + fmt.diagnosis_note,
-              "worst_layers": [e.to_dict() for e in ranking[:SHOWN]], "excluded": [],
-              "rounds": [{"excluded": 0, "fidelity": headline_of(result.fidelity),
-                          "passed": all(g["passed"] for g in result.gates)}]}
+    method = "ONNX Runtime qdq_loss_debug: SQNR each node adds, on calibration inputs" + fmt.diagnosis_note
+    record: dict[str, Any] = {"method": method, "worst_layers": [e.to_dict() for e in ranking[:SHOWN]], "excluded": [],
+                              "rounds": [{"excluded": 0, "fidelity": headline_of(result.fidelity),
+                                          "passed": all(g["passed"] for g in result.gates)}]}
     toolkit = attempt.layer_report()
     if toolkit:
         record["toolkit"] = toolkit
-    if repair and fmt.repairable and not record["rounds"][0]["passed"]:
+    keep_float = fmt.keep_float
+    if repair and keep_float is not None and not record["rounds"][0]["passed"]:
         candidates = [e.node for e in ranking if e.added_db > 0]
         for count in STEPS:
             nodes = candidates[:count]
             if not nodes or len(nodes) == len(record["excluded"]):
                 break  # nothing more to keep in float
-            options = attempt.options.replace(**{fmt.name: fmt.keep_float(attempt.options[fmt.name], nodes)})
+            options = attempt.options.replace(**{fmt.name: keep_float(attempt.options[fmt.name], nodes)})
             result.fidelity, result.gates = attempt.rebuild(options)
             passed = all(g["passed"] for g in result.gates)
             record["excluded"] = nodes

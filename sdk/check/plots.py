@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Literal
 
 from ..formats import FORMATS
 
 # One meaning per colour in a report: the colour is the runtime format (FormatSpec.colour);
 # the precision is the line style of a curve and the hatching of a bar.
-PRECISION_STYLE = {"fp32": ("-", "o", ""), "fp16": ("--", "s", "//"), "int8": (":", "^", "xx")}  # line, marker, hatch
+LineStyle = Literal["-", "--", ":", "-."]
+PRECISION_STYLE: dict[str, tuple[LineStyle, str, str]] = {  # line, marker, hatch
+    "fp32": ("-", "o", ""), "fp16": ("--", "s", "//"), "int8": (":", "^", "xx")}
 PLUGIN_COLOUR = "#888888"
 TASK_LABEL = {"mask": "mask accuracy", "yaw": "yaw OA", "detection": "detection recall"}
 
@@ -50,17 +53,18 @@ def _colour(fmt: str) -> str:
     return FORMATS[fmt].colour if fmt in FORMATS else PLUGIN_COLOUR
 
 
-def _style(precision: str) -> tuple[str, str, str]:
+def _style(precision: str) -> tuple[LineStyle, str, str]:
     """(line, marker, hatch) of a precision."""
     return PRECISION_STYLE.get(precision, ("-.", "d", ".."))
 
 
 def _key(target, formats: list[str], precisions: list[str], *, bars: bool, extra=(), loc="upper right") -> None:
     """A legend that says both codes: colour = format, line style (or hatching) = precision."""
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=_colour(f), label=_short(f)) for f in formats]
+    handles: list[Artist] = [Patch(facecolor=_colour(f), label=_short(f)) for f in formats]
     if bars:
         handles += [Patch(facecolor="white", edgecolor="black", hatch=_style(p)[2], label=p) for p in precisions]
     else:
@@ -131,7 +135,7 @@ def accuracy_per_precision(entries: list[dict]) -> str | None:
         panels = [("fidelity", "% agreement with fp32 reference", lambda e: e.get("fidelity"))]
         if with_task:
             kind = next((e["task"]["kind"] for e in mine if e.get("task")), None)
-            panels.append(("task", f"% {TASK_LABEL.get(kind, 'task metric')} on labelled data", _task_value))
+            panels.append(("task", f"% {TASK_LABEL.get(kind or '', 'task metric')} on labelled data", _task_value))
         for row, (_, ylabel, value) in enumerate(panels):
             ax = axes[row, col]
             lowest = 100.0
@@ -156,7 +160,8 @@ def accuracy_per_precision(entries: list[dict]) -> str | None:
 
 def _task_value(e: dict) -> float | None:
     task = e.get("task") or {}
-    return task.get({"mask": "accuracy", "yaw": "overall_accuracy", "detection": "recall"}.get(task.get("kind"), ""))
+    metric = {"mask": "accuracy", "yaw": "overall_accuracy", "detection": "recall"}.get(task.get("kind") or "", "")
+    return task.get(metric)
 
 
 def mask_roc(entries: list[dict]) -> str | None:

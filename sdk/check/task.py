@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..converters.manifest import MANIFEST
 from ..errors import BundleError, SourceError
+
+if TYPE_CHECKING:
+    from ..datasets.crops import CropSet
 
 DETECTION_IOU = 0.3  # the scenes' boxes are loose hand boxes: the usual face-benchmark threshold
 HEADLINE_MIN_FACE_PX = 20.0
@@ -32,7 +36,7 @@ class TaskData:
 
     source: str
     split: str
-    crops: object | None = None  # maskgate.datasets.crops.CropSet
+    crops: CropSet | None = None
     scenes: list = field(default_factory=list)  # maskgate.voc.VocImage
     cut_by: str | None = None  # what detected and aligned the crops
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_parser(sub) -> None:
@@ -62,10 +63,13 @@ def main(args) -> int:
     heartbeat = args.heartbeat or settings.heartbeat or config.turnstile.heartbeat
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     link = None
-    if mqtt_target(publish) is not None:  # the site's broker: status retained, the fleet's failures, poll notices
+    # the site's broker: status retained, the fleet's failures, poll notices
+    if publish is not None and mqtt_target(publish) is not None:
         link = FleetLink(dataclasses.replace(publish, camera=camera))
-    common = dict(identity=identity, verify_key_path=key_path, verify_key=load_key(key_path), heartbeat=heartbeat,
-                  config_path=config.path, link=link, say=lambda m: print(m, file=sys.stderr, flush=True))
+    common: dict[str, Any] = dict(identity=identity, verify_key_path=key_path, verify_key=load_key(key_path),
+                                  heartbeat=heartbeat, config_path=config.path, link=link,
+                                  say=lambda m: print(m, file=sys.stderr, flush=True))
+    agent: Agent
     if hawkbit:
         from ..config.publish import env_secret
         from ..fleet.ddi import DdiClient
@@ -77,6 +81,7 @@ def main(args) -> int:
                          **common)
         repo = f"{hawkbit} (hawkBit DDI, tenant {settings.hawkbit_tenant})"
     else:
+        assert repo  # refused above when neither is given
         agent = Agent(settings, repo=repo, **common)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stop())

@@ -20,7 +20,10 @@ from typing import Any, Literal, TypeVar, Union
 
 from ..errors import InputError
 
-T = TypeVar("T")
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class ConfigError(InputError):

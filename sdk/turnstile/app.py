@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -43,6 +45,9 @@ from .follow import BuildsFollower, resolved, slot_release
 from .health import HealthReporter
 from .reuse import FrameReuse, ReuseStats
 from .stream import FrameStream
+
+if TYPE_CHECKING:
+    from .site import SiteLink
 
 
 def _say(message: str) -> None:
@@ -96,11 +101,11 @@ class TurnstileApp:
         self._failed = False
         self._stopped_by: str | None = None
         self._events: EventLog | None = None
-        self._video = None
-        self.site = None
+        self._video: cv2.VideoWriter | None = None
+        self.site: SiteLink | None = None
         self._health: HealthReporter | None = None
         self.machine = GateStateMachine(config.rules)
-        self.running_builds = None  # the folder the pipeline's models came from
+        self.running_builds: Path | None = None  # the folder the pipeline's models came from
         self._follower: BuildsFollower | None = None
         self._inference = threading.Lock()  # held around each frame's models: a swap waits for the frame
         self._swapped: list[dict] = []
@@ -163,16 +168,15 @@ class TurnstileApp:
                 self._events = EventLog(self.config.events, say=_say)
             from .site import SiteLink
 
-            self.site = SiteLink(self.config)
+            site = self.site = SiteLink(self.config)
             if self.pipeline is None:
-                self.running_builds = resolved(self.config.builds)  # the folder a pointer names, never the link
-                self.pipeline = self._open_pipeline(self.running_builds)
-                self._follower = BuildsFollower(self.config.builds, self.running_builds,
-                                                open_pipeline=self._open_pipeline, swap=self._swap_pipeline,
-                                                say=_say).start()
-            self.site.watch(self.stream)
-            self._health = HealthReporter(self, every_s=self.config.health_every_s).start()
-            self._loop()
+                running = self.running_builds = resolved(self.config.builds)  # a pointer's folder, never the link
+                self.pipeline = self._open_pipeline(running)
+                self._follower = BuildsFollower(self.config.builds, running, open_pipeline=self._open_pipeline,
+                                                swap=self._swap_pipeline, say=_say).start()
+            site.watch(self.stream)
+            health = self._health = HealthReporter(self, every_s=self.config.health_every_s).start()
+            self._loop(health, site)
         except MaskGateError as exc:
             self._failed = True
             self._error(str(exc))
@@ -208,7 +212,7 @@ class TurnstileApp:
         return self.summary
 
     # -- the loop -----------------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, health: HealthReporter, site: SiteLink) -> None:
         choose = choose_person_at_gate(rules=self.config.rules, roi=self.config.roi)
         reused_for = None
         for index, (at, frame) in enumerate(self.stream.frames()):
@@ -230,8 +234,8 @@ class TurnstileApp:
                 else:
                     faces = self.pipeline(frame, timings=timings, classify=choose)
             latency = (time.perf_counter() - began) * 1e3
-            self._health.frame(latency)
-            self.site.frame(latency, timings)
+            health.frame(latency)
+            site.frame(latency, timings)
             obs = observe(faces, rules=self.config.rules, time=at, roi=self.config.roi, stages_ms=timings, frame=index)
             if self.reuse is not None:
                 self.reuse.observed(obs)
@@ -300,15 +304,16 @@ class TurnstileApp:
             cv2.rectangle(out, (x, y), (x + w, y + h), (255, 255, 255), 1)
         state = self.machine.state
         cv2.putText(out, state.value, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.9, DECISION_COLOURS[state], 2)
-        if self._video is None:
+        if self._video is None and self.config.video_out is not None:
             self.config.video_out.parent.mkdir(parents=True, exist_ok=True)
             fps = self.stream.fps or 15.0
-            self._video = cv2.VideoWriter(str(self.config.video_out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                          (out.shape[1], out.shape[0]))
-            if not self._video.isOpened():
-                self._video = None
+            writer = cv2.VideoWriter(str(self.config.video_out), cv2.VideoWriter.fourcc(*"mp4v"), fps,
+                                     (out.shape[1], out.shape[0]))
+            if not writer.isOpened():
                 raise MaskGateError(f"{self.config.video_out}: cannot write a video here (mp4v)")
-        self._video.write(out)
+            self._video = writer
+        if self._video is not None:
+            self._video.write(out)
 
     def _install_signal_handlers(self):
         if threading.current_thread() is not threading.main_thread():

@@ -20,9 +20,9 @@ from __future__ import annotations
 import enum
 import math
 import statistics
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from ..config.turnstile import GateRules  # noqa: F401  (the rules are config: [turnstile.rules])
 
@@ -92,8 +92,8 @@ def observe(faces, *, rules: GateRules, time: float, roi: tuple[int, int, int, i
         decision, reason = Decision.CANNOT_CHECK, f"no mask verdict: {mask_problem}"
     elif rules.frontal_yaw_classes and pose_problem:
         decision, reason = Decision.CANNOT_CHECK, f"no head-pose verdict: {pose_problem}"
-    elif not mask_prob >= rules.min_mask_prob:
-        decision, reason = Decision.NO_MASK, f"no mask (P(mask) {mask_prob:.2f} < {rules.min_mask_prob:g})"
+    elif mask_prob is None or not mask_prob >= rules.min_mask_prob:  # None: a mask_problem, above
+        decision, reason = Decision.NO_MASK, f"no mask (P(mask) {mask_prob or 0.0:.2f} < {rules.min_mask_prob:g})"
     else:
         decision, reason = Decision.OPEN, f"mask on (P(mask) {mask_prob:.2f})" + (
             f", facing the camera ({yaw_label})" if yaw_label else "")
@@ -160,7 +160,7 @@ class GateEvent:
     yaw_class: str | None = None
     runtime: dict | None = None
     #: time.perf_counter() when the machine decided (not written): the relay's latency is measured from it
-    decided_at: float = field(default_factory=time.perf_counter, compare=False)
+    decided_at: float = field(default_factory=perf_counter, compare=False)
 
     def to_dict(self) -> dict:
         return {

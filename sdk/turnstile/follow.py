@@ -16,6 +16,10 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 CHECK_EVERY_S = 0.2  # a switch is seen within this long (a readlink, cheap)
 SLOT_FILE = "slot.json"  # what a complete slot holds (maskgate.fleet.slots writes it)
@@ -34,8 +38,8 @@ def slot_release(folder: Path) -> str | None:
 
 
 class BuildsFollower:
-    def __init__(self, builds: Path, running: Path, *, open_pipeline: Callable[[Path], object],
-                 swap: Callable[[Path, object], None], say: Callable[[str], None]):
+    def __init__(self, builds: Path, running: Path, *, open_pipeline: Callable[[Path], Pipeline],
+                 swap: Callable[[Path, Pipeline], None], say: Callable[[str], None]):
         """``open_pipeline(folder)``: a new pipeline; ``swap(folder, pipeline)``: put it in
         place of the running one (the app does it between frames)."""
         self.builds = Path(builds)

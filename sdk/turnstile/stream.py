@@ -197,7 +197,7 @@ class FrameStream:
                         continue
                     latest["unread"] = False
                     frame, at = latest["frame"], latest["time"]
-                if self.stalled:
+                if self.stalled and waited_from is not None:  # a stall is only declared after a frame
                     log.warning("%s: frames again after %.1f s", self.target, time.monotonic() - waited_from)
                     self.stalled = False
                 waited_from = time.monotonic()
