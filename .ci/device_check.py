@@ -60,7 +60,7 @@ def check(builds: str, formats: tuple[str, ...], reference_faces: dict) -> list[
     from maskgate import Pipeline
     from maskgate.check import gates
 
-    problems = []
+    table, problems = gates.configured_gates(), []
     for fmt in formats:
         for precision in ("fp32", "int8"):
             with Pipeline.from_builds(builds, prefer="cpu", formats=(fmt,), precisions=(precision,)) as pipeline:
@@ -69,13 +69,8 @@ def check(builds: str, formats: tuple[str, ...], reference_faces: dict) -> list[
             print(f"{fmt} {precision} ({'; '.join(runtime)}): {c.found}/{c.reference} reference faces; of those "
                   f"{c.same_mask} with the same mask label, {c.same_frontal} the same frontal reading, {c.same_yaw} "
                   f"the same yaw class; {c.extra} other face(s)")
-            gate = gates.DEFAULT_GATES[precision]
-            results = gates.apply(gate, cosine=None, top1=None, recall=c.found / max(c.reference, 1),
-                                  landmark_nme=None, recall_samples=c.reference)
-            for same in (c.same_mask, c.same_frontal):
-                results += gates.apply(gate, cosine=None, top1=same / max(c.found, 1), recall=None,
-                                       landmark_nme=None, top1_samples=c.found)
-            failed = [g.describe() for g in results if not g.passed]
+            gate = table.gate(precision, fmt, what=f"{fmt} {precision}")
+            failed = [g.describe() for g in gates.pipeline_gates(gate, c, frontal=True) if not g.passed]
             if precision == "fp32" and c.extra:
                 failed.append(f"{c.extra} face(s) the reference does not find")
             if failed:

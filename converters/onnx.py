@@ -112,7 +112,8 @@ def int8_source(job: ConversionJob) -> Path:
         module, _ = equalize(job.module)
         export_fp32(module, job.spec, path, opset=job.options.onnx.opset, simplify=job.options.onnx.simplify)
 
-    return job.shared.file("fp32-equalized.onnx", make)
+    path: Path = job.shared.file("fp32-equalized.onnx", make)
+    return path
 
 
 def quantize_qdq(source: Path, dst: Path, job: ConversionJob, *, prepared: Path) -> list[str]:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from maskgate.formats import FORMATS, PRECISIONS, ConvertOptions
-
-if TYPE_CHECKING:
-    from .shared import SharedExports
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class ConversionJob:
     module: Any  # the torch module (eval mode, on CPU)
     calibration: Any | None  # maskgate.calibration.CalibrationSet for int8
     metadata: dict[str, str]  # stamped into the model file
-    shared: SharedExports  # the model's intermediate files, made once
+    shared: Any  # maskgate.converters.shared.SharedExports (not imported: shared imports the ONNX converter)
     options: ConvertOptions = field(default_factory=ConvertOptions)
 
     @property
@@ -102,7 +99,8 @@ class ConversionJob:
     @property
     def onnx_fp32(self) -> Path:
         """The model's fp32 ONNX export (OpenVINO and the int8 diagnosis read it too)."""
-        return self.shared.onnx_fp32(self.options.onnx)
+        path: Path = self.shared.onnx_fp32(self.options.onnx)
+        return path
 
     def sample_input(self) -> np.ndarray:
         return np.zeros(self.spec.input.shape, np.float32)

@@ -56,6 +56,13 @@ def test_the_cli_fails_below_its_thresholds_and_names_a_bad_line(tmp_path, capsy
     assert json.loads((tmp_path / "a.json").read_text())["found"] == 1.0
     assert main(["agree", str(reference), str(flipped)]) == 1
     assert "mask agreement 50.00%" in capsys.readouterr().err
+    # the thresholds come from the one gates table: [gates.same_builds] moves them, a flag wins over it
+    from maskgate.config import use_config
+
+    (tmp_path / "maskgate.toml").write_text("[gates.same_builds]\nmin_same_mask = 0.5\n")
+    use_config(tmp_path / "maskgate.toml")
+    assert main(["agree", str(reference), str(flipped)]) == 0
+    assert main(["agree", str(reference), str(flipped), "--min-mask", "0.6"]) == 1
     (tmp_path / "bad.jsonl").write_text('{"source": "one.jpg"}\n')
     with pytest.raises(InputError, match="bad.jsonl:1: not a face"):
         load_results(tmp_path / "bad.jsonl")

@@ -76,14 +76,46 @@ def _copy(bundle, tmp_path):
 
 def test_a_precision_without_gates_is_refused_not_given_int8s():
     from maskgate.builder.verify import held_out_gates
-    from maskgate.check.gates import configured_gates, gate_for
+    from maskgate.check.gates import configured_gates
     from maskgate.errors import BundleError
 
-    assert gate_for(configured_gates(), "fp16", what="b") == DEFAULT_GATES["fp16"]
+    assert configured_gates().gate("fp16", "onnx", what="b") == DEFAULT_GATES["fp16"]
     with pytest.raises(BundleError, match=r"b/m-onnx-int4: precision 'int4' has no gates \(known: fp32, fp16, int8\)"):
-        gate_for(configured_gates(), "int4", what="b/m-onnx-int4")
+        configured_gates().gate("int4", "onnx", what="b/m-onnx-int4")
     with pytest.raises(BundleError, match="'int4' has no gates"):
         held_out_gates("int4", {"top1_agreement": 0.995})
+
+
+def test_a_format_of_a_precision_has_its_own_gate_where_the_config_sets_one(tmp_path):
+    from maskgate.check.gates import configured_gates
+    from maskgate.config import ConfigError, MaskGateConfig, use_config
+
+    path = tmp_path / "maskgate.toml"
+    path.write_text("[gates.int8]\nmin_top1 = 0.97\n[gates.int8.rknn]\nmax_landmark_nme = 0.2\n")
+    use_config(path)
+    table = configured_gates()
+    rknn, onnx = table.gate("int8", "rknn", what="b"), table.gate("int8", "onnx", what="b")
+    assert (rknn.max_landmark_nme, rknn.min_top1) == (0.2, 0.97)  # the format's table over its precision's
+    assert onnx.max_landmark_nme == DEFAULT_GATES["int8"].max_landmark_nme and onnx.min_top1 == 0.97
+    flagged = configured_gates({"max_landmark_nme": 0.05})  # a flag holds for every format
+    assert flagged.gate("int8", "rknn", what="b").max_landmark_nme == 0.05
+    path.write_text("[gates.int8.onxx]\nmin_top1 = 0.9\n")
+    with pytest.raises(ConfigError, match=r"\[gates.int8.onxx\]: unknown format; one of onnx, "):
+        MaskGateConfig.read(path)
+
+
+def test_a_pipeline_is_held_to_its_gate_by_the_upper_bound_of_what_it_found():
+    from maskgate.check.gates import pipeline_gates
+    from maskgate.compare import FaceAgreement
+
+    int8 = DEFAULT_GATES["int8"]  # min_recall 0.98, min_top1 0.99
+    close = pipeline_gates(int8, FaceAgreement(reference=100, found=97, same_mask=96, same_frontal=90), frontal=True)
+    assert [(g.name, g.value, g.passed) for g in close] == [
+        ("min_recall (faces found)", 0.97, True),  # 97 of 100: upper bound 0.99 >= 0.98
+        ("min_top1 (same mask label)", pytest.approx(96 / 97), True),
+        ("min_top1 (same frontal reading)", pytest.approx(90 / 97), False)]  # upper bound 0.96 < 0.99
+    far = pipeline_gates(int8, FaceAgreement(reference=100, found=90, same_mask=90))
+    assert [g.passed for g in far] == [False, True] and far[0].upper_bound == pytest.approx(0.945, abs=1e-3)
 
 
 def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path, capsys):

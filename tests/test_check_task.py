@@ -101,8 +101,9 @@ def test_gates_from_the_config_file(onnx_builds, tmp_path, monkeypatch, capsys):
     config.write_text("[gates.fp32]\nmax_landmark_nme = 0.0\n[gates.int8]\nmin_recall = 0.9\n")
     monkeypatch.setenv("MASKGATE_CONFIG", str(config))
     gates = configured_gates()
-    assert gates["int8"].min_recall == 0.9 and gates["int8"].min_top1 == DEFAULT_GATES["int8"].min_top1
-    assert configured_gates({"min_recall": 0.5})["int8"].min_recall == 0.5  # flags win over the file
+    int8 = gates.gate("int8", "onnx", what="b")
+    assert int8.min_recall == 0.9 and int8.min_top1 == DEFAULT_GATES["int8"].min_top1
+    assert configured_gates({"min_recall": 0.5}).gate("int8", what="b").min_recall == 0.5  # flags win over the file
     # An fp32 gate from the file no build can meet (landmarks identical to the reference's to the
     # last bit) fails the detector; the flag puts it back.
     detector = str(onnx_builds / "retinaface_mnet025-onnx-fp32")

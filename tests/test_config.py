@@ -72,7 +72,8 @@ def test_a_full_file_gives_each_part_its_section(tmp_path):
     assert parse_preference(None) == ("gpu", "cpu") and parse_preference(None, model="mask_mobilenetv2") == ("npu",
                                                                                                            "cpu")
     gates = configured_gates()
-    assert gates["int8"].min_top1 == 0.95 and gates["int8"].min_cosine == 0.98 and gates["fp32"].min_top1 == 1.0
+    assert gates.precisions["int8"].min_top1 == 0.95 and gates.precisions["int8"].min_cosine == 0.98
+    assert gates.precisions["fp32"].min_top1 == 1.0
     assert configured_trust().key.path == str(tmp_path / "site.secret")  # relative to the config file
     config = load_config()
     assert config.source == "rtsp://127.0.0.1:8554/gate" and config.builds == Path("b") and config.rules.window == 3

@@ -159,7 +159,7 @@ def _attempt(model, target, config, data, calibration, key, folder) -> repair.Bu
     def rebuild(options) -> tuple[dict, list[dict]]:
         converting.convert(model, target, data, calibration=calibration, key=key, folder=folder, options=options)
         fidelity = verify.held_out_fidelity(model, data, folder, read_manifest(folder))
-        return fidelity, verify.held_out_gates(target.precision, fidelity)
+        return fidelity, verify.held_out_gates(target.precision, fidelity, fmt=target.format, what=str(folder))
 
     def layer_report() -> dict | None:
         report = get_format(target.format).layer_report_function()

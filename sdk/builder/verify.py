@@ -25,14 +25,15 @@ def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, mani
         return compare(model.spec, runner, tensors, references).to_dict()
 
 
-def held_out_gates(precision: str, fidelity: dict | None, *, what: str = "the bundle") -> list[dict]:
+def held_out_gates(precision: str, fidelity: dict | None, *, fmt: str | None = None,
+                   what: str = "the bundle") -> list[dict]:
     """The precision's gates on the held-out figures. Held out, the shares are gated as
     observed (hundreds of samples: the build's real figure); the golden check, on a few
     dozen, holds its 95 % upper bound to the gate (maskgate.check.gates)."""
-    from ..check.gates import apply, configured_gates, gate_for
+    from ..check.gates import apply, configured_gates
 
     f = fidelity or {}
-    return [g.to_dict() for g in apply(gate_for(configured_gates(), precision, what=what), cosine=None,
+    return [g.to_dict() for g in apply(configured_gates().gate(precision, fmt, what=what), cosine=None,
                                        top1=f.get("top1_agreement"), recall=f.get("detection_recall"),
                                        landmark_nme=None)]
 
@@ -40,7 +41,7 @@ def held_out_gates(precision: str, fidelity: dict | None, *, what: str = "the bu
 def measure(result: BuildResult, model: ReferenceModel, data: BuildData, folder: Path, manifest) -> None:
     """Fill ``result.fidelity`` and ``result.gates`` for the bundle now in ``folder``."""
     result.fidelity = held_out_fidelity(model, data, folder, manifest)
-    result.gates = held_out_gates(result.precision, result.fidelity, what=str(folder))
+    result.gates = held_out_gates(result.precision, result.fidelity, fmt=result.format, what=str(folder))
 
 
 def check(result: BuildResult, folder: Path, config: BuildConfig, data: BuildData) -> None:

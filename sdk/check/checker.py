@@ -97,7 +97,7 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     if require_verdict:
         result.verdict_problem = verdict_problem(manifest)
     try:
-        gate = gating.gate_for(gating.configured_gates(gate_overrides), manifest.precision, what=str(bundle))
+        gate = gating.configured_gates(gate_overrides).gate(manifest.precision, manifest.format, what=str(bundle))
         # This bundle is measured whatever its build concluded: the selector may not pass it over.
         selection = open_best(bundle, manifest.model, prefer=prefer, threads=threads,
                               formats=(manifest.format,), precisions=(manifest.precision,),

@@ -1,4 +1,5 @@
-"""Pass/fail thresholds per precision (defaults below, overridable per call, flag or config).
+"""Pass/fail thresholds per precision and format (the table: ``maskgate.config.gates``;
+overridable by the config file and by flags), and how a figure is held to one.
 
 Shares (top-1 agreement, detection recall) are measured on a finite sample: a golden set
 of 32 crops or a few frames, a held-out set of some hundreds. A share gate therefore fails
@@ -13,34 +14,60 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from ..config.gates import DEFAULT_GATES, Gate  # noqa: F401  (re-exported: the checker's gates)
+from ..config.gates import DEFAULT_GATES, SAME_BUILDS, Gate, SameBuildsGate  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from ..compare import FaceAgreement
 
 CONFIDENCE_Z = 1.96  # 95 %, two-sided
 
 
-def configured_gates(overrides: dict | None = None) -> dict[str, Gate]:
-    """The gate of each precision: the defaults, then ``[gates.<precision>]`` of the MaskGate
-    config (``maskgate.config.active_config``), then ``overrides`` (flags, for every precision;
-    None values ignored)."""
+@dataclass(frozen=True)
+class GateTable:
+    """The gates in force: one per precision, and one per (precision, format) where the
+    config sets one for a format."""
+
+    precisions: dict[str, Gate]
+    formats: dict[tuple[str, str], Gate] = field(default_factory=dict)
+    same_builds: SameBuildsGate = SAME_BUILDS
+
+    def gate(self, precision: str, fmt: str | None = None, *, what: str) -> Gate:
+        """The gate of a bundle of ``precision`` and ``fmt``; a precision with none is refused
+        (``what``: the bundle), not held to another precision's gates."""
+        if precision not in self.precisions:
+            from ..errors import BundleError
+
+            raise BundleError(f"{what}: precision {precision!r} has no gates (known: {', '.join(self.precisions)}); "
+                              "a bundle of another MaskGate version? rebuild it with 'maskgate build'")
+        return self.formats.get((precision, fmt or ""), self.precisions[precision])
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """``{"int8": {...}, "int8.rknn": {...}}``: what a report states it gated with."""
+        out = {precision: asdict(gate) for precision, gate in self.precisions.items()}
+        out.update({f"{precision}.{fmt}": asdict(gate) for (precision, fmt), gate in self.formats.items()})
+        return out
+
+
+def configured_gates(overrides: dict[str, float | None] | None = None) -> GateTable:
+    """The gates: the defaults, then ``[gates.<precision>]`` of the MaskGate config
+    (``maskgate.config.active_config``), then ``[gates.<precision>.<format>]``, then
+    ``overrides`` (flags, for every precision and format; None values ignored)."""
     from ..config import active_config
 
     tables = active_config().gates
-    return {precision: gate.with_overrides(**dataclasses.asdict(tables[precision]) if precision in tables else {})
-            .with_overrides(**(overrides or {})) for precision, gate in DEFAULT_GATES.items()}
+    flags = overrides or {}
 
+    def of(precision: str) -> Gate:
+        given = tables.precisions.get(precision)
+        return DEFAULT_GATES[precision].with_overrides(**(dataclasses.asdict(given) if given else {}))
 
-def gate_for(gates: dict[str, Gate], precision: str, *, what: str) -> Gate:
-    """The gate of ``precision``; a precision with none is refused (``what``: the bundle), not
-    held to another precision's gates."""
-    try:
-        return gates[precision]
-    except KeyError:
-        from ..errors import BundleError
-
-        raise BundleError(f"{what}: precision {precision!r} has no gates (known: {', '.join(gates)}); a bundle of "
-                          "another MaskGate version? rebuild it with 'maskgate build'") from None
+    precisions = {p: of(p).with_overrides(**flags) for p in DEFAULT_GATES}
+    formats = {(p, fmt): of(p).with_overrides(**dataclasses.asdict(given)).with_overrides(**flags)
+               for (p, fmt), given in tables.formats.items()}
+    return GateTable(precisions, formats, tables.same_builds)
 
 
 def wilson_upper(share: float, n: int, *, z: float = CONFIDENCE_Z) -> float:
@@ -96,4 +123,25 @@ def apply(gate: Gate, *, cosine: float | None, top1: float | None, recall: float
         else:
             passed = bound >= threshold
         out.append(GateResult(name, float(value), threshold, bool(passed), samples, bound))
+    return out
+
+
+def pipeline_gates(gate: Gate, faces: FaceAgreement, *, frontal: bool = False) -> list[GateResult]:
+    """A pipeline's faces against the reference pipeline's (``maskgate.compare.compare_faces``)
+    held to a precision's gate: the share of reference faces found to ``min_recall``, the
+    share of found faces with the same mask label (and with ``frontal``, the same frontal
+    reading, what a turnstile acts on) to ``min_top1``, each by its 95 % upper bound on the
+    faces counted (a few dozen pictures are a sample)."""
+    shares = [("min_recall", "faces found", faces.found, faces.reference),
+              ("min_top1", "same mask label", faces.same_mask, faces.found)]
+    if frontal:
+        shares.append(("min_top1", "same frontal reading", faces.same_frontal, faces.found))
+    out = []
+    for name, what, count, total in shares:
+        if not total:
+            continue
+        share = count / total
+        (result,) = apply(gate, cosine=None, landmark_nme=None, top1=share if name == "min_top1" else None,
+                          recall=share if name == "min_recall" else None, top1_samples=total, recall_samples=total)
+        out.append(dataclasses.replace(result, name=f"{name} ({what})"))
     return out

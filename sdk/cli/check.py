@@ -70,7 +70,7 @@ def main(args) -> int:
         print(f"task data: {task_data.describe()}; crops cut by {task_data.cut_by}")
     results = check_builds(args.path, progress=True, prefer=args.prefer, threads=args.threads, runs=args.runs,
                            gate_overrides=overrides, task_data=task_data, trust=trust)
-    report = CheckReport(str(args.path), results, {k: v.__dict__ for k, v in gates.items()},
+    report = CheckReport(str(args.path), results, gates.to_dict(),
                          data=task_data.describe() if task_data else None)
     if task_data is not None:
         report.pipelines = check_pipelines(

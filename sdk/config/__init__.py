@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .agent import AgentSettings, ProbationSettings
-from .gates import DEFAULT_GATES, GateOverrides
+from .gates import DEFAULT_GATES, GateOverrides, GateSettings, SameBuildsGate
 from .tables import ConfigError, convert, read_table
 from .turnstile import DEFAULT_BUILDS, GateRules, StreamOptions, TurnstileConfig
 
@@ -84,7 +84,7 @@ TABLES = ("devices", "gates", "trust", "data", "sources", "placement", "turnstil
 class MaskGateConfig:
     path: Path | None = None  # the file read; None: there was none, every default holds
     devices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "default" or a model -> device kinds
-    gates: dict[str, GateOverrides] = field(default_factory=dict)  # precision -> thresholds it sets
+    gates: GateSettings = field(default_factory=GateSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
     data: DataSettings = field(default_factory=DataSettings)
     sources: SourceSettings = field(default_factory=SourceSettings)
@@ -177,14 +177,30 @@ def _placement(table: dict, file: str) -> dict[str, PlacementFloor]:
     return out
 
 
-def _gates(table: dict, file: str) -> dict[str, GateOverrides]:
-    out: dict[str, GateOverrides] = {}
-    for precision, values in table.items():
-        if precision not in DEFAULT_GATES:
-            raise ConfigError(f"{file}: [gates.{precision}]: unknown precision; [gates] holds one table per "
-                              f"precision ({', '.join(DEFAULT_GATES)}), e.g. [gates.int8] min_top1 = 0.98")
-        out[precision] = read_table(GateOverrides, values, file=file, name=f"gates.{precision}")
-    return out
+def _gates(table: dict, file: str) -> GateSettings:
+    from ..formats import FORMATS
+
+    precisions: dict[str, GateOverrides] = {}
+    formats: dict[tuple[str, str], GateOverrides] = {}
+    same_builds = SameBuildsGate()
+    for name, values in table.items():
+        if name == "same_builds":
+            same_builds = read_table(SameBuildsGate, values, file=file, name="gates.same_builds")
+            continue
+        if name not in DEFAULT_GATES:
+            raise ConfigError(f"{file}: [gates.{name}]: unknown precision; [gates] holds a table per precision "
+                              f"({', '.join(DEFAULT_GATES)}), e.g. [gates.int8] min_top1 = 0.98, one per format "
+                              "of a precision ([gates.int8.rknn]) and [gates.same_builds]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{file}: [gates.{name}] must be a table, got {type(values).__name__}")
+        for fmt, sub in values.items():
+            if isinstance(sub, dict):
+                if fmt not in FORMATS:
+                    raise ConfigError(f"{file}: [gates.{name}.{fmt}]: unknown format; one of {', '.join(FORMATS)}")
+                formats[(name, fmt)] = read_table(GateOverrides, sub, file=file, name=f"gates.{name}.{fmt}")
+        plain = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        precisions[name] = read_table(GateOverrides, plain, file=file, name=f"gates.{name}")
+    return GateSettings(precisions, formats, same_builds)
 
 
 # -- the process's config ---------------------------------------------------------------------------

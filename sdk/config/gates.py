@@ -1,9 +1,18 @@
-"""The least a build must reach against its fp32 reference, per precision: the defaults of the
-config file's ``[gates.<precision>]`` tables (the checker, ``maskgate.check.gates``, applies them)."""
+"""Every pass/fail threshold in MaskGate, in one table: the least a build must reach against its
+fp32 reference, per precision (``DEFAULT_GATES``; the config file's ``[gates.<precision>]``,
+then ``[gates.<precision>.<format>]``, override it), and the least two machines running the
+same builds must share (``SAME_BUILDS``, ``[gates.same_builds]``: ``maskgate agree``).
+
+The gates are per task by their fields: ``min_cosine`` for every output, ``min_top1`` for
+the classifiers, ``min_recall`` and ``max_landmark_nme`` for the detector. A whole
+pipeline's faces against the reference pipeline's are held to the same fields: the share
+of reference faces found to ``min_recall``, the share with the same mask label to
+``min_top1`` (``maskgate.check.gates.pipeline_gates``). The checker, ``maskgate.check.gates``,
+applies them."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,36 @@ class GateOverrides:
                 raise ValueError(f"{name} is a share between 0 and 1, got {value}")
         if self.max_landmark_nme is not None and self.max_landmark_nme < 0:
             raise ValueError(f"max_landmark_nme must be >= 0, got {self.max_landmark_nme}")
+
+
+
+
+@dataclass(frozen=True)
+class SameBuildsGate:
+    """The same builds on two machines (a camera against the workstation): kernels and
+    rounding differ, the models do not, so the faces agree more closely than any build
+    agrees with fp32."""
+
+    min_found: float = 0.99  # share of the reference machine's faces found (box IoU >= 0.5)
+    min_same_mask: float = 0.995  # share of matched faces with the same mask label
+
+    def __post_init__(self) -> None:
+        for name in ("min_found", "min_same_mask"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a share between 0 and 1, got {getattr(self, name)}")
+
+
+SAME_BUILDS = SameBuildsGate()
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The config file's ``[gates]``: ``precisions`` from ``[gates.int8]``, ``formats`` from
+    ``[gates.int8.rknn]`` (keyed (precision, format)), ``same_builds`` from ``[gates.same_builds]``."""
+
+    precisions: dict[str, GateOverrides] = field(default_factory=dict)
+    formats: dict[tuple[str, str], GateOverrides] = field(default_factory=dict)
+    same_builds: SameBuildsGate = SAME_BUILDS
 
 
 # one threshold of each name: a Gate field with no override (or one the Gate lacks) is a mistake here
