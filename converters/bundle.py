@@ -12,6 +12,7 @@ folder. A finished bundle's manifest is only ever changed through ``update_manif
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import json
 import logging
@@ -250,13 +251,14 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, f"cannot swap {a} and {b}: {os.strerror(errno)}")
 
 
-def write_manifest(folder: Path, fields: Mapping[str, Any]) -> Manifest:
-    """Hash every file the manifest lists (present in ``folder``), stamp the manifest's
-    digest into the model file, validate, and write the manifest last."""
+def write_manifest(folder: Path, written: Manifest) -> Manifest:
+    """Hash every file the manifest lists (present in ``folder``; the digests ``written``
+    carries are not trusted), stamp the manifest's digest into the model file, validate,
+    and write the manifest last. Returns the manifest as a reader will see it."""
     links = links_inside(folder)
     if links:
         raise BundleError(f"{links[0]}: a symbolic link in a bundle being written; a bundle holds its own files")
-    manifest: dict[str, Any] = json.loads(json.dumps(dict(fields)))  # the digest is of what a reader will parse
+    manifest: dict[str, Any] = json.loads(json.dumps(written.to_dict()))  # the digest is of what a reader will parse
     manifest["schema_version"] = SCHEMA_VERSION
     model = stamped_file(folder, manifest)
     names = list(manifest["files"])
@@ -278,10 +280,15 @@ def write_manifest(folder: Path, fields: Mapping[str, Any]) -> Manifest:
 
 
 def update_manifest(bundle: Path, changes: dict[str, Any]) -> Manifest:
-    """Set top-level ``changes`` in a finished bundle's manifest: on a copy, restamped and
-    swapped in whole (a signature, which no longer holds, is dropped). Returns the new manifest."""
+    """Set ``changes`` (fields of ``Manifest``: ``verdict``, ``accuracy_aware``, ...) in a
+    finished bundle's manifest: on a copy, rehashed, restamped and swapped in whole (a
+    signature, which no longer holds, is dropped). Returns the new manifest."""
     bundle = Path(bundle)
     with staging(bundle) as tmp:
         shutil.copytree(bundle, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(SIGNATURE, ".*"))
-        manifest = write_manifest(tmp, {**read_manifest(tmp), **changes})
+        current = read_manifest(tmp)
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(current)} - {"source", "extra"})
+        if unknown:
+            raise ValueError(f"not manifest fields: {', '.join(unknown)}")
+        manifest = write_manifest(tmp, dataclasses.replace(current, source={}, **changes))
     return manifest

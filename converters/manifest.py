@@ -198,10 +198,11 @@ def manifest_problems(manifest: object) -> list[str]:
             problems.append(f"'{key}' should be {_names(types)}, got {type(manifest[key]).__name__}")
     version = manifest.get("schema_version")
     if isinstance(version, int) and version > SCHEMA_VERSION:
-        problems.append(f"schema_version {version} is newer than this SDK reads ({SCHEMA_VERSION}); upgrade maskgate")
+        problems.append(f"schema_version {version} is newer than this SDK reads (schema_version {SCHEMA_VERSION}); "
+                        "upgrade maskgate")
     elif isinstance(version, int) and version < SCHEMA_VERSION:
-        problems.append(f"schema_version {version} is from an older MaskGate, whose manifests are not bound to their "
-                        "model; rebuild the bundle with 'maskgate build'")
+        problems.append(f"schema_version {version} is from an older MaskGate (this one reads schema_version "
+                        f"{SCHEMA_VERSION}: manifests bound to their model); rebuild the bundle with 'maskgate build'")
     if isinstance(manifest.get("input"), dict):
         problems += [f"input: {p}" for p in _check(manifest["input"], _INPUT_FIELDS)]
         if manifest["input"].get("layout") not in LAYOUTS:

@@ -100,23 +100,28 @@ def testvendor_plugin(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_builds(tmp_path_factory):
-    """``make_builds(name, **BuildConfig fields)``: a small real build for a test module's
-    fixture (8 held-out inputs unless given); skips where an exporter it needs is missing,
-    fails on any bundle that did not build; returns the builds folder."""
+def bundle_store(tmp_path_factory):
+    from tests.bundle_store import BundleStore, store_root
+
+    return BundleStore(store_root(tmp_path_factory.mktemp("bundle-store")))
+
+
+@pytest.fixture(scope="session")
+def make_builds(bundle_store, tmp_path_factory):
+    """``make_builds(name, **BuildConfig fields)``: a folder of real bundles for a test
+    module's fixture, copies of those the session's store built once (tests.bundle_store:
+    40 held-out inputs and 2 timed runs unless given); skips where an exporter it needs is
+    missing, fails on any bundle that did not build; returns the builds folder."""
 
     def make(name: str, **options) -> Path:
-        from maskgate.formats import DEFAULT_FORMATS, FORMATS
+        from maskgate.builder.config import DEFAULT_MODELS
+        from maskgate.formats import DEFAULT_FORMATS, FORMATS, PRECISIONS
 
-        formats = options.get("formats", DEFAULT_FORMATS)
+        formats = tuple(options.pop("formats", DEFAULT_FORMATS))
         for module in dict.fromkeys(m for fmt in formats for m in FORMATS[fmt].exporters):
             pytest.importorskip(module)
-        from maskgate import build
-
-        out = tmp_path_factory.mktemp(name)
-        results = build(out=out, progress=False, **{"verify_samples": 8, **options})
-        assert all(r.status == "built" for r in results), [r.error for r in results]
-        return out
+        return bundle_store.folder(tmp_path_factory.mktemp(name), models=tuple(options.pop("models", DEFAULT_MODELS)),
+                                   formats=formats, precisions=tuple(options.pop("precisions", PRECISIONS)), **options)
 
     return make
 
@@ -125,10 +130,10 @@ def make_builds(tmp_path_factory):
 def quantized_builds(make_builds):
     """fp32 and int8 OpenVINO and TFLite builds of the three models, every one checked and
     passing its gates: the selector picks the OpenVINO int8 ones on a CPU."""
-    # 40 held-out inputs: with 8, the TFLite int8 detector's golden frames (the 3 most crowded
-    # of them) put its landmark error at 0.102, just above the 0.1 gate, and it is rightly skipped.
-    return make_builds("quantized-builds", formats=("openvino", "tflite"), precisions=("fp32", "int8"), check_runs=2,
-                       verify_samples=40)
+    # 40 held-out inputs (the store's): with 8, the TFLite int8 detector's golden frames (the 3
+    # most crowded of them) put its landmark error at 0.102, just above the 0.1 gate, and it is
+    # rightly skipped.
+    return make_builds("quantized-builds", formats=("openvino", "tflite"), precisions=("fp32", "int8"))
 
 
 @pytest.fixture(scope="session")

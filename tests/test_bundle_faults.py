@@ -23,7 +23,7 @@ JSON = st.recursive(
 
 @pytest.fixture(scope="module")
 def builds(make_builds):
-    return make_builds("faults", models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",), verify_samples=4)
+    return make_builds("faults", models=(MODEL,), formats=("onnx", "openvino"), precisions=("fp32",))
 
 
 def _truncate(bundle):
@@ -121,8 +121,7 @@ def test_a_damaged_model_whose_checksums_match_is_named_with_its_load_error(buil
         path = bundle / "model.xml"
         data = bytearray(path.read_bytes().replace(b'type="Parameter"', b'type="NoSuchOperation"', 1))
     path.write_bytes(bytes(data))
-    write_manifest(bundle, {**json.loads((bundle / "manifest.json").read_text()),
-                            "files": list(json.loads((bundle / "manifest.json").read_text())["files"])})
+    write_manifest(bundle, read_manifest(bundle))  # rehashed and restamped, as a build would
     verify_bundle(bundle)  # the checksums and the binding hold
     with pytest.raises(NoUsableBuildError) as caught:
         open_best(copy, MODEL, formats=(fmt,))
@@ -143,16 +142,14 @@ def test_the_user_sees_the_damaged_file_and_its_load_error_in_one_error(make_bui
     from maskgate.converters.bundle import write_manifest
     from tests.conftest import ROOT
 
-    built = make_builds("damaged-detector", models=("retinaface_mnet025",), formats=("onnx",), precisions=("fp32",),
-                        verify_samples=4, check_runs=1)
+    built = make_builds("damaged-detector", models=("retinaface_mnet025",), formats=("onnx",), precisions=("fp32",))
     bundle = tmp_path / "builds" / "retinaface_mnet025-onnx-fp32"
     shutil.copytree(built / bundle.name, bundle)
     model = bundle / "model.onnx"
     data = bytearray(model.read_bytes())
     data[len(data) // 3: len(data) // 3 + 4000] = b"\xff" * 4000
     model.write_bytes(bytes(data))
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    write_manifest(bundle, {**manifest, "files": list(manifest["files"])})
+    write_manifest(bundle, read_manifest(bundle))
     exe = str(Path(sys.executable).with_name("maskgate"))
     done = subprocess.run([exe, "run", "examples/images", "--builds", str(bundle.parent), "--mask-model", "none",
                            "--pose-model", "none"], cwd=ROOT, capture_output=True, text=True, timeout=300)

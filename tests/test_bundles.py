@@ -13,20 +13,28 @@ from maskgate.converters.bundle import (
     verify_bundle,
     write_manifest,
 )
+from maskgate.converters.manifest import SCHEMA_VERSION, Manifest
 from maskgate.errors import BundleError
 
 
 def _manifest(**over) -> dict:
-    m = {"sdk_version": "0", "name": "m-onnx-fp32", "model": "m", "task": "classification", "format": "onnx",
-         "precision": "fp32", "quantizer": None,
+    """A manifest's JSON (digests filled in), as a file would hold it."""
+    m = {"schema_version": SCHEMA_VERSION, "sdk_version": "0", "name": "m-onnx-fp32", "model": "m",
+         "task": "classification", "format": "onnx", "precision": "fp32", "quantizer": None,
          "input": {"name": "input", "shape": [1, 3, 8, 8], "layout": "NCHW", "dtype": "float32", "color": "RGB",
                    "mean": [0, 0, 0], "std": [1, 1, 1], "size": [8, 8]},
          "inputs": [{"name": "input", "tensor": "input", "shape": [1, 3, 8, 8], "dtype": "float32"}],
          "outputs": [{"name": "probs", "tensor": "probs", "shape": [1, 2], "dtype": "float32"}],
-         "class_names": ["a", "b"], "files": ["model.onnx"], "calibration": None, "source_weights_sha256": "x" * 64,
-         "reference": {"runtime": "pytorch/cpu"}, "build_key": "k", "created": "now"}
+         "class_names": ["a", "b"], "files": {"model.onnx": "0" * 64}, "calibration": None,
+         "source_weights_sha256": "x" * 64, "reference": {"runtime": "pytorch/cpu"}, "build_key": "k",
+         "created": "now"}
     m.update(over)
     return m
+
+
+def _new_manifest() -> Manifest:
+    """The manifest a build hands to write_manifest (which hashes the files it lists)."""
+    return Manifest.from_dict(_manifest())
 
 
 def _model(path) -> None:
@@ -48,7 +56,7 @@ def test_schema_names_every_problem():
         validate_manifest({"schema_version": 1, "name": 3, "files": {}})
     text = str(err.value)
     assert "missing 'model'" in text and "'name' should be str" in text and "'files' is empty" in text
-    with pytest.raises(BundleError, match="newer than this SDK"):
+    with pytest.raises(BundleError, match=r"schema_version 99 is newer than this SDK reads \(schema_version 2\)"):
         validate_manifest({**_manifest(files={"model.onnx": "a" * 64}), "schema_version": 99})
     with pytest.raises(BundleError, match="plain name"):
         validate_manifest({**_manifest(files={"../x": "a" * 64}), "schema_version": 1})
@@ -56,7 +64,7 @@ def test_schema_names_every_problem():
 
 def test_sha256_is_recorded_and_verified(tmp_path):
     _model(tmp_path / "model.onnx")
-    manifest = write_manifest(tmp_path, _manifest())
+    manifest = write_manifest(tmp_path, _new_manifest())
     assert len(manifest["files"]["model.onnx"]) == 64
     assert verify_bundle(tmp_path)["name"] == "m-onnx-fp32"
     (tmp_path / "model.onnx").write_bytes(b"changed")
@@ -83,7 +91,7 @@ def test_interrupted_write_leaves_no_bundle(tmp_path):
     assert not final.exists()
     with staging(final) as tmp:
         _model(tmp / "model.onnx")
-        write_manifest(tmp, _manifest())
+        write_manifest(tmp, _new_manifest())
     assert verify_bundle(final)
 
 
@@ -91,7 +99,7 @@ def test_the_manifest_is_bound_to_its_model_and_changed_only_as_a_whole(tmp_path
     bundle = tmp_path / "b"
     with staging(bundle) as tmp:
         _model(tmp / "model.onnx")
-        first = write_manifest(tmp, _manifest())
+        first = write_manifest(tmp, _new_manifest())
     (bundle / "signature.json").write_text("{}")
     updated = update_manifest(bundle, {"verdict": {"passed": True, "failures": []}})
     assert verify_bundle(bundle) == updated and updated["verdict"]["passed"]
@@ -105,7 +113,8 @@ def test_the_manifest_is_bound_to_its_model_and_changed_only_as_a_whole(tmp_path
     # layout is not content:
     (bundle / "manifest.json").write_text(json.dumps(updated.to_dict(), indent=8, sort_keys=True))
     assert verify_bundle(bundle) == updated
-    with pytest.raises(BundleError, match="older MaskGate"):
+    with pytest.raises(BundleError, match=r"schema_version 1 is from an older MaskGate \(this one reads schema_"
+                                          r"version 2"):
         validate_manifest({**updated, "schema_version": 1})
 
 
@@ -192,7 +201,7 @@ def test_a_bundle_is_readable_by_other_accounts_and_a_denied_read_says_so(tmp_pa
         try:
             with staging(__import__("pathlib").Path(bundle)) as tmp:
                 _model(tmp / "model.onnx")
-                write_manifest(tmp, _manifest())
+                write_manifest(tmp, _new_manifest())
         finally:
             os.umask(old)
         assert stat.S_IMODE(os.stat(bundle).st_mode) == 0o755

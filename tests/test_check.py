@@ -132,7 +132,7 @@ def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path,
                       ("runtime", str), ("samples", int), ("outputs", dict), ("top1_agreement", float),
                       ("latency_ms", dict), ("size_bytes", int), ("gates", list), ("passed", bool)):
         assert isinstance(entry[key], kind), (key, entry[key])
-    assert entry["integrity"] == "ok" and entry["top1_agreement"] == 1.0 and entry["samples"] == 8
+    assert entry["integrity"] == "ok" and entry["top1_agreement"] == 1.0 and entry["samples"] == 32  # golden crops
     assert set(entry["latency_ms"]) >= {"p50", "p90", "p99", "runs"}
     assert set(entry["outputs"]["probs"]) == {"max_abs", "mean_abs", "cosine"}
     assert all(g["passed"] for g in entry["gates"])
@@ -165,6 +165,7 @@ def test_check_fails_a_bundle_whose_golden_outputs_were_altered(bundle, tmp_path
     # The golden data's sha256 is part of the manifest digest stamped into the model: updating
     # the hash by hand is caught by the binding...
     from maskgate.converters.bundle import sha256_file, write_manifest
+    from maskgate.converters.manifest import Manifest
 
     manifest = json.loads((copy / "manifest.json").read_text())  # edited by hand, as JSON
     manifest["files"]["golden.npz"] = sha256_file(copy / "golden.npz")
@@ -172,7 +173,7 @@ def test_check_fails_a_bundle_whose_golden_outputs_were_altered(bundle, tmp_path
     result = check_bundle(copy, runs=1)
     assert not result and "was changed after the build" in result.integrity
     # ...and re-bound as a build would (restamped), the altered reference still fails on fidelity.
-    write_manifest(copy, manifest)
+    write_manifest(copy, Manifest.from_dict(manifest))
     result = check_bundle(copy, runs=1)
     assert result.integrity == "ok" and not result and result.top1_agreement == 0.0
     assert any(f.startswith("min_top1 0 ") for f in result.failures())

@@ -64,7 +64,7 @@ def test_builds_go_where_no_packaging_tool_writes_and_foreign_folders_pass_quiet
 
     assert BuildConfig().out == Path("builds")
     built = make_builds("quiet-builds", models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx",),
-                        precisions=("fp32",), verify_samples=4, check_runs=1)
+                        precisions=("fp32",))
     builds = tmp_path / "builds"
     shutil.copytree(built, builds)
     for foreign in ("lib/maskgate", "bdist.linux-x86_64"):  # what 'pip install .' leaves in ./build

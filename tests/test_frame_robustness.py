@@ -10,14 +10,11 @@ from maskgate.metrics import match_greedy
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    pytest.importorskip("onnxscript")
-    from maskgate import Pipeline, build
+def pipeline(make_builds):
+    from maskgate import Pipeline
 
-    out = tmp_path_factory.mktemp("frames")
-    results = build(models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx",), precisions=("fp32",),
-                    out=out, progress=False, verify_samples=4)
-    assert all(r.status == "built" for r in results), [r.error for r in results]
+    out = make_builds("frames", models=("retinaface_mnet025", "mask_mobilenetv2"), formats=("onnx",),
+                      precisions=("fp32",))
     with Pipeline.from_builds(out, pose_model=None, prefer="cpu") as p:
         yield p
 

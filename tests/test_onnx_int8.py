@@ -18,8 +18,7 @@ MODEL = "mask_mobilenetv2"
 
 @pytest.fixture(scope="module")
 def bundle(make_builds):
-    out = make_builds("onnx-int8", models=(MODEL,), formats=("onnx",), precisions=("int8",), verify_samples=40,
-                      check_runs=1)
+    out = make_builds("onnx-int8", models=(MODEL,), formats=("onnx",), precisions=("int8",))
     return out / f"{MODEL}-onnx-int8"
 
 

@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 @pytest.fixture(scope="module")
 def builds(make_builds):
     return make_builds("resilience-builds", models=("retinaface_mnet025", "mask_mobilenetv2"),
-                       formats=("onnx", "openvino"), precisions=("fp32",), check_runs=2)
+                       formats=("onnx", "openvino"), precisions=("fp32",))
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,8 @@ def convert(model: ReferenceModel, target, data: BuildData, *, calibration, key:
         golden = golden_data(model.spec, tensors, references, layout=artifact.layout,
                              count=GOLDEN_SAMPLES[model.spec.task])
         np.savez_compressed(tmp / GOLDEN, **golden)  # type: ignore[arg-type]  # the stub reads **arrays as allow_pickle
-        manifest = manifest_for(model, target, artifact, calibration, key, reference=model.describe())
-        manifest["files"] = artifact.files + [GOLDEN]
-        write_manifest(tmp, manifest)
+        write_manifest(tmp, manifest_for(model, target, artifact, calibration, key, reference=model.describe(),
+                                         files=[*artifact.files, GOLDEN]))
 
 
 @contextlib.contextmanager

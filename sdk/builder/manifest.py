@@ -9,7 +9,8 @@ import json
 import numpy as np
 
 from ..converters import dist_version
-from ..converters.manifest import GOLDEN
+from ..converters.manifest import GOLDEN, SCHEMA_VERSION, InputEntry, Manifest, TensorEntry
+from ..converters.targets import Artifact, TensorInfo
 from ..formats import get_format
 from ..version import __version__
 
@@ -22,60 +23,38 @@ def tool_versions(fmt: str) -> dict[str, str | None]:
     return {name: dist_version(name) or elsewhere.get(name) for name in spec.tools}
 
 
-def manifest_for(model, target, artifact, calibration, key: str, *, reference: str) -> dict:
-    """Everything a runtime or a person needs to use the bundle without the SDK's source."""
+def manifest_for(model, target, artifact: Artifact, calibration, key: str, *, reference: str,
+                 files: list[str]) -> Manifest:
+    """Everything a runtime or a person needs to use the bundle without the SDK's source;
+    ``files``: the bundle's files, hashed when it is written (``write_manifest``)."""
     spec = model.spec
     inp = spec.input
     layout = artifact.layout
-    shape = list(inp.shape) if layout == inp.layout else ([1, inp.size[1], inp.size[0], 3] if layout == "NHWC"
-                                                         else [1, 3, inp.size[1], inp.size[0]])
-    outputs = [{"name": logical, **_tensor(t)} for logical, t in zip(spec.outputs, artifact.outputs)]
-    inputs = [{"name": inp.name, **_tensor(t)} for t in artifact.inputs[:1]]
-    return {
-        "sdk_version": __version__,
-        "name": target.name,
-        "model": spec.name,
-        "task": spec.task,
-        "format": target.format,
-        "precision": target.precision,
-        "quantizer": artifact.quantizer,
-        "input": {
-            "name": inp.name,
-            "shape": shape,
-            "layout": layout,
-            "dtype": "float32",
-            "color": inp.color,
-            "mean": list(inp.mean),
-            "std": list(inp.std),
-            "size": list(inp.size),
-            "resize": "letterbox, top-left, mean padding" if spec.task == "face_detection" else "aligned face crop",
-        },
-        "inputs": inputs,
-        "outputs": outputs,
-        "class_names": list(spec.class_names),
-        "detection": dataclasses.asdict(spec.detection) if spec.detection else None,
-        "priors": dataclasses.asdict(spec.priors) if spec.priors else None,
-        "files": [],
-        "calibration": calibration.record() if calibration is not None else None,
-        "source_weights_sha256": model.weights_sha,
-        "reference": {
-            "runtime": reference,
-            "precision": "fp32",
-            "golden": GOLDEN,
-            "note": "golden outputs are the fp32 PyTorch reference's on the golden inputs",
-        },
-        "build_key": key,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tools": tool_versions(target.format),
-        "notes": list(model.notes) + list(artifact.notes),
-        **({"soc": target.chip} if target.chip else {}),
-        **({"sources": list(artifact.sources)} if artifact.sources else {}),
-    }
+    shape = inp.shape if layout == inp.layout else ((1, inp.size[1], inp.size[0], 3) if layout == "NHWC"
+                                                    else (1, 3, inp.size[1], inp.size[0]))
+    resize = "letterbox, top-left, mean padding" if spec.task == "face_detection" else "aligned face crop"
+    return Manifest(
+        schema_version=SCHEMA_VERSION, sdk_version=__version__, name=target.name, model=spec.name, task=spec.task,
+        format=target.format, precision=target.precision, quantizer=artifact.quantizer,
+        input=InputEntry(inp.name, tuple(shape), layout, "float32", inp.color, tuple(inp.mean), tuple(inp.std),
+                         inp.size, resize),
+        inputs=tuple(_tensor(inp.name, t) for t in artifact.inputs[:1]),
+        outputs=tuple(_tensor(logical, t) for logical, t in zip(spec.outputs, artifact.outputs)),
+        class_names=tuple(spec.class_names), files=dict.fromkeys(files, ""),
+        calibration=calibration.record() if calibration is not None else None,
+        source_weights_sha256=model.weights_sha,
+        reference={"runtime": reference, "precision": "fp32", "golden": GOLDEN,
+                   "note": "golden outputs are the fp32 PyTorch reference's on the golden inputs"},
+        build_key=key, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        notes=tuple(model.notes) + tuple(artifact.notes),
+        detection=dataclasses.asdict(spec.detection) if spec.detection else None,
+        priors=dataclasses.asdict(spec.priors) if spec.priors else None,
+        tools=tool_versions(target.format), soc=target.chip or None, sources=tuple(artifact.sources))
 
 
-def _tensor(t) -> dict:
-    d = t.to_dict()
-    return {"tensor": d["name"], "shape": d["shape"], "dtype": d["dtype"], "quantization": d["quantization"]}
+def _tensor(name: str, t: TensorInfo) -> TensorEntry:
+    """The manifest's entry of the runtime's tensor ``t`` under its logical ``name``."""
+    return TensorEntry(name, t.name, t.shape, t.dtype, t.quantization)
 
 
 def golden_data(spec, tensors, references, *, layout: str, count: int) -> dict[str, np.ndarray]:
