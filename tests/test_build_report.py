@@ -3,6 +3,13 @@ import json
 
 from maskgate.builder import BuildConfig, BuildResult
 from maskgate.builder.report import table, write_report
+from maskgate.check.checker import BundleCheck
+from maskgate.check.gates import GateResult
+
+
+def _golden_check_passed() -> BundleCheck:
+    """The checker's result of a bundle that passed its golden gates."""
+    return BundleCheck("p", integrity="ok", gates=[GateResult("min_top1", 1.0, 0.99, True, 32, 1.0)])
 
 
 def _results():
@@ -11,7 +18,7 @@ def _results():
     fidelity = {"samples": 10, "max_abs_diff": 0.1, "top1_agreement": 0.9}
     ok = BuildResult("m-onnx-int8", "m", "onnx", "int8", "p", "built", size_bytes=2_500_000, seconds=1.0,
                      fidelity=fidelity, latency={"p50": 1.5, "p90": 2.0, "p99": 2.1, "runs": 20, "threads": 1},
-                     check={"passed": True, "gates": [], "task_metrics": None},
+                     check=_golden_check_passed(),
                      gates=held_out_gates("int8", fidelity))  # the build's own gating of its held-out figures
     bad = BuildResult("m-tflite-int8", "m", "tflite", "int8", "q", "failed", error="ConversionError: boom")
     return [ok, bad]
@@ -39,7 +46,7 @@ def test_a_reduced_precision_build_slower_than_its_fp32_sibling_is_flagged(tmp_p
                            fidelity={"samples": 4, "max_abs_diff": 0.0, "top1_agreement": 1.0},
                            latency={"p50": ms, "p90": ms, "p99": ms, "p25": ms - spread, "p75": ms + spread,
                                     "runs": 20, "threads": 1},
-                           check={"passed": True, "gates": [], "task_metrics": None})
+                           check=_golden_check_passed())
 
     results = [result("onnx", "fp32", 20.0), result("onnx", "int8", 25.0), result("tflite", "fp32", 20.0),
                result("tflite", "int8", 10.0), result("openvino", "fp32", 20.0, 2.0),

@@ -4,11 +4,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..compare import headline_of
 from ..config import DEFAULT_BUILDS
 from ..formats import DEFAULT_FORMATS, PRECISIONS, ConvertOptions
 from ..version import __version__
+
+if TYPE_CHECKING:
+    from ..check.checker import BundleCheck
+    from ..check.gates import GateResult
 
 DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
 # Inputs stored in each bundle with their fp32 outputs for 'maskgate check' (detector: the
@@ -81,8 +86,8 @@ class BuildResult:
     seconds: float = 0.0
     fidelity: dict | None = None  # on the held-out inputs (maskgate.compare.Fidelity.to_dict)
     latency: dict | None = None  # p50 / p90 / p99 ms from the bundle's check
-    check: dict | None = None  # the checker's BundleCheck (golden fidelity, task metrics, gates)
-    gates: list = field(default_factory=list)  # the precision's gates on the held-out figures
+    check: BundleCheck | None = None  # the checker's (golden fidelity, task metrics, gates, latency)
+    gates: list[GateResult] = field(default_factory=list)  # the precision's gates on the held-out figures
     diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (builder.repair)
     verdict: dict | None = None  # what the bundle's manifest records: passed, and the failures (record_verdict)
     error: str | None = None
@@ -90,8 +95,7 @@ class BuildResult:
     @property
     def passed(self) -> bool:
         """Built, and every gate passed: the checker's (golden inputs) and the held-out ones."""
-        return (self.error is None and bool(self.check and self.check["passed"])
-                and all(g["passed"] for g in self.gates))
+        return self.error is None and self.check is not None and self.check.passed and all(g.passed for g in self.gates)
 
     @property
     def headline(self) -> float | None:
@@ -102,16 +106,20 @@ class BuildResult:
         """The gate verdict the bundle's manifest records (``builder.manifest.record_verdict``)."""
         return {"passed": self.passed, "failures": self.failures(),
                 "held_out": {"samples": (self.fidelity or {}).get("samples"), "agreement": self.headline},
-                "golden_gates": (self.check or {}).get("gates", []), "held_out_gates": self.gates,
+                "golden_gates": [g.to_dict() for g in self.check.gates] if self.check else [],
+                "held_out_gates": [g.to_dict() for g in self.gates],
                 "by": f"maskgate build {__version__}"}
 
     def failures(self) -> list[str]:
-        from ..check.gates import GateResult
-
         if self.error:
             return [self.error]
-        out = [f"held-out {GateResult(**g).describe()}" for g in self.gates if not g["passed"]]
-        if self.check and not self.check["passed"]:
-            out += [self.check["error"]] if self.check.get("error") else [
-                f"golden {GateResult(**g).describe()}" for g in self.check["gates"] if not g["passed"]]
+        out = [f"held-out {g.describe()}" for g in self.gates if not g.passed]
+        if self.check and not self.check.passed:
+            out += [self.check.error] if self.check.error else [f"golden {f}" for f in self.check.failures()]
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``report.json``: every field, with ``passed`` and ``failures``."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**fields, "check": self.check.to_dict() if self.check else None,
+                "gates": [g.to_dict() for g in self.gates], "passed": self.passed, "failures": self.failures()}

@@ -14,6 +14,7 @@ import logging
 import time
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BundleError, MaskGateError
 from ..files import writable_folder
@@ -26,6 +27,9 @@ from .lanes import SimulatorLanes
 from .lanes import results as lane_results
 from .plan import plan
 from .reference import BuildData, ReferenceModel
+
+if TYPE_CHECKING:
+    from ..check.gates import GateResult
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,7 @@ def _attempt(model, target, config, data, calibration, key, folder) -> repair.Bu
         job = converting.conversion_job(model, target, calibration, options=config.options_for(model.spec))
         return repair.rank_layers(job, calibration)
 
-    def rebuild(options) -> tuple[dict, list[dict]]:
+    def rebuild(options) -> tuple[dict, list[GateResult]]:
         converting.convert(model, target, data, calibration=calibration, key=key, folder=folder, options=options)
         fidelity = verify.held_out_fidelity(model, data, folder, read_manifest(folder))
         return fidelity, verify.held_out_gates(target.precision, fidelity, fmt=target.format, what=str(folder))

@@ -55,7 +55,7 @@ def rows(results) -> list[list[str]]:
         size = f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-"
         p50, p90 = (_p50(r.latency), f"{r.latency['p90']:.2f}") if r.latency else ("-", "-")
         ratio = f"{ratios[r.target]:.2f}x" + (" SLOWER" if r.target in slower else "") if r.target in ratios else "-"
-        task = summary((r.check or {}).get("task_metrics"))
+        task = summary(r.check.task_metrics if r.check else None)
         verdict = "-" if r.error else ("pass" if r.passed else "FAIL")
         out.append([r.model, r.format, r.precision, r.status if not r.error else "FAILED", size, _fidelity(r), task,
                     p50, p90, ratio, verdict])
@@ -101,8 +101,7 @@ def write_report(out: Path, results, *, config, seconds: float, reference: str |
             "fidelity_note": "classifiers: top-1 agreement with the fp32 PyTorch reference on held-out aligned crops; "
                              "detector: share of the reference's detections found at IoU >= 0.5 on held-out frames",
             "slower_than_fp32": slower_than_fp32(results), "passed": all(r.passed for r in results),
-            "bundles": [{**dataclasses.asdict(r), "passed": r.passed, "failures": r.failures(),
-                         "speedup_vs_fp32": speedups(results).get(r.target)} for r in results]}
+            "bundles": [{**r.to_dict(), "speedup_vs_fp32": speedups(results).get(r.target)} for r in results]}
     json_path = out / f"{stem}.json"
     atomic_write(json_path, json.dumps(data, indent=1) + "\n")
     html_path = out / f"{stem}.html"
@@ -119,7 +118,7 @@ def _entries(results) -> list[dict]:
         lat = r.latency or {}
         out.append({"model": r.model, "format": r.format, "precision": r.precision, "p50": lat.get("p50"),
                     "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
-                    "task": (r.check or {}).get("task_metrics")})
+                    "task": r.check.task_metrics if r.check else None})
     return out
 
 

@@ -4,9 +4,13 @@ gates, latency, task metrics with ``--data``), then the verdict recorded in its 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import BuildConfig, BuildResult
 from .reference import BuildData, ReferenceModel
+
+if TYPE_CHECKING:
+    from ..check.gates import GateResult
 
 
 def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, manifest) -> dict:
@@ -26,16 +30,15 @@ def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, mani
 
 
 def held_out_gates(precision: str, fidelity: dict | None, *, fmt: str | None = None,
-                   what: str = "the bundle") -> list[dict]:
+                   what: str = "the bundle") -> list[GateResult]:
     """The precision's gates on the held-out figures. Held out, the shares are gated as
     observed (hundreds of samples: the build's real figure); the golden check, on a few
     dozen, holds its 95 % upper bound to the gate (maskgate.check.gates)."""
     from ..check.gates import apply, configured_gates
 
     f = fidelity or {}
-    return [g.to_dict() for g in apply(configured_gates().gate(precision, fmt, what=what), cosine=None,
-                                       top1=f.get("top1_agreement"), recall=f.get("detection_recall"),
-                                       landmark_nme=None)]
+    return apply(configured_gates().gate(precision, fmt, what=what), cosine=None, top1=f.get("top1_agreement"),
+                 recall=f.get("detection_recall"), landmark_nme=None)
 
 
 def measure(result: BuildResult, model: ReferenceModel, data: BuildData, folder: Path, manifest) -> None:
@@ -52,7 +55,7 @@ def check(result: BuildResult, folder: Path, config: BuildConfig, data: BuildDat
     # In a simulator, check_bundle keeps to the format's simulator_runs itself.
     checked = check_bundle(folder, runs=config.check_runs, threads=config.latency_threads,
                            task_data=data.task_data(), require_verdict=False)
-    result.check = checked.to_dict()
+    result.check = checked
     result.latency = checked.latency_ms
 
 

@@ -35,7 +35,7 @@ class BundleCheck:
     latency_ms: dict | None = None  # p50, p90, p99, runs, threads
     size_bytes: int = 0
     task_metrics: dict | None = None  # with --data: see maskgate.check.task
-    gates: list = field(default_factory=list)  # GateResult dicts
+    gates: list[gating.GateResult] = field(default_factory=list)
     build_verdict: dict | None = None  # what the bundle's build recorded (maskgate.converters.bundle.verdict_problem)
     verdict_problem: str | None = None  # set when the recorded verdict does not let the bundle run
     # A runner that had to make the model again to run it (the RKNN simulator): how the model it
@@ -46,7 +46,7 @@ class BundleCheck:
     @property
     def passed(self) -> bool:
         return (self.error is None and self.integrity == "ok" and self.verdict_problem is None and bool(self.gates)
-                and all(g["passed"] for g in self.gates))
+                and all(g.passed for g in self.gates))
 
     def __bool__(self) -> bool:
         return self.passed
@@ -55,12 +55,12 @@ class BundleCheck:
         if self.error:
             return [self.error]
         return ([f"build verdict: {self.verdict_problem}"] if self.verdict_problem else []) + [
-            gating.GateResult(**g).describe() for g in self.gates if not g["passed"]]
+            g.describe() for g in self.gates if not g.passed]
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "passed": self.passed}  # the gates' GateResults as their dicts
 
 
 def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None = None, runs: int = 50,
@@ -124,10 +124,10 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
         min((o["cosine"] for o in result.outputs.values()), default=None) if result.task == "classification" else None
     )
     det = result.detections or {}
-    result.gates = [g.to_dict() for g in gating.apply(gate, cosine=cosine, top1=result.top1_agreement,
-                                                       recall=det.get("recall"), landmark_nme=det.get("landmark_nme"),
-                                                       top1_samples=result.samples if result.top1_agreement is not None
-                                                       else None, recall_samples=det.get("reference"))]
+    result.gates = gating.apply(gate, cosine=cosine, top1=result.top1_agreement, recall=det.get("recall"),
+                                landmark_nme=det.get("landmark_nme"),
+                                top1_samples=result.samples if result.top1_agreement is not None else None,
+                                recall_samples=det.get("reference"))
     return result
 
 
