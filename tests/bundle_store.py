@@ -5,15 +5,20 @@ damage them: the store stays as built).
 
 ``MASKGATE_TEST_BUILDS=DIR`` keeps the store there between runs (a folder per key: the
 hash of sdk/, runtimes/, converters/, calibration/ and pyproject.toml, so a change to any
-of them builds again); without it the store lives in the session's temporary folder.
+of them builds again); without it the store lives in the session's temporary folder, one
+for all of the session's pytest-xdist workers. A store is locked while it is read or
+built: a second worker waits for the first's build, then copies.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,24 +62,40 @@ class BundleStore:
         options = {**SHARED, **options}
         store = self._store(options)
         wanted = [Target(m, f, p) for m, f, p in itertools.product(models, formats, precisions)]
-        missing = [t for t in wanted if not (store / t.name / "manifest.json").is_file()]
-        if missing:  # the smallest product holding them (the builder reuses what the store has)
-            results = build(out=store, models=_kept(t.model for t in missing),
-                            formats=_kept(t.format for t in missing),
-                            precisions=_kept(t.precision for t in missing), progress=False, **options)
-            self.builds += 1
-            assert all(r.status in ("built", "reused") for r in results), [r.error for r in results]
-        into.mkdir(parents=True, exist_ok=True)
-        for target in wanted:
-            shutil.copytree(store / target.name, into / target.name)
+        with _locked(store):
+            missing = [t for t in wanted if not (store / t.name / "manifest.json").is_file()]
+            if missing:  # the smallest product holding them (the builder reuses what the store has)
+                results = build(out=store, models=_kept(t.model for t in missing),
+                                formats=_kept(t.format for t in missing),
+                                precisions=_kept(t.precision for t in missing), progress=False, **options)
+                self.builds += 1
+                assert all(r.status in ("built", "reused") for r in results), [r.error for r in results]
+            into.mkdir(parents=True, exist_ok=True)
+            for target in wanted:
+                shutil.copytree(store / target.name, into / target.name)
         return into
+
+
+@contextlib.contextmanager
+def _locked(store: Path) -> Iterator[None]:
+    """``store`` for this process alone (an exclusive flock on its lock file) while held."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(f"{store.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _kept(values) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def store_root(session_tmp: Path) -> Path:
-    """Where the store lives: ``MASKGATE_TEST_BUILDS``/<sources key>, else the session's own folder."""
+def store_root(basetemp: Path) -> Path:
+    """Where the store lives: ``MASKGATE_TEST_BUILDS``/<sources key>, else in the session's
+    temporary folder (``basetemp``; under pytest-xdist the folder all its workers share)."""
     kept = os.environ.get(STORE_ENV)
-    return Path(kept) / sources_key() if kept else session_tmp
+    if kept:
+        return Path(kept) / sources_key()
+    return (basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp) / "bundle-store"

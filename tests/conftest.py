@@ -103,7 +103,7 @@ def testvendor_plugin(tmp_path, monkeypatch) -> Path:
 def bundle_store(tmp_path_factory):
     from tests.bundle_store import BundleStore, store_root
 
-    return BundleStore(store_root(tmp_path_factory.mktemp("bundle-store")))
+    return BundleStore(store_root(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="session")
