@@ -57,23 +57,35 @@ class BundleStore:
         """``into`` holding a copy of each bundle of ``models`` x ``formats`` x ``precisions``
         built with ``options`` (``maskgate.build`` fields), building those the store lacks."""
         from maskgate import build
-        from maskgate.converters.targets import Target
 
         options = {**SHARED, **options}
         store = self._store(options)
-        wanted = [Target(m, f, p) for m, f, p in itertools.product(models, formats, precisions)]
+        wanted = set(itertools.product(models, formats, precisions))
         with _locked(store):
-            missing = [t for t in wanted if not (store / t.name / "manifest.json").is_file()]
+            have = _bundles(store)
+            missing = sorted(wanted - set(have.values()))
             if missing:  # the smallest product holding them (the builder reuses what the store has)
-                results = build(out=store, models=_kept(t.model for t in missing),
-                                formats=_kept(t.format for t in missing),
-                                precisions=_kept(t.precision for t in missing), progress=False, **options)
+                results = build(out=store, models=_kept(m for m, _, _ in missing),
+                                formats=_kept(f for _, f, _ in missing),
+                                precisions=_kept(p for _, _, p in missing), progress=False, **options)
                 self.builds += 1
                 assert all(r.status in ("built", "reused") for r in results), [r.error for r in results]
+                have = _bundles(store)
+            assert wanted <= set(have.values()), sorted(wanted - set(have.values()))
             into.mkdir(parents=True, exist_ok=True)
-            for target in wanted:
-                shutil.copytree(store / target.name, into / target.name)
+            for folder, triple in have.items():  # a format built per chip: one bundle per chip
+                if triple in wanted:
+                    shutil.copytree(folder, into / folder.name)
         return into
+
+
+def _bundles(store: Path) -> dict[Path, tuple[str, str, str]]:
+    """Each finished bundle of the store and its (model, format, precision)."""
+    out = {}
+    for manifest in sorted(store.glob("*/manifest.json")) if store.is_dir() else []:
+        m = json.loads(manifest.read_text())
+        out[manifest.parent] = (m["model"], m["format"], m["precision"])
+    return out
 
 
 @contextlib.contextmanager

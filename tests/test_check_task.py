@@ -116,7 +116,7 @@ def test_gates_from_the_config_file(onnx_builds, tmp_path, monkeypatch, capsys):
     reset_config()  # the file is read once per process: a new one is a new process's
     assert main(["check", str(onnx_builds), "--runs", "1"]) == 2
     err = capsys.readouterr().err
-    assert "unknown precision; [gates] holds one table per precision" in err and str(config) in err
+    assert "unknown precision; [gates] holds a table per precision" in err and str(config) in err
     config.write_text("[gates.int8]\nmin_top = 0.5\n")
     reset_config()
     assert main(["check", str(onnx_builds), "--runs", "1"]) == 2
