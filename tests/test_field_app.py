@@ -218,7 +218,7 @@ def test_no_secret_appears_in_anything_the_app_writes(gate_builds, gate_video, t
                       '[turnstile.publish.mqtt]\nusername = "gate"\npassword_env = "GATE_MQTT_PASSWORD"\n'
                       '[turnstile.publish.webhook]\nsecret_env = "GATE_HOOK_SECRET"\n')
     events = tmp_path / "events.jsonl"
-    with broker.start(), WebhookReceiver(secret=secrets["GATE_HOOK_SECRET"].encode()) as receiver, \
+    with broker, WebhookReceiver(secret=secrets["GATE_HOOK_SECRET"].encode()) as receiver, \
             paced_http_stream(video, fps=FPS, hold_at_end=True) as (url, release):
         proc = subprocess.Popen([str(MASKGATE), "--verbose", "turnstile", url, "--builds", str(builds), "--config",
                                  str(config), "--events", str(events), "--publish", broker.url, "--publish",

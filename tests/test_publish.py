@@ -392,7 +392,7 @@ def test_a_broker_refusing_one_message_does_not_hold_back_the_next(tmp_path):
                                                     "topic read maskgate/#\n")
     except MosquittoMissing as exc:
         missing("Mosquitto", str(exc))
-    with broker.start(), listener_for(broker) as listener:
+    with broker, listener_for(broker) as listener:
         config = publish_config({"targets": [broker.url], "site": "hq", "camera": "g6", "dead_letter_after": 2,
                                  "spool": str(tmp_path / "spool"), "mqtt": {"protocol": "5"}})
         publisher = Publisher(config, log=lambda line: None).start()
@@ -453,7 +453,7 @@ def test_a_missing_password_variable_holds_its_target_only(tmp_path, broker, mon
 
     secured = Mosquitto(tmp_path / "secured", users={"gate": "pw-7f3a9c"})
     monkeypatch.delenv("GATE_MQTT_PASSWORD", raising=False)
-    with secured.start(), WebhookReceiver(secret=None) as receiver:
+    with secured, WebhookReceiver(secret=None) as receiver:
         table = {"targets": [secured.url, receiver.url], "site": "hq", "camera": "g8",
                  "spool": str(tmp_path / "spool"), "mqtt": {"username": "gate", "password_env": "GATE_MQTT_PASSWORD"}}
         said: list[str] = []

@@ -107,7 +107,8 @@ class Mosquitto:
         self.process = None
 
     def __enter__(self) -> Mosquitto:
-        return self.start()
+        # ``with broker.start():`` too: a second start would leave the first broker running, unstopped
+        return self if self.process is not None and self.process.poll() is None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
