@@ -46,7 +46,6 @@ class BundleStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.builds = 0  # build() calls made: what the session paid for
 
     def _store(self, options: dict) -> Path:
         settings = json.dumps({k: str(v) for k, v in sorted(options.items())}, sort_keys=True)
@@ -68,7 +67,6 @@ class BundleStore:
                 results = build(out=store, models=_kept(m for m, _, _ in missing),
                                 formats=_kept(f for _, f, _ in missing),
                                 precisions=_kept(p for _, _, p in missing), progress=False, **options)
-                self.builds += 1
                 assert all(r.status in ("built", "reused") for r in results), [r.error for r in results]
                 have = _bundles(store)
             assert wanted <= set(have.values()), sorted(wanted - set(have.values()))

@@ -130,9 +130,8 @@ def make_builds(bundle_store, tmp_path_factory):
 def quantized_builds(make_builds):
     """fp32 and int8 OpenVINO and TFLite builds of the three models, every one checked and
     passing its gates: the selector picks the OpenVINO int8 ones on a CPU."""
-    # 40 held-out inputs (the store's): with 8, the TFLite int8 detector's golden frames (the 3
-    # most crowded of them) put its landmark error at 0.102, just above the 0.1 gate, and it is
-    # rightly skipped.
+    # The store's 40 held-out inputs: with 8, the TFLite int8 detector fails its landmark gate
+    # (tests.bundle_store.SHARED says why).
     return make_builds("quantized-builds", formats=("openvino", "tflite"), precisions=("fp32", "int8"))
 
 
