@@ -213,12 +213,6 @@ def compare(spec: ModelSpec, runner, tensors: list[np.ndarray], references: list
     return compare_outputs(spec, got, references, required=required)
 
 
-def headline_of(fidelity: dict | None) -> float | None:
-    """The headline of a recorded ``Agreement.to_dict()``: top-1 agreement, else detection recall."""
-    f = fidelity or {}
-    return f.get("top1_agreement") if f.get("top1_agreement") is not None else f.get("detection_recall")
-
-
 # -- the pipeline's faces (maskgate run --json objects, FaceResult.to_dict()) -----------------
 
 def face_label(face: dict, what: str):

@@ -3,8 +3,9 @@ import json
 
 from maskgate.builder import BuildConfig, BuildResult
 from maskgate.builder.report import table, write_report
-from maskgate.check.checker import BundleCheck
+from maskgate.check.checker import BundleCheck, Latency
 from maskgate.check.gates import GateResult
+from maskgate.compare import Agreement
 
 
 def _golden_check_passed() -> BundleCheck:
@@ -15,9 +16,9 @@ def _golden_check_passed() -> BundleCheck:
 def _results():
     from maskgate.builder.verify import held_out_gates
 
-    fidelity = {"samples": 10, "max_abs_diff": 0.1, "top1_agreement": 0.9}
+    fidelity = Agreement("classification", 10, top1_agreement=0.9)
     ok = BuildResult("m-onnx-int8", "m", "onnx", "int8", "p", "built", size_bytes=2_500_000, seconds=1.0,
-                     fidelity=fidelity, latency={"p50": 1.5, "p90": 2.0, "p99": 2.1, "runs": 20, "threads": 1},
+                     fidelity=fidelity, latency=Latency(1.5, 2.0, 2.1, 1.4, 1.6, runs=20, warmup=5, threads=1),
                      check=_golden_check_passed(),
                      gates=held_out_gates("int8", fidelity))  # the build's own gating of its held-out figures
     bad = BuildResult("m-tflite-int8", "m", "tflite", "int8", "q", "failed", error="ConversionError: boom")
@@ -33,6 +34,9 @@ def test_table_and_reports(tmp_path):
     data = json.loads(json_path.read_text())
     assert [b["status"] for b in data["bundles"]] == ["built", "failed"] and data["config"]["out"] == str(tmp_path)
     assert data["passed"] is False and [b["passed"] for b in data["bundles"]] == [False, False]
+    assert data["bundles"][0]["fidelity"] == {"samples": 10, "max_abs_diff": 0.0, "top1_agreement": 0.9,
+                                              "detections_reference": None, "detections_found": None,
+                                              "detections_extra": None, "detection_recall": None}
     page = html_path.read_text()
     assert "m-tflite-int8: ConversionError: boom" in page and "<table>" in page
     assert not list(tmp_path.glob(".*partial"))
@@ -43,9 +47,8 @@ def test_a_reduced_precision_build_slower_than_its_fp32_sibling_is_flagged(tmp_p
     sibling's, inside the spread, is noise (it flipped between two runs of the same build)."""
     def result(fmt, precision, ms, spread=1.0):
         return BuildResult(f"m-{fmt}-{precision}", "m", fmt, precision, "p", "built", size_bytes=1,
-                           fidelity={"samples": 4, "max_abs_diff": 0.0, "top1_agreement": 1.0},
-                           latency={"p50": ms, "p90": ms, "p99": ms, "p25": ms - spread, "p75": ms + spread,
-                                    "runs": 20, "threads": 1},
+                           fidelity=Agreement("classification", 4, top1_agreement=1.0),
+                           latency=Latency(ms, ms, ms, ms - spread, ms + spread, runs=20, warmup=5, threads=1),
                            check=_golden_check_passed())
 
     results = [result("onnx", "fp32", 20.0), result("onnx", "int8", 25.0), result("tflite", "fp32", 20.0),

@@ -134,7 +134,7 @@ def test_build_real_classifier_makes_verified_bundles(built):
     for r in results:
         manifest = verify_bundle(r.path)
         assert manifest["class_names"] == ["mask", "no_mask"] and manifest["input"]["size"] == [128, 128]
-        assert r.fidelity["samples"] == 40 and r.fidelity["top1_agreement"] >= 0.99  # the int8 gate, not looser
+        assert r.fidelity.samples == 40 and r.fidelity.top1_agreement >= 0.99  # the int8 gate, not looser
         assert r.passed and r.verdict["passed"] and manifest["verdict"] == r.verdict, r.failures()
     int8 = verify_bundle(results[1].path)
     assert int8["quantizer"]["format"] == "QDQ" and int8["calibration"]["samples"] == 32

@@ -77,13 +77,14 @@ def _copy(bundle, tmp_path):
 def test_a_precision_without_gates_is_refused_not_given_int8s():
     from maskgate.builder.verify import held_out_gates
     from maskgate.check.gates import configured_gates
+    from maskgate.compare import Agreement
     from maskgate.errors import BundleError
 
     assert configured_gates().gate("fp16", "onnx", what="b") == DEFAULT_GATES["fp16"]
     with pytest.raises(BundleError, match=r"b/m-onnx-int4: precision 'int4' has no gates \(known: fp32, fp16, int8\)"):
         configured_gates().gate("int4", "onnx", what="b/m-onnx-int4")
     with pytest.raises(BundleError, match="'int4' has no gates"):
-        held_out_gates("int4", {"top1_agreement": 0.995})
+        held_out_gates("int4", Agreement("classification", 200, top1_agreement=0.995))
 
 
 def test_a_format_of_a_precision_has_its_own_gate_where_the_config_sets_one(tmp_path):

@@ -218,7 +218,7 @@ def test_check_passes_npu_bundles_in_the_simulators_and_fails_a_tampered_one(npu
         assert result.passed, (name, result.error, result.gates)
         assert "(npu-sim)" in result.runtime
         if result.format == "rknn":  # rebuilt to run in the simulator: the check says how it compares
-            assert result.rebuild["size"] == result.rebuild["rebuilt_size"] and result.rebuild["summary"]
+            assert result.rebuild.size == result.rebuild.rebuilt_size and result.rebuild.describe()
         tampered = tmp_path / name
         shutil.copytree(folder, tampered)
         manifest = json.loads((tampered / "manifest.json").read_text())

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..compare import headline_of
 from ..config import DEFAULT_BUILDS
 from ..formats import DEFAULT_FORMATS, PRECISIONS, ConvertOptions
 from ..version import __version__
 
 if TYPE_CHECKING:
-    from ..check.checker import BundleCheck
+    from ..check.checker import BundleCheck, Latency
     from ..check.gates import GateResult
+    from ..compare import Agreement
 
 DEFAULT_MODELS = ("retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip")
 # Inputs stored in each bundle with their fp32 outputs for 'maskgate check' (detector: the
@@ -84,8 +84,8 @@ class BuildResult:
     status: str  # built | reused | failed
     size_bytes: int = 0
     seconds: float = 0.0
-    fidelity: dict | None = None  # on the held-out inputs (maskgate.compare.Fidelity.to_dict)
-    latency: dict | None = None  # p50 / p90 / p99 ms from the bundle's check
+    fidelity: Agreement | None = None  # against the fp32 reference on the held-out inputs
+    latency: Latency | None = None  # from the bundle's check
     check: BundleCheck | None = None  # the checker's (golden fidelity, task metrics, gates, latency)
     gates: list[GateResult] = field(default_factory=list)  # the precision's gates on the held-out figures
     diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (builder.repair)
@@ -100,12 +100,13 @@ class BuildResult:
     @property
     def headline(self) -> float | None:
         """Held-out top-1 agreement for a classifier, detection recall for a detector."""
-        return headline_of(self.fidelity)
+        return self.fidelity.headline if self.fidelity is not None else None
 
     def verdict_record(self) -> dict:
         """The gate verdict the bundle's manifest records (``builder.manifest.record_verdict``)."""
         return {"passed": self.passed, "failures": self.failures(),
-                "held_out": {"samples": (self.fidelity or {}).get("samples"), "agreement": self.headline},
+                "held_out": {"samples": None if self.fidelity is None else self.fidelity.samples,
+                             "agreement": self.headline},
                 "golden_gates": [g.to_dict() for g in self.check.gates] if self.check else [],
                 "held_out_gates": [g.to_dict() for g in self.gates],
                 "by": f"maskgate build {__version__}"}
@@ -122,4 +123,6 @@ class BuildResult:
         """The JSON of ``report.json``: every field, with ``passed`` and ``failures``."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {**fields, "check": self.check.to_dict() if self.check else None,
+                "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
+                "latency": self.latency.to_dict() if self.latency is not None else None,
                 "gates": [g.to_dict() for g in self.gates], "passed": self.passed, "failures": self.failures()}

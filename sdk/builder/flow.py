@@ -30,6 +30,7 @@ from .reference import BuildData, ReferenceModel
 
 if TYPE_CHECKING:
     from ..check.gates import GateResult
+    from ..compare import Agreement
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _attempt(model, target, config, data, calibration, key, folder) -> repair.Bu
         job = converting.conversion_job(model, target, calibration, options=config.options_for(model.spec))
         return repair.rank_layers(job, calibration)
 
-    def rebuild(options) -> tuple[dict, list[GateResult]]:
+    def rebuild(options) -> tuple[Agreement, list[GateResult]]:
         converting.convert(model, target, data, calibration=calibration, key=key, folder=folder, options=options)
         fidelity = verify.held_out_fidelity(model, data, folder, read_manifest(folder))
         return fidelity, verify.held_out_gates(target.precision, fidelity, fmt=target.format, what=str(folder))

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..compare import headline_of
 from ..formats import ConvertOptions, get_format
 
 if TYPE_CHECKING:
     from ..check.gates import GateResult
+    from ..compare import Agreement
 
 STEPS = (2, 4, 8, 16, 32)  # layers kept in float, round by round
 SHOWN = 8  # worst layers named in the report
@@ -39,7 +39,7 @@ class Attempt(Protocol):
     def ranking(self) -> list:
         """``converters.diagnose.LayerError`` of its layers, worst first."""
 
-    def rebuild(self, options: ConvertOptions) -> tuple[dict, list[GateResult]]:
+    def rebuild(self, options: ConvertOptions) -> tuple[Agreement, list[GateResult]]:
         """Convert again with ``options`` into ``folder``; the held-out (fidelity, gates) of the result."""
 
     def layer_report(self) -> dict | None:
@@ -54,7 +54,7 @@ class BuildAttempt:
     folder: Path
     options: ConvertOptions
     ranking: Callable[[], list]  # the protocol's methods, as the build's closures
-    rebuild: Callable[[ConvertOptions], tuple[dict, list[GateResult]]]
+    rebuild: Callable[[ConvertOptions], tuple[Agreement, list[GateResult]]]
     layer_report: Callable[[], dict | None]
 
 
@@ -65,11 +65,11 @@ def rank_layers(job: Any, calibration) -> list:
     return diagnose_job(job, calibration.tensors[:DIAGNOSIS_SAMPLES.get(job.spec.task, 8)])
 
 
-def needs_diagnosis(fidelity: dict | None, gates: list[GateResult], *, diagnose_all: bool) -> bool:
+def needs_diagnosis(fidelity: Agreement | None, gates: list[GateResult], *, diagnose_all: bool) -> bool:
     """int8 builds below a held-out gate are diagnosed (and repaired with --accuracy-aware);
     with --diagnose, every lossy one."""
     below = not all(g.passed for g in gates)
-    lossy = (headline_of(fidelity) or 1.0) < 1.0
+    lossy = ((fidelity.headline if fidelity is not None else None) or 1.0) < 1.0
     return below or (diagnose_all and lossy)
 
 
@@ -82,7 +82,7 @@ def diagnose_or_repair(attempt: Attempt, result, *, repair: bool) -> dict:
     ranking = attempt.ranking()
     method = "ONNX Runtime qdq_loss_debug: SQNR each node adds, on calibration inputs" + fmt.diagnosis_note
     record: dict[str, Any] = {"method": method, "worst_layers": [e.to_dict() for e in ranking[:SHOWN]], "excluded": [],
-                              "rounds": [{"excluded": 0, "fidelity": headline_of(result.fidelity),
+                              "rounds": [{"excluded": 0, "fidelity": result.headline,
                                           "passed": all(g.passed for g in result.gates)}]}
     toolkit = attempt.layer_report()
     if toolkit:
@@ -99,7 +99,7 @@ def diagnose_or_repair(attempt: Attempt, result, *, repair: bool) -> dict:
             passed = all(g.passed for g in result.gates)
             record["excluded"] = nodes
             record["rounds"].append(
-                {"excluded": len(nodes), "fidelity": headline_of(result.fidelity), "passed": passed}
+                {"excluded": len(nodes), "fidelity": result.headline, "passed": passed}
             )
             if passed:
                 break

@@ -9,25 +9,29 @@ import dataclasses
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..files import atomic_write
 
+if TYPE_CHECKING:
+    from ..check.checker import Latency
+
 
 def _fidelity(r) -> str:
-    f = r.fidelity or {}
-    if f.get("top1_agreement") is not None:
-        return f"top-1 {100 * f['top1_agreement']:.2f}% (n={f['samples']})"
-    if f.get("detection_recall") is not None:
-        return (f"det {100 * f['detection_recall']:.2f}% of {f['detections_reference']}, "
-                f"{f['detections_extra']} extra")
+    f = r.fidelity
+    if f is not None and f.top1_agreement is not None:
+        return f"top-1 {100 * f.top1_agreement:.2f}% (n={f.samples})"
+    if f is not None and f.detections is not None:
+        d = f.detections
+        return f"det {100 * d.recall:.2f}% of {d.reference}, {d.build - d.found} extra"
     return "-"
 
 
 def speedups(results) -> dict[str, float]:
     """Each build's speed-up over its fp32 sibling (same model, same format): fp32 p50 / its p50."""
-    fp32 = {(r.model, r.format): r.latency["p50"] for r in results if r.precision == "fp32" and r.latency}
-    return {r.target: fp32[(r.model, r.format)] / r.latency["p50"]
-            for r in results if r.latency and (r.model, r.format) in fp32 and r.latency["p50"] > 0}
+    fp32 = {(r.model, r.format): r.latency.p50 for r in results if r.precision == "fp32" and r.latency}
+    return {r.target: fp32[(r.model, r.format)] / r.latency.p50
+            for r in results if r.latency and (r.model, r.format) in fp32 and r.latency.p50 > 0}
 
 
 def slower_than_fp32(results) -> list[str]:
@@ -41,7 +45,7 @@ def slower_than_fp32(results) -> list[str]:
         sibling = fp32.get((r.model, r.format))
         if r.precision == "fp32" or not r.latency or not sibling:
             continue
-        if r.latency.get("p25", r.latency["p50"]) > sibling.get("p75", sibling["p50"]):
+        if r.latency.p25 > sibling.p75:
             out.append(r.target)
     return out
 
@@ -53,7 +57,7 @@ def rows(results) -> list[list[str]]:
     ratios, slower = speedups(results), set(slower_than_fp32(results))
     for r in results:
         size = f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-"
-        p50, p90 = (_p50(r.latency), f"{r.latency['p90']:.2f}") if r.latency else ("-", "-")
+        p50, p90 = (_p50(r.latency), f"{r.latency.p90:.2f}") if r.latency else ("-", "-")
         ratio = f"{ratios[r.target]:.2f}x" + (" SLOWER" if r.target in slower else "") if r.target in ratios else "-"
         task = summary(r.check.task_metrics if r.check else None)
         verdict = "-" if r.error else ("pass" if r.passed else "FAIL")
@@ -72,10 +76,8 @@ LEGEND = ("fidelity: classifiers, top-1 agreement with the fp32 PyTorch referenc
           "do not overlap.")
 
 
-def _p50(latency: dict) -> str:
-    if "p25" in latency and "p75" in latency:
-        return f"{latency['p50']:.2f} ({latency['p25']:.2f}-{latency['p75']:.2f})"
-    return f"{latency['p50']:.2f}"
+def _p50(latency: Latency) -> str:
+    return f"{latency.p50:.2f} ({latency.p25:.2f}-{latency.p75:.2f})"
 
 
 def table(results) -> str:
@@ -115,7 +117,7 @@ def _entries(results) -> list[dict]:
         if r.error:
             continue
         fidelity = r.headline
-        lat = r.latency or {}
+        lat = r.latency.to_dict() if r.latency else {}
         out.append({"model": r.model, "format": r.format, "precision": r.precision, "p50": lat.get("p50"),
                     "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
                     "task": r.check.task_metrics if r.check else None})

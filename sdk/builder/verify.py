@@ -11,9 +11,10 @@ from .reference import BuildData, ReferenceModel
 
 if TYPE_CHECKING:
     from ..check.gates import GateResult
+    from ..compare import Agreement
 
 
-def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, manifest) -> dict:
+def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, manifest) -> Agreement:
     """The bundle against the reference on the held-out inputs (``maskgate.compare``)."""
     from ..calibration.dataset import in_layout
     from ..compare import compare
@@ -26,19 +27,21 @@ def held_out_fidelity(model: ReferenceModel, data: BuildData, folder: Path, mani
         tensors, references = tensors[:cap], references[:cap]
     tensors = [in_layout(x, manifest.input.layout) for x in tensors]
     with runner_for(folder, manifest) as runner:
-        return compare(model.spec, runner, tensors, references).to_dict()
+        return compare(model.spec, runner, tensors, references)
 
 
-def held_out_gates(precision: str, fidelity: dict | None, *, fmt: str | None = None,
+def held_out_gates(precision: str, fidelity: Agreement | None, *, fmt: str | None = None,
                    what: str = "the bundle") -> list[GateResult]:
     """The precision's gates on the held-out figures. Held out, the shares are gated as
     observed (hundreds of samples: the build's real figure); the golden check, on a few
     dozen, holds its 95 % upper bound to the gate (maskgate.check.gates)."""
     from ..check.gates import apply, configured_gates
 
-    f = fidelity or {}
-    return apply(configured_gates().gate(precision, fmt, what=what), cosine=None, top1=f.get("top1_agreement"),
-                 recall=f.get("detection_recall"), landmark_nme=None)
+    gate = configured_gates().gate(precision, fmt, what=what)
+    # Not ``if fidelity``: an Agreement is falsy when it falls short of its own requirement.
+    top1 = None if fidelity is None else fidelity.top1_agreement
+    det = None if fidelity is None else fidelity.detections
+    return apply(gate, cosine=None, top1=top1, recall=None if det is None else det.recall, landmark_nme=None)
 
 
 def measure(result: BuildResult, model: ReferenceModel, data: BuildData, folder: Path, manifest) -> None:

@@ -1,9 +1,11 @@
 """Check one bundle, or every bundle of a builds folder, against its fp32 reference."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +13,28 @@ from .. import compare
 from ..converters.manifest import GOLDEN, MANIFEST, Manifest, model_size
 from ..errors import MaskGateError
 from . import gates as gating
+
+if TYPE_CHECKING:
+    from ..runtimes.placement import Placement
+    from ..runtimes.rknn import RebuildComparison
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One bundle's inference times in ms: percentiles over ``runs`` timed runs after ``warmup``,
+    on ``threads`` CPU threads (None: the runtime's default)."""
+
+    p50: float
+    p90: float
+    p99: float
+    p25: float
+    p75: float
+    runs: int
+    warmup: int
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -27,12 +51,12 @@ class BundleCheck:
     precision: str | None = None
     integrity: str = "not checked"  # "ok", or what is wrong
     runtime: str | None = None  # what ran it: format, precision, backend/device
-    placement: dict | None = None  # where its operations ran (maskgate.runtimes.placement.Placement), when measured
+    placement: Placement | None = None  # where its operations ran, when the runtime says
     samples: int = 0
-    outputs: dict = field(default_factory=dict)  # output name -> TensorError dict
+    outputs: dict[str, compare.TensorError] = field(default_factory=dict)  # output name -> its worst error
     top1_agreement: float | None = None
-    detections: dict | None = None  # DetectionAgreement dict
-    latency_ms: dict | None = None  # p50, p90, p99, runs, threads
+    detections: compare.DetectionAgreement | None = None  # detectors
+    latency_ms: Latency | None = None
     size_bytes: int = 0
     task_metrics: dict | None = None  # with --data: see maskgate.check.task
     gates: list[gating.GateResult] = field(default_factory=list)
@@ -40,7 +64,7 @@ class BundleCheck:
     verdict_problem: str | None = None  # set when the recorded verdict does not let the bundle run
     # A runner that had to make the model again to run it (the RKNN simulator): how the model it
     # ran compares with the bundled file (identical, or exactly which bytes differ)
-    rebuild: dict | None = None
+    rebuild: RebuildComparison | None = None
     error: str | None = None
 
     @property
@@ -51,6 +75,13 @@ class BundleCheck:
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def headline(self) -> float | None:
+        """Golden top-1 agreement for a classifier, the share of the reference's faces found for a detector."""
+        if self.top1_agreement is not None:
+            return self.top1_agreement
+        return None if self.detections is None else self.detections.recall
+
     def failures(self) -> list[str]:
         if self.error:
             return [self.error]
@@ -58,9 +89,12 @@ class BundleCheck:
             g.describe() for g in self.gates if not g.passed]
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return {**asdict(self), "passed": self.passed}  # the gates' GateResults as their dicts
+        """The JSON of check reports (``last-check.json``): every field, with ``passed``."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        typed = ("placement", "latency_ms", "rebuild", "detections")
+        return {**fields, **{k: None if fields[k] is None else fields[k].to_dict() for k in typed},
+                "outputs": {name: e.to_dict() for name, e in self.outputs.items()},
+                "gates": [g.to_dict() for g in self.gates], "passed": self.passed}
 
 
 def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None = None, runs: int = 50,
@@ -73,8 +107,6 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     ``trust``: a ``maskgate.runtimes.trust.TrustPolicy`` (default: the config file's ``[trust]``): its
     key's signature is part of the integrity check; ``require_verdict``: the bundle fails
     unless its build recorded that it passed (off for the build's own check, which makes it)."""
-    import dataclasses
-
     from maskgate.converters.bundle import verdict_problem, verify_bundle
     from maskgate.formats import SIMULATOR, get_format
     from maskgate.runtimes.select import open_best
@@ -107,12 +139,11 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
             warmup = min(warmup, 1)
         with selection.runner as runner:
             result.runtime = selection.describe_runtime()
-            result.placement = None if runner.placement is None else runner.placement.to_dict()
-            rebuilt = getattr(runner, "rebuild", None)
-            result.rebuild = rebuilt.to_dict() if rebuilt is not None else None
+            result.placement = runner.placement
+            result.rebuild = getattr(runner, "rebuild", None)  # runners that make the model again (RKNN simulator)
             inputs = _fidelity(result, runner, bundle, manifest)
-            result.latency_ms = _latency(runner, {manifest.input.name: inputs[:1]}, runs=runs, warmup=warmup)
-            result.latency_ms["threads"] = threads
+            result.latency_ms = _latency(runner, {manifest.input.name: inputs[:1]}, runs=runs, warmup=warmup,
+                                         threads=threads)
             if task_data is not None:
                 result.task_metrics = _task_metrics(runner, bundle, manifest, task_data)
     except MaskGateError as exc:
@@ -121,13 +152,14 @@ def check_bundle(bundle: str | Path, *, prefer=None, gate_overrides: dict | None
     # A detector's raw outputs are mostly background anchors whose regressions nobody reads:
     # it is gated on what comes out of post-processing; classifiers on their probabilities too.
     cosine = (
-        min((o["cosine"] for o in result.outputs.values()), default=None) if result.task == "classification" else None
+        min((o.cosine for o in result.outputs.values()), default=None) if result.task == "classification" else None
     )
-    det = result.detections or {}
-    result.gates = gating.apply(gate, cosine=cosine, top1=result.top1_agreement, recall=det.get("recall"),
-                                landmark_nme=det.get("landmark_nme"),
+    det = result.detections
+    result.gates = gating.apply(gate, cosine=cosine, top1=result.top1_agreement,
+                                recall=None if det is None else det.recall,
+                                landmark_nme=None if det is None else det.landmark_nme,
                                 top1_samples=result.samples if result.top1_agreement is not None else None,
-                                recall_samples=det.get("reference"))
+                                recall_samples=None if det is None else det.reference)
     return result
 
 
@@ -231,13 +263,13 @@ def _fidelity(result: BundleCheck, runner, bundle: Path, manifest: Manifest) -> 
     references = [{name: values[k:k + 1] for name, values in reference.items()} for k in range(len(inputs))]
     agreement = compare.compare(spec, runner, [inputs[k:k + 1] for k in range(len(inputs))], references)
     result.samples = agreement.samples
-    result.outputs = {name: error.to_dict() for name, error in agreement.outputs.items()}
+    result.outputs = dict(agreement.outputs)
     result.top1_agreement = agreement.top1_agreement
-    result.detections = agreement.detections.to_dict() if agreement.detections is not None else None
+    result.detections = agreement.detections
     return inputs
 
 
-def _latency(runner, feed: dict, *, runs: int, warmup: int) -> dict:
+def _latency(runner, feed: dict, *, runs: int, warmup: int, threads: int | None) -> Latency:
     for _ in range(warmup):
         runner.infer(feed)
     times = []
@@ -246,5 +278,5 @@ def _latency(runner, feed: dict, *, runs: int, warmup: int) -> dict:
         runner.infer(feed)
         times.append((time.perf_counter() - start) * 1e3)
     p25, p50, p75, p90, p99 = np.percentile(times, [25, 50, 75, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "p25": float(p25), "p75": float(p75),
-            "runs": len(times), "warmup": warmup}
+    return Latency(float(p50), float(p90), float(p99), float(p25), float(p75), runs=len(times), warmup=warmup,
+                   threads=threads)

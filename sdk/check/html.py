@@ -18,8 +18,8 @@ def entries_of(bundles) -> list[dict]:
     for b in bundles:
         if b.model is None:
             continue
-        lat = b.latency_ms or {}
-        fidelity = b.top1_agreement if b.top1_agreement is not None else (b.detections or {}).get("recall")
+        lat = b.latency_ms.to_dict() if b.latency_ms else {}
+        fidelity = b.headline
         out.append({"model": b.model, "format": b.format, "precision": b.precision, "p50": lat.get("p50"),
                     "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
                     "task": b.task_metrics})
@@ -41,16 +41,16 @@ def check_html(report) -> str:
     passed = sum(1 for b in bundles if b)
     rows = []
     for b in bundles:
-        lat = b.latency_ms or {}
+        lat = b.latency_ms.to_dict() if b.latency_ms else {}
         if b.top1_agreement is not None:
             fidelity = f"top-1 {b.top1_agreement:.2%} of {b.samples}"
-        elif b.detections:
+        elif b.detections is not None:
             d = b.detections
-            nme = f", landmark NME {d['landmark_nme']:.4f}" if d.get("landmark_nme") is not None else ""
-            fidelity = f"{d['found']}/{d['reference']} detections{nme}"
+            nme = f", landmark NME {d.landmark_nme:.4f}" if d.landmark_nme is not None else ""
+            fidelity = f"{d.found}/{d.reference} detections{nme}"
         else:
             fidelity = "-"
-        cosine = min((o["cosine"] for o in b.outputs.values()), default=None)
+        cosine = min((o.cosine for o in b.outputs.values()), default=None)
         verdict = "<span class=pass>pass</span>" if b else "<span class=bad>FAIL</span>: " + e("; ".join(b.failures()))
         cells = [
             b.name or Path(b.bundle).name,

@@ -87,8 +87,8 @@ def main(args) -> int:
         atomic_write(Path(args.html), check_html(report))
         print(f"wrote {args.html}")
     for r in results:
-        if r.rebuild and not r.rebuild["identical"]:
-            print(f"note {r.name}: {r.rebuild['summary']}; its figures are the rebuilt model's")
+        if r.rebuild is not None and not r.rebuild.identical:
+            print(f"note {r.name}: {r.rebuild.describe()}; its figures are the rebuilt model's")
     failed = [r for r in results if not r]
     for r in failed:
         print(f"FAILED {r.name or r.bundle}: " + "; ".join(r.failures()), file=sys.stderr)
@@ -146,12 +146,12 @@ def _print_table(results) -> None:
     for r in results:
         if r.top1_agreement is not None:
             fidelity = f"top-1 {r.top1_agreement:.1%} (n={r.samples})"
-        elif r.detections:
+        elif r.detections is not None:
             d = r.detections
-            fidelity = f"det {d['found']}/{d['reference']}, nme {d['landmark_nme'] or 0:.3f}"
+            fidelity = f"det {d.found}/{d.reference}, nme {d.landmark_nme or 0:.3f}"
         else:
             fidelity = "-"
-        lat = r.latency_ms or {}
+        lat = r.latency_ms
         task = (summary(r.task_metrics),) if with_task else ()
         rows.append(
             (
@@ -159,8 +159,8 @@ def _print_table(results) -> None:
                 r.runtime or "-",
                 fidelity,
                 *task,
-                f"{lat['p50']:.2f}" if lat else "-",
-                f"{lat['p90']:.2f}" if lat else "-",
+                f"{lat.p50:.2f}" if lat else "-",
+                f"{lat.p90:.2f}" if lat else "-",
                 "pass" if r else "FAIL",
             )
         )
