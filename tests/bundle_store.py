@@ -6,8 +6,10 @@ damage them: the store stays as built).
 ``MASKGATE_TEST_BUILDS=DIR`` keeps the store there between runs (a folder per key: the
 hash of sdk/, runtimes/, converters/, calibration/ and pyproject.toml, so a change to any
 of them builds again); without it the store lives in the session's temporary folder, one
-for all of the session's pytest-xdist workers. A store is locked while it is read or
-built: a second worker waits for the first's build, then copies.
+for all of the session's pytest-xdist workers. Workers share the building: each claims the
+missing bundles of one model (a lock per bundle), builds them in a folder of its own and
+moves each finished bundle into the store in one rename, then claims the next; a worker
+that needs a bundle another is building waits for it. A store is never seen half-written.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import itertools
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,26 +58,53 @@ class BundleStore:
                precisions: tuple[str, ...], **options) -> Path:
         """``into`` holding a copy of each bundle of ``models`` x ``formats`` x ``precisions``
         built with ``options`` (``maskgate.build`` fields), building those the store lacks."""
-        from maskgate import build
-
         options = {**SHARED, **options}
         store = self._store(options)
         wanted = set(itertools.product(models, formats, precisions))
-        with _locked(store):
-            have = _bundles(store)
-            missing = sorted(wanted - set(have.values()))
-            if missing:  # the smallest product holding them (the builder reuses what the store has)
-                results = build(out=store, models=_kept(m for m, _, _ in missing),
-                                formats=_kept(f for _, f, _ in missing),
-                                precisions=_kept(p for _, _, p in missing), progress=False, **options)
-                assert all(r.status in ("built", "reused") for r in results), [r.error for r in results]
-                have = _bundles(store)
-            assert wanted <= set(have.values()), sorted(wanted - set(have.values()))
-            into.mkdir(parents=True, exist_ok=True)
-            for folder, triple in have.items():  # a format built per chip: one bundle per chip
-                if triple in wanted:
-                    shutil.copytree(folder, into / folder.name)
+        while missing := sorted(wanted - set(_bundles(store).values())):
+            if not self._build_one_model(store, missing, options):
+                _wait_for(store, missing[0])  # every missing one is being built by another worker
+        have = _bundles(store)
+        into.mkdir(parents=True, exist_ok=True)
+        for folder, triple in have.items():  # a format built per chip: one bundle per chip
+            if triple in wanted:
+                shutil.copytree(folder, into / folder.name)
         return into
+
+    def _build_one_model(self, store: Path, missing: list, options: dict) -> bool:
+        """Claim the missing bundles of the first model no other worker is building, build them
+        (one ``maskgate.build`` into a folder of their own) and move them into the store; False
+        when every missing bundle is claimed by another worker."""
+        from maskgate import build
+
+        for model in _kept(m for m, _, _ in missing):
+            with contextlib.ExitStack() as claims:
+                mine = [t for t in missing if t[0] == model and claims.enter_context(_claimed(store, t))]
+                mine = sorted(set(mine) - set(_bundles(store).values()))  # another may have finished meanwhile
+                if not mine:
+                    continue
+                staging = Path(tempfile.mkdtemp(prefix=f".{store.name}.building-", dir=store.parent))
+                try:
+                    for formats, precisions in _products(mine):
+                        results = build(out=staging, models=(model,), formats=formats, precisions=precisions,
+                                        progress=False, **options)
+                        assert all(r.status == "built" for r in results), [r.error for r in results]
+                    store.mkdir(parents=True, exist_ok=True)
+                    for manifest in staging.glob("*/manifest.json"):  # whole bundles, each in one rename
+                        manifest.parent.rename(store / manifest.parent.name)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+                return True
+        return False
+
+
+def _products(triples: list[tuple[str, str, str]]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(formats, precisions) products that together make exactly ``triples`` (of one model):
+    one product where they form one, else one per precision."""
+    formats, precisions = _kept(f for _, f, _ in triples), _kept(p for _, _, p in triples)
+    if len(triples) == len(formats) * len(precisions):
+        return [(formats, precisions)]
+    return [(_kept(f for _, f, q in triples if q == p), (p,)) for p in precisions]
 
 
 def _bundles(store: Path) -> dict[Path, tuple[str, str, str]]:
@@ -86,16 +116,32 @@ def _bundles(store: Path) -> dict[Path, tuple[str, str, str]]:
     return out
 
 
-@contextlib.contextmanager
-def _locked(store: Path) -> Iterator[None]:
-    """``store`` for this process alone (an exclusive flock on its lock file) while held."""
+def _lock_file(store: Path, triple: tuple[str, str, str]) -> Path:
     store.parent.mkdir(parents=True, exist_ok=True)
-    with open(store.with_name(f"{store.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    return store.parent / f".{store.name}.{'-'.join(triple)}.lock"
+
+
+@contextlib.contextmanager
+def _claimed(store: Path, triple: tuple[str, str, str]) -> Iterator[bool]:
+    """True, with the bundle claimed for this process (an exclusive flock, held until the block
+    ends), or False where another process holds it."""
+    with open(_lock_file(store, triple), "w") as lock:
         try:
-            yield
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for(store: Path, triple: tuple[str, str, str]) -> None:
+    """Until the worker building ``triple`` lets it go (built, or failed: then it is built here)."""
+    with open(_lock_file(store, triple), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _kept(values) -> tuple[str, ...]:

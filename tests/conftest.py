@@ -27,6 +27,11 @@ NO_DATA = (f"{SHARED_DATA} is absent (the data set: ../shared/data beside the ch
 
 
 SERVICE_FIXTURES = {"broker": "broker", "rtsp_camera": "rtsp"}
+# The longest files run first (each 1.5-4 min on a 2-core machine, junit of 2026-12-06): under
+# pytest-xdist (--dist loadfile) a worker that draws one of them last finishes alone.
+LONGEST_FIRST = ("test_npu.py", "test_batching.py", "test_fleet_rollout.py", "test_fleet_agent.py", "test_placement.py",
+                 "test_turnstile_reuse.py", "test_fleet_hawkbit.py", "test_site.py", "test_accuracy_aware.py",
+                 "test_resilience.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,6 +43,8 @@ def pytest_collection_modifyitems(config, items):
         for fixture, marker in SERVICE_FIXTURES.items():  # counted per marker at the end of the run
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's order kept
 
 
 def pytest_runtest_setup(item):

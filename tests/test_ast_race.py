@@ -14,7 +14,6 @@ import inspect
 import logging
 import sys
 import threading
-import time
 
 import pytest
 
@@ -27,17 +26,28 @@ SOURCE = inspect.getsource(ast)  # a parse large enough to be collected in the m
 
 
 class Race:
-    """Another thread parsing an .npy header in a loop, and the GIL yielded at every collection;
-    ``stop()`` ends both."""
+    """Another thread that parses an .npy header whenever a collection starts in this thread:
+    the collection waits for that parse, so the two interleave at every collection however
+    loaded the machine is (a bare GIL yield left it to the scheduler, and under pytest-xdist
+    on two cores the other thread sometimes never ran). ``stop()`` ends both."""
 
     def __init__(self):
-        self._stop = threading.Event()
+        self._stop, self._go, self._parsed = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._parse, daemon=True)
-        self._yield = lambda *_: time.sleep(0)
+        self._main = threading.get_ident()
 
     def _parse(self) -> None:
         while not self._stop.is_set():
-            ast.literal_eval("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 128, 128), }")
+            if self._go.wait(0.05):
+                self._go.clear()
+                ast.literal_eval("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 128, 128), }")
+                self._parsed.set()
+
+    def _yield(self, phase: str, info: dict) -> None:
+        if phase == "start" and threading.get_ident() == self._main and not self._stop.is_set():
+            self._parsed.clear()
+            self._go.set()
+            self._parsed.wait(1.0)
 
     def __enter__(self) -> Race:
         self._thread.start()
