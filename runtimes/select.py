@@ -322,11 +322,12 @@ def _nothing_usable(model: str, preference: tuple[str, ...], bundles: list[tuple
     wanted = [k for k in preference if not any(s.usable(k) for _, s in probed)]
     for kind in wanted:
         names = sorted({n for backend, _ in probed for n in backend.devices.get(kind, ())})
-        fallback = f"; allow a fallback, e.g. prefer='{kind},cpu'" if kind != "cpu" else ""
+        fallback = (f"; allow a fallback: --prefer {kind},cpu (prefer=\"{kind},cpu\" from Python)"
+                    if kind != "cpu" else "")
         lines.append(f"  no usable {kind} here (looked for {', '.join(names) or 'none'}: {_why_not(kind, probed)})"
                      f"{fallback}")
     if SIMULATOR not in preference and any(s.usable(SIMULATOR) for _, s in probed):
         lines.append(f"  a simulator here runs {', '.join(s.name for _, s in probed if s.usable(SIMULATOR))} bundles "
-                     f"for checks, never for a camera: ask for it by name (prefer='{SIMULATOR}')")
+                     f"for checks, never for a camera: ask for it by name (--prefer {SIMULATOR})")
     lines += [f"  tried {t}" for t in tried]
     return "\n".join(lines)

@@ -4,7 +4,7 @@
 evaluation). ``turnstile`` is for a gate camera, whose person at the gate is 100-460 px
 wide: the detector runs on a quarter of the pixels (the frame scaled by 0.5), about three
 times faster, with weights tuned for that canvas (``maskgate tune-detector``) so that
-faces of 48 px and more are found as at 640x480 (see the README's recall table).
+faces of 48 px and more are found as at 640x480 (docs/benchmarks.md, the recall table).
 ``maskgate build --profile turnstile`` adds its detector bundles beside the general ones
 (their names end in the canvas, ``-320x256``) and ``maskgate turnstile`` picks them when
 they are there.

@@ -9,7 +9,7 @@ import pytest
 from tests.strict_skips import missing
 
 ROOT = Path(__file__).resolve().parents[1]
-# The labelled data set (README, "Data"): MASKGATE_DATA where set, else ../shared/data beside the checkout.
+# The labelled data set (docs/data.md): MASKGATE_DATA where set, else ../shared/data beside the checkout.
 SHARED_DATA = Path(os.environ.get("MASKGATE_DATA") or ROOT.parent / "shared" / "data")
 pytest_plugins = ["tests.strict_skips"]  # under CI, a skip for a missing part fails
 
@@ -23,7 +23,7 @@ def _torch_cuda() -> bool:
 
 
 NO_DATA = (f"{SHARED_DATA} is absent (the data set: ../shared/data beside the checkout, or MASKGATE_DATA; see the "
-           "README's Data section)")
+           "docs/data.md)")
 
 
 SERVICE_FIXTURES = {"broker": "broker", "rtsp_camera": "rtsp"}

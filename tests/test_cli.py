@@ -99,6 +99,47 @@ def test_bad_options_and_weights(tmp_path, sample_images, capsys):
     assert "unknown model 'yolo'" in capsys.readouterr().err
 
 
+def _refused(argv, capsys) -> str:
+    """The one line a command line refused before any work gives (exit 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "usage:" not in err, err
+    return err
+
+
+def test_a_wrong_option_is_refused_in_one_line_with_the_nearest_one(sample_images, capsys):
+    assert "--jsn (did you mean --json?)" in _refused(["run", str(sample_images[0]), "--jsn"], capsys)
+    err = _refused(["build", "--formats", "onxx"], capsys)  # was 30 lines of usage above this one
+    assert "expected a comma list of onnx, openvino" in err and "'maskgate build --help' lists" in err
+    assert main(["models", "-v"]) == 0  # --verbose after the command too
+
+
+def test_device_means_the_pytorch_device_and_prefer_the_runtime_preference(tmp_path, capsys):
+    (tmp_path / "last-check.json").write_text("{}")
+    for command in (["check", str(tmp_path)], ["turnstile", "clip.mp4"]):
+        err = _refused([*command, "--device", "npu"], capsys)
+        assert "--device is the PyTorch device of run, eval, crops and train; here it is --prefer" in err
+        err = _refused([*command, "--prefer", "tpu"], capsys)
+        assert "device preference 'tpu' must list some of npu, gpu, cpu" in err
+    assert _refused(["run", "x.jpg", "--builds", str(tmp_path), "--prefer", "tpu"], capsys)
+    assert (tmp_path / "last-check.json").read_text() == "{}"  # a refused check leaves the last verdict alone
+
+
+def test_options_that_do_nothing_alone_and_a_missing_data_folder_are_refused_before_any_work(sample_images, tmp_path,
+                                                                                           capsys):
+    assert main(["run", str(sample_images[0]), "--save-crops"]) == 2
+    assert "give --save DIR too" in capsys.readouterr().err
+    out = tmp_path / "builds"
+    assert main(["build", "--data", str(tmp_path / "missing"), "--out", str(out), "--models", "mask_mobilenetv2",
+                 "--formats", "onnx", "--precisions", "fp32"]) == 2
+    assert "missing (from --data): no such folder" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    assert main(["build", "--data", str(tmp_path / "photos"), "--out", str(out)]) == 2
+    assert "not a data folder" in capsys.readouterr().err
+    assert not out.exists()  # refused before the build made its folder
+
+
 def test_models_lists_the_registry(capsys):
     assert main(["models", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

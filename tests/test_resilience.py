@@ -76,7 +76,7 @@ def _rss_mb() -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc for memory and descriptors")
 def test_a_long_run_does_not_grow_memory_or_file_descriptors(builds, frames):
-    """600 frames here; benchmarks/soak.py runs 10,000 (figures in the README)."""
+    """600 frames here; benchmarks/soak.py runs 10,000 (figures in docs/benchmarks.md)."""
     from maskgate import Pipeline
 
     with Pipeline.from_builds(builds, pose_model=None, prefer="cpu", formats=("onnx",), threads=1) as pipeline:

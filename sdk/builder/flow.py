@@ -45,6 +45,10 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
         from ..converters.signing import load_key
 
         signing_key = load_key(config.sign_key, signing=True)  # a bad key fails here, before any work
+    if config.data is not None:  # read last, after minutes of conversions: checked first
+        from ..check.task import TaskData
+
+        TaskData.check_source(config.data)
     specs, targets = plan(config)
     writable_folder(config.out, what="build bundles", flag="--out")
     with exclusive_folder(Path(config.out)) as removed:

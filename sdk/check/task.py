@@ -41,6 +41,22 @@ class TaskData:
     cut_by: str | None = None  # what detected and aligned the crops
 
     @classmethod
+    def check_source(cls, data: str | Path, *, flag: str = "--data") -> Path:
+        """``data`` as a folder ``load`` reads (a data folder or a crop set), checked before any
+        work: anything else fails in one line naming ``flag``."""
+        from ..datasets.crops import CROPS_FILE
+
+        root = Path(data)
+        if not root.is_dir():
+            raise SourceError(f"{root} (from {flag}): no such folder; give a data folder (faces/ and scenes/, like "
+                              "../shared/data; docs/data.md) or a crop set from 'maskgate crops'")
+        readable = (root / CROPS_FILE, root / "faces", root / "scenes" / "annotations")
+        if not (readable[0].is_file() or readable[1].is_dir() or readable[2].is_dir()):
+            raise SourceError(f"{root} (from {flag}): not a data folder (faces/ and scenes/annotations, like "
+                              f"../shared/data) nor a crop set ({CROPS_FILE} from 'maskgate crops')")
+        return root
+
+    @classmethod
     def load(cls, data: str | Path, *, builds: str | Path | None = None, detector=None, split: str = "test",
              limit: int | None = None, prefer=None, threads: int | None = None, progress: bool = False) -> TaskData:
         """``data``: a data folder like ../shared/data (faces/ and scenes/), or a crop set
@@ -53,15 +69,12 @@ class TaskData:
         from ..sources import spread
         from ..voc import read_voc_folder
 
-        root = Path(data)
+        root = cls.check_source(data)
         if (root / CROPS_FILE).is_file():
             crops = CropSet.load(root).where(split=split)
             if not len(crops):
                 raise SourceError(f"{root / CROPS_FILE}: no crops in the {split} split; pass --split with one it has")
             return cls(str(root), split, crops=crops, cut_by=f"crop set {root}")
-        if not ((root / "faces").is_dir() or (root / "scenes" / "annotations").is_dir()):
-            raise SourceError(f"{root}: not a data folder (faces/ and scenes/annotations, like ../shared/data) "
-                              f"nor a crop set ({CROPS_FILE} from 'maskgate crops')")
         scenes = []
         if (root / "scenes" / "annotations").is_dir():
             scenes = [s for s in read_voc_folder(root / "scenes")

@@ -53,6 +53,26 @@ COMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what is wrong and where the options are listed, not the
+    whole usage (30 lines for 'maskgate build') above it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} ('{self.prog} --help' lists what it takes)\n")
+
+
+def _unrecognized(command: argparse.ArgumentParser, extra: list[str]) -> str:
+    """The arguments a command does not take, each unknown option with the nearest it does take."""
+    import difflib
+
+    known = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
+    parts = []
+    for arg in extra:
+        near = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1) if arg.startswith("--") else []
+        parts.append(f"{arg} (did you mean {near[0]}?)" if near else arg)
+    return "unrecognized arguments: " + " ".join(parts)
+
+
 CONFIG_HELP = ("the MaskGate config file (TOML: [devices], [gates.*], [trust], [data], [turnstile]); default "
                "MASKGATE_CONFIG, else ./maskgate.toml")
 
@@ -60,9 +80,7 @@ CONFIG_HELP = ("the MaskGate config file (TOML: [devices], [gates.*], [trust], [
 def build_parser() -> argparse.ArgumentParser:
     from ..version import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras"
-    )
+    parser = Parser(prog="maskgate", description="MaskGate: masked-face pipeline for turnstile cameras")
     parser.add_argument("--version", action="version", version=f"maskgate {__version__}")
     parser.add_argument(
         "-v",
@@ -76,12 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(sub)
     for command_parser in sub.choices.values():  # after the command too; SUPPRESS keeps one given before it
         command_parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+        command_parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                    help="as 'maskgate --verbose COMMAND'")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        command.error(_unrecognized(command, extra))
     if args.verbose:
         from ..console import set_verbose
 

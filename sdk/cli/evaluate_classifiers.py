@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
         "and runs detect -> align -> classify on the test images of DATA/scenes. Yaw labels are landmark-derived.",
     )
     p.add_argument("--data", help="data folder with faces/ and scenes/ (default: MASKGATE_DATA, or [data] path in "
-                   "maskgate.toml; see the README's Data section)")
+                   "maskgate.toml; see docs/data.md)")
     p.add_argument(
         "--crops",
         help="a crop set built from DATA by 'maskgate crops' (else the crops are cut now, about 4 min on 2 cores)",

@@ -23,6 +23,38 @@ def probability(text: str) -> float:
     return value
 
 
+def preference(text: str) -> str:
+    """``--prefer``'s type: a device preference, checked as the command line is read."""
+    from maskgate.runtimes.devices import parse_preference
+
+    from ..errors import InputError
+
+    try:
+        parse_preference(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(" (from argument)", "")) from None
+    return text
+
+
+class _Renamed(argparse.Action):
+    """An option this command does not take under that name: refused with the name it has here."""
+
+    def __init__(self, option_strings, dest, *, instead: str, why: str, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.instead, self.why = instead, why
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is {self.why}; here it is {self.instead}")
+
+
+def add_prefer_option(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--prefer KINDS``, the runtime's device preference; ``--device`` is refused with that
+    name (it is the PyTorch device of run, eval, crops and train)."""
+    parser.add_argument("--prefer", type=preference, metavar="KINDS", help=help)
+    parser.add_argument("--device", action=_Renamed, instead="--prefer KINDS (e.g. --prefer npu,cpu)",
+                        why="the PyTorch device of run, eval, crops and train")
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector",

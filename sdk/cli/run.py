@@ -9,11 +9,11 @@ import cv2
 
 from ..classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL
 from ..draw import annotate
-from ..errors import SourceError
+from ..errors import InputError, SourceError
 from ..files import writable_folder
 from ..pipeline import AlignConfig, Pipeline
 from ..sources import IMAGE_SUFFIXES, TruncatedVideoError, iter_frames
-from .options import add_detector_options, add_trust_options, size, trust_from
+from .options import add_detector_options, add_trust_options, preference, size, trust_from
 
 
 def add_parser(sub) -> None:
@@ -45,8 +45,8 @@ def add_parser(sub) -> None:
         help="run the bundles in DIR (from 'maskgate build --out DIR') instead of "
         "the PyTorch reference; each model on the best build and device found (no torch needed)",
     )
-    p.add_argument("--prefer", metavar="KINDS", help="with --builds: device preference, e.g. npu,gpu,cpu (the default; "
-                   "or MASKGATE_DEVICE); kinds left out follow unless --strict")
+    p.add_argument("--prefer", type=preference, metavar="KINDS", help="with --builds: device preference, e.g. "
+                   "npu,gpu,cpu (the default; or MASKGATE_DEVICE); kinds left out follow unless --strict")
     p.add_argument("--strict", action="store_true", help="with --builds: only the preferred device kinds, no fallback")
     p.add_argument("--threads", type=int, help="with --builds: CPU threads per model")
     p.add_argument("--profile", choices=("general", "turnstile"),
@@ -58,6 +58,8 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    if args.save_crops and not args.save:
+        raise InputError("--save-crops writes the crops beside the annotated images: give --save DIR too")
     save_dir = writable_folder(args.save, what="annotated images", flag="--save") if args.save else None
     skipped: list[str] = []
 

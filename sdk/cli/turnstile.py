@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import add_prefer_option
+
 
 def _ints(text: str) -> tuple[int, ...]:
     import argparse
@@ -26,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("source", nargs="?", help="camera index (0, 1, ...), video file, or rtsp:// / http:// URL "
                    "(default: [turnstile] source of the config file)")
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./builds)")
-    p.add_argument("--prefer", "--device", dest="prefer", metavar="KINDS", help="device preference, e.g. npu,gpu,cpu")
+    add_prefer_option(p, help="device preference, e.g. npu,gpu,cpu")
     p.add_argument("--threads", type=int, help="CPU threads per model")
     p.add_argument("--profile", choices=("turnstile", "general"),
                    help="detector canvas: turnstile (320x256, the default; from 'maskgate build --profile turnstile') "

@@ -43,7 +43,7 @@ class TrustSettings:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """``[data]``: the labelled data folder (README, Data), for commands that read one."""
+    """``[data]``: the labelled data folder (docs/data.md), for commands that read one."""
 
     path: Path | None = None
 
@@ -105,7 +105,7 @@ class MaskGateConfig:
         unknown = [name for name in data if name not in TABLES]
         if unknown:
             raise ConfigError(f"{file}: [{unknown[0]}]: unknown table; the MaskGate config takes "
-                              f"{', '.join(f'[{t}]' for t in TABLES)} (README, Configuration)")
+                              f"{', '.join(f'[{t}]' for t in TABLES)} (docs/running.md, Configuration)")
         for name in TABLES:
             if name in data and not isinstance(data[name], dict):
                 raise ConfigError(f"{file}: [{name}] must be a table, got {type(data[name]).__name__}")
@@ -258,7 +258,7 @@ def reset_config() -> None:
 
 
 ENV_DATA = "MASKGATE_DATA"
-#: what each part of a data folder holds (README, "Data")
+#: what each part of a data folder holds (docs/data.md)
 DATA_PARTS = {
     "faces": ("faces/with_mask", "faces/without_mask"),
     "scenes": ("scenes/images", "scenes/annotations"),
@@ -278,15 +278,15 @@ def data_folder(given: str | Path | None, *, needs: tuple[str, ...] = ("faces", 
         given, source = config.data.path, f"{config.where} [data] path"
     if not given:
         raise InputError(f"no data folder: give {flag} DIR, set {ENV_DATA}, or [data] path in maskgate.toml "
-                         "(the README's Data section says what it holds and where to get it)")
+                         "(docs/data.md says what it holds and where to get it)")
     path = Path(given).expanduser()
     if not path.is_dir():
-        raise InputError(f"{path} (from {source}): no such folder; see the README's Data section for its layout")
+        raise InputError(f"{path} (from {source}): no such folder; docs/data.md gives its layout")
     missing = {part: [p for p in DATA_PARTS[part] if not (path / p).is_dir()] for part in needs}
     lacking = [part for part, gaps in missing.items() if gaps]
     if (any_of and len(lacking) == len(needs)) or (not any_of and lacking):
         gaps = [g for part in lacking for g in missing[part]]
-        raise InputError(f"{path} (from {source}): lacks {', '.join(gaps)}; see the README's Data section for the "
+        raise InputError(f"{path} (from {source}): lacks {', '.join(gaps)}; docs/data.md gives the "
                          "layout and where each part comes from")
     return path
 
