@@ -188,12 +188,14 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
         and (input_size is None or tuple(m.input.size) == tuple(input_size))
     ]
     if not bundles:
-        narrowed = f" among formats {list(formats or ['any'])}, precisions {list(precisions or ['any'])}"
-        if input_size is not None:
-            narrowed += f", canvas {input_size[0]}x{input_size[1]}"
-        raise BundleError(
-            f"{builds}: no bundle of {model!r}{narrowed}; build one with 'maskgate build --models {model}'"
-        )
+        asked_for = [f"format {', '.join(formats)}" if formats else "", f"precision {', '.join(precisions)}"
+                     if precisions else "", f"canvas {input_size[0]}x{input_size[1]}" if input_size else ""]
+        narrowed = f" of {'; '.join(a for a in asked_for if a)}" if any(asked_for) else ""
+        flags = "".join([f" --formats {','.join(formats)}" if formats else "",
+                         f" --precisions {','.join(precisions)}" if precisions else "",
+                         f" --detector-size {input_size[0]}x{input_size[1]}" if input_size else ""])
+        raise BundleError(f"{builds}: no bundle of {model!r}{narrowed}; build one with "
+                          f"'maskgate build --models {model}{flags}'")
     tried: list[str] = []
     if not trust.allow_failed_builds:
         passed = []

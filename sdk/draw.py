@@ -23,6 +23,6 @@ def annotate(frame: np.ndarray, faces) -> np.ndarray:
         if face.mask:
             label += f" {face.mask.get('label', '')}"
         if face.pose:
-            label += f" yaw{face.pose.get('yaw_bin')}"
+            label += f" {face.pose.get('label', '')}"  # as in the JSON: yaw[+0,+20)
         cv2.putText(out, label, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thick, color, thick)
     return out

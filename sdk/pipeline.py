@@ -251,10 +251,13 @@ def _open_profile_detector(builds, model: str, profile, *, score_threshold, **se
         return open_detector(builds, model, score_threshold=score_threshold, input_size=profile.detector_size,
                              **select)
     except (BundleError, NoUsableBuildError) as exc:
+        # None of that canvas: the profile's own build makes one (the selector's hint names flags);
+        # some, none usable: why not.
+        why = f"none in {builds}" if isinstance(exc, BundleError) else str(exc)
         found = open_detector(builds, model, score_threshold=score_threshold, **select)
         size = found[1].manifest.input.size
         log.log(logging.INFO if profile.name == DEFAULT_PROFILE else logging.WARNING,
                 "%s: no usable %s-profile detector (%s canvas): %s; running the %dx%d one (make one with "
-                "'maskgate build --profile %s')", model, profile.name, profile.canvas, exc, size[0], size[1],
+                "'maskgate build --profile %s')", model, profile.name, profile.canvas, why, size[0], size[1],
                 profile.name)
         return found

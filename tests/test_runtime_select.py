@@ -229,3 +229,15 @@ def test_candidate_order_on_machines_with_npus_and_gpus():
     assert _order(bundles, nvidia_intel, ("gpu",)) == order[3:]
     cpu_only = [_status(OnnxRuntimeBackend(), {"CPUExecutionProvider"}), _status(OpenVinoBackend(), {"CPU"})]
     assert _order(bundles, cpu_only, ("npu", "gpu")) == []
+
+
+def test_no_bundle_of_what_was_asked_names_it_and_the_build_that_makes_it(builds):
+    from maskgate.errors import BundleError
+    from maskgate.runtimes.select import open_best
+
+    with pytest.raises(BundleError) as refused:
+        open_best(builds, MODEL, formats=("tflite",), precisions=("int8",), input_size=(320, 256))
+    message = str(refused.value)
+    assert (f"no bundle of '{MODEL}' of format tflite; precision int8; canvas 320x256; build one with "
+            f"'maskgate build --models {MODEL} --formats tflite --precisions int8 --detector-size 320x256'") in message
+    assert "[" not in message  # no Python lists
