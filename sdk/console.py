@@ -28,11 +28,30 @@ def _quiet_ffmpeg() -> None:
     if "OPENCV_FFMPEG_LOGLEVEL" in os.environ or "cv2" in sys.modules:
         return
     cli = os.path.basename(sys.argv[0] if sys.argv else "") == "maskgate"
-    verbose = VERBOSE or (cli and any(a in ("-v", "--verbose") for a in sys.argv[1:2]))
+    verbose = VERBOSE or (cli and any(a in ("-v", "--verbose") for a in sys.argv[1:]))
     os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "24" if verbose else "8"  # warnings, or fatal errors only
 
 
 _quiet_ffmpeg()
+
+
+@contextlib.contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log (not FFmpeg's) silenced for one call: probing a camera index that is not
+    there logs a line per capture backend it tries ("[ERROR:0@0.3] ... Camera index out of
+    range") before MaskGate's own one-line error. ``--verbose`` keeps them."""
+    import cv2
+
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if VERBOSE or logging is None:
+        yield
+        return
+    before = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(before)
 
 
 def set_verbose(verbose: bool) -> None:

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .config import active_config
+from .console import opencv_quiet
 from .errors import SourceError
 from .image_size import header_size
 from .native_calls import inside
@@ -82,6 +83,9 @@ def open_capture(target: int | str, *, name: str, timeout_s: float | None = None
                 elif isinstance(target, str) and threads:  # a file FFmpeg cannot read falls to OpenCV's others
                     cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, threads)
                     result["cap"] = cap if cap.isOpened() else cv2.VideoCapture(target)
+                elif isinstance(target, int):
+                    with opencv_quiet():
+                        result["cap"] = cv2.VideoCapture(target)
                 else:
                     result["cap"] = cv2.VideoCapture(target)
         except cv2.error as exc:
