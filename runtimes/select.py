@@ -214,15 +214,21 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
     probed = [(b, b.status()) for b in (backends if backends is not None else all_backends())
               if present & set(b.formats)]
     failed_to_load = []  # candidates that verified, then would not load or run: the cause, whatever the device
+    # A bundle is verified once, whichever accelerators it is a candidate on: one that does not
+    # verify (a key that signed none of them, say) is one line in the summary, not one per device.
+    unverified: dict[Path, str] = {}
     for candidate in candidates(bundles, probed, preference):
         if candidate_key(candidate) in exclude:
             tried.append(f"{candidate.describe()}: failed earlier in this run")
             continue
+        if candidate.bundle in unverified:
+            continue
         try:  # checksums, binding, signature, before any runtime; the runtime gets the bytes checked
             verified = read_verified(candidate.bundle, key=trust.key)
         except Exception as exc:
-            reason = f"{candidate.describe()}: {type(exc).__name__}: {exc}"
-            log.warning("%s: passing over %s", model, reason)
+            reason = f"{candidate.bundle.name}: {type(exc).__name__}: {exc}"
+            log.info("%s: passing over %s", model, reason)
+            unverified[candidate.bundle] = reason
             tried.append(reason)
             continue
         try:
@@ -252,11 +258,21 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
         skipped = [f"{k}: {_why_not(k, probed)}" for k in preference[:preference.index(kind)]]
         selection = Selection(runner, model, candidate.backend.name, kind, candidate.accelerator.name,
                               manifest.format, manifest.precision, candidate.bundle, manifest, tried, skipped)
+        _summarise_unverified(model, unverified)
         for k, reason in zip(preference, skipped):
             log.log(logging.WARNING if k in asked else logging.INFO, "%s: no usable %s; falling back", model, reason)
         log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
         return selection
+    _summarise_unverified(model, unverified)
     raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried, failed_to_load))
+
+
+def _summarise_unverified(model: str, unverified: dict[Path, str]) -> None:
+    """One warning for the bundles of ``model`` that did not verify: how many, and the first's reason."""
+    if unverified:
+        first = next(iter(unverified.values()))
+        more = f" (and {len(unverified) - 1} more; --verbose lists each)" if len(unverified) > 1 else ""
+        log.warning("%s: passing over %d bundle(s) that do not verify: %s%s", model, len(unverified), first, more)
 
 
 def candidate_key(candidate: Candidate | Selection) -> tuple[str, str, str]:

@@ -160,6 +160,25 @@ def blank_calibrated(tmp_path_factory):
     return work / "builds", code
 
 
+def test_a_key_that_signed_none_of_the_bundles_is_one_warning_not_one_per_bundle_and_device(builds, tmp_path,
+                                                                                             monkeypatch, caplog):
+    from maskgate.cli import main
+    from maskgate.runtimes.select import NoUsableBuildError, open_best
+
+    pytest.importorskip("cryptography")
+    assert main(["keygen", str(tmp_path / "site.key")]) == 0
+    (tmp_path / "maskgate.toml").write_text('[trust]\nverify_key = "site.key.pub"\n')
+    monkeypatch.setenv("MASKGATE_CONFIG", str(tmp_path / "maskgate.toml"))
+    with caplog.at_level(logging.INFO, logger="maskgate.runtimes.select"):
+        with pytest.raises(NoUsableBuildError, match="not signed"):
+            open_best(builds, MASK, prefer="npu,gpu,cpu")  # 3 unsigned bundles, each a candidate on several devices
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"{MASK}: passing over 3 bundle(s) that do not verify: " in warnings[0] and "2 more" in warnings[0]
+    each = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and "not signed" in r.getMessage()]
+    assert len(each) == 3, each  # one per bundle, for --verbose
+
+
 def test_a_bundle_below_its_gates_is_built_with_exit_1_and_never_chosen(blank_calibrated, caplog):
     """Fault 4: the selector tried int8 first on the CPU whatever the build had measured."""
     from maskgate.converters.bundle import read_manifest
