@@ -260,11 +260,20 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
                               manifest.format, manifest.precision, candidate.bundle, manifest, tried, skipped)
         _summarise_unverified(model, unverified)
         for k, reason in zip(preference, skipped):
-            log.log(logging.WARNING if k in asked else logging.INFO, "%s: no usable %s; falling back", model, reason)
+            level = logging.WARNING if k in asked else logging.INFO
+            if reason in _FALLBACKS_SAID:  # the next model on the same machine: the kind, not the whole reason again
+                log.log(level, "%s: no usable %s either (as above); falling back", model, k)
+                continue
+            _FALLBACKS_SAID.add(reason)
+            log.log(level, "%s: no usable %s; falling back", model, reason)
         log.info("%s (preference %s)", selection.describe(), " > ".join(preference))
         return selection
     _summarise_unverified(model, unverified)
     raise NoUsableBuildError(_nothing_usable(model, preference, bundles, probed, tried, failed_to_load))
+
+
+# The fallback reasons already logged in this process (a few: one per device kind and machine).
+_FALLBACKS_SAID: set[str] = set()
 
 
 def _summarise_unverified(model: str, unverified: dict[Path, str]) -> None:

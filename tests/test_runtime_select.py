@@ -241,3 +241,18 @@ def test_no_bundle_of_what_was_asked_names_it_and_the_build_that_makes_it(builds
     assert (f"no bundle of '{MODEL}' of format tflite; precision int8; canvas 320x256; build one with "
             f"'maskgate build --models {MODEL} --formats tflite --precisions int8 --detector-size 320x256'") in message
     assert "[" not in message  # no Python lists
+
+
+def test_a_fallback_is_explained_once_and_the_next_model_points_to_it(builds, monkeypatch, caplog):
+    from maskgate.runtimes import select
+
+    if _usable("npu"):
+        pytest.skip("an NPU is usable here: nothing falls back")
+    monkeypatch.setattr(select, "_FALLBACKS_SAID", set())
+    with caplog.at_level(logging.WARNING, logger="maskgate.runtimes.select"):
+        for _ in range(2):  # the pipeline's second model, on the same machine
+            with select.open_best(builds, MODEL, prefer="npu,cpu").runner:
+                pass
+    lines = [r.getMessage() for r in caplog.records if "falling back" in r.getMessage()]
+    assert len(lines) == 2 and len(lines[0]) > 100, lines  # the first says why, in full
+    assert lines[1] == f"{MODEL}: no usable npu either (as above); falling back", lines
