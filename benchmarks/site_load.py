@@ -16,7 +16,7 @@ Reported: events published (returned by the spool) and received once by the list
 (published, never received), duplicates dropped, delivery latency (arrival minus the
 event's wall-clock time: p50, p99, max), and the CPU time of the broker, the cameras' process
 and the listener over the run, as a share of one core. A benchmark, not a test: bounded,
-loopback only, figures go in the README, never in assertions.
+loopback only, figures go in docs/benchmarks.md, never in assertions.
 """
 from __future__ import annotations
 

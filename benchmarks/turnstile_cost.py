@@ -15,7 +15,7 @@ Each configuration runs in its own process so that thread settings do not leak. 
 the frame floor, reuse cannot help), "walk-up" (16 people walking up in front of a fixed
 background and standing at the gate, sensor noise on every frame) and "empty" (a scene's
 background with nobody in it and sensor noise, 300 frames: a turnstile with nobody in view).
-A benchmark, not a test: figures for the README, never assertions.
+A benchmark, not a test: figures for docs/benchmarks.md, never assertions.
 """
 from __future__ import annotations
 

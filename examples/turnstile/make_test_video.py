@@ -164,7 +164,7 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
 
     data = Path(data)
     if not data.is_dir():
-        raise Unusable(f"{data}: no such folder; give a data folder (see the README's Data section) or a folder "
+        raise Unusable(f"{data}: no such folder; give a data folder (see docs/data.md) or a folder "
                        "of your own photos")
     labelled = (data / "scenes").is_dir()
     if labelled and not ((data / "scenes" / "images").is_dir() and (data / "scenes" / "annotations").is_dir()):
