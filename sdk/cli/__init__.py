@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        command = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = commands.choices[args.command]
         command.error(_unrecognized(command, extra))
     if args.verbose:
         from ..console import set_verbose
