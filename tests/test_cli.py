@@ -112,7 +112,14 @@ def test_a_wrong_option_is_refused_in_one_line_with_the_nearest_one(sample_image
     assert "--jsn (did you mean --json?)" in _refused(["run", str(sample_images[0]), "--jsn"], capsys)
     err = _refused(["build", "--formats", "onxx"], capsys)  # was 30 lines of usage above this one
     assert "expected a comma list of onnx, openvino" in err and "'maskgate build --help' lists" in err
+    import logging
+
+    from maskgate import console
+
+    handlers = list(logging.getLogger("maskgate").handlers)
     assert main(["models", "-v"]) == 0  # --verbose after the command too
+    # and undone when it returns: a later in-process caller's stderr filters and log are its own
+    assert not console.VERBOSE and logging.getLogger("maskgate").handlers == handlers
 
 
 def test_device_means_the_pytorch_device_and_prefer_the_runtime_preference(tmp_path, capsys):

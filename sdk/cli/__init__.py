@@ -106,18 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         command = commands.choices[args.command]
         command.error(_unrecognized(command, extra))
-    if args.verbose:
-        from ..console import set_verbose
-
-        set_verbose(True)
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("maskgate: %(name)s: %(message)s"))
-        logger = logging.getLogger("maskgate")
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
     from ..config import restore_config
 
     before = None
+    undo_verbose = _verbose() if args.verbose else None
     try:
         before = _read_config(args.config)
         return int(args.func(args) or 0)
@@ -132,6 +124,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         restore_config(before)
+        if undo_verbose is not None:
+            undo_verbose()
+
+
+def _verbose():
+    """--verbose for this command: native chatter let through and MaskGate's debug log on stderr.
+    Returns what undoes it, so that an in-process caller (an app, a test) gets its logging back."""
+    from .. import console
+
+    was_verbose = console.VERBOSE
+    console.set_verbose(True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("maskgate: %(name)s: %(message)s"))
+    logger = logging.getLogger("maskgate")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        console.set_verbose(was_verbose)
+
+    return undo
 
 
 def _read_config(path: str | None):
