@@ -74,7 +74,8 @@ def _quantize(job: ConversionJob, fp32_file: Path) -> tuple[bytes, dict[str, Any
             manager.add_weight_only_config(regex=".*", operation_name=op, num_bits=16,
                                            algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
         q = quantizer.Quantizer(str(fp32_file), manager.get_quantization_recipe())
-        with contextlib.redirect_stdout(io.StringIO()):
+        # stderr too: ai-edge-quantizer 0.6 drops enable_progress_bar before its last stage and shows that bar
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             result = q.quantize(enable_progress_bar=False, enable_progress_report=False)
         return bytes(result.quantized_model), {"tool": "ai-edge-quantizer", "version": version,
                                                "recipe": "fp16 weights (float casting), fp32 compute"}

@@ -14,9 +14,11 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-# TensorFlow / absl INFO ("I0000 00:00:... file.cc:12] ..."), TFLite's own ("INFO: ...") and the
-# QNN HTP library's note on its thread-local settings.
-NATIVE_INFO = re.compile(r"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |INFO: | # LIBNATIVE: No alternate configuration)")
+# TensorFlow / absl INFO ("I0000 00:00:... file.cc:12] ..."), TFLite's own ("INFO: ..."), absl's
+# notice that it has no log configuration yet (a "WARNING" about logging itself) and the QNN HTP
+# library's note on its thread-local settings.
+NATIVE_INFO = re.compile(r"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |INFO: | # LIBNATIVE: No alternate configuration"
+                         r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$)")
 VERBOSE = os.environ.get("MASKGATE_VERBOSE") == "1"  # set by 'maskgate --verbose'
 
 

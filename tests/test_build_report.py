@@ -39,6 +39,13 @@ def test_table_and_reports(tmp_path):
                                               "detections_extra": None, "detection_recall": None}
     page = html_path.read_text()
     assert "m-tflite-int8: ConversionError: boom" in page and "<table>" in page
+    # the gates beside their figures: the held-out one that failed, the golden one (with its bound) that passed
+    assert "<span class=bad>FAIL</span> held out: min_top1 0.9 (&gt;= 0.99)" in page
+    assert "<span class=pass>pass</span> golden: min_top1 1 of 32 (&gt;= 0.99, 95 % upper bound 1)" in page
+    assert "95 % Wilson upper bound" in page
+    from maskgate.builder.report import _entries
+
+    assert _entries(_results())[0]["gate"] == 0.99  # drawn as the gate line of the accuracy plot
     assert not list(tmp_path.glob(".*partial"))
 
 

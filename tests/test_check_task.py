@@ -78,6 +78,9 @@ def test_check_with_data_reports_task_metrics_pipelines_and_html(onnx_builds, sh
     text = page.read_text()
     assert text.count("<img ") == 4  # latency, accuracy per precision, mask ROC, recall by size
     assert "Mask classifier ROC" in text and "Whole pipeline" in text and "Yaw classes" in text
+    # each bundle's gates with its figure beside them, and the rule that held a share to its gate
+    assert "<span class=pass>pass</span> min_top1 1 of 32 (&gt;= 1)" in text and "95 % Wilson upper bound" in text
+    assert [b["model"] for b in data["bundles"]] == ["retinaface_mnet025", "mask_mobilenetv2", "pose_mobilenetv2_skip"]
 
 
 @pytest.mark.shared_data

@@ -110,16 +110,17 @@ def test_a_truncated_video_is_reported_by_run_as_by_turnstile(tmp_path):
 
 def test_a_build_prints_its_progress_table_and_summary_and_no_third_party_chatter(tmp_path):
     """TensorFlow's C++ INFO lines (oneDNN, op counts), torchao's CUDA kernels it cannot load
-    and LiteRT's XNNPACK notice stayed in the console of every TFLite build."""
+    and LiteRT's XNNPACK notice stayed in the console of every TFLite build; absl's notice and
+    ai-edge-quantizer's bar in every fp16 one."""
     pytest.importorskip("litert_torch")
     exe = str(Path(sys.executable).with_name("maskgate"))
     done = subprocess.run([exe, "build", "--out", str(tmp_path / "b"), "--models", "mask_mobilenetv2", "--formats",
-                           "tflite", "--precisions", "fp32", "--verify-samples", "4", "--check-runs", "1"],
+                           "tflite", "--precisions", "fp32,fp16", "--verify-samples", "4", "--check-runs", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [part for line in done.stderr.splitlines() for part in line.split("\r") if part.strip()]
     assert lines and all(part.startswith("build:") for part in lines), lines  # the progress bar, nothing else
-    assert "mask_mobilenetv2  tflite" in done.stdout and "1 bundles in" in done.stdout
+    assert "mask_mobilenetv2  tflite" in done.stdout and "2 bundles in" in done.stdout
 
 
 def test_native_info_lines_are_dropped_and_everything_else_kept(capfd):
@@ -130,6 +131,7 @@ def test_native_info_lines_are_dropped_and_everything_else_kept(capfd):
     with console.native_stderr_filtered():
         os.write(2, b"I0000 00:00:1796067327.092041    6210 port.cc:153] oneDNN custom operations are on.\n"
                     b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+                    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
                     b"W0000 00:00:1796067327.1    6210 x.cc:1] a real warning\nERROR: a real error\n")
     err = capfd.readouterr().err
     assert err == "W0000 00:00:1796067327.1    6210 x.cc:1] a real warning\nERROR: a real error\n", err

@@ -20,7 +20,7 @@ def problems_of(spec: FormatSpec) -> list[str]:
     from maskgate.runtimes.registry import builtin_backends
 
     out = []
-    if not spec.label or not spec.description or not re.fullmatch(r"#[0-9a-f]{6}", spec.colour):
+    if not spec.description or not re.fullmatch(r"#[0-9a-f]{6}", spec.colour):
         out.append("a label, a description and a #rrggbb plot colour")
     if not spec.model_file or "/" in spec.model_file:
         out.append("a model file name inside the bundle")

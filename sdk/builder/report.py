@@ -112,6 +112,8 @@ def write_report(out: Path, results, *, config, seconds: float, reference: str |
 
 
 def _entries(results) -> list[dict]:
+    from ..check.html import headline_gate
+
     out = []
     for r in results:
         if r.error:
@@ -120,26 +122,27 @@ def _entries(results) -> list[dict]:
         lat = r.latency.to_dict() if r.latency else {}
         out.append({"model": r.model, "format": r.format, "precision": r.precision, "p50": lat.get("p50"),
                     "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
-                    "task": r.check.task_metrics if r.check else None})
+                    "task": r.check.task_metrics if r.check else None, "gate": headline_gate(r.gates)})
     return out
 
 
 def _html(results, data) -> str:
     from ..check import plots
-    from ..check.html import STYLE, img
+    from ..check.html import STYLE, WILSON_NOTE, gates_html, img
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER[:-1]) + "<th>gates: figure (gate)</th>"
     body = "".join(
         ("<tr class=fail>" if row[-1] in ("FAIL", "-") else "<tr class=slow>" if "SLOWER" in row[-2] else "<tr>")
-        + "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
-        + "</tr>"
-        for row in rows(results)
+        + "".join(f"<td>{html.escape(str(c))}</td>" for c in row[:-1])
+        + f"<td>{_gates_cell(r, gates_html)}</td></tr>"
+        for r, row in zip(results, rows(results))
     )
     slower = data["slower_than_fp32"]
     flag = (f"<p class=slow>Slower than their fp32 sibling on the same runtime: {html.escape(', '.join(slower))}.</p>"
             if slower else "")
     errors = "".join(f"<li>{html.escape(r.target)}: {html.escape('; '.join(r.failures()))}</li>"
                      for r in results if not r.passed)
+    failures = f"<h2>Failures</h2><ul>{errors}</ul>" if errors else ""
     entries = _entries(results)
     passed = sum(r.passed for r in results)
     sections = [f"<h2>Latency per build</h2>{img(plots.latency(entries, title='p50 per bundle, 1 thread'), 'latency')}",
@@ -163,9 +166,23 @@ def _html(results, data) -> str:
 <p>{len(results)} bundles in {data['seconds']:.0f} s. {html.escape(data['fidelity_note'])}.</p>
 <p class=note>{html.escape(LEGEND)} Rows shaded red failed a gate; yellow, SLOWER. In every plot the colour is the
 runtime format; the precision is the hatching of a bar and the line style of a curve.</p>
-<table><tr>{head}</tr>{body}</table>{flag}{'<h2>Failures</h2><ul>' + errors + '</ul>' if errors else ''}
+<table><tr>{head}</tr>{body}</table>
+<p class=note>Held out: the build's figures on hundreds of held-out inputs, gated as observed. Golden: the
+bundle's own check on the inputs it carries. {html.escape(WILSON_NOTE)}</p>{flag}{failures}
 {''.join(sections)}</body></html>
 """
+
+
+def _gates_cell(r, gates_html) -> str:
+    """A bundle's held-out and golden gates, each with its figure; or why it has none."""
+    if r.error:
+        return f"<span class=bad>FAILED</span> {html.escape(r.error)}"
+    golden = r.check.gates if r.check else []
+    cell = "<br>".join(part for part in (gates_html(r.gates, label="held out: ") if r.gates else "",
+                                         gates_html(golden, label="golden: ") if golden else "") if part)
+    if r.check is not None and r.check.error:
+        cell += f"<br><span class=bad>FAIL</span> golden check: {html.escape(r.check.error)}"
+    return cell or "-"
 
 
 def _diagnosis_html(r) -> str:

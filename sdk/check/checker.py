@@ -220,8 +220,20 @@ def check_builds(builds: str | Path, *, progress: bool = False, **options) -> li
 
         raise BundleError(f"{builds}: no bundle here (a bundle is a folder with manifest.json); "
                           "run 'maskgate build' first or point at its --out folder")
-    return [check_bundle(folder, **options)
-            for folder in progress_bar(folders, desc="check", total=len(folders), enabled=progress, unit="bundle")]
+    results = [check_bundle(folder, **options)
+               for folder in progress_bar(folders, desc="check", total=len(folders), enabled=progress, unit="bundle")]
+    return sorted(results, key=_report_order)
+
+
+def _report_order(result: BundleCheck) -> tuple:
+    """As the build's table: the detector first, then each format in the registry's order, each
+    precision after its fp32 baseline (by name, fp16 came before fp32)."""
+    from ..formats import FORMATS, PRECISIONS
+
+    formats, precisions = list(FORMATS), list(PRECISIONS)
+    return (result.task != "face_detection", result.model or "", formats.index(result.format)
+            if result.format in formats else len(formats), precisions.index(result.precision)
+            if result.precision in precisions else len(precisions), result.bundle)
 
 
 def _task_metrics(runner, bundle: Path, manifest: Manifest, data) -> dict | None:

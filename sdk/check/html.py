@@ -12,6 +12,24 @@ td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}.f
 .note{color:#555;font-size:13px}"""
 
 
+# Said wherever a share is gated on the golden inputs: the rule that decided it.
+WILSON_NOTE = ("A share measured on the golden inputs (a few dozen crops, about 30 faces) passes when the 95 % Wilson "
+               "upper bound of what was observed reaches its gate: one miss in 32 crops passes a 0.99 gate, two fail "
+               "it; a gate of 1 allows no miss.")
+
+
+def headline_gate(gates) -> float | None:
+    """The threshold of the gate on the headline share (min_top1 or min_recall), for plots."""
+    return next((g.threshold for g in gates if g.name in ("min_top1", "min_recall")), None)
+
+
+def gates_html(gates, *, label: str = "") -> str:
+    """Each gate with its figure and threshold, passed or failed: what decided the verdict."""
+    e = html.escape
+    return "<br>".join(f"<span class={'pass' if g.passed else 'bad'}>{'pass' if g.passed else 'FAIL'}</span> "
+                       f"{e(label)}{e(g.describe())}" for g in gates) or "-"
+
+
 def entries_of(bundles) -> list[dict]:
     """The plot entries (see maskgate.check.plots) of BundleCheck results."""
     out = []
@@ -22,7 +40,7 @@ def entries_of(bundles) -> list[dict]:
         fidelity = b.headline
         out.append({"model": b.model, "format": b.format, "precision": b.precision, "p50": lat.get("p50"),
                     "p90": lat.get("p90"), "p25": lat.get("p25"), "p75": lat.get("p75"), "fidelity": fidelity,
-                    "task": b.task_metrics})
+                    "task": b.task_metrics, "gate": headline_gate(b.gates)})
     return out
 
 
@@ -51,7 +69,10 @@ def check_html(report) -> str:
         else:
             fidelity = "-"
         cosine = min((o.cosine for o in b.outputs.values()), default=None)
-        verdict = "<span class=pass>pass</span>" if b else "<span class=bad>FAIL</span>: " + e("; ".join(b.failures()))
+        problems = ([b.error] if b.error else []) + ([f"integrity: {b.integrity}"] if b.integrity != "ok" else []) + (
+            [f"build verdict: {b.verdict_problem}"] if b.verdict_problem else [])
+        verdict = "<br>".join([f"<span class=bad>FAIL</span> {e(p)}" for p in dict.fromkeys(problems)]
+                              + ([gates_html(b.gates)] if b.gates else [])) or "-"
         cells = [
             b.name or Path(b.bundle).name,
             b.runtime or "-",
@@ -64,7 +85,7 @@ def check_html(report) -> str:
         rows.append(f"<tr{' class=fail' if not b else ''}>" + "".join(f"<td>{e(str(c))}</td>" for c in cells)
                     + f"<td>{verdict}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("bundle", "ran on", "size", "fidelity vs fp32 (golden)", "min cosine",
-                                             "task metric", "p50 ms", "p90 ms", "p99 ms", "result"))
+                                             "task metric", "p50 ms", "p90 ms", "p99 ms", "gates: figure (gate)"))
     gates = "".join(f"<tr><td>{e(p)}</td>" + "".join(f"<td>{v:g}</td>" for v in g.values()) + "</tr>"
                     for p, g in report.gates.items())
     gate_head = "".join(f"<th>{e(k)}</th>" for k in next(iter(report.gates.values()), {}))
@@ -108,6 +129,7 @@ def check_html(report) -> str:
 <style>{STYLE}</style></head><body><h1>MaskGate check: {passed} of {len(bundles)} bundles passed ({verdict})</h1>
 <p>{e(report.path)}</p>{data}
 <table><tr>{head}</tr>{''.join(rows)}</table>
+<p class=note>{e(WILSON_NOTE)}</p>
 <h2>Gates</h2><table><tr><th>precision</th>{gate_head}</tr>{gates}</table>
 {''.join(sections)}</body></html>
 """

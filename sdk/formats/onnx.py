@@ -52,7 +52,6 @@ def _keep_float(options: OnnxOptions, nodes: Sequence[str]) -> OnnxOptions:
 
 FORMAT = FormatSpec(
     name="onnx",
-    label="ONNX",
     description="ONNX model for ONNX Runtime (CPU, and its GPU / NPU execution providers)",
     model_file="model.onnx",
     converter="maskgate.converters.onnx",

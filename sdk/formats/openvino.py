@@ -49,7 +49,6 @@ def _keep_float(options: OpenVinoOptions, nodes: Sequence[str]) -> OpenVinoOptio
 
 FORMAT = FormatSpec(
     name="openvino",
-    label="OV",
     description="OpenVINO IR (model.xml + model.bin) for Intel CPUs, GPUs and NPUs",
     model_file="model.xml",
     converter="maskgate.converters.openvino",

@@ -94,7 +94,6 @@ def _keep_wide(options: QnnOptions, nodes: Sequence[str]) -> QnnOptions:
 
 FORMAT = FormatSpec(
     name="qnn",
-    label="QNN",
     description="Qualcomm QNN: QDQ ONNX + an offline EPContext binary per SoC for the Hexagon NPU (HTP)",
     model_file="model_ctx.onnx",
     converter="maskgate.converters.qnn",

@@ -60,7 +60,6 @@ def _keep_float(options: RknnOptions, nodes: Sequence[str]) -> RknnOptions:
 
 FORMAT = FormatSpec(
     name="rknn",
-    label="RKNN",
     description="Rockchip RKNN model per SoC for the RK35xx / RV11xx NPUs (rknn-toolkit2; rknn-toolkit-lite2 on the "
                 "camera)",
     model_file="model.rknn",

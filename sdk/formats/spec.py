@@ -54,7 +54,6 @@ class FormatSpec:
     reports draw it in ``colour``."""
 
     name: str
-    label: str  # short name in tables and plots
     description: str
     model_file: str  # the file its runtime loads (the manifest digest is stamped into it)
     converter: str  # module with ``convert(job, folder) -> Artifact`` (maskgate.converters.targets)

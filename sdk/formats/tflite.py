@@ -29,7 +29,6 @@ class TfliteOptions:
 
 FORMAT = FormatSpec(
     name="tflite",
-    label="TFLite",
     description="TFLite flatbuffer for LiteRT / tflite-runtime (XNNPACK, GPU and Edge TPU delegates)",
     model_file="model.tflite",
     converter="maskgate.converters.tflite",
