@@ -15,3 +15,10 @@ def progress(
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True, leave=True)
+
+
+def progress_bar(*, total: int, desc: str, unit: str = "it", enabled: bool = True):
+    """A bar advanced by hand (``.update(n)``, ``.close()``), for work that is not one loop."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, disable=not enabled)

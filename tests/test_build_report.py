@@ -50,25 +50,31 @@ def test_table_and_reports(tmp_path):
 
 
 def test_a_reduced_precision_build_slower_than_its_fp32_sibling_is_flagged(tmp_path):
-    """Flagged only when the timings' middle halves do not overlap: a p50 a little above the
-    sibling's, inside the spread, is noise (it flipped between two runs of the same build)."""
-    def result(fmt, precision, ms, spread=1.0):
+    """Flagged from the paired rounds only (builder.speed): the whole interval of its time over
+    the sibling's beyond the margin. A median a little above 1 within the interval is not, and
+    the separate checks' p50s (which flipped between two runs of the same build) play no part."""
+    from maskgate.bench.paired import PairedRatio
+
+    def result(fmt, precision, ms, ratio=None):
         return BuildResult(f"m-{fmt}-{precision}", "m", fmt, precision, "p", "built", size_bytes=1,
                            fidelity=Agreement("classification", 4, top1_agreement=1.0),
-                           latency=Latency(ms, ms, ms, ms - spread, ms + spread, runs=20, warmup=5, threads=1),
-                           check=_golden_check_passed())
+                           latency=Latency(ms, ms, ms, ms - 1, ms + 1, runs=20, warmup=5, threads=1),
+                           check=_golden_check_passed(), vs_fp32=PairedRatio(*ratio, rounds=12) if ratio else None)
 
-    results = [result("onnx", "fp32", 20.0), result("onnx", "int8", 25.0), result("tflite", "fp32", 20.0),
-               result("tflite", "int8", 10.0), result("openvino", "fp32", 20.0, 2.0),
-               result("openvino", "int8", 21.0, 2.0)]
+    results = [result("onnx", "fp32", 20.0), result("onnx", "int8", 18.0, (1.25, 1.2, 1.3)),
+               result("tflite", "fp32", 20.0), result("tflite", "int8", 10.0, (0.5, 0.48, 0.52)),
+               result("openvino", "fp32", 20.0), result("openvino", "int8", 30.0, (1.05, 1.01, 1.08))]
     text = table(results)
-    assert "0.80x SLOWER" in text and "2.00x" in text
-    assert "0.95x" in text and "0.95x SLOWER" not in text  # inside the spread
-    assert "25.00 (24.00-26.00)" in text and "'extra'" in text and "middle halves" in text
+    assert "0.80x (0.77-0.83) SLOWER" in text and "2.00x (1.92-2.08)" in text
+    # within the margin (interval from 1.01): not flagged, whatever the separate p50s said (30 against 20 ms)
+    assert "0.95x (0.93-0.99)" in text and "0.95x (0.93-0.99) SLOWER" not in text
+    assert "19.00-21.00" in text and "'extra'" in text and "same 12 rounds" in text
     assert "slower than its fp32 sibling on the same runtime: m-onnx-int8" in text
     json_path, html_path = write_report(tmp_path, results, config=BuildConfig(out=tmp_path), seconds=1.0)
     data = json.loads(json_path.read_text())
     assert data["slower_than_fp32"] == ["m-onnx-int8"]
-    assert [round(b["speedup_vs_fp32"], 3) for b in data["bundles"]] == [1.0, 0.8, 1.0, 2.0, 1.0, 0.952]
+    assert [b["speedup_vs_fp32"] and round(b["speedup_vs_fp32"], 3) for b in data["bundles"]] == [
+        None, 0.8, None, 2.0, None, 0.952]
+    assert data["bundles"][1]["vs_fp32"]["slower"] is True and data["bundles"][1]["vs_fp32"]["rounds"] == 12
     page = html_path.read_text()
     assert page.count("<tr class=slow>") == 1 and "the colour is the" in page

@@ -139,6 +139,11 @@ def test_build_real_classifier_makes_verified_bundles(built):
     int8 = verify_bundle(results[1].path)
     assert int8["quantizer"]["format"] == "QDQ" and int8["calibration"]["samples"] == 32
     assert int8["source_weights_sha256"] == verify_bundle(results[0].path)["source_weights_sha256"]
+    # 'vs fp32' from the paired rounds (builder.speed): the int8 bundle against its fp32 sibling, the same 12 rounds
+    from maskgate.builder.speed import ROUNDS
+
+    assert results[0].vs_fp32 is None and results[1].vs_fp32 is not None and results[1].vs_fp32.rounds == ROUNDS
+    assert results[1].vs_fp32.low <= results[1].vs_fp32.median <= results[1].vs_fp32.high
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no work or partial folders left
 
 

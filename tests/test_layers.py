@@ -10,7 +10,7 @@ Bottom to top (maskgate.*):
   runtimes   runtimes
   pipeline   pre/post-processing, models, registry, compare, detector, classifier, pipeline
   makers     calibration, converters
-  apps       check, turnstile, training, fleet (releases and the camera's agent)
+  apps       check, turnstile, training, fleet (releases and the camera's agent), bench (maskgate benchmark)
   build      builder (maskgate.build() and its steps)
   cli        cli, and the package's own __init__ (the public facade)
 """
@@ -36,7 +36,7 @@ LAYERS = [
                   "zoo", "models",
                   "compare", "detector", "classifier", "classifier_eval", "pipeline", "deployed", "datasets")),
     ("makers", ("calibration", "converters")),
-    ("apps", ("check", "turnstile", "training", "fleet")),
+    ("apps", ("check", "turnstile", "training", "fleet", "bench")),
     ("build", ("builder",)),
     ("cli", ("cli", "__init__", "__main__")),
 ]

@@ -11,6 +11,7 @@ from ..formats import DEFAULT_FORMATS, PRECISIONS, ConvertOptions
 from ..version import __version__
 
 if TYPE_CHECKING:
+    from ..bench.paired import PairedRatio
     from ..check.checker import BundleCheck, Latency
     from ..check.gates import GateResult
     from ..compare import Agreement
@@ -90,6 +91,7 @@ class BuildResult:
     gates: list[GateResult] = field(default_factory=list)  # the precision's gates on the held-out figures
     diagnosis: dict | None = None  # int8: worst layers, and what --accuracy-aware kept in float (builder.repair)
     verdict: dict | None = None  # what the bundle's manifest records: passed, and the failures (record_verdict)
+    vs_fp32: PairedRatio | None = None  # its time over its fp32 sibling's, in the same rounds (builder.speed)
     error: str | None = None
 
     @property
@@ -125,4 +127,5 @@ class BuildResult:
         return {**fields, "check": self.check.to_dict() if self.check else None,
                 "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
                 "latency": self.latency.to_dict() if self.latency is not None else None,
+                "vs_fp32": self.vs_fp32.to_dict() if self.vs_fp32 is not None else None,
                 "gates": [g.to_dict() for g in self.gates], "passed": self.passed, "failures": self.failures()}

@@ -1,5 +1,6 @@
 """``maskgate.build()``: reference models -> verified bundles, one way through the steps:
-plan -> reference models -> calibration -> convert -> verify -> repair -> record.
+plan -> reference models -> calibration -> convert -> verify -> repair -> record, then the
+paired timing of each bundle against its fp32 sibling (``builder.speed``).
 
 Each model's torch reference is made once, exported once per intermediate its formats share,
 calibrated once, and every requested format x precision is converted into a bundle
@@ -21,7 +22,7 @@ from ..files import writable_folder
 from ..formats import get_format
 from ..progress import progress as progress_bar
 from . import convert as converting
-from . import repair, verify
+from . import repair, speed, verify
 from .config import BuildConfig, BuildResult
 from .lanes import SimulatorLanes
 from .lanes import results as lane_results
@@ -74,7 +75,9 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
                 lanes.drain(progress=progress)
         finally:
             data.close()
-        return lane_results(results)
+        finished = lane_results(results)
+        speed.pair_with_fp32(finished, threads=config.latency_threads, progress=progress)
+        return finished
 
 
 def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: BuildData, *,

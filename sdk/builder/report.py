@@ -28,37 +28,26 @@ def _fidelity(r) -> str:
 
 
 def speedups(results) -> dict[str, float]:
-    """Each build's speed-up over its fp32 sibling (same model, same format): fp32 p50 / its p50."""
-    fp32 = {(r.model, r.format): r.latency.p50 for r in results if r.precision == "fp32" and r.latency}
-    return {r.target: fp32[(r.model, r.format)] / r.latency.p50
-            for r in results if r.latency and (r.model, r.format) in fp32 and r.latency.p50 > 0}
+    """Each reduced-precision build's speed-up over its fp32 sibling (same model, same format),
+    from the paired rounds (``builder.speed``): the median of the rounds' fp32 / its time."""
+    return {r.target: r.vs_fp32.speedup[0] for r in results if r.vs_fp32 is not None}
 
 
 def slower_than_fp32(results) -> list[str]:
-    """Reduced-precision builds slower than their fp32 sibling on the same runtime by more than
-    the timing's own spread: the faster quarter of their runs is slower than the slower
-    quarter of the sibling's (interquartile ranges apart). A p50 a little above the sibling's
-    is noise on a shared machine and flips between runs."""
-    fp32 = {(r.model, r.format): r.latency for r in results if r.precision == "fp32" and r.latency}
-    out = []
-    for r in results:
-        sibling = fp32.get((r.model, r.format))
-        if r.precision == "fp32" or not r.latency or not sibling:
-            continue
-        if r.latency.p25 > sibling.p75:
-            out.append(r.target)
-    return out
+    """Reduced-precision builds slower than their fp32 sibling by more than the margin, the
+    whole 95 % interval of the paired ratio beyond it (``maskgate.bench.paired``). Timings
+    taken minutes apart made this flag flip between two identical builds; paired, it repeats."""
+    return [r.target for r in results if r.vs_fp32 is not None and r.vs_fp32.slower]
 
 
 def rows(results) -> list[list[str]]:
     from ..check.task import summary
 
     out = []
-    ratios, slower = speedups(results), set(slower_than_fp32(results))
     for r in results:
         size = f"{r.size_bytes / 1e6:.2f} MB" if r.size_bytes else "-"
         p50, p90 = (_p50(r.latency), f"{r.latency.p90:.2f}") if r.latency else ("-", "-")
-        ratio = f"{ratios[r.target]:.2f}x" + (" SLOWER" if r.target in slower else "") if r.target in ratios else "-"
+        ratio = r.vs_fp32.describe() if r.vs_fp32 is not None else "-"
         task = summary(r.check.task_metrics if r.check else None)
         verdict = "-" if r.error else ("pass" if r.passed else "FAIL")
         out.append([r.model, r.format, r.precision, r.status if not r.error else "FAILED", size, _fidelity(r), task,
@@ -72,8 +61,9 @@ HEADER = ["model", "format", "precision", "status", "size", "fidelity vs fp32 (h
 LEGEND = ("fidelity: classifiers, top-1 agreement with the fp32 PyTorch reference on n held-out crops; detector, "
           "the share of the reference's detections found (IoU >= 0.5), and how many it adds that the reference does "
           "not make ('extra'). p50 (p25-p75): median latency of one inference and the middle half of the timed runs. "
-          "vs fp32: the fp32 build's p50 / this one's on the same runtime; SLOWER only where the two middle halves "
-          "do not overlap.")
+          "vs fp32: the speed-up over the fp32 build on the same runtime, both timed in the same 12 rounds (the "
+          "median of the rounds' ratios and its 95 % interval); SLOWER where the whole interval is more than 5 % "
+          "below 1x ('maskgate benchmark' does the same per camera frame).")
 
 
 def _p50(latency: Latency) -> str:

@@ -250,6 +250,11 @@ def _task_metrics(runner, bundle: Path, manifest: Manifest, data) -> dict | None
     return task.classifier_metrics(CropClassifier(spec, runner), data.crops) if data.crops is not None else None
 
 
+def golden_inputs(bundle: Path, manifest: Manifest) -> np.ndarray:
+    """The inputs a bundle carries for its own check (``golden.npz``), float32."""
+    return _golden(bundle, manifest)[0]
+
+
 def _golden(bundle: Path, manifest: Manifest) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     from ..errors import BundleError
 

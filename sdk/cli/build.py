@@ -4,19 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .options import size
-
-
-def _names(choices: tuple[str, ...]):
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            import argparse
-
-            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
-        return items
-    return parse
+from .options import names_of, size
 
 
 def add_parser(sub) -> None:
@@ -42,11 +30,11 @@ def add_parser(sub) -> None:
         default=DEFAULT_MODELS,
         help=f"comma list of registered models (default {','.join(DEFAULT_MODELS)})",
     )
-    p.add_argument("--formats", type=_names(FORMAT_NAMES), default=DEFAULT_FORMATS,
+    p.add_argument("--formats", type=names_of(FORMAT_NAMES), default=DEFAULT_FORMATS,
                    help=f"comma list of {','.join(FORMAT_NAMES)} (default {','.join(DEFAULT_FORMATS)}; the NPU "
                    "formats are built per chip, see --rknn-targets and --qnn-socs)")
     p.add_argument(
-        "--precisions", type=_names(PRECISIONS), default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)}"
+        "--precisions", type=names_of(PRECISIONS), default=PRECISIONS, help=f"comma list of {','.join(PRECISIONS)}"
     )
     p.add_argument(
         "--calib",

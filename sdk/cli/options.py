@@ -36,6 +36,29 @@ def preference(text: str) -> str:
     return text
 
 
+def names_of(choices: tuple[str, ...]):
+    """A comma list option's type: each name one of ``choices``, repeats dropped, none empty."""
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
+        return items
+    return parse
+
+
+def counts(text: str) -> tuple[int, ...]:
+    """A comma list of whole numbers of at least 1 (thread counts, say)."""
+    try:
+        items = tuple(dict.fromkeys(int(t) for t in text.split(",") if t.strip()))
+    except ValueError:
+        items = ()
+    if not items or min(items) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of whole numbers of at least 1 such as 1,2, "
+                                         f"got {text!r}")
+    return items
+
+
 class _Renamed(argparse.Action):
     """An option this command does not take under that name: refused with the name it has here."""
 

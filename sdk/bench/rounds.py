@@ -1,0 +1,45 @@
+"""Rounds: every contender once per round, in an order shuffled from round to round.
+
+The one schedule behind every paired figure (``maskgate benchmark``'s worker processes, the
+build's in-process 'vs fp32' column): each contender is a callable that runs its block for
+round ``r`` and returns the block's time; what the schedule guarantees is that every
+round's times were taken within moments of each other, by every contender still running.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+#: round 0 is run and dropped: first calls pay for caches, lazy allocations, thread start-up
+WARMUP_ROUNDS = 1
+
+
+@dataclass
+class RoundTimes:
+    times: dict[str, list[float]] = field(default_factory=dict)  # contender -> its time in each kept round
+    errors: dict[str, Exception] = field(default_factory=dict)  # contender -> why it stopped
+
+
+def in_rounds(contenders: Mapping[str, Callable[[int], float]], *, rounds: int, seed: int = 0,
+              errors: tuple[type[Exception], ...] = (), after_round: Callable[[int], None] | None = None) -> RoundTimes:
+    """``rounds`` kept rounds (after ``WARMUP_ROUNDS``) of every contender. One that raises one of
+    ``errors`` is left out of the rounds after, its error kept; its earlier rounds stay, so
+    pairs with it use the rounds both ran. The order is shuffled with ``seed``: runs repeat it."""
+    out = RoundTimes({name: [] for name in contenders})
+    live = list(contenders)
+    order = random.Random(seed)
+    for r in range(rounds + WARMUP_ROUNDS):
+        order.shuffle(live)
+        for name in list(live):
+            try:
+                elapsed = contenders[name](r)
+            except errors as exc:
+                out.errors[name] = exc
+                live.remove(name)
+                continue
+            if r >= WARMUP_ROUNDS:
+                out.times[name].append(elapsed)
+        if after_round is not None:
+            after_round(r)
+    return out
