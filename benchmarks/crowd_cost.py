@@ -9,7 +9,7 @@ Frames: the shipped held-out face pictures (calibration/default/verify) tiled on
 640x480 canvas: one 200 px face; 2 x 2 faces of 180 px; 4 x 4 of 100 px, the first one
 enlarged to 150 px so that one person stands nearer the gate than the queue. Each
 configuration runs in its own process (a runtime's thread pools would skew the next),
-after warm-up (``pipeline_latency.pipeline_figures``); the figure is the median ms per frame
+after warm-up (``maskgate.bench.timing.pipeline_figures``); the figure is the median ms per frame
 and of each stage, with how many faces the detector found and how many were classified. A
 benchmark, not a test: figures go in reports and notes, never assertions.
 """
@@ -28,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pipeline_latency import pipeline_figures  # noqa: E402 (beside this script; the timing loop is one)
+from maskgate.bench.timing import pipeline_figures  # noqa: E402 (the timing loop of maskgate benchmark)
 
 CROWDS = (1, 4, 16)
 PATHS = ("turnstile", "every face")

@@ -124,7 +124,12 @@ def test_check_passes_a_good_bundle_and_writes_the_json_report(bundle, tmp_path,
 
     report = tmp_path / "report.json"
     assert main(["check", str(bundle), "--runs", "3", "--json", str(report)]) == 0
-    assert "1 of 1 bundle(s) passed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 of 1 bundle(s) passed" in out
+    # the threads the latency was taken on are stated (the build's table is at 1 thread)
+    assert "p50/p90: one inference, on the runtime's own thread count" in out
+    assert main(["check", str(bundle), "--runs", "3", "--threads", "1"]) == 0
+    assert "on 1 thread(s) per model (--threads)" in capsys.readouterr().out
     data = json.loads(report.read_text())
     assert data["schema_version"] == 1 and data["passed"] is True
     assert set(data["gates"]) == {"fp32", "fp16", "int8"}

@@ -25,7 +25,7 @@ def plan_benchmark(builds: str | Path, *, threads: tuple[int, ...] = (1, 2), pro
     if rounds < MIN_ROUNDS:
         raise BenchmarkError(f"--rounds {rounds}: at least {MIN_ROUNDS} rounds give a 95 % interval for a ratio")
     if block < 1 or not threads or min(threads) < 1:
-        raise BenchmarkError("each round needs at least one frame and one thread")
+        raise BenchmarkError("each round needs at least one run and one thread")
     unknown = [p for p in profiles or () if p not in PROFILES]
     if unknown:
         raise BenchmarkError(f"--profiles {','.join(unknown)}: unknown profile; choose from {', '.join(PROFILES)}")

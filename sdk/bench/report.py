@@ -28,6 +28,7 @@ class BenchRow:
         c, t = self.configuration, self.timed
         return {"format": c.format, "precision": c.precision, "profile": c.profile, "canvas": c.canvas,
                 "threads": self.threads, "ms": t.ms, "stages_ms": t.stage_ms(), "rounds_ms": t.rounds,
+                "extended_rounds": t.extended,
                 "peak_rss_mb": t.peak_rss_mb, "model_rss_mb": t.model_mb, "where": t.where, "faces": t.faces,
                 "vs_reference": _dict(self.vs_reference),
                 "vs_reference_same_canvas": _dict(self.vs_reference_same_canvas),
@@ -51,16 +52,18 @@ class BenchmarkReport:
         return [row for row in self.rows if row.slower]
 
     def to_dict(self) -> dict:
-        return {"builds": self.builds, "rounds": self.rounds, "frames_per_round": self.block,
+        return {"builds": self.builds, "rounds": self.rounds, "runs_per_round": self.block,
                 "machine": {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version()},
                 "rule": RULE, "records": [row.to_dict() for row in self.rows], "notes": self.notes,
                 "slower": [f"{r.configuration.name} ({r.threads} thread(s))" for r in self.slower]}
 
 
-RULE = (f"ratios are paired: every configuration runs the same frames in each round, in a shuffled order, and "
-        f"each round gives one ratio; shown is the median ratio and its {CONFIDENCE:.0%} interval (sign test). "
-        f"SLOWER: a reduced-precision build whose whole interval against its fp32 sibling lies more than "
-        f"{SLOWER_MARGIN:.0%} below 1x.")
+RULE = ("ratios are paired: every configuration runs the same frame in each round, in a shuffled order, its "
+        "fastest run the round's time; shown is the rounds' ratio (a trimmed mean) and its "
+        f"{CONFIDENCE:.0%} interval (rounds resampled in pairs). SLOWER: a reduced-precision build whose whole "
+        f"interval against its fp32 sibling lies more than {SLOWER_MARGIN:.0%} below 1x; one whose interval holds that "
+        "line gets more rounds with its sibling (up to 3 more sets) until it falls on one side, and is not flagged if "
+        "it never does.")
 
 
 def rows_from(timed: list[Timed]) -> list[BenchRow]:
@@ -103,9 +106,12 @@ def table(report: BenchmarkReport) -> str:
         vs_ref = _ratio(row.vs_reference)
         if row.vs_reference_same_canvas is not None:
             vs_ref += f"; {_ratio(row.vs_reference_same_canvas)} at {row.configuration.canvas}"
+        vs_fp32 = _ratio(row.vs_fp32)
+        if row.vs_fp32 is not None and row.vs_fp32.rounds > report.rounds:
+            vs_fp32 += f", {row.vs_fp32.rounds} rounds"
         body.append([str(row.threads), row.configuration.name, row.configuration.canvas, f"{t.ms:.2f}", vs_ref,
-                     _ratio(row.vs_fp32), *(f"{stages.get(s, 0.0):.2f}" for s in
-                                           ("preprocess", "detect", "postprocess", "align", "classify")),
+                     vs_fp32, *(f"{stages.get(s, 0.0):.2f}" for s in
+                                ("preprocess", "detect", "postprocess", "align", "classify")),
                      f"{t.peak_rss_mb:.0f}{growth}" if t.peak_rss_mb is not None else "-"])
     widths = [max(len(x) for x in col) for col in zip(HEADER, *body)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
@@ -113,8 +119,9 @@ def table(report: BenchmarkReport) -> str:
     failed = [f"{r.configuration.name} ({r.threads} thread(s)): {r.timed.error}" for r in report.rows if r.timed.error]
     slower = [f"{r.configuration.name} ({r.threads} thread(s)): {r.vs_fp32.describe()}"
               for r in report.slower if r.vs_fp32 is not None]
-    legend = (f"ms/frame: median over {report.rounds} rounds x {report.block} frames (640x480, one face), stages in "
-              f"ms; vs reference, vs fp32: speed-up (above 1x, faster) with its interval. {RULE}")
+    legend = (f"ms/frame: median of {report.rounds} rounds x {report.block} runs (a 640x480 frame with one face, "
+              f"another each round), stages in ms; vs reference, vs fp32: speed-up (above 1x, faster) with its "
+              f"interval. {RULE}")
     return "\n".join(lines + ["", legend]
                      + (["", "SLOWER than the fp32 sibling: " + "; ".join(slower)] if slower else [])
                      + report.notes + ([""] + ["not run: " + f for f in failed] if failed else []))

@@ -22,16 +22,30 @@ class RoundTimes:
 
 
 def in_rounds(contenders: Mapping[str, Callable[[int], float]], *, rounds: int, seed: int = 0,
-              errors: tuple[type[Exception], ...] = (), after_round: Callable[[int], None] | None = None) -> RoundTimes:
+              errors: tuple[type[Exception], ...] = (), after_round: Callable[[int], None] | None = None,
+              group_of: Callable[[str], str] | None = None) -> RoundTimes:
     """``rounds`` kept rounds (after ``WARMUP_ROUNDS``) of every contender. One that raises one of
     ``errors`` is left out of the rounds after, its error kept; its earlier rounds stay, so
-    pairs with it use the rounds both ran. The order is shuffled with ``seed``: runs repeat it."""
+    pairs with it use the rounds both ran. The order is shuffled with ``seed``: runs repeat it.
+    ``group_of``: contenders of one group (the builds compared with each other) run back to back
+    within a round, the groups and each group's members in shuffled orders: the pairs that
+    decide a flag are then timed within a fraction of a second of each other, not a round apart."""
     out = RoundTimes({name: [] for name in contenders})
     live = list(contenders)
     order = random.Random(seed)
+    group = group_of or (lambda name: name)
     for r in range(rounds + WARMUP_ROUNDS):
-        order.shuffle(live)
-        for name in list(live):
+        groups: dict[str, list[str]] = {}
+        for name in live:
+            groups.setdefault(group(name), []).append(name)
+        keys = sorted(groups)
+        order.shuffle(keys)
+        schedule = []
+        for key in keys:
+            members = groups[key]
+            order.shuffle(members)
+            schedule.extend(members)
+        for name in schedule:
             try:
                 elapsed = contenders[name](r)
             except errors as exc:

@@ -2,10 +2,11 @@
 
 For each thread count: one worker process per configuration (``maskgate.bench.worker``),
 all loaded and warmed up first; then rounds, in each of which every configuration runs the
-same block of frames, one configuration after another in an order shuffled per round (a
-fixed seed: two runs shuffle alike). A round gives each configuration one time (the median
-of its block), and two configurations one paired ratio (``maskgate.bench.paired``), so the
-speed-ups and the SLOWER flags are not at the mercy of what the machine did in between.
+round's frame a few times, one configuration after another in an order shuffled per round
+(the builds compared for a flag back to back; a fixed seed: two runs shuffle alike). A round
+gives each configuration one time (the fastest of its runs) and two configurations one
+paired ratio (``maskgate.bench.paired``), so the speed-ups and the SLOWER flags are not at
+the mercy of what the machine did in between.
 """
 from __future__ import annotations
 
@@ -16,17 +17,39 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MaskGateError
-from .paired import MIN_ROUNDS, PairedRatio, paired_ratio
+from .paired import MIN_ROUNDS, SLOWER_MARGIN, PairedRatio, paired_ratio
 from .rounds import WARMUP_ROUNDS, in_rounds
 
 #: seconds a worker may take to load its models (an OpenVINO compile, torch's import) or a block
 LOAD_TIMEOUT_S = 300
 BLOCK_TIMEOUT_S = 120
+
+
+SETTLE_S = 0.01
+EXTENSIONS = 3  # at most this many more sets of rounds for a build whose flag is still open
+IDLE_NS_PER_MS = 100_000  # under 0.1 ms of CPU in 1 ms of wall time: the worker is idle
+
+
+def _cpu_ns(pid: int) -> int | None:
+    """CPU time used so far by every thread of process ``pid`` (Linux's schedstat), in ns."""
+    try:
+        tasks = list(os.scandir(f"/proc/{pid}/task"))
+    except OSError:
+        return None
+    total = 0
+    for task in tasks:
+        try:
+            with open(f"{task.path}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except (OSError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total
 
 
 class BenchmarkError(MaskGateError):
@@ -52,6 +75,11 @@ class Configuration:
             return f"pytorch fp32 reference {self.canvas}"
         return f"{self.format} {self.precision}" + ("" if self.profile == "general" else f" {self.profile}")
 
+    @property
+    def group(self) -> str:
+        """The builds compared with each other for a flag: one format's precisions in one profile."""
+        return f"{self.format} {self.profile}"
+
     def worker_args(self) -> list[str]:
         if self.is_reference:
             return ["--reference", self.canvas]
@@ -65,7 +93,8 @@ class Timed:
     configuration: Configuration
     threads: int
     where: dict[str, str] = field(default_factory=dict)  # model role -> the runtime and device it ran on
-    rounds: list[float] = field(default_factory=list)  # each round's median ms per frame
+    rounds: list[float] = field(default_factory=list)  # each round's time (the fastest run of its frame), ms
+    extended: int = 0  # rounds added to settle an open flag (_settle_undecided)
     totals: list[float] = field(default_factory=list)  # every timed frame's ms
     stages: dict[str, list[float]] = field(default_factory=dict)
     faces: list[int] = field(default_factory=list)
@@ -95,7 +124,7 @@ class Plan:
     configurations: tuple[Configuration, ...]
     threads: tuple[int, ...]
     rounds: int
-    block: int  # frames per configuration per round
+    block: int  # runs of the round's frame per configuration
     prefer: str = "cpu"
     config_file: Path | None = None  # handed to the workers (their trust, their devices)
 
@@ -130,6 +159,22 @@ class _Worker:
         self.process.stdin.flush()
         return self.read(timeout)
 
+    def settle(self) -> None:
+        """Wait until the worker's threads stop using the CPU: a runtime's pool spins for a while
+        after its last inference (ONNX Runtime, OpenMP, TBB), and would share the cores with the
+        next configuration's block."""
+        previous = _cpu_ns(self.process.pid)
+        if previous is None:  # no /proc (not Linux): a pause longer than the usual spin
+            time.sleep(SETTLE_S)
+            return
+        deadline = time.perf_counter() + 10 * SETTLE_S
+        while time.perf_counter() < deadline:
+            time.sleep(0.001)
+            now = _cpu_ns(self.process.pid)
+            if now is None or now - previous < IDLE_NS_PER_MS:
+                return
+            previous = now
+
     def log_tail(self, chars: int = 1500) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-chars:].strip() or "(nothing on its stderr)"
@@ -163,13 +208,16 @@ def time_configurations(plan: Plan, *, on_round: Callable[[int, int, int], None]
                 if on_round is not None:
                     on_round(n, r, plan.rounds)
 
+            groups = {w.timed.configuration.name: w.timed.configuration.group for w in live}
             done = in_rounds({w.timed.configuration.name: _block_of(w, plan) for w in live}, rounds=plan.rounds,
-                             seed=threads, errors=(BenchmarkError, ValueError), after_round=tick)
+                             seed=threads, errors=(BenchmarkError, ValueError), after_round=tick,
+                             group_of=groups.__getitem__)
             for worker in live:
                 name = worker.timed.configuration.name
                 worker.timed.rounds = done.times[name]
                 if name in done.errors:
                     worker.timed.error = str(done.errors[name])
+            _settle_undecided([w for w in live if w.timed.error is None], plan, seed=threads)
         finally:
             for worker in workers:
                 worker.close()
@@ -177,15 +225,54 @@ def time_configurations(plan: Plan, *, on_round: Callable[[int, int, int], None]
     return out
 
 
-def _block_of(worker: _Worker, plan: Plan) -> Callable[[int], float]:
-    """Round r's block on ``worker``: frames r*block.. (every worker the same ones); its median ms."""
+def _settle_undecided(live: list[_Worker], plan: Plan, *, seed: int) -> None:
+    """More rounds for the builds whose flag the rounds so far leave open (their interval holds
+    the margin itself: a build about as much slower as the margin, which a run's luck would flag
+    or not): each such build and its fp32 sibling run ``plan.rounds`` more rounds together, up to
+    ``EXTENSIONS`` times, until the interval falls on one side. What is still open is not flagged."""
+    by_group: dict[str, list[_Worker]] = {}
+    for worker in live:
+        by_group.setdefault(worker.timed.configuration.group, []).append(worker)
+    for extension in range(EXTENSIONS):
+        batches = []
+        for members in by_group.values():
+            fp32 = next((w for w in members if w.timed.configuration.precision == "fp32"), None)
+            if fp32 is None or fp32.timed.configuration.is_reference:
+                continue
+            open_ = [w for w in members if w is not fp32 and _undecided(paired(w.timed, fp32.timed))]
+            if open_:
+                batches.append([fp32, *open_])
+        if not batches:
+            return
+        for batch in batches:
+            first = len(batch[0].timed.rounds) + WARMUP_ROUNDS * (extension + 1)  # frames go on where they were
+            done = in_rounds({w.timed.configuration.name: _block_of(w, plan, first_frame=first) for w in batch},
+                             rounds=plan.rounds, seed=seed + 1 + extension, errors=(BenchmarkError, ValueError))
+            n = min(len(done.times[w.timed.configuration.name]) for w in batch)
+            for worker in batch:  # appended in step: pairs stay round by round
+                worker.timed.rounds.extend(done.times[worker.timed.configuration.name][:n])
+                worker.timed.extended += n
+                if worker.timed.configuration.name in done.errors:
+                    worker.timed.error = str(done.errors[worker.timed.configuration.name])
+
+
+def _undecided(ratio: PairedRatio | None) -> bool:
+    return ratio is not None and ratio.low <= 1 + SLOWER_MARGIN <= ratio.high
+
+
+def _block_of(worker: _Worker, plan: Plan, *, first_frame: int = 0) -> Callable[[int], float]:
+    """Round r's block on ``worker``: frame r (every worker the same one), ``plan.block`` times; the
+    round's time is the fastest of them. Load on a shared machine only ever adds time, so the
+    fastest of a few runs of one frame is the steadiest estimate of what the build costs on it;
+    the rounds go through the frames, and the per-frame figures keep every run."""
     def run(r: int) -> float:
-        block = worker.ask(f"run {r * plan.block} {plan.block}", BLOCK_TIMEOUT_S)
+        block = worker.ask(f"run {first_frame + r} {plan.block}", BLOCK_TIMEOUT_S)
+        worker.settle()
         if r >= WARMUP_ROUNDS:
             worker.timed.totals.extend(block["total"])
             for stage, values in block["stages"].items():
                 worker.timed.stages.setdefault(stage, []).extend(values)
-        return statistics.median(block["total"])
+        return min(block["total"])  # what interference (another process, a spinning pool) cannot lower
     return run
 
 

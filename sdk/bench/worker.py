@@ -9,9 +9,9 @@ precision for a profile) runs in a process of its own, so that one runtime's thr
 
 Protocol, one JSON object per line on the worker's original stdout (native libraries that
 print are sent to stderr instead): ``{"ready": ...}`` once loaded and warmed up, or
-``{"error": ...}``; then for each ``run START COUNT`` line read on stdin the per-frame
-milliseconds (``total`` and per stage) of frames START..START+COUNT (the frame list is
-cyclic); ``quit`` answers with the peak resident memory and ends.
+``{"error": ...}``; then for each ``run FRAME COUNT`` line read on stdin the milliseconds
+(``total`` and per stage) of COUNT runs of frame number FRAME (the frame list is cyclic);
+``quit`` answers with the peak resident memory and ends.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import json
 import os
 import resource
 import sys
-import time
 
 from .frames import camera_frames
+from .timing import time_frames
 
 WARMUP_FRAMES = 3
 
@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         answer.write(json.dumps(message) + "\n")
 
     from maskgate.errors import MaskGateError
-    from maskgate.pipeline import STAGES
 
     frames = camera_frames()
     imported_mb = peak_rss_mb()
@@ -96,16 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             command = line.split()
             if command[:1] == ["quit"]:
                 break
-            start, count = int(command[1]), int(command[2])
-            total: list[float] = []
-            stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
-            for k in range(start, start + count):
-                timings: dict = {}
-                begin = time.perf_counter()
-                pipeline(frames[k % len(frames)], timings=timings, classify=classify)
-                total.append((time.perf_counter() - begin) * 1e3)
-                for stage in STAGES:
-                    stages[stage].append(timings.get(stage, 0.0))
+            index, count = int(command[1]), int(command[2])
+            block = [frames[index % len(frames)]] * count
+            total, stages = time_frames(pipeline, block, classify=classify)
             say({"total": total, "stages": stages})
     say({"peak_rss_mb": peak_rss_mb()})
     return 0

@@ -29,7 +29,7 @@ def _fidelity(r) -> str:
 
 def speedups(results) -> dict[str, float]:
     """Each reduced-precision build's speed-up over its fp32 sibling (same model, same format),
-    from the paired rounds (``builder.speed``): the median of the rounds' fp32 / its time."""
+    from the paired rounds (``builder.speed``): fp32's time over its own (``maskgate.bench.paired``)."""
     return {r.target: r.vs_fp32.speedup[0] for r in results if r.vs_fp32 is not None}
 
 
@@ -62,7 +62,7 @@ LEGEND = ("fidelity: classifiers, top-1 agreement with the fp32 PyTorch referenc
           "the share of the reference's detections found (IoU >= 0.5), and how many it adds that the reference does "
           "not make ('extra'). p50 (p25-p75): median latency of one inference and the middle half of the timed runs. "
           "vs fp32: the speed-up over the fp32 build on the same runtime, both timed in the same 12 rounds (the "
-          "median of the rounds' ratios and its 95 % interval); SLOWER where the whole interval is more than 5 % "
+          "rounds' ratio and its 95 % interval); SLOWER where the whole interval is more than 5 % "
           "below 1x ('maskgate benchmark' does the same per camera frame).")
 
 

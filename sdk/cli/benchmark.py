@@ -35,8 +35,9 @@ def add_parser(sub) -> None:
         "benchmark", help="per-frame speed of every format x precision against the PyTorch reference, paired",
         description="Times the whole pipeline (detect, align, classify) per 640x480 camera frame with one face for "
         "the PyTorch fp32 reference and every format x precision under --builds, per profile and thread count, each "
-        "in its own process. Every configuration runs the same frames in each round, in a shuffled order, so each "
-        "round gives one ratio per pair; the speed-ups and their 95 % intervals come from those ratios, and a "
+        "in its own process. Every configuration runs the same frame a few times in each round (the fastest "
+        "counts), in a shuffled order, so each round gives one ratio per pair; the speed-ups and their 95 % "
+        "intervals come from those ratios, and a "
         f"reduced-precision build is flagged SLOWER only when its whole interval against its fp32 sibling lies more "
         f"than {SLOWER_MARGIN:.0%} below 1x (repeatable on a busy machine). Exit 0, or 1 when a configuration could "
         "not run.")
@@ -46,8 +47,8 @@ def add_parser(sub) -> None:
                    help=f"comma list of {','.join(PROFILES)} (default: each whose detector bundles are there)")
     p.add_argument("--only", type=_pairs, metavar="FORMAT:PRECISION,...", help="time only these builds")
     p.add_argument("--rounds", type=int, default=30, help=f"paired rounds (default 30, at least {MIN_ROUNDS})")
-    p.add_argument("--frames-per-round", type=int, default=4, metavar="N",
-                   help="frames each configuration runs per round (default 4)")
+    p.add_argument("--runs-per-round", type=int, default=4, metavar="N",
+                   help="runs of the round's frame per configuration; the fastest is its time (default 4)")
     p.add_argument("--no-reference", action="store_true", help="leave the PyTorch reference out (ratios vs fp32 only)")
     add_prefer_option(p, help="device preference of the builds (default cpu: the figures of 'maskgate build')")
     p.add_argument("--json", metavar="FILE", help="write every record as JSON here ('-': on stdout, no table)")
@@ -64,7 +65,7 @@ def main(args) -> int:
     if args.json and args.json != "-":
         writable_file(args.json, what="the benchmark records", flag="--json")
     plan, notes = plan_benchmark(args.builds, threads=args.threads, profiles=args.profiles, only=args.only,
-                                 rounds=args.rounds, block=args.frames_per_round, prefer=args.prefer or "cpu",
+                                 rounds=args.rounds, block=args.runs_per_round, prefer=args.prefer or "cpu",
                                  reference=not args.no_reference, config_file=active_config().path)
     bar = progress_bar(total=len(plan.threads) * (plan.rounds + 1), unit="round",
                        desc=f"benchmark: {len(plan.configurations)} configurations x {len(plan.threads)} thread counts")
