@@ -170,7 +170,8 @@ def test_a_build_whose_interval_holds_the_margin_gets_more_rounds_with_its_sibli
     """The extension's scheduling, on workers that answer like real ones with made-up times: a
     build 1.3x slower is decided in the first rounds, one about as slow as the margin is given
     more rounds together with its fp32 sibling, in step, and none beyond the cap."""
-    from maskgate.bench.run import EXTENSIONS, Configuration, Plan, Timed, _settle_undecided
+    from maskgate.bench.rounds import EXTENSIONS
+    from maskgate.bench.run import Configuration, Plan, Timed, _settle_undecided
 
     rng = random.Random(7)
 
@@ -200,3 +201,24 @@ def test_a_build_whose_interval_holds_the_margin_gets_more_rounds_with_its_sibli
 
 def _block_time(worker, frame: int) -> float:
     return min(worker.ask(f"run {frame} 2", 1)["total"])
+
+
+def test_a_sibling_left_out_of_the_extra_rounds_still_pairs_round_by_round():
+    """The build's timing: fp32 and an open fp16 get more rounds, a clearly faster int8 does not;
+    every pair is then taken over the rounds both ran (a build crashed on 12 against 24 rounds)."""
+    from maskgate.bench.paired import paired_prefix
+    from maskgate.bench.rounds import extend_open, in_rounds
+
+    rng = random.Random(3)
+    cost = {"fp32": 10.0, "fp16": 10.5, "int8": 7.0}
+
+    def timed(name: str):
+        return lambda r: cost[name] * (1 + 0.3 * ((r * 31) % 7) / 7) * (1 + 0.04 * rng.random())
+
+    contenders = {name: timed(name) for name in cost}
+    times = in_rounds(contenders, rounds=12).times
+    extend_open(times, [("fp16", "fp32"), ("int8", "fp32")],
+                lambda names, extension: in_rounds({n: contenders[n] for n in names}, rounds=12).times)
+    assert len(times["int8"]) == 12 < len(times["fp32"]) == len(times["fp16"])
+    assert paired_prefix(times["int8"], times["fp32"]).faster
+    assert paired_prefix(times["fp16"], times["fp32"]).rounds == len(times["fp32"])

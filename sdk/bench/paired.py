@@ -86,3 +86,11 @@ def _trimmed_mean(logs: np.ndarray) -> np.ndarray:
     cut = int(TRIM * logs.shape[1])
     kept = np.sort(logs, axis=1)[:, cut:logs.shape[1] - cut]
     return kept.mean(axis=1)
+
+
+def paired_prefix(candidate: Sequence[float], baseline: Sequence[float]) -> PairedRatio | None:
+    """``paired_ratio`` over the rounds both ran (a build given more rounds to settle its flag
+    has more than a sibling that did not need them; rounds are appended in step, so the common
+    prefix pairs round by round); None with fewer than MIN_ROUNDS of them."""
+    n = min(len(candidate), len(baseline))
+    return paired_ratio(candidate[:n], baseline[:n]) if n >= MIN_ROUNDS else None

@@ -8,7 +8,7 @@ round's times were taken within moments of each other, by every contender still 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 #: round 0 is run and dropped: first calls pay for caches, lazy allocations, thread start-up
@@ -57,3 +57,36 @@ def in_rounds(contenders: Mapping[str, Callable[[int], float]], *, rounds: int, 
         if after_round is not None:
             after_round(r)
     return out
+
+
+#: at most this many more sets of rounds for a build whose flag the rounds so far leave open
+EXTENSIONS = 3
+
+
+def extend_open(times: dict[str, list[float]], pairs: Sequence[tuple[str, str]],
+                run_more: Callable[[list[str], int], Mapping[str, list[float]]], *,
+                extensions: int = EXTENSIONS) -> None:
+    """More rounds for each (candidate, baseline) pair of ``pairs`` whose flag is still open (its
+    interval holds the margin itself: a build about as much slower as the margin, which one run's
+    luck would flag and the next not). ``run_more(names, extension)`` times those contenders in
+    more rounds together; what it returns is appended to ``times`` in step, so pairs stay round
+    by round. Up to ``extensions`` times, until each interval falls on one side."""
+    from .paired import SLOWER_MARGIN, paired_prefix
+
+    def open_(candidate: list[float], baseline: list[float]) -> bool:
+        ratio = paired_prefix(candidate, baseline)
+        return ratio is not None and ratio.low <= 1 + SLOWER_MARGIN <= ratio.high
+
+    for extension in range(extensions):
+        batches: dict[str, list[str]] = {}
+        for candidate, baseline in pairs:
+            if candidate in times and baseline in times and open_(times[candidate], times[baseline]):
+                batches.setdefault(baseline, []).append(candidate)
+        if not batches:
+            return
+        for baseline, candidates in batches.items():
+            names = [baseline, *candidates]
+            more = run_more(names, extension)
+            n = min(len(more.get(name, [])) for name in names)
+            for name in names:
+                times[name].extend(more[name][:n])

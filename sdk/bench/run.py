@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MaskGateError
-from .paired import MIN_ROUNDS, SLOWER_MARGIN, PairedRatio, paired_ratio
-from .rounds import WARMUP_ROUNDS, in_rounds
+from .paired import PairedRatio, paired_prefix
+from .rounds import WARMUP_ROUNDS, extend_open, in_rounds
 
 #: seconds a worker may take to load its models (an OpenVINO compile, torch's import) or a block
 LOAD_TIMEOUT_S = 300
@@ -32,7 +32,6 @@ BLOCK_TIMEOUT_S = 120
 
 
 SETTLE_S = 0.01
-EXTENSIONS = 3  # at most this many more sets of rounds for a build whose flag is still open
 IDLE_NS_PER_MS = 100_000  # under 0.1 ms of CPU in 1 ms of wall time: the worker is idle
 
 
@@ -226,38 +225,32 @@ def time_configurations(plan: Plan, *, on_round: Callable[[int, int, int], None]
 
 
 def _settle_undecided(live: list[_Worker], plan: Plan, *, seed: int) -> None:
-    """More rounds for the builds whose flag the rounds so far leave open (their interval holds
-    the margin itself: a build about as much slower as the margin, which a run's luck would flag
-    or not): each such build and its fp32 sibling run ``plan.rounds`` more rounds together, up to
-    ``EXTENSIONS`` times, until the interval falls on one side. What is still open is not flagged."""
-    by_group: dict[str, list[_Worker]] = {}
-    for worker in live:
-        by_group.setdefault(worker.timed.configuration.group, []).append(worker)
-    for extension in range(EXTENSIONS):
-        batches = []
-        for members in by_group.values():
-            fp32 = next((w for w in members if w.timed.configuration.precision == "fp32"), None)
-            if fp32 is None or fp32.timed.configuration.is_reference:
-                continue
-            open_ = [w for w in members if w is not fp32 and _undecided(paired(w.timed, fp32.timed))]
-            if open_:
-                batches.append([fp32, *open_])
-        if not batches:
-            return
-        for batch in batches:
-            first = len(batch[0].timed.rounds) + WARMUP_ROUNDS * (extension + 1)  # frames go on where they were
-            done = in_rounds({w.timed.configuration.name: _block_of(w, plan, first_frame=first) for w in batch},
-                             rounds=plan.rounds, seed=seed + 1 + extension, errors=(BenchmarkError, ValueError))
-            n = min(len(done.times[w.timed.configuration.name]) for w in batch)
-            for worker in batch:  # appended in step: pairs stay round by round
-                worker.timed.rounds.extend(done.times[worker.timed.configuration.name][:n])
-                worker.timed.extended += n
-                if worker.timed.configuration.name in done.errors:
-                    worker.timed.error = str(done.errors[worker.timed.configuration.name])
+    """Builds whose flag the rounds leave open get more rounds with their fp32 sibling
+    (``maskgate.bench.rounds.extend_open``); what is still open after that is not flagged."""
+    by_name = {w.timed.configuration.name: w for w in live}
+    pairs = []
+    for w in live:
+        c = w.timed.configuration
+        if c.is_reference or c.precision == "fp32":
+            continue
+        sibling = next((o for o in live if o.timed.configuration.group == c.group
+                        and o.timed.configuration.precision == "fp32"), None)
+        if sibling is not None:
+            pairs.append((c.name, sibling.timed.configuration.name))
+    times = {name: w.timed.rounds for name, w in by_name.items()}
+    before = {name: len(t) for name, t in times.items()}
 
+    def run_more(names: list[str], extension: int) -> dict[str, list[float]]:
+        first = max(len(times[n]) for n in names) + WARMUP_ROUNDS * (extension + 1)  # frames go on
+        done = in_rounds({n: _block_of(by_name[n], plan, first_frame=first) for n in names}, rounds=plan.rounds,
+                         seed=seed + 1 + extension, errors=(BenchmarkError, ValueError))
+        for name, exc in done.errors.items():
+            by_name[name].timed.error = str(exc)
+        return done.times
 
-def _undecided(ratio: PairedRatio | None) -> bool:
-    return ratio is not None and ratio.low <= 1 + SLOWER_MARGIN <= ratio.high
+    extend_open(times, pairs, run_more)
+    for name, worker in by_name.items():
+        worker.timed.extended = len(times[name]) - before[name]
 
 
 def _block_of(worker: _Worker, plan: Plan, *, first_frame: int = 0) -> Callable[[int], float]:
@@ -298,7 +291,4 @@ def paired(candidate: Timed, baseline: Timed | None) -> PairedRatio | None:
     """``candidate`` against ``baseline`` over the rounds both completed (None: nothing to pair)."""
     if baseline is None or baseline is candidate or candidate.error or baseline.error:
         return None
-    n = min(len(candidate.rounds), len(baseline.rounds))
-    if n < MIN_ROUNDS:
-        return None
-    return paired_ratio(candidate.rounds[:n], baseline.rounds[:n])
+    return paired_prefix(candidate.rounds, baseline.rounds)

@@ -6,7 +6,8 @@ Once every bundle is verified, each model x format's bundles are opened side by 
 runtime, one process) and run on their golden input in rounds (``maskgate.bench.rounds``):
 each round runs every one of them ``BLOCK`` times, in a shuffled order, and gives each
 reduced-precision bundle one ratio to its fp32 sibling; ``maskgate.bench.paired`` turns
-the rounds into the ratio, its 95 % interval and the flag. Bundles checked in a
+the rounds into the ratio, its 95 % interval and the flag; a bundle whose interval holds
+the margin gets up to 3 more sets of rounds with its sibling (``extend_open``). Bundles checked in a
 simulator (NPU formats) are not timed: a simulator's speed says nothing about the chip's.
 """
 from __future__ import annotations
@@ -50,11 +51,11 @@ def pair_with_fp32(results: list[BuildResult], *, threads: int, progress: bool =
             log.warning("%s %s: the paired timing against fp32 failed (%s); no 'vs fp32' figure",
                         fp32.model, fp32.format, exc)
             continue
-        from ..bench.paired import paired_ratio
+        from ..bench.paired import paired_prefix
 
         for r in members:
             if r is not fp32:
-                r.vs_fp32 = paired_ratio(times[r.target], times[fp32.target])
+                r.vs_fp32 = paired_prefix(times[r.target], times[fp32.target])
 
 
 def _timed_in_rounds(members: list[BuildResult], *, threads: int) -> dict[str, list[float]]:
@@ -63,7 +64,7 @@ def _timed_in_rounds(members: list[BuildResult], *, threads: int) -> dict[str, l
     from maskgate.runtimes.select import open_best
     from maskgate.runtimes.trust import configured_trust
 
-    from ..bench.rounds import in_rounds
+    from ..bench.rounds import extend_open, in_rounds
     from ..check.checker import golden_inputs
 
     trust = dataclasses.replace(configured_trust(), allow_failed_builds=True)  # timed whatever its gates said
@@ -77,6 +78,14 @@ def _timed_in_rounds(members: list[BuildResult], *, threads: int) -> dict[str, l
             feed = {selection.manifest.input.name: np.ascontiguousarray(inputs[:1])}
             contenders[r.target] = _block(runner, feed)
         done = in_rounds(contenders, rounds=ROUNDS, seed=len(members))
+        fp32 = next(r.target for r in members if r.precision == "fp32")
+        pairs = [(r.target, fp32) for r in members if r.precision != "fp32"]
+
+        def run_more(names: list[str], extension: int) -> dict[str, list[float]]:
+            more = in_rounds({n: contenders[n] for n in names}, rounds=ROUNDS, seed=len(members) + 1 + extension)
+            return more.times
+
+        extend_open(done.times, pairs, run_more)  # a bundle about as slow as the margin: more rounds
     return done.times
 
 
