@@ -356,5 +356,24 @@ def _nothing_usable(model: str, preference: tuple[str, ...], bundles: list[tuple
     if SIMULATOR not in preference and any(s.usable(SIMULATOR) for _, s in probed):
         lines.append(f"  a simulator here runs {', '.join(s.name for _, s in probed if s.usable(SIMULATOR))} bundles "
                      f"for checks, never for a camera: ask for it by name (--prefer {SIMULATOR})")
-    lines += [f"  tried {t}" for t in tried]
+    lines += [f"  tried {t}" for t in _grouped(tried)]
     return "\n".join(lines)
+
+
+def _grouped(tried: list[str]) -> list[str]:
+    """The tried builds, those that failed for the same reason in one line: a key that signed none
+    of 18 bundles gave 18 lines that differed only in the bundle's name."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for reason in tried:
+        name, sep, rest = reason.partition(": ")
+        key = rest.replace(name, "<bundle>") if sep and name else reason
+        groups.setdefault(key, []).append((name, reason))
+    out = []
+    for key, members in groups.items():
+        if len(members) < 3:
+            out += [reason for _, reason in members]
+            continue
+        names = [name for name, _ in members]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        out.append(f"{len(names)} bundles ({shown}), each: {key}")
+    return out

@@ -256,3 +256,13 @@ def test_a_fallback_is_explained_once_and_the_next_model_points_to_it(builds, mo
     lines = [r.getMessage() for r in caplog.records if "falling back" in r.getMessage()]
     assert len(lines) == 2 and len(lines[0]) > 100, lines  # the first says why, in full
     assert lines[1] == f"{MODEL}: no usable npu either (as above); falling back", lines
+
+
+def test_builds_that_failed_for_the_same_reason_are_one_line_of_the_error():
+    from maskgate.runtimes.select import _grouped
+
+    same = [f"m-{f}: BundleError: /b/m-{f}: not signed; sign it with 'maskgate sign /b/m-{f}'" for f in "abcd"]
+    lines = _grouped([*same, "m-e: failed earlier in this run", "m-f: failed earlier in this run"])
+    assert lines[0] == ("4 bundles (m-a, m-b, m-c and 1 more), each: BundleError: /b/<bundle>: not signed; "
+                        "sign it with 'maskgate sign /b/<bundle>'")
+    assert lines[1:] == ["m-e: failed earlier in this run", "m-f: failed earlier in this run"]  # two: kept as they are
