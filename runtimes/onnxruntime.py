@@ -2,6 +2,7 @@
 execution providers (only those ``get_available_providers()`` lists)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,11 @@ class OnnxRuntimeBackend(Backend):
                 reason = "" if usable else (f"not in onnxruntime.get_available_providers() of this onnxruntime "
                                             f"build ({ort.__version__}); it needs a package built with it, e.g. "
                                             f"{_PACKAGE_HINT.get(provider, 'a vendor onnxruntime build')}")
+                if not usable and provider == QNN_EP and importlib.util.find_spec("onnxruntime_qnn") is not None:
+                    # installed, and not a provider of this onnxruntime: a plugin, registered by the qnn backend
+                    reason = ("onnxruntime-qnn is installed: its plugin EP runs QNN bundles (maskgate build --formats "
+                              "qnn) under the qnn backend, not ONNX bundles here"
+                              + ("; on x86 its HTP is Qualcomm's simulator, not an NPU" if simulated_here() else ""))
                 if usable and provider == QNN_EP and simulated_here():  # onnxruntime-qnn's plugin on x86
                     usable, reason = False, ("on x86 the QNN EP's HTP is Qualcomm's simulator, not an NPU; QNN "
                                              "bundles (maskgate build --formats qnn) run there under the qnn backend")

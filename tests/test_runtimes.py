@@ -22,3 +22,17 @@ def test_torch_runner_contract():
             runner.infer({"image": x})
     with pytest.raises(RuntimeError, match="closed"):
         runner.infer({"input": x})
+
+
+def test_onnx_runtime_does_not_ask_for_onnxruntime_qnn_where_it_is_installed():
+    """The plugin EP is registered by the qnn backend, so it is never among onnxruntime's own
+    providers: the fallback line said 'it needs ... onnxruntime-qnn' beside an installed one."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime_qnn")
+    from maskgate.runtimes.onnxruntime import OnnxRuntimeBackend
+    from maskgate.runtimes.qnn import EP
+
+    status = OnnxRuntimeBackend().status()
+    (qnn,) = [a for a in status.accelerators if a.name == EP]
+    if not qnn.usable:
+        assert "onnxruntime-qnn is installed" in qnn.reason and "needs a package" not in qnn.reason, qnn.reason
