@@ -119,7 +119,9 @@ def test_a_build_prints_its_progress_table_and_summary_and_no_third_party_chatte
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [part for line in done.stderr.splitlines() for part in line.split("\r") if part.strip()]
-    assert lines and all(part.startswith("build:") for part in lines), lines  # the progress bar, nothing else
+    # MaskGate's progress bars (the bundles, then the paired timing against fp32), nothing else
+    assert lines and all(part.startswith(("build:", "timing vs fp32:")) for part in lines), lines
+    assert any(part.startswith("timing vs fp32:") for part in lines)  # fp16 was timed beside its fp32
     assert "mask_mobilenetv2  tflite" in done.stdout and "2 bundles in" in done.stdout
 
 
