@@ -34,5 +34,7 @@ def test_onnx_runtime_does_not_ask_for_onnxruntime_qnn_where_it_is_installed():
 
     status = OnnxRuntimeBackend().status()
     (qnn,) = [a for a in status.accelerators if a.name == EP]
+    # not registered yet: installed, run under the qnn backend; registered (by that backend, earlier in
+    # this process): on x86 its HTP is the simulator. Either way, never "needs a package".
     if not qnn.usable:
-        assert "onnxruntime-qnn is installed" in qnn.reason and "needs a package" not in qnn.reason, qnn.reason
+        assert "under the qnn backend" in qnn.reason and "needs a package" not in qnn.reason, qnn.reason
