@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from maskgate.errors import BundleError, DependencyError, InputError
+from maskgate.errors import BundleError, DependencyError, InputError, OutputError
 from maskgate.files import MAX_JSON_BYTES, parse_bundle_json, read_bundle_file
 
 from .binding import canonical_json
@@ -137,11 +137,25 @@ def generate_key(path: str | Path, *, algorithm: str = "ed25519") -> list[Path]:
                      serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)}
     else:
         raise InputError(f"unknown key algorithm {algorithm!r}; choose ed25519 or hmac-sha256")
-    for file, content in files.items():
-        secret = file == path
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
+    taken = [str(f) for f in files if f.exists() or f.is_symlink()]
+    if taken:  # checked for both before either is written: no private key left without its .pub
+        raise InputError(f"{', '.join(taken)}: exists; keys are never overwritten, choose another path")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: no such folder for the key {path.name}; make it first, or choose a "
+                          "path in a folder that exists")
+    written: list[Path] = []
+    try:
+        for file, content in files.items():
+            secret = file == path
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
+            written.append(file)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+    except OSError as exc:
+        for file in written:  # nothing half-made is left behind
+            file.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write the key ({exc.strerror or exc}); choose a folder you can "
+                          "write to") from exc
     return list(files)
 
 

@@ -188,3 +188,18 @@ def test_the_verified_bytes_are_what_a_private_copy_holds(builds):
         assert (folder / "model.onnx").read_bytes() == verified.model == (builds / ONNX / "model.onnx").read_bytes()
         verify_bundle(folder)
     assert not folder.exists()
+
+
+def test_keygen_refuses_a_missing_folder_or_a_taken_pub_file_before_writing_anything(tmp_path, capsys):
+    """It crashed with a FileNotFoundError into a folder that was not there; a .pub already there
+    left a private key without its public half."""
+    pytest.importorskip("cryptography")
+    from maskgate.cli import main
+
+    assert main(["keygen", str(tmp_path / "no" / "site.key")]) == 2
+    assert "no such folder for the key site.key" in capsys.readouterr().err
+    (tmp_path / "site.key.pub").write_text("someone else's")
+    assert main(["keygen", str(tmp_path / "site.key")]) == 2
+    assert "site.key.pub: exists" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.key.pub"]  # no private key written beside it
+    assert (tmp_path / "site.key.pub").read_text() == "someone else's"
