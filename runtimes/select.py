@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskgate.converters.manifest import GOLDEN, MANIFEST, Manifest
-from maskgate.errors import BundleError, DeviceError, MaskGateError
+from maskgate.errors import BundleError, DeviceError, InputError, MaskGateError
 from maskgate.formats import SIMULATOR
 from maskgate.profiles import canvas_variant
 
@@ -172,6 +172,9 @@ def open_best(builds: str | Path, model: str, *, prefer: str | tuple[str, ...] |
 
     from .registry import all_backends
     from .trust import configured_trust
+
+    if threads is not None and threads < 1:  # 0 or -1 reached OpenVINO, which failed deep inside, then fell back
+        raise InputError(f"threads={threads}: CPU threads per model must be 1 or more (or None: the runtime's own)")
 
     trust = trust if trust is not None else configured_trust()
     preference = parse_preference(prefer, model=model)

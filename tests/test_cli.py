@@ -178,3 +178,15 @@ def test_pipeline_accepts_gray_and_bgra_and_refuses_bad_frames(detector, sample_
     ]:
         with pytest.raises(InputError, match=match):
             pipeline(bad)
+
+
+def test_threads_below_one_are_refused_on_the_command_line_and_by_the_selector(quantized_builds, capsys):
+    """--threads -1 reached OpenVINO, which failed deep inside, and the selector fell back."""
+    from maskgate.errors import InputError
+    from maskgate.runtimes.select import open_best
+
+    for command in (["run", "x.jpg", "--builds", str(quantized_builds)], ["check", str(quantized_builds)],
+                    ["turnstile", "x.mp4", "--builds", str(quantized_builds)]):
+        assert "a whole number of at least 1, got '0'" in _refused([*command, "--threads", "0"], capsys)
+    with pytest.raises(InputError, match="threads=-1: CPU threads per model must be 1 or more"):
+        open_best(quantized_builds, "mask_mobilenetv2", threads=-1)

@@ -6,14 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_prefer_option
+from .options import add_prefer_option, threads_count
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("check", help="verify bundles against their fp32 reference (works without torch)")
     p.add_argument("path", help="a bundle folder, or a builds folder from 'maskgate build --out'")
     add_prefer_option(p, help="device preference, e.g. npu,gpu,cpu (default; or MASKGATE_DEVICE)")
-    p.add_argument("--threads", type=int, help="CPU threads per model (default: the runtime's)")
+    p.add_argument("--threads", type=threads_count, help="CPU threads per model (default: the runtime's)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per bundle after 5 warm-up runs (default 50)")
     p.add_argument("--data", metavar="DIR", help="labelled data for task metrics: a data folder like ../shared/data "
                    "(faces/ + scenes/) or a crop set from 'maskgate crops'")

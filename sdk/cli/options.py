@@ -47,6 +47,17 @@ def names_of(choices: tuple[str, ...]):
     return parse
 
 
+def threads_count(text: str) -> int:
+    """``--threads N``: CPU threads per model, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected CPU threads per model, a whole number of at least 1, got {text!r}")
+    return value
+
+
 def counts(text: str) -> tuple[int, ...]:
     """A comma list of whole numbers of at least 1 (thread counts, say)."""
     try:

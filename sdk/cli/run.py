@@ -13,7 +13,7 @@ from ..errors import InputError, SourceError
 from ..files import writable_folder
 from ..pipeline import AlignConfig, Pipeline
 from ..sources import IMAGE_SUFFIXES, TruncatedVideoError, iter_frames
-from .options import add_detector_options, add_trust_options, preference, size, trust_from
+from .options import add_detector_options, add_trust_options, preference, size, threads_count, trust_from
 
 
 def add_parser(sub) -> None:
@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--prefer", type=preference, metavar="KINDS", help="with --builds: device preference, e.g. "
                    "npu,gpu,cpu (the default; or MASKGATE_DEVICE); kinds left out follow unless --strict")
     p.add_argument("--strict", action="store_true", help="with --builds: only the preferred device kinds, no fallback")
-    p.add_argument("--threads", type=int, help="with --builds: CPU threads per model")
+    p.add_argument("--threads", type=threads_count, help="with --builds: CPU threads per model")
     p.add_argument("--profile", choices=("general", "turnstile"),
                    help="with --builds: the detector canvas, general (640x480, the default: every face down to 20 px) "
                    "or turnstile (320x256, from 'maskgate build --profile turnstile')")

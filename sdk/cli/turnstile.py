@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_prefer_option
+from .options import add_prefer_option, threads_count
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                    "(default: [turnstile] source of the config file)")
     p.add_argument("--builds", metavar="DIR", help="bundles from 'maskgate build --out DIR' (default ./builds)")
     add_prefer_option(p, help="device preference, e.g. npu,gpu,cpu")
-    p.add_argument("--threads", type=int, help="CPU threads per model")
+    p.add_argument("--threads", type=threads_count, help="CPU threads per model")
     p.add_argument("--profile", choices=("turnstile", "general"),
                    help="detector canvas: turnstile (320x256, the default; from 'maskgate build --profile turnstile') "
                    "or general (640x480); without bundles of it the other is run, with a warning")
