@@ -53,7 +53,7 @@ class BenchmarkReport:
 
     def to_dict(self) -> dict:
         return {"builds": self.builds, "rounds": self.rounds, "runs_per_round": self.block,
-                "machine": {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version()},
+                "machine": {"cpu": _cpu_name(), "cores": usable_cores(), "python": platform.python_version()},
                 "rule": RULE, "records": [row.to_dict() for row in self.rows], "notes": self.notes,
                 "slower": [f"{r.configuration.name} ({r.threads} thread(s))" for r in self.slower]}
 
@@ -138,7 +138,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cores() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, else all)."""
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

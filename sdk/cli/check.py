@@ -140,8 +140,7 @@ def _print_pipelines(pipelines: list[dict]) -> None:
 
 
 def _print_table(results, *, threads: int | None) -> None:
-    import os
-
+    from ..bench.report import usable_cores
     from ..check.task import summary
 
     with_task = any(r.task_metrics for r in results)
@@ -173,8 +172,7 @@ def _print_table(results, *, threads: int | None) -> None:
         if k == 0:
             print("  ".join("-" * w for w in widths))
     # The build times at 1 thread: without this line the same bundle looked 2x apart in the two tables.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     used = (f"{threads} thread(s) per model (--threads)" if threads else
-            f"the runtime's own thread count (all {cores} cores here; --threads N to set it)")
+            f"the runtime's own thread count (all {usable_cores()} cores here; --threads N to set it)")
     print(f"p50/p90: one inference, on {used}; 'maskgate build' times at 1 thread ('maskgate check --threads 1' "
           "gives its figures)")
