@@ -70,11 +70,13 @@ def close_up(image: np.ndarray, box: np.ndarray, width: int) -> tuple[np.ndarray
 
 
 def main() -> int:
+    from maskgate.cli.options import number
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--split", default="test")
     parser.add_argument("--canvases", default="640x480,512x384,384x288,320x256")
-    parser.add_argument("--close-up-source-px", type=float, default=64.0,
+    parser.add_argument("--close-up-source-px", type=number(what="a face width in pixels", at_least=0), default=64.0,
                         help="close-ups are cut from labelled faces at least this wide (default 64)")
     parser.add_argument("--weights", action="append", default=[],
                         help="CANVAS=CHECKPOINT: detector weights for that canvas (from 'maskgate tune-detector'; "

@@ -122,10 +122,12 @@ def plot(rows: list[dict], out: Path) -> None:
 
 
 def main() -> int:
+    from maskgate.cli.options import threads_count
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=Path, default=ROOT / "build")
     parser.add_argument("--formats", default="openvino:int8", help="comma list of FORMAT:PRECISION")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=threads_count, default=1)
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)

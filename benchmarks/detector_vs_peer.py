@@ -98,6 +98,7 @@ def in_subprocess(builds: Path, what: str, threads: int, n_frames: int) -> dict:
 
 
 def main() -> int:
+    from maskgate.cli.options import threads_count, whole
     from maskgate.compare import DETECTION_IOU, match_boxes
     from maskgate.config import DEFAULT_BUILDS
     from maskgate.metrics import iou_matrix
@@ -106,13 +107,13 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--builds", type=Path, default=ROOT / DEFAULT_BUILDS)
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--frames", type=whole(what="frames"), default=24)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profiles", default=",".join(PROFILES),
                         help="profiles to time, those with detector bundles in --builds (default: all)")
     parser.add_argument("--only", help="FORMAT:PRECISION,... to time (default: every one in --builds)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one configuration
-    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=threads_count, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.builds, args.one, args.threads, args.frames)))

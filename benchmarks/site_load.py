@@ -136,14 +136,18 @@ def run(args) -> dict:
 
 
 def main() -> int:
+    from maskgate.cli.options import number, whole
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cameras", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=5.0, help="passage events per second per camera")
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--restarts", type=int, default=0, help="stop and restart the broker this many times")
+    parser.add_argument("--cameras", type=whole(what="cameras"), default=50)
+    parser.add_argument("--rate", type=number(what="events per second", above=0),
+                        default=5.0, help="passage events per second per camera")
+    parser.add_argument("--minutes", type=number(what="minutes", above=0), default=10.0)
+    parser.add_argument("--restarts", type=whole(at_least=0, what="restarts"),
+                        default=0, help="stop and restart the broker this many times")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--cameras-process", metavar="URL", help=argparse.SUPPRESS)  # internal: the child
-    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=number(what="seconds", above=0), help=argparse.SUPPRESS)
     parser.add_argument("--spools", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cameras_process:

@@ -75,13 +75,15 @@ def run_app(video: Path, builds: Path, *, threads: int, prefer: str | None,
 
 
 def main() -> int:
+    from maskgate.cli.options import threads_count
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", type=Path, nargs="+", help="videos made by examples/turnstile/make_test_video.py")
     parser.add_argument("--builds", type=Path, action="append", required=True,
                         help="a builds folder to run the app from (repeat to compare)")
     parser.add_argument("--profile", action="append", choices=("turnstile", "general"),
                         help="detector profile to run (repeat; default both)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=threads_count, default=1)
     parser.add_argument("--prefer", default="cpu")
     parser.add_argument("--json", type=Path, help="write every row and total here")
     args = parser.parse_args()

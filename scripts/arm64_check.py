@@ -222,17 +222,20 @@ def build_folder(builds: Path, fmt: str, precision: str, into: Path) -> Path | N
 
 
 def main() -> int:
+    from maskgate.cli.options import whole
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("builds", type=Path)
     parser.add_argument("--data", type=Path, help="a data folder: its test-split scenes are compared too")
-    parser.add_argument("--limit", type=int, help="at most N images")
+    parser.add_argument("--limit", type=whole(what="images"), help="at most N images")
     parser.add_argument("--formats", default="onnx,tflite")
     parser.add_argument("--precisions", default="fp32,int8")
     parser.add_argument("--variants", default="litert,tflite-runtime")
     parser.add_argument("--core", choices=sorted(CORES), default="cortex-a76",
                         help="the emulated core, with a matching /proc/cpuinfo (default cortex-a76)")
     parser.add_argument("--env", type=Path, default=Path.home() / ".cache" / "maskgate" / "arm64")
-    parser.add_argument("--check-runs", type=int, default=3, help="timed runs per bundle in maskgate check")
+    parser.add_argument("--check-runs", type=whole(what="timed runs"),
+                        default=3, help="timed runs per bundle in maskgate check")
     parser.add_argument("--skip-check", action="store_true", help="compare the runs only, no maskgate check")
     parser.add_argument("--video", type=Path, help="also run the turnstile app on this video (from "
                         "examples/turnstile/make_test_video.py) with the first int8 build, on both machines")

@@ -187,6 +187,6 @@ def test_threads_below_one_are_refused_on_the_command_line_and_by_the_selector(q
 
     for command in (["run", "x.jpg", "--builds", str(quantized_builds)], ["check", str(quantized_builds)],
                     ["turnstile", "x.mp4", "--builds", str(quantized_builds)]):
-        assert "a whole number of at least 1, got '0'" in _refused([*command, "--threads", "0"], capsys)
+        assert "a whole number >= 1, got '0'" in _refused([*command, "--threads", "0"], capsys)
     with pytest.raises(InputError, match="threads=-1: CPU threads per model must be 1 or more"):
         open_best(quantized_builds, "mask_mobilenetv2", threads=-1)

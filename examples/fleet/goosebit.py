@@ -206,11 +206,13 @@ class Goosebit:
 
 
 def main() -> int:
+    from maskgate.cli.options import port
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--setup", action="store_true", help="make goosebit's own environment")
     parser.add_argument("--force", action="store_true", help="with --setup: make it again")
     parser.add_argument("--serve", type=Path, metavar="DIR", help="run a server with its data in DIR until Ctrl-C")
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--port", type=port(), help="the port on 127.0.0.1 (default: a free one)")
     args = parser.parse_args()
     if args.setup:
         print(f"goosebit {VERSION}: {setup(force=args.force)}")

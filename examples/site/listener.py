@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from maskgate.cli.options import port
 from maskgate.publish import parse_target, verify_signature
 
 
@@ -202,7 +203,8 @@ def main() -> int:
     parser.add_argument("--username")
     parser.add_argument("--password-env", help="the variable holding the broker password")
     parser.add_argument("--ca-file", help="the broker's CA, for mqtts://")
-    parser.add_argument("--webhook-port", type=int, help="instead: receive webhooks on this port of 127.0.0.1")
+    parser.add_argument("--webhook-port", type=port(any_free=True),
+                        help="instead: receive webhooks on this port of 127.0.0.1")
     parser.add_argument("--secret-env", help="the variable holding the webhook secret (signatures are checked)")
     args = parser.parse_args()
     if args.webhook_port is not None:

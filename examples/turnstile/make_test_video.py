@@ -241,19 +241,24 @@ def make_video(data: Path, out: Path, *, scenes: int = 12, hold: int = 10, gap: 
 
 
 def main() -> int:
+    from maskgate.cli.options import number, whole
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="data folder with scenes/ (e.g. ../shared/data), or a folder of photos")
     parser.add_argument("video", type=Path)
-    parser.add_argument("--scenes", type=int, default=12)
-    parser.add_argument("--hold", type=int, default=10, help="frames each person stays at the gate (default 10)")
-    parser.add_argument("--gap", type=int, default=8, help="empty frames between people (default 8)")
-    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--scenes", type=whole(what="scenes"), default=12)
+    parser.add_argument("--hold", type=whole(what="frames"),
+                        default=10, help="frames each person stays at the gate (default 10)")
+    parser.add_argument("--gap", type=whole(at_least=0, what="frames"),
+                        default=8, help="empty frames between people (default 8)")
+    parser.add_argument("--fps", type=number(what="frames per second", above=0, at_most=240), default=10.0)
     parser.add_argument("--builds", type=Path, help="derive yaw labels with the fp32 detector build here")
     parser.add_argument("--swap-masks", action="store_true", help="each bare face puts a mask on at the gate "
                         "(a template from DATA/mask_templates, after --hold frames)")
     parser.add_argument("--walk-up", action="store_true", help="each person walks up to the gate in front of a "
                         "grey background (the face grows from 40 px over the first half of --hold)")
-    parser.add_argument("--noise", type=float, default=0.0, help="sensor noise on every frame (standard deviation, "
+    parser.add_argument("--noise", type=number(what="grey levels", at_least=0, at_most=255),
+                        default=0.0, help="sensor noise on every frame (standard deviation, "
                         "grey levels; default 0)")
     parser.add_argument("--face-px", default=str(FACE_PX),
                         help=f"face width(s) on the frame, comma-separated, used in turn (default {FACE_PX}; "
@@ -265,8 +270,6 @@ def main() -> int:
             raise ValueError
     except ValueError:
         parser.error(f"--face-px: positive widths separated by commas, got {args.face_px!r}")
-    if not args.noise >= 0:
-        parser.error(f"--noise: a standard deviation >= 0 in grey levels, got {args.noise}")
     try:
         labels = make_video(args.data, args.video, scenes=args.scenes, hold=args.hold, gap=args.gap, fps=args.fps,
                             builds=args.builds, face_px=face_px, swap_masks=args.swap_masks,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config.gates import SAME_BUILDS
+from .options import number, share
 
 
 def add_parser(sub) -> None:
@@ -17,10 +18,13 @@ def add_parser(sub) -> None:
                        "score, box and landmark differences. Exit 1 when below --min-found or --min-mask.")
     p.add_argument("reference", help="results of the trusted machine (the workstation)")
     p.add_argument("other", help="results of the machine under test (the camera)")
-    p.add_argument("--iou", type=float, default=0.5, help="box IoU for a match (default 0.5)")
-    p.add_argument("--min-found", type=float, help=f"share of reference faces found (default [gates.same_builds] "
+    p.add_argument("--iou", type=number(what="a box overlap", above=0, at_most=1),
+                   default=0.5, help="box IoU for a match (default 0.5)")
+    p.add_argument("--min-found", type=share("a share of faces"),
+                   help=f"share of reference faces found (default [gates.same_builds] "
                    f"min_found, else {SAME_BUILDS.min_found})")
-    p.add_argument("--min-mask", type=float, help=f"share of matched faces with the same mask label (default "
+    p.add_argument("--min-mask", type=share("a share of faces"),
+                   help=f"share of matched faces with the same mask label (default "
                    f"[gates.same_builds] min_same_mask, else {SAME_BUILDS.min_same_mask})")
     p.add_argument("--json", metavar="FILE", help="write the agreement as JSON here")
     p.set_defaults(func=main)

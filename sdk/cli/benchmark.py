@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_prefer_option, counts
+from .options import add_prefer_option, counts, whole
 
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
@@ -46,8 +46,9 @@ def add_parser(sub) -> None:
     p.add_argument("--profiles", type=names_of(tuple(PROFILES)),
                    help=f"comma list of {','.join(PROFILES)} (default: each whose detector bundles are there)")
     p.add_argument("--only", type=_pairs, metavar="FORMAT:PRECISION,...", help="time only these builds")
-    p.add_argument("--rounds", type=int, default=30, help=f"paired rounds (default 30, at least {MIN_ROUNDS})")
-    p.add_argument("--runs-per-round", type=int, default=4, metavar="N",
+    p.add_argument("--rounds", type=whole(at_least=MIN_ROUNDS, what="paired rounds"),
+                   default=30, help=f"paired rounds (default 30, at least {MIN_ROUNDS})")
+    p.add_argument("--runs-per-round", type=whole(what="runs per round"), default=4, metavar="N",
                    help="runs of the round's frame per configuration; the fastest is its time (default 4)")
     p.add_argument("--no-reference", action="store_true", help="leave the PyTorch reference out (ratios vs fp32 only)")
     add_prefer_option(p, help="device preference of the builds (default cpu: the figures of 'maskgate build')")

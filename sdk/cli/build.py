@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .options import names_of, size
+from .options import names_of, size, whole
 
 
 def add_parser(sub) -> None:
@@ -51,16 +51,20 @@ def add_parser(sub) -> None:
     p.add_argument("--data", type=Path, help="labelled data for task metrics per bundle (mask accuracy and ROC, yaw "
                    "accuracy, detection recall by face size): a data folder like ../shared/data (its test split) or a "
                    "crop set from 'maskgate crops'")
-    p.add_argument("--data-limit", type=int, metavar="N", help="at most N source images of faces/ and of scenes/ each")
+    p.add_argument("--data-limit", type=whole(what="source images"),
+                   metavar="N", help="at most N source images of faces/ and of scenes/ each")
     p.add_argument("--diagnose", action="store_true",
                    help="name the worst layers of every lossy int8 build (those below their gate always are)")
     p.add_argument("--accuracy-aware", action="store_true",
                    help="ONNX / OpenVINO int8 below its gate: re-quantize with the worst 2, 4, 8, ... layers in float "
                    "until the gate passes; the manifest and report say what was kept in float")
-    p.add_argument("--check-runs", type=int, default=20, help="timed runs per bundle in its check (default 20)")
+    p.add_argument("--check-runs", type=whole(what="timed runs"),
+                   default=20, help="timed runs per bundle in its check (default 20)")
     p.add_argument("--out", type=Path, default=DEFAULT_BUILDS, help=f"output folder (default ./{DEFAULT_BUILDS})")
-    p.add_argument("--samples", type=int, default=128, help="calibration samples per model (default 128)")
-    p.add_argument("--verify-samples", type=int, default=300, help="held-out inputs per model (default 300)")
+    p.add_argument("--samples", type=whole(what="calibration samples"),
+                   default=128, help="calibration samples per model (default 128)")
+    p.add_argument("--verify-samples", type=whole(what="held-out inputs"),
+                   default=300, help="held-out inputs per model (default 300)")
     p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
                    help="what the detector is for: " + "; ".join(f"{p.name} ({p.canvas}): {p.use}"
                                                                  for p in PROFILES.values())

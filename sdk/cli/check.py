@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_prefer_option, threads_count
+from .options import add_prefer_option, number, share, threads_count, whole
 
 
 def add_parser(sub) -> None:
@@ -14,22 +14,24 @@ def add_parser(sub) -> None:
     p.add_argument("path", help="a bundle folder, or a builds folder from 'maskgate build --out'")
     add_prefer_option(p, help="device preference, e.g. npu,gpu,cpu (default; or MASKGATE_DEVICE)")
     p.add_argument("--threads", type=threads_count, help="CPU threads per model (default: the runtime's)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per bundle after 5 warm-up runs (default 50)")
+    p.add_argument("--runs", type=whole(what="timed runs"),
+                   default=50, help="timed runs per bundle after 5 warm-up runs (default 50)")
     p.add_argument("--data", metavar="DIR", help="labelled data for task metrics: a data folder like ../shared/data "
                    "(faces/ + scenes/) or a crop set from 'maskgate crops'")
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split of --data (default test)")
-    p.add_argument("--data-limit", type=int, metavar="N", help="at most N source images of faces/ and of scenes/ each")
+    p.add_argument("--data-limit", type=whole(what="source images"),
+                   metavar="N", help="at most N source images of faces/ and of scenes/ each")
     p.add_argument("--verify-key", metavar="FILE", help="require every bundle to be signed with this key (Ed25519 "
                    "public key or HMAC secret; default: [trust] verify_key in maskgate.toml / MASKGATE_CONFIG)")
     p.add_argument("--json", metavar="FILE", help="write the full report as JSON here")
     p.add_argument("--html", metavar="FILE", help="write an HTML report with plots here")
-    for name, what in (
-        ("min-top1", "classifier top-1 agreement"),
-        ("min-recall", "share of reference detections found"),
-        ("min-cosine", "classifier output cosine similarity"),
-        ("max-landmark-nme", "landmark error / inter-ocular distance"),
+    for name, what, kind in (
+        ("min-top1", "classifier top-1 agreement", share("a share")),
+        ("min-recall", "share of reference detections found", share("a share")),
+        ("min-cosine", "classifier output cosine similarity", share("a similarity")),
+        ("max-landmark-nme", "landmark error / inter-ocular distance", number(what="an error", at_least=0)),
     ):
-        p.add_argument(f"--{name}", type=float, help=f"gate on {what}, for every precision "
+        p.add_argument(f"--{name}", type=kind, help=f"gate on {what}, for every precision "
                        "(default per precision, or [gates.<precision>] in maskgate.toml / MASKGATE_CONFIG)")
     p.add_argument("--publish", action="append", metavar="URL",
                    help="send the check's summary to the site: mqtt://HOST:PORT (retained, QoS 1, on "

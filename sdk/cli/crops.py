@@ -8,7 +8,7 @@ import time
 from ..datasets.crops import CropOptions, build_crops
 from ..detector import FaceDetector
 from ..progress import progress
-from .options import add_detector_options, size
+from .options import add_detector_options, number, probability, size
 
 
 def add_parser(sub) -> None:
@@ -22,8 +22,9 @@ def add_parser(sub) -> None:
                    "MASKGATE_DATA, or [data] path in maskgate.toml)")
     p.add_argument("--out", required=True, help="folder to write crops.npz into")
     p.add_argument("--crop-size", type=size, default=(128, 128), help="crop WIDTHxHEIGHT (default 128x128)")
-    p.add_argument("--margin", type=float, default=0.25, help="context around the face box (default 0.25)")
-    p.add_argument("--crop-min-score", type=float, default=0.3, help="detection score for crops (default 0.3)")
+    p.add_argument("--margin", type=number(what="a share of the face box", at_least=0, at_most=2),
+                   default=0.25, help="context around the face box (default 0.25)")
+    p.add_argument("--crop-min-score", type=probability, default=0.3, help="detection score for crops (default 0.3)")
     add_detector_options(p)
     p.set_defaults(func=main)
 

@@ -9,17 +9,19 @@ from ..detector import FaceDetector
 from ..metrics import RecallBySize
 from ..sources import read_image
 from ..voc import read_voc_folder
-from .options import add_detector_options
+from .options import add_detector_options, number, whole
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval-detector", help="recall by face size on a Pascal VOC folder (annotations/ + images/)")
     p.add_argument("scenes", help="folder with annotations/*.xml and images/")
-    p.add_argument("--iou", type=float, default=0.3, help="IoU for a detection to count as found (default 0.3)")
+    p.add_argument("--iou", type=number(what="a box overlap", above=0, at_most=1),
+                   default=0.3, help="IoU for a detection to count as found (default 0.3)")
     p.add_argument(
-        "--min-width", type=float, default=20.0, help="headline recall over faces at least this wide (default 20 px)"
+        "--min-width", type=number(what="a face width in pixels", at_least=0),
+        default=20.0, help="headline recall over faces at least this wide (default 20 px)"
     )
-    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--limit", type=whole(what="images"), default=None, help="only the first N images")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     add_detector_options(p)
     p.set_defaults(func=main)

@@ -9,7 +9,7 @@ from ..classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL, CropClassifier
 from ..classifier_eval import classify_crops, mask_labels, pose_labels, scenes_end_to_end
 from ..errors import SourceError
 from ..progress import progress
-from .options import add_detector_options
+from .options import add_detector_options, number
 
 
 def add_parser(sub) -> None:
@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--pose-model", default=DEFAULT_POSE_MODEL)
     p.add_argument("--pose-weights")
     p.add_argument(
-        "--min-face-px", type=float, default=32.0, help="end-to-end scenes: faces at least this wide (default 32)"
+        "--min-face-px", type=number(what="a face width in pixels", at_least=0),
+        default=32.0, help="end-to-end scenes: faces at least this wide (default 32)"
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--no-progress", action="store_true")

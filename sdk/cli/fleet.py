@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from .options import number
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fleet", help="what the fleet runs: each camera's release, models, checks and rollbacks, "
@@ -11,7 +13,8 @@ def add_parser(sub) -> None:
     s = actions.add_parser("status", help="one line per camera and a summary")
     s.add_argument("--broker", required=True, metavar="URL", help="the site's broker: mqtt://host:port or mqtts://")
     s.add_argument("--site", default="+", help="only this site (default: every site on the broker)")
-    s.add_argument("--wait", type=float, default=3.0, metavar="S", help="read retained statuses for at most S "
+    s.add_argument("--wait", type=number(what="seconds", above=0),
+                   default=3.0, metavar="S", help="read retained statuses for at most S "
                    "seconds (default 3)")
     s.add_argument("--json", action="store_true", help="print the statuses as JSON instead")
     s.set_defaults(func=status)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..detector import DEFAULT_DETECTOR
 
@@ -16,11 +17,56 @@ def size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a score between 0 and 1, got {text}")
-    return value
+def whole(*, at_least: int = 1, what: str = "a count"):
+    """A whole-number option's type, refused below ``at_least`` as the command line is read
+    (``--max-frames 0`` ran nothing and said nothing; ``--epochs 0`` quietly took the default)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < at_least:
+            raise argparse.ArgumentTypeError(f"expected {what}, a whole number >= {at_least}, got {text!r}")
+        return value
+    return parse
+
+
+def number(*, what: str, at_least: float | None = None, above: float | None = None, at_most: float | None = None):
+    """A finite number option's type with its range (``at_least`` / ``above``, ``at_most``)."""
+    bounds = [f">= {at_least:g}" if at_least is not None else "", f"> {above:g}" if above is not None else "",
+              f"<= {at_most:g}" if at_most is not None else ""]
+    accepted = " and ".join(b for b in bounds if b)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if (not math.isfinite(value) or (at_least is not None and value < at_least)
+                or (above is not None and value <= above) or (at_most is not None and value > at_most)):
+            raise argparse.ArgumentTypeError(f"expected {what}, a number {accepted}, got {text!r}")
+        return value
+    return parse
+
+
+def share(what: str):
+    """A share or score between 0 and 1."""
+    return number(what=what, at_least=0.0, at_most=1.0)
+
+
+def port(*, any_free: bool = False):
+    """A TCP port option's type: 1-65535, or 0 too (any free port) where ``any_free``."""
+    lowest = 0 if any_free else 1
+
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not lowest <= int(text) <= 65535:
+            raise argparse.ArgumentTypeError(f"expected a TCP port, a whole number from {lowest} to 65535"
+                                             + (" (0: any free one)" if any_free else "") + f", got {text!r}")
+        return int(text)
+    return parse
+
+
+probability = share("a score")
 
 
 def preference(text: str) -> str:
@@ -47,15 +93,8 @@ def names_of(choices: tuple[str, ...]):
     return parse
 
 
-def threads_count(text: str) -> int:
-    """``--threads N``: CPU threads per model, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected CPU threads per model, a whole number of at least 1, got {text!r}")
-    return value
+#: ``--threads N``: CPU threads per model, 1 or more.
+threads_count = whole(what="CPU threads per model")
 
 
 def counts(text: str) -> tuple[int, ...]:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .options import number, whole
+
+#: ``--percent``: the share of a channel's cameras admitted
+PERCENT = number(what="a percentage of the cameras", at_least=0, at_most=100)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("release", help="publish verified bundles as a signed release in a repository (TUF metadata, "
@@ -20,7 +25,7 @@ def add_parser(sub) -> None:
                    "cameras trust its .pub as [trust] verify_key")
     p.add_argument("--channel", choices=("stable", "canary"), default="stable",
                    help="the cameras that follow this channel ([agent] channel) may take it (default stable)")
-    p.add_argument("--percent", type=float, help="admit this share of the channel's cameras at once (default 0)")
+    p.add_argument("--percent", type=PERCENT, help="admit this share of the channel's cameras at once (default 0)")
     p.add_argument("--group", action="append", default=[], metavar="NAME", help="admit the cameras of this group "
                    "([agent] groups); repeatable")
     p.add_argument("--notify", metavar="BROKER", help="then tell the site's agents to poll now (mqtt://host:port); "
@@ -38,12 +43,13 @@ def add_parser(sub) -> None:
     r.add_argument("repo", type=Path, help="the repository folder")
     r.add_argument("release_version", nargs="?", metavar="V", help="the release (not needed with --refresh)")
     r.add_argument("--key", required=True, metavar="FILE", help="the site's Ed25519 private key")
-    r.add_argument("--percent", type=float, help="the share of the channel's cameras admitted (0-100)")
+    r.add_argument("--percent", type=PERCENT, help="the share of the channel's cameras admitted (0-100)")
     r.add_argument("--group", action="append", metavar="NAME", help="also admit this group; repeatable")
     r.add_argument("--halt", action="store_true", help="stop it: no camera takes it from now on")
     r.add_argument("--resume", action="store_true", help="undo --halt")
     r.add_argument("--reason", default="", help="why it is halted (shown in fleet status)")
-    r.add_argument("--max-failures", type=int, metavar="N", help="cameras that may fail it before the fleet stops "
+    r.add_argument("--max-failures", type=whole(at_least=0, what="cameras"),
+                   metavar="N", help="cameras that may fail it before the fleet stops "
                    "taking it (default 2)")
     r.add_argument("--refresh", action="store_true", help="re-sign targets, snapshot and timestamp with fresh expiry "
                    "(run it more often than every 7 days, or cameras refuse the frozen metadata)")

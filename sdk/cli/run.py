@@ -13,7 +13,7 @@ from ..errors import InputError, SourceError
 from ..files import writable_folder
 from ..pipeline import AlignConfig, Pipeline
 from ..sources import IMAGE_SUFFIXES, TruncatedVideoError, iter_frames
-from .options import add_detector_options, add_trust_options, preference, size, threads_count, trust_from
+from .options import add_detector_options, add_trust_options, preference, size, threads_count, trust_from, whole
 
 
 def add_parser(sub) -> None:
@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
         "--align", choices=("eye_roll", "similarity"), default="eye_roll", help="alignment method (default eye_roll)"
     )
     p.add_argument("--crop-size", type=size, default=(128, 128), help="aligned crop WIDTHxHEIGHT (default 128x128)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames of a video or camera")
+    p.add_argument("--max-frames", type=whole(what="frames"),
+                   default=None, help="stop after this many frames of a video or camera")
     p.add_argument(
         "--mask-model",
         default=DEFAULT_MASK_MODEL,

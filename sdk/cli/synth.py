@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
+from .options import whole
 
 
 def add_parser(sub) -> None:
@@ -23,8 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--split", choices=("train", "val", "test", "all"), default="all", help="which split to use (default all)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--grid", type=int, default=48, help="faces in the sample grid picture (default 48; 0 for none)")
+    p.add_argument("--seed", type=whole(at_least=0, what="a seed"), default=0)
+    p.add_argument("--grid", type=whole(at_least=0, what="faces"),
+                   default=48, help="faces in the sample grid picture (default 48; 0 for none)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..pose import YawBins
-from .options import add_detector_options
+from .options import add_detector_options, number, whole
 
 
 def yaw_edges(text: str) -> YawBins:
@@ -45,23 +45,27 @@ def add_parser(sub) -> None:
         help="torchvision checkpoint of the backbone to start from instead of the packaged ImageNet one",
     )
     p.add_argument("--templates", help="mask template folder (masks.cfg + templates/), for --init synthetic")
-    p.add_argument("--epochs", type=int, default=None, help="epochs on the real crops (default: mask 4, pose 6)")
-    p.add_argument("--source-epochs", type=int, default=2, help="epochs on the synthetic source (default 2)")
+    p.add_argument("--epochs", type=whole(what="epochs"),
+                   default=None, help="epochs on the real crops (default: mask 4, pose 6)")
+    p.add_argument("--source-epochs", type=whole(what="epochs"),
+                   default=2, help="epochs on the synthetic source (default 2)")
     p.add_argument(
         "--freeze-stages",
-        type=int,
+        type=whole(at_least=0, what="backbone stages"),
         default=None,
         help="backbone stages (shallow first) kept fixed on the real crops (default: 2 after a synthetic "
              "source, else 1)",
     )
     p.add_argument(
-        "--source-freeze-stages", type=int, default=1, help="stages kept fixed on the synthetic source (default 1)"
+        "--source-freeze-stages", type=whole(at_least=0, what="backbone stages"),
+        default=1, help="stages kept fixed on the synthetic source (default 1)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=whole(what="a batch size"), default=64)
+    p.add_argument("--lr", type=number(what="a learning rate", above=0, at_most=1), default=1e-3)
+    p.add_argument("--seed", type=whole(at_least=0, what="a seed"), default=0)
     p.add_argument(
-        "--min-face-px", type=float, default=None, help="skip faces narrower than this (default: pose 20, mask 0)"
+        "--min-face-px", type=number(what="a face width in pixels", at_least=0),
+        default=None, help="skip faces narrower than this (default: pose 20, mask 0)"
     )
     p.add_argument(
         "--yaw-edges",
@@ -69,7 +73,8 @@ def add_parser(sub) -> None:
         default=YawBins(),
         help="inner yaw class edges in degrees (default -40,-20,0,20,40)",
     )
-    p.add_argument("--limit", type=int, default=None, help="at most this many training crops (smoke runs)")
+    p.add_argument("--limit", type=whole(what="training crops"),
+                   default=None, help="at most this many training crops (smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_detector_options(p)
     p.set_defaults(func=main)
@@ -98,10 +103,9 @@ def load_or_build_crops(data: str | None, out: Path, args):
 
 def main(args) -> int:
     from ..training.loop import TrainConfig
-    from ..training.recipes import RecipeOptions, train
+    from ..training.recipes import RecipeOptions, check_options, train
 
     out = Path(args.out)
-    crops = load_or_build_crops(args.data, out, args)
     show = not args.no_progress
     freeze = args.freeze_stages if args.freeze_stages is not None else (2 if args.init == "synthetic" else 1)
     shared = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "show_progress": show}
@@ -117,6 +121,8 @@ def main(args) -> int:
         bins=args.yaw_edges,
         limit=args.limit,
     )
+    check_options(options)  # before minutes of cropping
+    crops = load_or_build_crops(args.data, out, args)
     metrics = train(crops, out, options)
     from ..training.card import write_card
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .options import size
+from .options import number, size, whole
 
 
 def add_parser(sub) -> None:
@@ -18,10 +18,10 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help="data folder with scenes/ (default: MASKGATE_DATA, or [data] path in maskgate.toml)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--canvas", type=size, default=(320, 256), help="detector canvas WIDTHxHEIGHT (default 320x256)")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, help="at most this many scenes per split (smoke runs)")
+    p.add_argument("--epochs", type=whole(what="epochs"), default=8)
+    p.add_argument("--lr", type=number(what="a learning rate", above=0, at_most=1), default=3e-4)
+    p.add_argument("--seed", type=whole(at_least=0, what="a seed"), default=0)
+    p.add_argument("--limit", type=whole(what="scenes"), help="at most this many scenes per split (smoke runs)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
 

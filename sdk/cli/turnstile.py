@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_prefer_option, threads_count
+from .options import add_prefer_option, number, port, threads_count, whole
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -36,15 +36,19 @@ def add_parser(sub) -> None:
     p.add_argument("--roi", type=_ints, metavar="X,Y,W,H", help="region of interest: only faces centred in it count")
     p.add_argument("--events", metavar="FILE", help="append one JSON line per passage (and errors, and the run's end)")
     p.add_argument("--video-out", metavar="FILE", help="write an annotated video (mp4v) here")
-    p.add_argument("--window", type=int, help="frames the decision is smoothed over (default 5)")
-    p.add_argument("--gap", type=int, dest="gap_frames", help="frames without a face that end a passage (default 5)")
-    p.add_argument("--min-face-px", type=float, help="faces narrower than this are not at the gate (default 48)")
-    p.add_argument("--min-mask-prob", type=float, help="P(mask) needed to open (default 0.5)")
+    p.add_argument("--window", type=whole(what="frames"), help="frames the decision is smoothed over (default 5)")
+    p.add_argument("--gap", type=whole(what="frames"),
+                   dest="gap_frames", help="frames without a face that end a passage (default 5)")
+    p.add_argument("--min-face-px", type=number(what="a face width in pixels", at_least=0),
+                   help="faces narrower than this are not at the gate (default 48)")
+    p.add_argument("--min-mask-prob", type=number(what="a probability", above=0, at_most=1),
+                   help="P(mask) needed to open (default 0.5)")
     p.add_argument(
         "--frontal", type=_ints, metavar="K,K,...", help="yaw classes (0-5) frontal enough (default 1,2,3,4)"
     )
     p.add_argument(
-        "--health-every", type=float, dest="health_every_s", help="seconds between health lines (default 10)"
+        "--health-every", type=number(what="seconds", above=0),
+        dest="health_every_s", help="seconds between health lines (default 10)"
     )
     p.add_argument("--publish", action="append", metavar="URL",
                    help="send every event to the site, spooled on disk first, at least once and in order: "
@@ -53,16 +57,18 @@ def add_parser(sub) -> None:
     p.add_argument("--site", help="this site's name in topics and events (default: [turnstile.publish] site)")
     p.add_argument("--camera", help="this camera's name in topics and events")
     p.add_argument("--spool", metavar="DIR", help="the on-camera event spool (default ./maskgate-spool)")
-    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port (off by "
+    p.add_argument("--metrics-port", type=port(any_free=True),
+                   metavar="PORT", help="serve Prometheus metrics on this port (off by "
                    "default)")
     p.add_argument("--metrics-address", metavar="ADDR", help="address the metrics listen on (default 127.0.0.1; "
                    "0.0.0.0 for a site's Prometheus, with a token: [turnstile] metrics_token_env)")
     p.add_argument("--metrics-insecure", action="store_true", default=None,
                    help="serve metrics on a non-loopback address without a token (anyone on the network reads them)")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=whole(what="frames"), help="stop after this many frames")
     p.add_argument("--heartbeat", metavar="FILE", help="rewrite this JSON file every health period (pid, release, fps, "
                    "errors): what the release agent's probation watches ([turnstile] heartbeat)")
-    p.add_argument("--max-reconnects", type=int, help="live sources: give up after this many reconnections")
+    p.add_argument("--max-reconnects", type=whole(at_least=0, what="reconnections"),
+                   help="live sources: give up after this many reconnections")
     p.add_argument("--no-reuse", dest="reuse", action="store_false", default=None,
                    help="run the detector and the classifiers on every frame ([turnstile] reuse = false); the "
                    "decisions are the same, the cost is not")

@@ -23,6 +23,9 @@ class ProbationSettings:
     def __post_init__(self):
         if self.minutes < 0 or self.heartbeat_timeout_s <= 0 or self.pickup_s <= 0:
             raise ValueError("minutes must be >= 0, heartbeat_timeout_s and pickup_s > 0")
+        if self.min_fps < 0 or self.max_error_events < 0 or self.max_restarts < 0:
+            raise ValueError(f"min_fps, max_error_events and max_restarts must be >= 0, got {self.min_fps}, "
+                             f"{self.max_error_events} and {self.max_restarts}")
         if not 0 <= self.max_cannot_check_share <= 1:
             raise ValueError(f"max_cannot_check_share is a share between 0 and 1, got {self.max_cannot_check_share}")
 

@@ -144,8 +144,8 @@ class TurnstileConfig:
         from ..profiles import get_profile
 
         get_profile(self.profile)  # an unknown name fails here, naming the known ones
-        if self.roi is not None and (self.roi[2] <= 0 or self.roi[3] <= 0):
-            raise ValueError(f"roi must be x, y, width, height with a positive size, got {list(self.roi)}")
+        if self.roi is not None and (len(self.roi) != 4 or min(self.roi[:2]) < 0 or min(self.roi[2:]) <= 0):
+            raise ValueError(f"roi must be x, y, width, height (x, y >= 0, a positive size), got {list(self.roi)}")
         if self.health_every_s <= 0:
             raise ValueError(f"health_every_s must be > 0, got {self.health_every_s}")
         if self.threads is not None and self.threads < 1:

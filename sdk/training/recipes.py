@@ -72,8 +72,11 @@ def _split(crops: CropSet, labels: np.ndarray, split: str, limit: int | None = N
     return crops.images[idx], labels[idx]
 
 
-def build_model(options: RecipeOptions):
-    from ..models.imagenet import imagenet_checkpoint, load_backbone_weights, load_face_detector_body
+def check_options(options: RecipeOptions):
+    """Every setting checked before a crop is cut or an epoch run (a wrong --model or
+    --freeze-stages failed only after minutes of cropping); returns the model's spec."""
+    from ..datasets.synth import load_templates
+    from ..models.imagenet import imagenet_checkpoint
 
     spec = get_spec(options.model_name)
     if spec.classifier is None:
@@ -84,12 +87,36 @@ def build_model(options: RecipeOptions):
             f"{spec.name} is not a {expected} model; use --model {DEFAULT_MODELS[options.task]} or another "
             f"{expected}_* model"
         )
+    if options.init == "face" and spec.classifier.backbone != "mobilenet_v1_025":
+        raise InputError(
+            f"--init face loads the detector's MobileNetV1-0.25 body; use --model mask_mnet025, not {spec.name}"
+        )
+    if options.init_weights is not None:
+        if options.init not in ("imagenet", "synthetic"):
+            raise InputError(f"--init-weights starts the backbone of --init imagenet or synthetic, not --init "
+                             f"{options.init}")
+        if not Path(options.init_weights).is_file():
+            raise InputError(f"{options.init_weights}: no such checkpoint (--init-weights); give a torchvision "
+                             "checkpoint of the backbone")
+    elif options.init in ("imagenet", "synthetic"):
+        imagenet_checkpoint(spec.classifier.backbone)  # installed, or the one line that installs it
+    if options.init == "synthetic":
+        if not options.templates:
+            raise InputError("--init synthetic needs the mask templates: pass --templates FOLDER (with masks.cfg)")
+        load_templates(options.templates)
+    stages = len(create_model(spec.name, pretrained=False).backbone.stage_modules())
+    for flag, config in (("--freeze-stages", options.target), ("--source-freeze-stages", options.source)):
+        if not 0 <= config.freeze_stages <= stages:
+            raise InputError(f"{flag} {config.freeze_stages}: {spec.name}'s backbone has stages 0..{stages}")
+    return spec
+
+
+def build_model(options: RecipeOptions):
+    from ..models.imagenet import imagenet_checkpoint, load_backbone_weights, load_face_detector_body
+
+    spec = check_options(options)
     model = create_model(spec.name, pretrained=False)
     if options.init == "face":
-        if spec.classifier.backbone != "mobilenet_v1_025":
-            raise InputError(
-                f"--init face loads the detector's MobileNetV1-0.25 body; use --model mask_mnet025, not {spec.name}"
-            )
         load_face_detector_body(model.backbone)
     elif options.init in ("imagenet", "synthetic"):
         path = options.init_weights or imagenet_checkpoint(spec.classifier.backbone)
@@ -101,8 +128,7 @@ def _synthetic_source(crops: CropSet, options: RecipeOptions) -> CropSet:
     from ..datasets.synth import MaskSynthesizer, load_templates, synthesize_crops
     from ..progress import progress
 
-    if not options.templates:
-        raise InputError("init='synthetic' needs the mask templates: pass --templates FOLDER (with masks.cfg)")
+    assert options.templates  # check_options refuses synthetic without them
     synth = synthesize_crops(
         crops, MaskSynthesizer(load_templates(options.templates)), seed=options.target.seed,
         progress=lambda it: progress(it, desc="synthetic masks", enabled=options.target.show_progress, unit="face"),
