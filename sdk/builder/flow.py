@@ -41,22 +41,26 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
     from ..converters.bundle import exclusive_folder
 
     config = dataclasses.replace(config or BuildConfig(), **overrides)
+    # Everything the build reads is checked before --out is touched: a bad input fails in one
+    # line and leaves no folder behind, not after minutes of conversions.
     signing_key = None
     if config.sign_key is not None:
         from ..converters.signing import load_key
 
-        signing_key = load_key(config.sign_key, signing=True)  # a bad key fails here, before any work
-    if config.data is not None:  # read last, after minutes of conversions: checked first
+        signing_key = load_key(config.sign_key, signing=True)
+    if config.data is not None:  # read last, after minutes of conversions
         from ..check.task import TaskData
 
         TaskData.check_source(config.data)
     specs, targets = plan(config)
+    _check_reference(config)
+    frames = BuildData.frames(config)
     writable_folder(config.out, what="build bundles", flag="--out")
     with exclusive_folder(Path(config.out)) as removed:
         if removed:
             log.warning("%s: removed %d unfinished staging folder(s) of an interrupted build: %s", config.out,
                         len(removed), ", ".join(removed))
-        data = BuildData(config)
+        data = BuildData(config, frames)
         by_name = {spec.name: spec for spec in specs}
         results: list = []
         model = None
@@ -78,6 +82,17 @@ def build(config: BuildConfig | None = None, *, progress: bool = True, **overrid
         finished = lane_results(results)
         speed.pair_with_fp32(finished, threads=config.latency_threads, progress=progress)
         return finished
+
+
+def _check_reference(config: BuildConfig) -> None:
+    """The reference's device, and each weights file given (loaded into its model and dropped:
+    a model's reference is made only when its turn comes, after the models before it)."""
+    from ..registry import create_model
+    from ..runtimes.pytorch import resolve_device
+
+    resolve_device(config.reference_device)
+    for name, weights in config.weights.items():
+        create_model(name, weights=weights)
 
 
 def build_bundle(model: ReferenceModel, target, config: BuildConfig, data: BuildData, *,

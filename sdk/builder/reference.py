@@ -16,6 +16,7 @@ from .config import BuildConfig
 
 if TYPE_CHECKING:
     from ..calibration import CalibrationSet
+    from ..calibration.frames import FrameSet
 
 
 class ReferenceModel:
@@ -61,18 +62,29 @@ class BuildData:
     """The pictures a build reads: calibration and held-out frames (the shipped sets unless
     given), the reference detector that cuts classifier crops, the labelled task data."""
 
-    def __init__(self, config: BuildConfig):
-        from ..calibration import default_frames
-        from ..calibration.frames import FrameSet
-
+    def __init__(self, config: BuildConfig, frames: tuple[FrameSet, FrameSet] | None = None):
         self.config = config
+        self.calib_frames, self.verify_frames = frames or self.frames(config)
         self.work = Path(tempfile.mkdtemp(prefix=".work-", dir=config.out))
-        self.calib_frames = (FrameSet.from_path(config.calib, split=_split(config.calib, "train"))
-                             if config.calib else default_frames("calibrate"))
-        self.verify_frames = (FrameSet.from_path(config.verify, split=_split(config.verify, "test"))
-                              if config.verify else default_frames("verify"))
         self._detector = None
         self._task_data = None
+
+    @staticmethod
+    def frames(config: BuildConfig) -> tuple[FrameSet, FrameSet]:
+        """The calibration and held-out frames (a missing or empty --calib / --verify fails here)."""
+        from ..calibration import default_frames
+        from ..calibration.frames import FrameSet
+        from ..errors import CalibrationError, SourceError
+
+        def given(path: Path, split: str, flag: str) -> FrameSet:
+            try:
+                return FrameSet.from_path(path, split=_split(path, split))
+            except (CalibrationError, SourceError) as exc:
+                raise type(exc)(f"{flag} {exc}") from None
+
+        calib = given(config.calib, "train", "--calib") if config.calib else default_frames("calibrate")
+        verify = given(config.verify, "test", "--verify") if config.verify else default_frames("verify")
+        return calib, verify
 
     def reference(self, spec: ModelSpec) -> ReferenceModel:
         return ReferenceModel(spec, self.config, self.work / spec.name)

@@ -29,6 +29,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
+def _check_url(url: str, *, schemes: tuple[str, ...], where: str) -> None:
+    """A release source's URL, before any poll: 'notaurl' was a ValueError traceback."""
+    import urllib.parse
+
+    from ..errors import InputError
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in schemes or (parts.scheme != "file" and not parts.netloc):
+        raise InputError(f"{where}: {url!r} is not a URL the agent can poll; give "
+                         + " or ".join(f"{s}://{'/PATH' if s == 'file' else 'HOST/PATH'}" for s in schemes))
+
+
 def main(args) -> int:
     import dataclasses
     import logging
@@ -50,6 +62,13 @@ def main(args) -> int:
     if not repo and not hawkbit:
         raise InputError(f"no release source: give --repo URL (or [agent] repo) or --hawkbit URL (or [agent] hawkbit) "
                          f"in {config.where}")
+    if hawkbit:
+        _check_url(hawkbit, schemes=("http", "https"), where="--hawkbit" if args.hawkbit else
+                   f"[agent] hawkbit in {config.where}")
+    else:
+        assert repo  # refused above when neither is given
+        _check_url(repo, schemes=("http", "https", "file"), where="--repo" if args.repo else
+                   f"[agent] repo in {config.where}")
     publish = config.turnstile.publish
     camera = args.camera or (publish.camera if publish is not None else None)
     if not camera or camera == "camera":
@@ -58,6 +77,10 @@ def main(args) -> int:
     key_path = config.trust.verify_key
     if key_path is None:
         raise InputError(f"the agent trusts releases signed by the site key: set [trust] verify_key in {config.where}")
+    from ..files import writable_folder
+
+    writable_folder(settings.state, what="the agent's slots and trusted metadata",
+                    flag="--state" if args.state is not None else f"[agent] state in {config.where}")
     identity = Identity(camera=camera, site=publish.site if publish is not None else "site",
                         channel=settings.channel, groups=settings.groups, soc=settings.soc or detected_soc())
     heartbeat = args.heartbeat or settings.heartbeat or config.turnstile.heartbeat

@@ -36,8 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--publish", action="append", metavar="URL",
                    help="send the check's summary to the site: mqtt://HOST:PORT (retained, QoS 1, on "
                    "maskgate/SITE/CAMERA/check) or http(s)://HOST/PATH; repeatable. Kept in --spool until delivered")
-    p.add_argument("--site", default="site", help="this site's name (with --publish)")
-    p.add_argument("--camera", default="camera", help="this camera's name (with --publish)")
+    p.add_argument("--site", help="this site's name (with --publish; default site)")
+    p.add_argument("--camera", help="this camera's name (with --publish; default camera)")
     p.add_argument("--spool", metavar="DIR", help="the event spool (default ./maskgate-spool; the turnstile app's "
                    "spool sends what is left in it)")
     p.set_defaults(func=main)
@@ -59,8 +59,17 @@ def main(args) -> int:
     if args.publish:  # a bad target fails here, before any work
         from ..publish import publish_config
 
-        publish = publish_config(targets=tuple(args.publish), site=args.site, camera=args.camera, spool=args.spool,
-                                 where="--publish")
+        publish = publish_config(targets=tuple(args.publish), site=args.site or "site",
+                                 camera=args.camera or "camera", spool=args.spool, where="--publish")
+    else:
+        from ..errors import InputError
+
+        idle = [flag for flag, value in (("--site", args.site), ("--camera", args.camera), ("--spool", args.spool))
+                if value is not None]
+        if idle:
+            one = len(idle) == 1
+            raise InputError(f"{', '.join(idle)} appl{'ies' if one else 'y'} only with --publish URL (the check's "
+                             f"summary sent to the site); add --publish or leave {'it' if one else 'them'} out")
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
                  "max_landmark_nme": args.max_landmark_nme}
     gates = configured_gates(overrides)  # a bad config file fails here, before any work

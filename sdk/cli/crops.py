@@ -31,8 +31,10 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from ..config import data_folder
+    from ..files import writable_folder
 
     data = data_folder(args.data, needs=("faces", "scenes"), any_of=True)
+    writable_folder(args.out, what="the crop set", flag="--out")  # not after every image is cropped
     detector = FaceDetector.reference(
         args.detector, weights=args.weights, device=args.device, input_size=args.input_size
     )

@@ -38,6 +38,12 @@ def evaluate_recall(detector: FaceDetector, scenes, *, iou: float, progress=None
 
 
 def main(args) -> int:
+    from pathlib import Path
+
+    from ..files import atomic_write, writable_file
+
+    if args.json:
+        writable_file(args.json, what="the figures", flag="--json")  # not after every image has run
     scenes = read_voc_folder(args.scenes)[: args.limit]
     detector = FaceDetector.reference(
         args.detector,
@@ -67,10 +73,9 @@ def main(args) -> int:
         f"{acc.precision:.4f}"
     )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({
-                "detector": args.detector, "canvas": list(size), "score_threshold": detector.options.score_threshold,
-                "iou": args.iou, "images": len(scenes), "min_width": args.min_width, "recall_min_width": headline,
-                "recall_all": acc.recall(), "precision": acc.precision, "buckets": acc.rows(),
-            }, fh, indent=2)
+        atomic_write(Path(args.json), json.dumps({
+            "detector": args.detector, "canvas": list(size), "score_threshold": detector.options.score_threshold,
+            "iou": args.iou, "images": len(scenes), "min_width": args.min_width, "recall_min_width": headline,
+            "recall_all": acc.recall(), "precision": acc.precision, "buckets": acc.rows(),
+        }, indent=2))
     return 0

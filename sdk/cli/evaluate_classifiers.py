@@ -44,12 +44,18 @@ def main(args) -> int:
     from ..config import data_folder
     from ..datasets.crops import CropSet, build_crops, split_of
     from ..detector import FaceDetector
+    from ..files import atomic_write, writable_file
     from ..metrics import mask_scores, pose_scores
     from ..pipeline import Pipeline
     from ..voc import read_voc_folder
 
     show = not args.no_progress
+    if args.json:
+        writable_file(args.json, what="the figures", flag="--json")
     data = data_folder(args.data, needs=("faces", "scenes"))
+    # The classifiers load before any crop is cut: a wrong model name or weights file fails here.
+    mask = CropClassifier.reference(args.mask_model, weights=args.mask_weights, device=args.device)
+    pose = CropClassifier.reference(args.pose_model, weights=args.pose_weights, device=args.device)
     if args.crops:
         crops = CropSet.load(args.crops)
     else:
@@ -66,7 +72,6 @@ def main(args) -> int:
         "yaw_labels": "landmark-derived (solvePnP, generic 3D face), not measured head pose",
     }
 
-    mask = CropClassifier.reference(args.mask_model, weights=args.mask_weights, device=args.device)
     keep, labels = mask_labels(crops)
     probs = classify_crops(
         mask, crops.images[keep], progress=lambda it: progress(it, desc="mask", enabled=show, unit="crop")
@@ -76,7 +81,6 @@ def main(args) -> int:
         sel = crops.origin[keep] == origin
         result["mask"][origin] = mask_scores(labels[sel], probs[sel])
 
-    pose = CropClassifier.reference(args.pose_model, weights=args.pose_weights, device=args.device)
     keep, labels = pose_labels(crops)
     probs = classify_crops(
         pose, crops.images[keep], progress=lambda it: progress(it, desc="pose", enabled=show, unit="crop")
@@ -104,7 +108,7 @@ def main(args) -> int:
     result["seconds"] = round(time.perf_counter() - start, 1)
     _print(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(Path(args.json), json.dumps(result, indent=1))
     pipeline.close()
     pose.close()
     return 0

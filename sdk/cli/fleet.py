@@ -30,8 +30,9 @@ def mqtt_options():
 
 
 def status(args) -> int:
-    from ..fleet.status import read_fleet, summary
+    from ..fleet.status import broker_target, read_fleet, summary
 
+    broker_target(args.broker, site=args.site)  # a wrong URL or site name fails before connecting
     cameras = read_fleet(args.broker, site=args.site, options=mqtt_options(), wait_s=args.wait)
     if args.json:
         print(json.dumps([{"site": c.site, "camera": c.camera, "state": c.state, **c.status} for c in cameras],

@@ -59,18 +59,40 @@ def add_parser(sub) -> None:
     r.set_defaults(func=rollout)
 
 
-def _repository(path: Path, key_file: str):
+def _repository(path: Path, key_file: str, *, before=lambda: None):
+    """The repository at ``path`` signed with ``key_file``; ``before`` runs after the key is read
+    and before the repository is touched (the checks that must not leave a folder behind)."""
     from maskgate.converters.signing import load_key
 
     from ..fleet.repository import ReleaseRepository
 
-    return ReleaseRepository(path, load_key(key_file, signing=True))
+    key = load_key(key_file, signing=True)
+    before()
+    return ReleaseRepository(path, key)
+
+
+def _check_notify(args) -> None:
+    """--notify's broker and --site, before anything is written."""
+    from ..errors import InputError
+    from ..fleet.status import broker_target
+
+    if args.notify:
+        broker_target(args.notify, flag="--notify", site=args.site)
+    elif args.site:
+        raise InputError("--site names the site whose agents --notify tells: give --notify BROKER too")
 
 
 def release(args) -> int:
+    from ..files import writable_file, writable_folder
     from ..fleet.release import describe
 
-    repo = _repository(args.out, args.key)
+    def outputs() -> None:
+        _check_notify(args)
+        if args.swu is not None:
+            writable_file(args.swu, what="the SWUpdate image", flag="--swu")
+        writable_folder(args.out, what="the release repository", flag="--out")
+
+    repo = _repository(args.out, args.key, before=outputs)
     described, sources = describe(args.builds, version=args.release_version, channel=args.channel, key=repo.key)
     stored = repo.add(described, sources, percent=args.percent, groups=tuple(args.group))
     plan = repo.rollout().get(described.version)
@@ -94,6 +116,9 @@ def release(args) -> int:
 def rollout(args) -> int:
     from ..errors import InputError
 
+    _check_notify(args)
+    if args.halt and args.resume:
+        raise InputError("--halt and --resume: choose one")
     repo = _repository(args.repo, args.key)
     if args.refresh:
         repo.refresh()
@@ -102,8 +127,6 @@ def rollout(args) -> int:
             return 0
     if not args.release_version:
         raise InputError("give the release V (or --refresh alone)")
-    if args.halt and args.resume:
-        raise InputError("--halt and --resume: choose one")
     halt = True if args.halt else False if args.resume else None
     plan = repo.set_rollout(args.release_version, percent=args.percent, groups=tuple(args.group) if args.group
                             else None, halt=halt, reason=args.reason, max_failures=args.max_failures)

@@ -40,6 +40,9 @@ def main(args) -> int:
     if args.split != "all":
         crops = crops.where(split=args.split)
     synthesizer = MaskSynthesizer(load_templates(args.templates))
+    from ..files import writable_folder
+
+    writable_folder(args.out, what="the synthetic crop set", flag="--out")  # before any mask is pasted
     synth = synthesize_crops(
         crops, synthesizer, seed=args.seed,
         progress=lambda it: progress(it, desc="synthetic masks", enabled=not args.no_progress, unit="face"),

@@ -83,10 +83,14 @@ def add_parser(sub) -> None:
 def load_or_build_crops(data: str | None, out: Path, args):
     from ..config import data_folder
     from ..datasets.crops import CROPS_FILE, CropSet
+    from ..files import writable_folder
 
     if data is not None and ((Path(data) / CROPS_FILE).is_file() or Path(data).suffix == ".npz"):
-        return CropSet.load(data)
+        crops = CropSet.load(data)
+        writable_folder(out, what="the trained model", flag="--out")
+        return crops
     path = data_folder(data, needs=("faces", "scenes"), any_of=True)
+    writable_folder(out, what="the crops and the trained model", flag="--out")  # before minutes of cropping
     from ..datasets.crops import build_crops
     from ..detector import FaceDetector
     from ..progress import progress

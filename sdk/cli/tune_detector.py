@@ -30,13 +30,15 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..config import data_folder
+    from ..files import atomic_write, writable_folder
     from ..training.detector import DetectorTuning, tune_detector
 
     data = data_folder(args.data, needs=("scenes",))
+    writable_folder(args.out, what="the tuned detector", flag="--out")  # not after the epochs
     options = DetectorTuning(canvas=tuple(args.canvas), epochs=args.epochs, lr=args.lr, seed=args.seed,
                              show_progress=not args.no_progress)
     metrics = tune_detector(data, args.out, options, limit=args.limit)
-    (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write(Path(args.out) / "metrics.json", json.dumps(metrics, indent=1))
     print(json.dumps({"out": str(Path(args.out) / "model.pt"), "best_epoch": metrics["best_epoch"],
                       **{k: v for k, v in metrics["history"][metrics["best_epoch"] - 1].items() if k.startswith("val")},
                       "seconds": metrics["seconds"]}, indent=1))

@@ -99,6 +99,10 @@ def main(args) -> int:
         writable_file(config.video_out, what="the annotated video", flag="--video-out")
     if config.heartbeat is not None:
         writable_file(config.heartbeat, what="the heartbeat", flag="--heartbeat")
+    from maskgate.runtimes.trust import configured_trust
+
+    # A key that cannot be read fails here in one line, not as the first pipeline opens.
+    configured_trust(verify_key=config.verify_key, allow_failed_builds=config.allow_failed_builds)
     if not Path(config.builds).is_dir():
         from ..errors import BundleError
 

@@ -137,6 +137,11 @@ def parse_target(url: str) -> Target:
                   tls=tls, path=path)
 
 
+def site_name(value: str) -> str:
+    """A site's name as it stands in topics (ValueError naming what it takes)."""
+    return _name(value, "site")
+
+
 def _name(value: str, what: str) -> str:
     value = str(value)
     if not value or any(c in value for c in "/#+") or value != value.strip():

@@ -70,12 +70,30 @@ def summary(cameras: list[CameraStatus]) -> str:
     return f"{len(cameras)} camera(s): {on or 'none'}" + (f"; {rest}" if rest else "")
 
 
+def broker_target(broker: str, *, flag: str = "--broker", site: str | None = None):
+    """The site's broker (an mqtt:// or mqtts:// URL) and the site's name in its topics, checked
+    before any work: 'release --notify' found a wrong URL only after the release was written."""
+    from ..config.publish import site_name
+
+    try:
+        target = parse_target(broker)
+    except PublishError as exc:  # its text begins "publish target 'URL': "
+        detail = str(exc).split(": ", 1)[-1] if broker.startswith("mqtt") else "an mqtt:// or mqtts:// URL"
+        raise InputError(f"{flag} {broker}: {detail}") from None
+    if target.kind != "mqtt":
+        raise InputError(f"{flag} {broker}: an mqtt:// or mqtts:// URL")
+    if site is not None and site != "+":
+        try:
+            site_name(site)
+        except ValueError as exc:
+            raise InputError(f"--site: {exc}") from None
+    return target
+
+
 def _client(broker: str, options: MqttOptions, role: str):
     from ..publish.mqtt import make_client
 
-    target = parse_target(broker)
-    if target.kind != "mqtt":
-        raise InputError(f"--broker {broker}: an mqtt:// or mqtts:// URL")
+    target = broker_target(broker)
     client, problem = make_client(target, options, client_id=f"maskgate-fleet-{role}-{time.time_ns() % 10**9}")
     if problem:
         raise PublishError(problem)

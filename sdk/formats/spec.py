@@ -112,7 +112,17 @@ class FormatSpec:
         return _resolve(self.tool_env, "tool_env")() if self.tool_env else {}
 
     def options_from_flags(self, args: argparse.Namespace) -> Any:
-        return self.options(**{f.field: f.value(args) for f in self.flags})
+        """The options the flags set; a value the options refuse fails in one line naming the
+        flags that were given (``--rknn-targets nope`` was a traceback)."""
+        from ..errors import InputError
+
+        values = {f.field: f.value(args) for f in self.flags}
+        try:
+            return self.options(**values)
+        except ValueError as exc:
+            defaults = self.options()
+            given = [f.flag for f in self.flags if values[f.field] != getattr(defaults, f.field)]
+            raise InputError(f"{exc} ({', '.join(given) or 'the ' + self.name + ' flags'})") from None
 
 
 def _resolve(reference: str, what: str) -> Callable:

