@@ -28,13 +28,31 @@ PRECISION_ORDER[SIMULATOR] = PRECISION_ORDER["npu"]  # a simulator orders them a
 FORMAT_ORDER = {kind: format_order(kind) for kind in DEVICE_KINDS}
 
 
+def _env_key(model: str) -> str:
+    return f"{ENV_PREFERENCE}_{re.sub(r'[^A-Za-z0-9]', '_', model).upper()}"
+
+
+def check_device_environment(models: list[str]) -> None:
+    """``MASKGATE_DEVICE`` and each ``MASKGATE_DEVICE_<MODEL>`` set, checked when a command starts:
+    a wrong one was found only as each bundle opened (36 bundles FAILED in 'maskgate check')."""
+    by_key = {_env_key(m): m for m in models}
+    for key in sorted(os.environ):
+        if key == ENV_PREFERENCE:
+            parse_preference(None)  # read from the environment, so that the error names it
+        elif key.startswith(ENV_PREFERENCE + "_"):
+            if key not in by_key:
+                raise InputError(f"{key}: no model is named so; per-model preferences are "
+                                 f"{', '.join(sorted(by_key))}")
+            parse_preference(None, model=by_key[key])
+
+
 def parse_preference(text: str | tuple[str, ...] | list[str] | None, *, model: str | None = None) -> tuple[str, ...]:
     """A device preference from an argument ("npu,gpu,cpu", "cpu", ("gpu", "cpu")), else the
     environment (per model, then global), else the config file (per model, then its
     ``default``), else the built-in npu > gpu > cpu."""
     source = "argument"
     if text is None and model:
-        key = f"{ENV_PREFERENCE}_{re.sub(r'[^A-Za-z0-9]', '_', model).upper()}"
+        key = _env_key(model)
         text, source = os.environ.get(key), key
     if text is None:
         text, source = os.environ.get(ENV_PREFERENCE), ENV_PREFERENCE

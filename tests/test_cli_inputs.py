@@ -127,3 +127,19 @@ def test_the_turnstile_reads_its_key_before_opening_the_pipeline(scratch, capsys
     # was the error, then a '0 frames ... stopped by error' summary from a run that had started
     err = _refused(["turnstile", "v.mp4", "--builds", "builds", "--verify-key", "missing.pub"], capsys)
     assert "missing.pub: cannot read the key" in err
+
+
+def test_a_wrong_device_variable_is_refused_as_any_command_starts(scratch, monkeypatch, capsys):
+    """MASKGATE_DEVICE=tpu marked all 36 bundles FAILED in 'maskgate check' and overwrote its summary."""
+    (scratch / "builds").mkdir()
+    monkeypatch.setenv("MASKGATE_DEVICE", "tpu")
+    err = _refused(["check", "builds"], capsys)
+    assert "device preference 'tpu' (from MASKGATE_DEVICE) must list some of npu, gpu, cpu" in err
+    monkeypatch.setenv("MASKGATE_DEVICE", "cpu")
+    monkeypatch.setenv("MASKGATE_DEVICE_MASK", "cpu")  # a model name cut short
+    assert "MASKGATE_DEVICE_MASK: no model is named so; per-model preferences are " in _refused(["check", "builds"],
+                                                                                                 capsys)
+    monkeypatch.delenv("MASKGATE_DEVICE_MASK")
+    monkeypatch.setenv("MASKGATE_DEVICE_MASK_MOBILENETV2", "tpu")
+    assert "(from MASKGATE_DEVICE_MASK_MOBILENETV2)" in _refused(["turnstile", "v.mp4", "--builds", "builds"], capsys)
+    assert _left(scratch, "builds") == [] and list((scratch / "builds").iterdir()) == []

@@ -155,11 +155,14 @@ def _verbose():
 def _read_config(path: str | None):
     """The process's config, read and checked before any work (a typo stops the command here);
     returns the config chosen before, which ``main`` restores when the command ends."""
+    from maskgate.runtimes.devices import check_device_environment
+
     from ..config import active_config, chosen_config, use_config
     from ..registry import list_models
 
     before = use_config(path) if path is not None else chosen_config()
     active_config().check_models(list_models())
+    check_device_environment(list_models())  # MASKGATE_DEVICE and its per-model variables
     return before
 
 
