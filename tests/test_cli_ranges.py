@@ -79,11 +79,23 @@ def test_the_edges_of_each_range_are_taken():
     assert parse(["turnstile", "v.mp4", "--min-mask-prob", "1"]).min_mask_prob == 1.0
 
 
-def test_a_region_of_interest_needs_four_numbers_and_a_positive_size(tmp_path, capsys):
-    for roi, shown in (("1,2,3", "[1, 2, 3]"), ("0,0,-5,10", "[0, 0, -5, 10]")):
-        assert main(["turnstile", str(tmp_path / "v.mp4"), "--builds", str(tmp_path), "--roi", roi]) == 2
+def test_a_region_of_interest_and_the_frontal_classes_are_checked_as_the_command_line_is_read(capsys):
+    for flag in (["--roi", "1,2,3"], ["--roi", "0,0,-5,10"], ["--roi=-1,0,5,5"], ["--frontal", "1,2,9"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["turnstile", "v.mp4", *flag])
         err = capsys.readouterr().err
-        assert "roi must be x, y, width, height" in err and shown in err, err
+        assert exit_info.value.code == 2 and f"argument {flag[0].split('=')[0]}: expected " in err, err
+    assert build_parser().parse_args(["turnstile", "v.mp4", "--frontal", ""]).frontal == ()  # pose not checked
+
+
+def test_a_region_of_interest_from_the_config_file_is_checked_too(tmp_path, capsys):
+    config = tmp_path / "t.toml"
+    for roi, says in (("[1, 2, 3]", "[turnstile] roi = [1, 2, 3]: expected 4 values"),
+                      ("[0, 0, -5, 10]", "roi must be x, y, width, height (x, y >= 0, a positive size), got [0, 0")):
+        config.write_text(f"[turnstile]\nroi = {roi}\n")
+        assert main(["turnstile", str(tmp_path / "v.mp4"), "--config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
 
 
 def _tiny_data(folder: Path) -> Path:

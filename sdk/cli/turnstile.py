@@ -17,6 +17,27 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _roi(text: str) -> tuple[int, ...]:
+    """``--roi X,Y,W,H``: a corner on the frame and a positive size."""
+    import argparse
+
+    roi = _ints(text)
+    if len(roi) != 4 or min(roi[:2]) < 0 or min(roi[2:]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected X,Y,W,H: a corner (x, y >= 0) and a positive size in pixels, "
+                                         f"got {text!r}")
+    return roi
+
+
+def _yaw_classes(text: str) -> tuple[int, ...]:
+    """``--frontal K,K,...``: yaw classes 0-5 (none: the site does not check the head pose)."""
+    import argparse
+
+    classes = _ints(text)
+    if any(not 0 <= k <= 5 for k in classes):
+        raise argparse.ArgumentTypeError(f"expected yaw classes 0-5 such as 1,2,3,4 (or '' for none), got {text!r}")
+    return tuple(dict.fromkeys(classes))
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("turnstile", help="the turnstile app: one JSON event per person passing a camera",
                        description="Runs the pipeline from build bundles on a camera, a video or an RTSP/HTTP stream, "
@@ -33,7 +54,7 @@ def add_parser(sub) -> None:
     p.add_argument("--profile", choices=("turnstile", "general"),
                    help="detector canvas: turnstile (320x256, the default; from 'maskgate build --profile turnstile') "
                    "or general (640x480); without bundles of it the other is run, with a warning")
-    p.add_argument("--roi", type=_ints, metavar="X,Y,W,H", help="region of interest: only faces centred in it count")
+    p.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="region of interest: only faces centred in it count")
     p.add_argument("--events", metavar="FILE", help="append one JSON line per passage (and errors, and the run's end)")
     p.add_argument("--video-out", metavar="FILE", help="write an annotated video (mp4v) here")
     p.add_argument("--window", type=whole(what="frames"), help="frames the decision is smoothed over (default 5)")
@@ -44,7 +65,7 @@ def add_parser(sub) -> None:
     p.add_argument("--min-mask-prob", type=number(what="a probability", above=0, at_most=1),
                    help="P(mask) needed to open (default 0.5)")
     p.add_argument(
-        "--frontal", type=_ints, metavar="K,K,...", help="yaw classes (0-5) frontal enough (default 1,2,3,4)"
+        "--frontal", type=_yaw_classes, metavar="K,K,...", help="yaw classes (0-5) frontal enough (default 1,2,3,4)"
     )
     p.add_argument(
         "--health-every", type=number(what="seconds", above=0),
