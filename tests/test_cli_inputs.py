@@ -50,11 +50,19 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(scratch, cap
         (["eval-detector", "scenes", "--json", "file/a.json"], "--json"),
         (["crops", "--data", data, "--out", "file/o"], "--out"),  # cut every crop first
         (["train", "mask", "--data", data, "--out", "file/o"], "--out"),
-        (["tune-detector", "--data", data, "--out", "file/o"], "--out"),  # ran every epoch first
     ):
         err = _refused(argv, capsys)
         assert f"give {flag} a" in err and "cannot write" in err, (argv, err)
     assert _left(scratch) == ["data"]
+
+
+def test_tune_detector_checks_out_after_its_scenes_and_before_the_epochs(scratch, shared_data, capsys):
+    """It ran every epoch, then failed to write model.pt; a canvas it refuses leaves no --out folder."""
+    err = _refused(["tune-detector", "--data", str(shared_data), "--out", "file/o"], capsys)
+    assert "give --out a folder" in err
+    assert "multiple of 32" in _refused(["tune-detector", "--data", str(shared_data), "--out", "o", "--canvas",
+                                         "100x100"], capsys)
+    assert _left(scratch) == []
 
 
 def test_eval_loads_its_classifiers_before_cutting_crops(scratch, capsys):
@@ -96,6 +104,9 @@ def test_release_and_rollout_check_the_broker_and_outputs_before_writing(scratch
         ([*release, "--out", "repo", "--site", "hq"], "--site names the site whose agents --notify tells"),
         ([*release, "--out", "file/repo"], "give --out a folder"),
         ([*release, "--out", "repo", "--swu", "file/a.swu"], "give --swu a file"),
+        (["release", "builds", "--version", "bad/v", "--key", "site.key", "--out", "repo"], "release version 'bad/v'"),
+        (["rollout", "repo", "1", "--key", "site.key"], "repo: no release repository here"),  # wrote metadata there
+        (["rollout", "repo", "--refresh", "--key", "site.key"], "repo: no release repository here"),
         (["rollout", "repo", "1", "--key", "site.key", "--notify", "ftp://x"], "--notify ftp://x:"),
         (["rollout", "repo", "1", "--key", "site.key", "--halt", "--resume"], "--halt and --resume: choose one"),
         (["fleet", "status", "--broker", "mqtt://127.0.0.1:1", "--site", "a/b"], "--site: site must be"),

@@ -87,6 +87,9 @@ def release(args) -> int:
     from ..fleet.release import describe
 
     def outputs() -> None:
+        from ..fleet.release import check_version
+
+        check_version(args.release_version)
         _check_notify(args)
         if args.swu is not None:
             writable_file(args.swu, what="the SWUpdate image", flag="--swu")
@@ -119,7 +122,13 @@ def rollout(args) -> int:
     _check_notify(args)
     if args.halt and args.resume:
         raise InputError("--halt and --resume: choose one")
-    repo = _repository(args.repo, args.key)
+
+    def is_repository() -> None:  # a new repository is made by 'release' only (it wrote metadata here)
+        if not (args.repo / "metadata" / "timestamp.json").is_file():
+            raise InputError(f"{args.repo}: no release repository here (no metadata/timestamp.json); make one with "
+                             f"'maskgate release BUILDS --version V --out {args.repo} --key {args.key}'")
+
+    repo = _repository(args.repo, args.key, before=is_repository)
     if args.refresh:
         repo.refresh()
         print(f"{args.repo}: metadata re-signed with fresh expiry")

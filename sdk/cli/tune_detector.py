@@ -30,11 +30,10 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..config import data_folder
-    from ..files import atomic_write, writable_folder
+    from ..files import atomic_write
     from ..training.detector import DetectorTuning, tune_detector
 
     data = data_folder(args.data, needs=("scenes",))
-    writable_folder(args.out, what="the tuned detector", flag="--out")  # not after the epochs
     options = DetectorTuning(canvas=tuple(args.canvas), epochs=args.epochs, lr=args.lr, seed=args.seed,
                              show_progress=not args.no_progress)
     metrics = tune_detector(data, args.out, options, limit=args.limit)

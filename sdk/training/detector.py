@@ -90,6 +90,7 @@ def tune_detector(data: str | Path, out: str | Path, options: DetectorTuning = D
     import torch.nn.functional as F
 
     from ..datasets.crops import split_of
+    from ..files import writable_folder
     from ..postprocess import prior_boxes
     from ..preprocess import letterbox, to_tensor
     from ..profiles import canvas_problem
@@ -110,6 +111,7 @@ def tune_detector(data: str | Path, out: str | Path, options: DetectorTuning = D
         parts = {name: items[:limit] for name, items in parts.items()}
     if not parts["train"] or not parts["val"]:
         raise InputError(f"{data / 'scenes'}: needs labelled scenes in the train and val splits to tune the detector")
+    writable_folder(out, what="the tuned detector", flag="--out")  # every input checked; not after the epochs
     spec = get_spec("retinaface_mnet025")
     spec = with_input_size(spec, options.canvas)
     train = [(read_image(s.image_path), np.asarray(s.boxes, np.float64).reshape(-1, 4)) for s in parts["train"]]
