@@ -65,6 +65,14 @@ def test_tune_detector_checks_out_after_its_scenes_and_before_the_epochs(scratch
     assert _left(scratch) == []
 
 
+def test_a_file_of_the_wrong_kind_is_named_in_one_line(scratch, capsys):
+    (scratch / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not JSON lines")
+    np.save(scratch / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert "photo.jpg: cannot read results (not text)" in _refused(["agree", "photo.jpg", "photo.jpg"], capsys)
+    err = _refused(["synth", "--crops", "objects.npy", "--templates", "t", "--out", "o"], capsys)
+    assert "not a readable crop set" in err and "allow_pickle" not in err
+
+
 def test_eval_loads_its_classifiers_before_cutting_crops(scratch, capsys):
     data = str(_data(scratch / "data"))
     assert "unknown model 'nope'" in _refused(["eval", "--data", data, "--mask-model", "nope"], capsys)
@@ -97,6 +105,7 @@ def test_check_refuses_publish_settings_without_publish(scratch, capsys):
 def test_release_and_rollout_check_the_broker_and_outputs_before_writing(scratch, capsys):
     assert main(["keygen", "site.key"]) == 0
     capsys.readouterr()
+    (scratch / "builds").mkdir()  # empty: the checks below come before its bundles are read
     release = ["release", "builds", "--version", "1", "--key", "site.key"]
     for argv, says in (
         ([*release, "--out", "repo", "--notify", "http://x"], "--notify http://x: an mqtt:// or mqtts:// URL"),
@@ -106,13 +115,14 @@ def test_release_and_rollout_check_the_broker_and_outputs_before_writing(scratch
         ([*release, "--out", "repo", "--swu", "file/a.swu"], "give --swu a file"),
         (["release", "builds", "--version", "bad/v", "--key", "site.key", "--out", "repo"], "release version 'bad/v'"),
         (["rollout", "repo", "1", "--key", "site.key"], "repo: no release repository here"),  # wrote metadata there
+        (["release", "nothing", "--version", "1", "--key", "site.key", "--out", "repo"], "nothing: no such builds"),
         (["rollout", "repo", "--refresh", "--key", "site.key"], "repo: no release repository here"),
         (["rollout", "repo", "1", "--key", "site.key", "--notify", "ftp://x"], "--notify ftp://x:"),
         (["rollout", "repo", "1", "--key", "site.key", "--halt", "--resume"], "--halt and --resume: choose one"),
         (["fleet", "status", "--broker", "mqtt://127.0.0.1:1", "--site", "a/b"], "--site: site must be"),
     ):
         assert says in _refused(argv, capsys), argv
-    assert _left(scratch, "site.key", "site.key.pub") == []  # no repository folder was made
+    assert _left(scratch, "site.key", "site.key.pub", "builds") == []  # no repository folder was made
 
 
 def test_the_agent_checks_its_release_source_and_state_before_polling(scratch, capsys):

@@ -65,8 +65,9 @@ def load_results(path: str | Path) -> dict[tuple[str, int], list[dict]]:
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read results ({exc.strerror or exc}); write them with "
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "not text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+        raise InputError(f"{path}: cannot read results ({why}); write them with "
                          "'maskgate run SOURCE --builds DIR --json > FILE'") from exc
     faces: dict[tuple[str, int], list[dict]] = {}
     for number, line in enumerate(lines, 1):

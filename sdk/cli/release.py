@@ -87,9 +87,12 @@ def release(args) -> int:
     from ..fleet.release import describe
 
     def outputs() -> None:
+        from maskgate.runtimes.select import readable_bundles
+
         from ..fleet.release import check_version
 
         check_version(args.release_version)
+        readable_bundles(args.builds)  # a builds folder that is not there fails before the repository is made
         _check_notify(args)
         if args.swu is not None:
             writable_file(args.swu, what="the SWUpdate image", flag="--swu")

@@ -100,7 +100,9 @@ class CropSet:
             with np.load(path, allow_pickle=False) as z:
                 return cls(**{c: z[c] for c in _COLUMNS}, info=json.loads(str(z["info"])))
         except (OSError, ValueError, KeyError) as exc:
-            raise SourceError(f"{path}: not a readable crop set ({exc}); rebuild it with `maskgate crops`") from exc
+            # numpy's own text for a pickle suggests allow_pickle, which would run the file's code
+            why = "not a numpy archive of arrays" if "pickle" in str(exc) else exc
+            raise SourceError(f"{path}: not a readable crop set ({why}); rebuild it with `maskgate crops`") from exc
 
     def summary(self) -> dict:
         out: dict = {"crops": len(self)}
