@@ -164,3 +164,18 @@ def test_a_wrong_device_variable_is_refused_as_any_command_starts(scratch, monke
     monkeypatch.setenv("MASKGATE_DEVICE_MASK_MOBILENETV2", "tpu")
     assert "(from MASKGATE_DEVICE_MASK_MOBILENETV2)" in _refused(["turnstile", "v.mp4", "--builds", "builds"], capsys)
     assert _left(scratch, "builds") == [] and list((scratch / "builds").iterdir()) == []
+
+
+def test_a_flag_that_does_nothing_without_another_is_refused(scratch, capsys):
+    """Each ran to the end as if it had been taken."""
+    (scratch / "builds").mkdir()
+    for argv, says in (
+        (["check", "builds", "--data-limit", "5"], "--data-limit applies only with --data DIR"),
+        (["check", "builds", "--split", "val"], "--split applies only with --data DIR"),
+        (["build", "--data-limit", "5"], "--data-limit applies only with --data DIR"),
+        (["turnstile", "v.mp4", "--builds", "builds", "--metrics-address", "0.0.0.0"],
+         "--metrics-address applies only with --metrics-port PORT (or [turnstile] metrics_port)"),
+        (["turnstile", "v.mp4", "--builds", "builds", "--metrics-insecure"], "--metrics-insecure applies only"),
+    ):
+        assert says in _refused(argv, capsys), argv
+    assert _left(scratch, "builds") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .options import names_of, size, whole
+from .options import names_of, needs, size, whole
 
 
 def add_parser(sub) -> None:
@@ -97,6 +97,7 @@ def main(args) -> int:
     from ..profiles import canvas_variant
     from ..registry import get_spec
 
+    needs(args, flag="--data DIR", given="--data-limit", value=args.data)
     weights = {}
     for model in args.models:
         spec = get_spec(model)  # unknown names fail here, before any work

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_prefer_option, number, share, threads_count, whole
+from .options import add_prefer_option, needs, number, share, threads_count, whole
 
 
 def add_parser(sub) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
                    default=50, help="timed runs per bundle after 5 warm-up runs (default 50)")
     p.add_argument("--data", metavar="DIR", help="labelled data for task metrics: a data folder like ../shared/data "
                    "(faces/ + scenes/) or a crop set from 'maskgate crops'")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split of --data (default test)")
+    p.add_argument("--split", choices=("test", "val", "train"), help="split of --data (default test)")
     p.add_argument("--data-limit", type=whole(what="source images"),
                    metavar="N", help="at most N source images of faces/ and of scenes/ each")
     p.add_argument("--verify-key", metavar="FILE", help="require every bundle to be signed with this key (Ed25519 "
@@ -54,6 +54,8 @@ def main(args) -> int:
     for flag, path in (("--json", args.json), ("--html", args.html)):  # not after every check has run
         if path:
             writable_file(path, what="the check report", flag=flag)
+    for given in ("--split", "--data-limit"):
+        needs(args, flag="--data DIR", given=given, value=args.data)
     trust = configured_trust(verify_key=args.verify_key)  # a bad key or config fails here, before any work
     publish = None
     if args.publish:  # a bad target fails here, before any work
@@ -77,7 +79,7 @@ def main(args) -> int:
     if args.data:
         from ..check.task import TaskData
 
-        task_data = TaskData.load(args.data, builds=args.path, split=args.split, limit=args.data_limit,
+        task_data = TaskData.load(args.data, builds=args.path, split=args.split or "test", limit=args.data_limit,
                                   prefer=args.prefer, threads=args.threads, progress=True)
         print(f"task data: {task_data.describe()}; crops cut by {task_data.cut_by}")
     results = check_builds(args.path, progress=True, prefer=args.prefer, threads=args.threads, runs=args.runs,

@@ -109,6 +109,15 @@ def counts(text: str) -> tuple[int, ...]:
     return items
 
 
+def needs(args, *, flag: str, given: str, value) -> None:
+    """Refuse ``given`` (an option set on the command line) where ``flag`` is not: it would do
+    nothing, and the run would look as if it had (``--data-limit`` without ``--data``)."""
+    from ..errors import InputError
+
+    if getattr(args, given.lstrip("-").replace("-", "_")) is not None and value is None:
+        raise InputError(f"{given} applies only with {flag}; add {flag} or leave {given} out")
+
+
 class _Renamed(argparse.Action):
     """An option this command does not take under that name: refused with the name it has here."""
 
