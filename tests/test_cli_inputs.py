@@ -179,3 +179,16 @@ def test_a_flag_that_does_nothing_without_another_is_refused(scratch, capsys):
     ):
         assert says in _refused(argv, capsys), argv
     assert _left(scratch, "builds") == []
+
+
+def test_options_of_a_stage_that_does_not_run_are_refused(scratch, capsys):
+    for argv, says in (
+        (["train", "mask", "--out", "o", "--templates", "t"], "--templates applies only with --init synthetic"),
+        (["train", "mask", "--out", "o", "--source-epochs", "3"], "--source-epochs applies only with --init synth"),
+        (["build", "--precisions", "fp32,fp16", "--accuracy-aware"], "--accuracy-aware acts on int8 builds"),
+        (["build", "--precisions", "fp16", "--diagnose"], "--diagnose acts on int8 builds: add int8"),
+        (["build", "--formats", "tflite", "--accuracy-aware"], "re-quantizes ONNX and OpenVINO int8 builds"),
+        (["rollout", "repo", "1", "--key", "k", "--reason", "bad mask"], "--reason says why a release is halted"),
+    ):
+        assert says in _refused(argv, capsys), argv
+    assert _left(scratch) == []

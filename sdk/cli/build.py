@@ -98,6 +98,15 @@ def main(args) -> int:
     from ..registry import get_spec
 
     needs(args, flag="--data DIR", given="--data-limit", value=args.data)
+    from ..errors import InputError
+
+    # Both act on int8 builds only (--accuracy-aware on ONNX and OpenVINO's): without one they did nothing.
+    if (args.diagnose or args.accuracy_aware) and "int8" not in args.precisions:
+        raise InputError(f"{'--diagnose' if args.diagnose else '--accuracy-aware'} acts on int8 builds: add int8 to "
+                         f"--precisions ({','.join(args.precisions)})")
+    if args.accuracy_aware and not {"onnx", "openvino"} & set(args.formats):
+        raise InputError(f"--accuracy-aware re-quantizes ONNX and OpenVINO int8 builds: add onnx or openvino to "
+                         f"--formats ({','.join(args.formats)})")
     weights = {}
     for model in args.models:
         spec = get_spec(model)  # unknown names fail here, before any work

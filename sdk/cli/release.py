@@ -125,6 +125,8 @@ def rollout(args) -> int:
     _check_notify(args)
     if args.halt and args.resume:
         raise InputError("--halt and --resume: choose one")
+    if args.reason and not args.halt:
+        raise InputError("--reason says why a release is halted: give --halt too")
 
     def is_repository() -> None:  # a new repository is made by 'release' only (it wrote metadata here)
         if not (args.repo / "metadata" / "timestamp.json").is_file():

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..pose import YawBins
-from .options import add_detector_options, number, whole
+from .options import add_detector_options, needs, number, whole
 
 
 def yaw_edges(text: str) -> YawBins:
@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=whole(what="epochs"),
                    default=None, help="epochs on the real crops (default: mask 4, pose 6)")
     p.add_argument("--source-epochs", type=whole(what="epochs"),
-                   default=2, help="epochs on the synthetic source (default 2)")
+                   help="epochs on the synthetic source, with --init synthetic (default 2)")
     p.add_argument(
         "--freeze-stages",
         type=whole(at_least=0, what="backbone stages"),
@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--source-freeze-stages", type=whole(at_least=0, what="backbone stages"),
-        default=1, help="stages kept fixed on the synthetic source (default 1)"
+        help="stages kept fixed on the synthetic source, with --init synthetic (default 1)"
     )
     p.add_argument("--batch-size", type=whole(what="a batch size"), default=64)
     p.add_argument("--lr", type=number(what="a learning rate", above=0, at_most=1), default=1e-3)
@@ -110,6 +110,8 @@ def main(args) -> int:
     from ..training.recipes import RecipeOptions, check_options, train
 
     out = Path(args.out)
+    for given in ("--templates", "--source-epochs", "--source-freeze-stages"):  # the synthetic stage's
+        needs(args, flag="--init synthetic", given=given, value=True if args.init == "synthetic" else None)
     show = not args.no_progress
     freeze = args.freeze_stages if args.freeze_stages is not None else (2 if args.init == "synthetic" else 1)
     shared = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "show_progress": show}
@@ -119,7 +121,8 @@ def main(args) -> int:
         init=args.init,
         init_weights=args.init_weights,
         target=TrainConfig(epochs=args.epochs or (4 if args.task == "mask" else 6), freeze_stages=freeze, **shared),
-        source=TrainConfig(epochs=args.source_epochs, freeze_stages=args.source_freeze_stages, **shared),
+        source=TrainConfig(epochs=args.source_epochs or 2, freeze_stages=1 if args.source_freeze_stages is None
+                           else args.source_freeze_stages, **shared),
         templates=args.templates,
         min_face_px=args.min_face_px if args.min_face_px is not None else (20.0 if args.task == "pose" else 0.0),
         bins=args.yaw_edges,
