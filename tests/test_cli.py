@@ -95,8 +95,12 @@ def test_bad_options_and_weights(tmp_path, sample_images, capsys):
         main(["run", str(sample_images[0]), "--min-score", "3"])
     assert main(["run", str(sample_images[0]), "--weights", str(tmp_path / "none.pth")]) == 2
     assert "none.pth does not exist" in capsys.readouterr().err
-    assert main(["run", str(sample_images[0]), "--detector", "yolo"]) == 2
-    assert "unknown model 'yolo'" in capsys.readouterr().err
+    assert "argument --detector: unknown model 'yolo'" in _refused(["run", str(sample_images[0]), "--detector",
+                                                                     "yolo"], capsys)
+    assert "--mask-model: pose_mobilenetv2_skip is not a mask model" in _refused(
+        ["run", str(sample_images[0]), "--mask-model", "pose_mobilenetv2_skip"], capsys)
+    assert "argument --device: expected a PyTorch device" in _refused(["run", str(sample_images[0]), "--device",
+                                                                       "tpu"], capsys)
 
 
 def _refused(argv, capsys) -> str:

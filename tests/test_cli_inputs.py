@@ -74,9 +74,15 @@ def test_a_file_of_the_wrong_kind_is_named_in_one_line(scratch, capsys):
 
 
 def test_eval_loads_its_classifiers_before_cutting_crops(scratch, capsys):
+    """Its --mask-model was read after every crop was cut; the names are checked by the parser now,
+    and the weights before the crops."""
     data = str(_data(scratch / "data"))
-    assert "unknown model 'nope'" in _refused(["eval", "--data", data, "--mask-model", "nope"], capsys)
-    assert "unknown model 'nope'" in _refused(["eval", "--data", data, "--pose-model", "nope"], capsys)
+    err = _refused(["eval", "--data", data, "--mask-weights", "missing.pt"], capsys)
+    assert "weights file missing.pt does not exist" in err
+    for flag in ("--mask-model", "--pose-model"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", "--data", data, flag, "nope"])
+        assert exit_info.value.code == 2 and f"argument {flag}: unknown model 'nope'" in capsys.readouterr().err
 
 
 def test_build_reads_every_input_before_it_touches_out(scratch, capsys):
@@ -86,7 +92,6 @@ def test_build_reads_every_input_before_it_touches_out(scratch, capsys):
         (["--verify", "missing"], "--verify missing: no such folder or file"),
         (["--mask-weights", "missing.pt"], "weights file missing.pt does not exist"),  # built the detector first
         (["--mask-weights", "corrupt.pt"], "corrupt.pt is not a readable PyTorch checkpoint (torch.load found no"),
-        (["--reference-device", "tpu"], "the PyTorch runtime has no device 'tpu'"),
         (["--formats", "rknn", "--rknn-targets", "nope"], "unknown RKNN target(s) ['nope']; choose from rk3588"),
     ):
         err = _refused(["build", "--out", "out", *flags], capsys)

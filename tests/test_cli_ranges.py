@@ -32,6 +32,8 @@ REFUSED = [
     (["build"], ["--samples", "0"], "calibration samples, a whole number >= 1"),
     (["build"], ["--verify-samples", "x"], "held-out inputs, a whole number >= 1, got 'x'"),
     (["build"], ["--check-runs", "0"], "timed runs"),
+    (["build"], ["--reference-device", "tpu"], "a PyTorch device: auto, cpu, cuda or cuda:N, got 'tpu'"),
+    (["crops", "--out", "o"], ["--device", "npu"], "a PyTorch device"),
     (["benchmark"], ["--rounds", "2"], "paired rounds, a whole number >= 6"),
     (["benchmark"], ["--runs-per-round", "0"], "runs per round"),
     (["agree", "a", "b"], ["--min-found", "1.5"], "a share of faces"),

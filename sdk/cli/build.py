@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .options import names_of, needs, size, whole
+from .options import names_of, needs, size, torch_device, whole
 
 
 def add_parser(sub) -> None:
@@ -80,7 +80,8 @@ def add_parser(sub) -> None:
     p.add_argument("--detector-weights", help="a biubug6 RetinaFace checkpoint (.pth) for the detector")
     ConvertOptions.add_flags(p)  # each format's converter options (maskgate.formats)
     p.add_argument(
-        "--reference-device", default="auto", help="device of the fp32 PyTorch reference (default auto: GPU if present)"
+        "--reference-device", type=torch_device, default="auto",
+        help="device of the fp32 PyTorch reference (default auto: GPU if present)"
     )
     p.add_argument("--sign-key", type=Path, metavar="FILE", help="sign every bundle that was checked with this key "
                    "(Ed25519 private key or HMAC secret, 'maskgate keygen'); cameras verify with [trust] verify_key")

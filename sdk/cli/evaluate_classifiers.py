@@ -9,7 +9,7 @@ from ..classifier import DEFAULT_MASK_MODEL, DEFAULT_POSE_MODEL, CropClassifier
 from ..classifier_eval import classify_crops, mask_labels, pose_labels, scenes_end_to_end
 from ..errors import SourceError
 from ..progress import progress
-from .options import add_detector_options, number
+from .options import add_detector_options, model_of, number
 
 
 def add_parser(sub) -> None:
@@ -26,9 +26,9 @@ def add_parser(sub) -> None:
         help="a crop set built from DATA by 'maskgate crops' (else the crops are cut now, about 4 min on 2 cores)",
     )
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--mask-model", default=DEFAULT_MASK_MODEL)
+    p.add_argument("--mask-model", type=model_of("mask"), default=DEFAULT_MASK_MODEL)
     p.add_argument("--mask-weights")
-    p.add_argument("--pose-model", default=DEFAULT_POSE_MODEL)
+    p.add_argument("--pose-model", type=model_of("pose"), default=DEFAULT_POSE_MODEL)
     p.add_argument("--pose-weights")
     p.add_argument(
         "--min-face-px", type=number(what="a face width in pixels", at_least=0),

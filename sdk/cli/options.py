@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 from ..detector import DEFAULT_DETECTOR
 
@@ -67,6 +68,39 @@ def port(*, any_free: bool = False):
 
 
 probability = share("a score")
+
+
+def torch_device(text: str) -> str:
+    """``--device`` of run, eval, crops and train (and build's --reference-device): a PyTorch
+    device; whether a GPU is there is known only when the model is placed."""
+    if text.lower() in ("auto", "cpu", "gpu", "cuda") or re.fullmatch(r"cuda:\d+", text.lower()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a PyTorch device: auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def model_of(role: str, *, allow_none: bool = False):
+    """``--detector`` / ``--mask-model`` / ``--pose-model``: a registered model of that role,
+    checked as the command line is read (so the error names the flag)."""
+    def parse(text: str) -> str:
+        from ..errors import ModelError
+        from ..registry import get_spec, list_models
+
+        if allow_none and text == "none":
+            return text
+        try:
+            spec = get_spec(text)
+        except ModelError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if not _plays(spec, role):
+            fitting = [n for n in list_models() if _plays(get_spec(n), role)]
+            raise argparse.ArgumentTypeError(f"{text} is not a {role} model; the {role} models are "
+                                             f"{', '.join(fitting)}" + (" (or none)" if allow_none else ""))
+        return text
+    return parse
+
+
+def _plays(spec, role: str) -> bool:
+    return spec.task == "face_detection" if role == "detector" else spec.task == "classification" and role in spec.tags
 
 
 def preference(text: str) -> str:
@@ -140,13 +174,15 @@ def add_prefer_option(parser: argparse.ArgumentParser, *, help: str) -> None:
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector",
+        type=model_of("detector"),
         default=DEFAULT_DETECTOR,
         help=f"registered detector (default {DEFAULT_DETECTOR}; see 'maskgate models')",
     )
     parser.add_argument(
         "--weights", help="a biubug6 RetinaFace checkpoint (.pth) to use instead of the packaged weights"
     )
-    parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--device", type=torch_device, default="auto",
+                        help="auto (GPU if present), cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--min-score", type=probability, default=None, help="face score threshold (default 0.5)")
     parser.add_argument("--input-size", type=size, default=None, help="detector canvas WIDTHxHEIGHT (default 640x480)")
 

@@ -13,7 +13,16 @@ from ..errors import InputError, SourceError
 from ..files import writable_folder
 from ..pipeline import AlignConfig, Pipeline
 from ..sources import IMAGE_SUFFIXES, TruncatedVideoError, iter_frames
-from .options import add_detector_options, add_trust_options, preference, size, threads_count, trust_from, whole
+from .options import (
+    add_detector_options,
+    add_trust_options,
+    model_of,
+    preference,
+    size,
+    threads_count,
+    trust_from,
+    whole,
+)
 
 
 def add_parser(sub) -> None:
@@ -30,12 +39,14 @@ def add_parser(sub) -> None:
                    default=None, help="stop after this many frames of a video or camera")
     p.add_argument(
         "--mask-model",
+        type=model_of("mask", allow_none=True),
         default=DEFAULT_MASK_MODEL,
         help=f"mask classifier (default {DEFAULT_MASK_MODEL}; 'none' to skip)",
     )
     p.add_argument("--mask-weights", help="a state dict from 'maskgate train mask' instead of the shipped weights")
     p.add_argument(
         "--pose-model",
+        type=model_of("pose", allow_none=True),
         default=DEFAULT_POSE_MODEL,
         help=f"yaw classifier (default {DEFAULT_POSE_MODEL}; 'none' to skip)",
     )
