@@ -127,7 +127,13 @@ def test_wrong_settings_are_refused_before_any_worker_starts(quantized_builds, t
         assert len(err.strip().splitlines()) == 1, err
         return err
 
-    assert "at least 6 rounds" in refused("--builds", str(quantized_builds), "--rounds", "3")
+    assert "--rounds: expected paired rounds, a whole number >= 6, got '3'" in _refused(["benchmark", "--rounds", "3"],
+                                                                                        capsys)
+    from maskgate.bench import plan_benchmark
+    from maskgate.bench.run import BenchmarkError
+
+    with pytest.raises(BenchmarkError, match="at least 6 rounds"):  # a library caller gets the same floor
+        plan_benchmark(quantized_builds, rounds=3)
     assert "no such builds folder" in refused("--builds", str(tmp_path / "none"))
     assert "is a folder" in refused("--builds", str(quantized_builds), "--json", str(tmp_path))
     # an onnx pipeline is not in these builds; the turnstile profile has no detector here

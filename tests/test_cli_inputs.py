@@ -192,7 +192,7 @@ def test_options_of_a_stage_that_does_not_run_are_refused(scratch, capsys):
         (["train", "mask", "--out", "o", "--source-epochs", "3"], "--source-epochs applies only with --init synth"),
         (["build", "--precisions", "fp32,fp16", "--accuracy-aware"], "--accuracy-aware acts on int8 builds"),
         (["build", "--precisions", "fp16", "--diagnose"], "--diagnose acts on int8 builds: add int8"),
-        (["build", "--formats", "tflite", "--accuracy-aware"], "re-quantizes ONNX and OpenVINO int8 builds"),
+        (["build", "--formats", "tflite", "--accuracy-aware"], "re-quantizes the int8 builds of onnx, openvino, rknn"),
         (["rollout", "repo", "1", "--key", "k", "--reason", "bad mask"], "--reason says why a release is halted"),
     ):
         assert says in _refused(argv, capsys), argv
