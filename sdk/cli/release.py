@@ -59,16 +59,13 @@ def add_parser(sub) -> None:
     r.set_defaults(func=rollout)
 
 
-def _repository(path: Path, key_file: str, *, before=lambda: None):
-    """The repository at ``path`` signed with ``key_file``; ``before`` runs after the key is read
-    and before the repository is touched (the checks that must not leave a folder behind)."""
+def _repository(path: Path, key_file: str):
+    """The repository at ``path`` signed with ``key_file`` (nothing is written until it changes)."""
     from maskgate.converters.signing import load_key
 
     from ..fleet.repository import ReleaseRepository
 
-    key = load_key(key_file, signing=True)
-    before()
-    return ReleaseRepository(path, key)
+    return ReleaseRepository(path, load_key(key_file, signing=True))
 
 
 def _check_notify(args) -> None:
@@ -83,22 +80,19 @@ def _check_notify(args) -> None:
 
 
 def release(args) -> int:
+    from maskgate.runtimes.select import readable_bundles
+
     from ..files import writable_file, writable_folder
-    from ..fleet.release import describe
+    from ..fleet.release import check_version, describe
 
-    def outputs() -> None:
-        from maskgate.runtimes.select import readable_bundles
-
-        from ..fleet.release import check_version
-
-        check_version(args.release_version)
-        readable_bundles(args.builds)  # a builds folder that is not there fails before the repository is made
-        _check_notify(args)
-        if args.swu is not None:
-            writable_file(args.swu, what="the SWUpdate image", flag="--swu")
-        writable_folder(args.out, what="the release repository", flag="--out")
-
-    repo = _repository(args.out, args.key, before=outputs)
+    repo = _repository(args.out, args.key)
+    # Everything else before the repository folder is made: a refused release leaves none behind.
+    check_version(args.release_version)
+    readable_bundles(args.builds)
+    _check_notify(args)
+    if args.swu is not None:
+        writable_file(args.swu, what="the SWUpdate image", flag="--swu")
+    writable_folder(args.out, what="the release repository", flag="--out")
     described, sources = describe(args.builds, version=args.release_version, channel=args.channel, key=repo.key)
     stored = repo.add(described, sources, percent=args.percent, groups=tuple(args.group))
     plan = repo.rollout().get(described.version)
@@ -127,13 +121,10 @@ def rollout(args) -> int:
         raise InputError("--halt and --resume: choose one")
     if args.reason and not args.halt:
         raise InputError("--reason says why a release is halted: give --halt too")
-
-    def is_repository() -> None:  # a new repository is made by 'release' only (it wrote metadata here)
-        if not (args.repo / "metadata" / "timestamp.json").is_file():
-            raise InputError(f"{args.repo}: no release repository here (no metadata/timestamp.json); make one with "
-                             f"'maskgate release BUILDS --version V --out {args.repo} --key {args.key}'")
-
-    repo = _repository(args.repo, args.key, before=is_repository)
+    repo = _repository(args.repo, args.key)
+    if not repo.exists():  # a new repository is made by 'release' only (rollout wrote metadata into any folder)
+        raise InputError(f"{args.repo}: no release repository here (no metadata/timestamp.json); make one with "
+                         f"'maskgate release BUILDS --version V --out {args.repo} --key {args.key}'")
     if args.refresh:
         repo.refresh()
         print(f"{args.repo}: metadata re-signed with fresh expiry")
