@@ -54,8 +54,9 @@ def main(args) -> int:
     for flag, path in (("--json", args.json), ("--html", args.html)):  # not after every check has run
         if path:
             writable_file(path, what="the check report", flag=flag)
-    for given in ("--split", "--data-limit"):
-        needs(args, flag="--data DIR", given=given, value=args.data)
+    needs(args, flag="--data DIR", given=("--split", "--data-limit"), value=args.data)
+    needs(args, flag="--publish URL", given=("--site", "--camera", "--spool"), value=args.publish,
+          why="the check's summary sent to the site")
     trust = configured_trust(verify_key=args.verify_key)  # a bad key or config fails here, before any work
     publish = None
     if args.publish:  # a bad target fails here, before any work
@@ -63,15 +64,6 @@ def main(args) -> int:
 
         publish = publish_config(targets=tuple(args.publish), site=args.site or "site",
                                  camera=args.camera or "camera", spool=args.spool, where="--publish")
-    else:
-        from ..errors import InputError
-
-        idle = [flag for flag, value in (("--site", args.site), ("--camera", args.camera), ("--spool", args.spool))
-                if value is not None]
-        if idle:
-            one = len(idle) == 1
-            raise InputError(f"{', '.join(idle)} appl{'ies' if one else 'y'} only with --publish URL (the check's "
-                             f"summary sent to the site); add --publish or leave {'it' if one else 'them'} out")
     overrides = {"min_top1": args.min_top1, "min_recall": args.min_recall, "min_cosine": args.min_cosine,
                  "max_landmark_nme": args.max_landmark_nme}
     gates = configured_gates(overrides)  # a bad config file fails here, before any work

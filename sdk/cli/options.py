@@ -143,13 +143,18 @@ def counts(text: str) -> tuple[int, ...]:
     return items
 
 
-def needs(args, *, flag: str, given: str, value) -> None:
-    """Refuse ``given`` (an option set on the command line) where ``flag`` is not: it would do
-    nothing, and the run would look as if it had (``--data-limit`` without ``--data``)."""
+def needs(args, *, flag: str, given: str | tuple[str, ...], value, why: str = "") -> None:
+    """Refuse the options of ``given`` set on the command line where ``flag`` is not (``value``
+    None): they would do nothing, and the run would look as if they had (``--data-limit``
+    without ``--data``). ``why``: what ``flag`` is for, said in the refusal."""
     from ..errors import InputError
 
-    if getattr(args, given.lstrip("-").replace("-", "_")) is not None and value is None:
-        raise InputError(f"{given} applies only with {flag}; add {flag} or leave {given} out")
+    idle = [g for g in ((given,) if isinstance(given, str) else given)
+            if getattr(args, g.lstrip("-").replace("-", "_")) is not None]
+    if idle and value is None:
+        one = len(idle) == 1
+        raise InputError(f"{', '.join(idle)} appl{'ies' if one else 'y'} only with {flag}"
+                         + (f" ({why})" if why else "") + f"; add {flag} or leave {idle[0] if one else 'them'} out")
 
 
 class _Renamed(argparse.Action):

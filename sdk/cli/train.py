@@ -110,8 +110,8 @@ def main(args) -> int:
     from ..training.recipes import RecipeOptions, check_options, train
 
     out = Path(args.out)
-    for given in ("--templates", "--source-epochs", "--source-freeze-stages"):  # the synthetic stage's
-        needs(args, flag="--init synthetic", given=given, value=True if args.init == "synthetic" else None)
+    needs(args, flag="--init synthetic", given=("--templates", "--source-epochs", "--source-freeze-stages"),
+          value=True if args.init == "synthetic" else None)
     show = not args.no_progress
     freeze = args.freeze_stages if args.freeze_stages is not None else (2 if args.init == "synthetic" else 1)
     shared = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "show_progress": show}

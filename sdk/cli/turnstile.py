@@ -113,8 +113,8 @@ def main(args) -> int:
         stream={"max_reconnects": args.max_reconnects}, metrics_port=args.metrics_port,
         metrics_address=args.metrics_address, metrics_insecure=args.metrics_insecure,
         publish={"targets": tuple(args.publish or ()), "site": args.site, "camera": args.camera, "spool": args.spool})
-    for given in ("--metrics-address", "--metrics-insecure"):
-        needs(args, flag="--metrics-port PORT (or [turnstile] metrics_port)", given=given, value=config.metrics_port)
+    needs(args, flag="--metrics-port PORT (or [turnstile] metrics_port)", given=("--metrics-address",
+          "--metrics-insecure"), value=config.metrics_port)
     # Outputs that cannot be written fail here in one line, not after the pipeline has started.
     if config.events is not None:
         writable_file(config.events, what="turnstile events", flag="--events")
