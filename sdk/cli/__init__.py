@@ -161,8 +161,9 @@ def _read_config(path: str | None):
     from ..registry import list_models
 
     before = use_config(path) if path is not None else chosen_config()
-    active_config().check_models(list_models())
-    check_device_environment(list_models())  # MASKGATE_DEVICE and its per-model variables
+    models = list_models()
+    active_config().check_models(models)
+    check_device_environment(models)  # MASKGATE_DEVICE and its per-model variables
     return before
 
 

@@ -9,7 +9,7 @@ from .options import names_of, needs, size, torch_device, whole
 
 def add_parser(sub) -> None:
     from maskgate.config import DEFAULT_BUILDS
-    from maskgate.formats import DEFAULT_FORMATS, FORMAT_NAMES, FORMATS, PRECISIONS, ConvertOptions
+    from maskgate.formats import DEFAULT_FORMATS, FORMAT_NAMES, PRECISIONS, REPAIRABLE_FORMATS, ConvertOptions
     from maskgate.profiles import DEFAULT_PROFILE, PROFILES
 
     from ..builder import DEFAULT_MODELS
@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     p.add_argument("--diagnose", action="store_true",
                    help="name the worst layers of every lossy int8 build (those below their gate always are)")
     p.add_argument("--accuracy-aware", action="store_true",
-                   help=f"an int8 build of {', '.join(n for n, s in FORMATS.items() if s.repairable)} below its "
+                   help=f"an int8 build of {', '.join(REPAIRABLE_FORMATS)} below its "
                    "gate: re-quantize with the worst 2, 4, 8, ... layers in float until the gate passes; the manifest "
                    "and report say what was kept in float")
     p.add_argument("--check-runs", type=whole(what="timed runs"),
@@ -100,7 +100,7 @@ def main(args) -> int:
     from ..registry import get_spec
 
     needs(args, flag="--data DIR", given="--data-limit", value=args.data)
-    from maskgate.formats import FORMATS
+    from maskgate.formats import REPAIRABLE_FORMATS
 
     from ..errors import InputError
 
@@ -108,10 +108,9 @@ def main(args) -> int:
     if (args.diagnose or args.accuracy_aware) and "int8" not in args.precisions:
         raise InputError(f"{'--diagnose' if args.diagnose else '--accuracy-aware'} acts on int8 builds: add int8 to "
                          f"--precisions ({','.join(args.precisions)})")
-    repairable = [name for name, spec in FORMATS.items() if spec.repairable]
-    if args.accuracy_aware and not set(repairable) & set(args.formats):
-        raise InputError(f"--accuracy-aware re-quantizes the int8 builds of {', '.join(repairable)}: add one to "
-                         f"--formats ({','.join(args.formats)})")
+    if args.accuracy_aware and not set(REPAIRABLE_FORMATS) & set(args.formats):
+        raise InputError(f"--accuracy-aware re-quantizes the int8 builds of {', '.join(REPAIRABLE_FORMATS)}: add "
+                         f"one to --formats ({','.join(args.formats)})")
     weights = {}
     for model in args.models:
         spec = get_spec(model)  # unknown names fail here, before any work

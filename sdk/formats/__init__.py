@@ -28,6 +28,8 @@ FORMATS: dict[str, FormatSpec] = {
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 #: the formats a plain 'maskgate build' makes (the CPU/GPU ones; NPU formats are asked for by name)
 DEFAULT_FORMATS: tuple[str, ...] = tuple(name for name, spec in FORMATS.items() if spec.default)
+#: the formats whose int8 builds --accuracy-aware can repair (they keep named layers in float)
+REPAIRABLE_FORMATS: tuple[str, ...] = tuple(name for name, spec in FORMATS.items() if spec.repairable)
 
 
 def get_format(name: str) -> FormatSpec:
